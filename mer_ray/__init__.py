@@ -1,0 +1,2 @@
+"""mer-ray: micro-expression recognition on Ray."""
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""SAMM (Davison et al.): 32 participants, 200 fps, grey-scale frames.
+
+Layout: ``SAMM/006/006_1_2/006_05562.jpg`` with ``SAMM_Micro_FACS_Codes_v2.xlsx`` beside it.
+Quirks handled here:
+- The spreadsheet has 13 rows of preamble (title, licence text, blank rows); the header is on
+  row 14. We find the header by its column names rather than trusting the row number, since
+  other versions of the file shift it.
+- ``Subject`` is an integer (6); the folders are zero-padded to three digits (``006``).
+- ``Action Units`` strings may contain alternatives ("R14 or 4"); they are kept verbatim, never
+  parsed for labels.
+- Six clips (013_1_12, 013_1_8, 017_3_2, 026_1_1, 026_1_2, 035_7_2) use non-standard frame file
+  names; frames are matched by the number parsed from each name (see ``frames.py``).
+- ``Estimated Emotion`` is capitalised ("Anger", "Other"); labels.py maps it lower-cased.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..annotations import parse_frame, parse_subject, read_table
+from .base import Adapter, RawClip, clip_source, find_annotation, first_existing_dir
+
+ANNOTATION_GLOB = "SAMM_Micro_FACS_Codes*.xlsx"
+COLUMNS = ("Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame",
+           "Estimated Emotion")
+
+
+class SammAdapter(Adapter):
+    name = "samm"
+
+    def __init__(self, annotations: Path | None = None):
+        self.annotations = annotations
+
+    def clips(self, root: Path) -> Iterator[RawClip]:
+        file = find_annotation(root, ANNOTATION_GLOB, "SAMM", self.annotations)
+        table = read_table(file, COLUMNS)
+        frames_root = first_existing_dir(root, ("SAMM",))
+        col = {c: table.column(c) for c in COLUMNS}
+        for row, v in table.rows:
+            where = f"{file.name}:{row}"
+            clip_name = "" if v[col["Filename"]] is None else str(v[col["Filename"]]).strip()
+            try:
+                subject = parse_subject(v[col["Subject"]], "", 3)
+            except ValueError as exc:
+                # Fall back on the clip name's prefix (006_1_2 -> 006) so the row stays traceable.
+                subject = clip_name.split("_")[0] if clip_name else "?"
+                yield RawClip("samm", subject, clip_name or f"row{row}", None, None, None, None,
+                              "", where, problem=f"bad subject ({exc})")
+                continue
+            emotion = v[col["Estimated Emotion"]]
+            try:
+                onset, apex, offset = (parse_frame(v[col[c]]) for c in
+                                       ("Onset Frame", "Apex Frame", "Offset Frame"))
+            except ValueError as exc:
+                yield RawClip("samm", subject, clip_name, emotion, None, None, None,
+                              str(frames_root / subject / clip_name), where,
+                              problem=f"bad frame number ({exc})")
+                continue
+            yield RawClip(
+                "samm", subject, clip_name, None if emotion is None else str(emotion).strip(),
+                onset, apex, offset, str(clip_source(frames_root / subject / clip_name)), where,
+            )

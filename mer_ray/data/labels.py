@@ -1,0 +1,89 @@
+"""Label maps for every dataset and protocol, in one place.
+
+A protocol maps a dataset's own emotion words (lower-cased) to class names, and fixes the class
+order, which defines ``label_id``. Emotions not in the map are outside the protocol: the manifest
+keeps their rows with ``excluded_reason = "label outside protocol"``.
+
+Counts these maps yield on the published annotation files are listed in DATASETS.md and checked by
+``tests/test_labels.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+THREE_CLASSES = ("negative", "positive", "surprise")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    dataset: str
+    name: str
+    classes: tuple[str, ...]
+    emotion_to_class: dict[str, str]
+
+    def label_of(self, emotion: str | None) -> str | None:
+        """Class name for a dataset emotion word, or None when the protocol leaves it out."""
+        if emotion is None:
+            return None
+        return self.emotion_to_class.get(normalise_emotion(emotion))
+
+    def label_id(self, label: str) -> int:
+        return self.classes.index(label)
+
+
+def normalise_emotion(emotion: str) -> str:
+    return " ".join(str(emotion).strip().lower().split())
+
+
+def _identity(*names: str) -> dict[str, str]:
+    return {n: n for n in names}
+
+
+# SAMM uses capitalised single words ("Anger", "Other"); CASME II uses "others" and "repression".
+# The 3-class maps follow MEGC 2019.
+PROTOCOLS: dict[tuple[str, str], Protocol] = {
+    ("casme2", "5class"): Protocol(
+        "casme2", "5class",
+        ("happiness", "disgust", "repression", "surprise", "others"),
+        _identity("happiness", "disgust", "repression", "surprise", "others"),
+    ),
+    ("casme2", "3class"): Protocol(
+        "casme2", "3class", THREE_CLASSES,
+        {"happiness": "positive", "disgust": "negative", "repression": "negative",
+         "surprise": "surprise"},
+    ),
+    ("samm", "5class"): Protocol(
+        "samm", "5class",
+        ("anger", "contempt", "happiness", "surprise", "other"),
+        _identity("anger", "contempt", "happiness", "surprise", "other"),
+    ),
+    ("samm", "3class"): Protocol(
+        "samm", "3class", THREE_CLASSES,
+        {"happiness": "positive", "surprise": "surprise", "anger": "negative",
+         "contempt": "negative", "disgust": "negative", "fear": "negative",
+         "sadness": "negative"},
+    ),
+    # SMIC's emotion is the folder name, already one of the three classes.
+    ("smic", "3class"): Protocol("smic", "3class", THREE_CLASSES, _identity(*THREE_CLASSES)),
+}
+
+
+def protocol(dataset: str, name: str) -> Protocol:
+    """The protocol for ``dataset`` ("samm", "casme2", "smic") and ``name`` ("3class", "5class")."""
+    key = (dataset, name)
+    if key not in PROTOCOLS:
+        offered = ", ".join(p for d, p in PROTOCOLS if d == dataset) or "none"
+        raise ValueError(
+            f"dataset {dataset!r} has no protocol {name!r} (offered: {offered})"
+        )
+    return PROTOCOLS[key]
+
+
+def class_names(dataset: str, name: str) -> tuple[str, ...]:
+    """Class names in label-id order. The MEGC composite uses the shared 3-class order."""
+    if dataset == "megc":
+        if name != "3class":
+            raise ValueError("dataset 'megc' has no protocol %r (offered: 3class)" % name)
+        return THREE_CLASSES
+    return protocol(dataset, name).classes

@@ -1,0 +1,178 @@
+"""The manifest: one row per annotated clip, included or excluded with the reason why.
+
+``build_manifest`` runs a dataset's adapter, applies the protocol's label map and checks every clip
+against the frames on disk. Nothing is dropped: a clip that cannot be used keeps its row with a
+short ``excluded_reason`` (one of ``REASONS``, so they can be counted) and, where useful, a longer
+``notes`` entry naming the file and what was found.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from .adapters import get_adapter
+from .adapters.base import RawClip
+from .frames import FrameError, index_frames
+from .labels import class_names, protocol
+
+SCHEMA = {
+    "dataset": pl.Utf8,
+    "subject": pl.Utf8,
+    "clip": pl.Utf8,
+    "emotion": pl.Utf8,
+    "label": pl.Utf8,
+    "label_id": pl.Int64,
+    "onset": pl.Int64,
+    "apex": pl.Int64,
+    "offset": pl.Int64,
+    "n_frames": pl.Int64,
+    "source": pl.Utf8,
+    "excluded_reason": pl.Utf8,
+    "notes": pl.Utf8,
+    "annotation": pl.Utf8,
+}
+
+# The short reasons a clip can be excluded for (the long story goes into ``notes``).
+UNREADABLE_ROW = "unreadable annotation row"
+DUPLICATE = "duplicate clip id"
+OUTSIDE = "label outside protocol"
+NO_EMOTION = "emotion missing"
+NO_SPAN = "onset or offset not annotated"
+ONSET_AFTER_OFFSET = "onset after offset"
+FRAMES_MISSING = "frames missing on disk"
+VIDEO_UNREADABLE = "video could not be opened"
+SPAN_EMPTY = "no frames on disk in onset..offset"
+REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, ONSET_AFTER_OFFSET,
+           FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY)
+
+
+def _row(c: RawClip) -> dict:
+    return {
+        "dataset": c.dataset, "subject": c.subject, "clip": c.clip, "emotion": c.emotion,
+        "label": None, "label_id": None, "onset": c.onset, "apex": c.apex, "offset": c.offset,
+        "n_frames": None, "source": c.source, "excluded_reason": None, "notes": c.note,
+        "annotation": c.annotation,
+    }
+
+
+def _add_note(row: dict, text: str) -> None:
+    row["notes"] = text if not row["notes"] else f"{row['notes']}; {text}"
+
+
+def _check_frames(row: dict, whole: bool) -> None:
+    """Fill n_frames (and onset/offset for whole-folder clips) from disk, clamping the span."""
+    src = Path(row["source"])
+    if not src.exists():
+        row["excluded_reason"] = FRAMES_MISSING
+        _add_note(row, f"no frame folder or video at {src}")
+        return
+    try:
+        index = index_frames(src)
+    except FrameError as exc:
+        row["excluded_reason"] = VIDEO_UNREADABLE if src.is_file() else FRAMES_MISSING
+        _add_note(row, str(exc))
+        return
+    if index.unnumbered:
+        _add_note(row, f"{len(index.unnumbered)} image(s) without a frame number ignored, "
+                       f"e.g. {Path(index.unnumbered[0]).name}")
+    if len(index) == 0:
+        row["excluded_reason"] = FRAMES_MISSING
+        _add_note(row, f"{src} holds no numbered frames")
+        return
+    first, last = index.numbers[0], index.numbers[-1]
+    if whole:
+        row["onset"], row["offset"] = first, last
+    else:
+        # Annotations occasionally point past the frames on disk: clamp and say so.
+        if row["onset"] < first:
+            _add_note(row, f"onset {row['onset']} clamped to {first} (first frame on disk)")
+            row["onset"] = first
+        if row["offset"] > last:
+            _add_note(row, f"offset {row['offset']} clamped to {last} (last frame on disk)")
+            row["offset"] = last
+    n = len(index.span(row["onset"], row["offset"]))
+    if n == 0:
+        row["excluded_reason"] = SPAN_EMPTY
+        _add_note(row, f"frames on disk run {first}..{last}")
+        return
+    row["n_frames"] = n
+
+
+def build_manifest(
+    dataset: str,
+    root: str | Path,
+    protocol_name: str,
+    *,
+    annotations: str | Path | None = None,
+    check_frames: bool = True,
+) -> pl.DataFrame:
+    """One row per annotated clip of ``dataset`` under ``root`` (columns: ``SCHEMA``).
+
+    ``check_frames=False`` skips the disk checks (useful to inspect an annotation file before the
+    frames are unpacked); ``n_frames`` then stays null.
+    """
+    root = Path(root)
+    class_names(dataset, protocol_name)  # fails early on an unknown protocol
+    kwargs = {"annotations": Path(annotations)} if annotations and dataset in ("samm", "casme2") \
+        else {}
+    adapter = get_adapter(dataset, **kwargs)
+    rows, seen = [], {}
+    for c in adapter.clips(root):
+        row = _row(c)
+        rows.append(row)
+        key = (c.subject, c.clip)
+        if c.problem:
+            row["excluded_reason"] = UNREADABLE_ROW
+            _add_note(row, f"{c.annotation}: {c.problem}")
+            continue
+        if key in seen:
+            row["excluded_reason"] = DUPLICATE
+            _add_note(row, f"{c.annotation} repeats {c.subject}/{c.clip} first seen at {seen[key]}")
+            continue
+        seen[key] = c.annotation
+        if not c.emotion:
+            row["excluded_reason"] = NO_EMOTION
+            continue
+        proto = protocol(c.dataset, protocol_name)
+        label = proto.label_of(c.emotion)
+        if label is None:
+            row["excluded_reason"] = OUTSIDE
+            continue
+        row["label"], row["label_id"] = label, class_names(dataset, protocol_name).index(label)
+        if not c.whole_source:
+            if c.onset is None or c.offset is None:
+                row["excluded_reason"] = NO_SPAN
+                continue
+            if c.onset > c.offset:
+                row["excluded_reason"] = ONSET_AFTER_OFFSET
+                _add_note(row, f"{c.annotation}: onset {c.onset} > offset {c.offset}")
+                continue
+        if check_frames:
+            _check_frames(row, c.whole_source)
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
+
+
+def included(manifest: pl.DataFrame) -> pl.DataFrame:
+    return manifest.filter(pl.col("excluded_reason").is_null())
+
+
+def summary_counts(manifest: pl.DataFrame) -> tuple[Counter, Counter]:
+    """(included clips per class, excluded clips per reason)."""
+    inc = Counter(included(manifest)["label"].to_list())
+    exc = Counter(manifest.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
+                  .to_list())
+    return inc, exc
+
+
+def read_manifest(path: str | Path) -> pl.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found; create it with 'mer-ray manifest'")
+    df = pl.read_parquet(path)
+    missing = [c for c in SCHEMA if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a mer-ray manifest (missing columns: {', '.join(missing)})")
+    return df
