@@ -21,6 +21,10 @@ class Protocol:
     name: str
     classes: tuple[str, ...]
     emotion_to_class: dict[str, str]
+    # MEGC 2019's composite was built from clips with an annotated apex: CASME II rows whose apex
+    # is "/" or "-1" are not part of its 3-class set (145 clips, negative 88), while the 5-class
+    # protocol keeps them (246 clips). SMIC has no apex at all and is never held to this.
+    requires_apex: bool = False
 
     def label_of(self, emotion: str | None) -> str | None:
         """Class name for a dataset emotion word, or None when the protocol leaves it out."""
@@ -52,6 +56,7 @@ PROTOCOLS: dict[tuple[str, str], Protocol] = {
         "casme2", "3class", THREE_CLASSES,
         {"happiness": "positive", "disgust": "negative", "repression": "negative",
          "surprise": "surprise"},
+        requires_apex=True,
     ),
     ("samm", "5class"): Protocol(
         "samm", "5class",
@@ -63,6 +68,7 @@ PROTOCOLS: dict[tuple[str, str], Protocol] = {
         {"happiness": "positive", "surprise": "surprise", "anger": "negative",
          "contempt": "negative", "disgust": "negative", "fear": "negative",
          "sadness": "negative"},
+        requires_apex=True,
     ),
     # SMIC's emotion is the folder name, already one of the three classes.
     ("smic", "3class"): Protocol("smic", "3class", THREE_CLASSES, _identity(*THREE_CLASSES)),

@@ -41,11 +41,12 @@ DUPLICATE = "duplicate clip id"
 OUTSIDE = "label outside protocol"
 NO_EMOTION = "emotion missing"
 NO_SPAN = "onset or offset not annotated"
+NO_APEX = "apex missing (protocol needs it)"
 ONSET_AFTER_OFFSET = "onset after offset"
 FRAMES_MISSING = "frames missing on disk"
 VIDEO_UNREADABLE = "video could not be opened"
 SPAN_EMPTY = "no frames on disk in onset..offset"
-REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, ONSET_AFTER_OFFSET,
+REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, NO_APEX, ONSET_AFTER_OFFSET,
            FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY)
 
 
@@ -149,6 +150,9 @@ def build_manifest(
             if c.onset > c.offset:
                 row["excluded_reason"] = ONSET_AFTER_OFFSET
                 _add_note(row, f"{c.annotation}: onset {c.onset} > offset {c.offset}")
+                continue
+            if proto.requires_apex and c.apex is None:
+                row["excluded_reason"] = NO_APEX
                 continue
         if check_frames:
             _check_frames(row, c.whole_source)

@@ -1,0 +1,30 @@
+# Two entry points: `make demo` (the main job on the synthetic default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAY_TMPDIR ?= /tmp/merray
+
+.PHONY: install demo test test-all lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(RAY_TMPDIR)
+	$(BIN)/python -m mer_ray.demo
+
+test: $(STAMP)
+	mkdir -p $(RAY_TMPDIR)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check mer_ray tests experiments benchmarks
+
+clean:
+	rm -rf data/demo .pytest_cache

@@ -1,0 +1,165 @@
+"""The ``mer-ray`` command: one subcommand per pipeline step.
+
+    mer-ray synth     write a synthetic dataset in a real dataset's format
+    mer-ray manifest  one row per annotated clip, with exclusion reasons
+    mer-ray prepare   align faces and write Parquet shards (Ray Data)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .console import show
+
+DATASETS = ("samm", "casme2", "smic", "megc")
+PROTOCOLS = ("3class", "5class")
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
+    p.add_argument("--protocol", default="3class", choices=PROTOCOLS)
+    p.add_argument("--annotations", type=Path, default=None,
+                   help="annotation spreadsheet, when it is not in --root (SAMM, CASME II)")
+
+
+def _manifest_tables(manifest) -> None:
+    from .data.manifest import summary_counts
+
+    inc, exc = summary_counts(manifest)
+    show(["class", "clips"], sorted(inc.items()) + [("total", sum(inc.values()))],
+         title="included clips per class")
+    if exc:
+        show(["reason", "clips"], sorted(exc.items()), title="excluded clips per reason")
+    else:
+        print("excluded clips: none")
+
+
+def cmd_synth(args) -> int:
+    from .data.synth import generate
+    from .data.synth.render import RenderConfig
+
+    res = generate(args.out, args.layout, args.subjects, args.clips_per_class, args.protocol,
+                   args.seed, args.preview,
+                   RenderConfig(frame_size=args.frame_size, intensity=args.intensity))
+    per_class = Counter(c.label for c in res.clips)
+    show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
+         title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {args.subjects} "
+               f"subjects, seed {args.seed}")
+    if res.annotation_file:
+        print(f"annotations: {res.annotation_file}")
+    if res.preview:
+        print(f"preview: {res.preview}")
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    from .data.manifest import build_manifest
+
+    m = build_manifest(args.dataset, args.root, args.protocol, annotations=args.annotations,
+                       check_frames=not args.no_frame_check)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    m.write_parquet(args.out)
+    _manifest_tables(m)
+    print(f"manifest: {args.out} ({m.height} rows)")
+    if args.strict and m["excluded_reason"].is_not_null().any():
+        print("--strict: some clips were excluded (see the table above)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .cluster import ensure_ray
+    from .data.align import AlignGeometry
+    from .data.labels import class_names
+    from .data.manifest import build_manifest, read_manifest
+    from .data.prepare import PrepareConfig, prepare_shards
+    from .data.synth import is_synthetic
+
+    cfg = PrepareConfig(frames=args.frames, size=args.size,
+                        geometry=AlignGeometry(eye_y=args.eye_y, inter_ocular=args.inter_ocular))
+    if args.manifest:
+        manifest = read_manifest(args.manifest)
+    else:
+        manifest = build_manifest(args.dataset, args.root, args.protocol,
+                                  annotations=args.annotations)
+    ensure_ray()
+    res = prepare_shards(
+        manifest, args.out, cfg, class_names=class_names(args.dataset, args.protocol),
+        workers=args.workers, overwrite=args.overwrite,
+        extra_meta={"dataset": args.dataset, "protocol": args.protocol,
+                    "root": str(args.root), "synthetic": is_synthetic(args.root)},
+    )
+    show(["class", "clips"], sorted(res.per_class.items()) + [("total", res.clips)],
+         title=f"shards in {res.out / 'clips'}")
+    if res.rejected.height:
+        counts = Counter(zip(res.rejected["stage"].to_list(), res.rejected["reason"].to_list()))
+        show(["stage", "reason", "clips"], [(s, r, n) for (s, r), n in sorted(counts.items())],
+             title=f"rejected clips (details in {res.out / 'rejected.parquet'})")
+    rate = res.frames_aligned / res.seconds if res.seconds else 0.0
+    print(f"{res.frames_aligned} frames aligned in {res.seconds:.1f} s ({rate:.1f} frames/s)")
+    if args.strict and res.rejected.height:
+        print("--strict: some clips were rejected (see the table above)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic micro-expression dataset")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--layout", default="samm", choices=("samm", "casme2", "smic"))
+    p.add_argument("--subjects", type=int, default=8)
+    p.add_argument("--clips-per-class", type=int, default=2, help="per subject")
+    p.add_argument("--protocol", default="3class", choices=PROTOCOLS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preview", type=Path, default=None, help="PNG: onset, apex, difference")
+    p.add_argument("--frame-size", type=int, default=256)
+    p.add_argument("--intensity", type=float, default=1.0, help="scales every AU amplitude")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("manifest", help="list annotated clips with exclusion reasons")
+    _add_dataset_args(p)
+    p.add_argument("--out", required=True, type=Path, help="manifest.parquet to write")
+    p.add_argument("--no-frame-check", action="store_true",
+                   help="read the annotations only (frames not yet on disk)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any clip is excluded")
+    p.set_defaults(func=cmd_manifest)
+
+    p = sub.add_parser("prepare", help="align faces and write Parquet shards with Ray Data")
+    _add_dataset_args(p)
+    p.add_argument("--out", required=True, type=Path, help="shard folder to write")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="use this manifest instead of building one")
+    p.add_argument("--frames", type=int, default=8, help="T, frames sampled per clip")
+    p.add_argument("--size", type=int, default=224, help="S, aligned size (multiple of 14)")
+    p.add_argument("--eye-y", type=float, default=0.38, help="eye height, fraction of S")
+    p.add_argument("--inter-ocular", type=float, default=0.32, help="eye distance, fraction of S")
+    p.add_argument("--workers", type=int, default=None,
+                   help="concurrent Ray Data tasks (default: all CPUs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any clip is rejected")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data.annotations import AnnotationError
+    from .data.frames import FrameError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (AnnotationError, FrameError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"mer-ray {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Aligned frame shards: manifest clips -> T aligned frames each -> Parquet, partitioned by subject.
+
+The per-clip work (read the span, sample T frames, align each) runs in Ray Data ``map_batches``
+tasks, so it spreads over every core of a machine or every node of a cluster. Output layout::
+
+    SHARDS/clips/subject=006/<file>.parquet   one row per clip, frames (T, S, S, 3) uint8
+    SHARDS/rejected.parquet                   every clip not in clips/, with stage and reason
+    SHARDS/manifest.parquet                   the manifest the shards were made from
+    SHARDS/prepare.json                       settings, class names, counts, code version
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .align import AlignGeometry, NoFaceError, align_clip
+from .frames import FrameError, index_frames, read_frames
+from .manifest import included
+from .sampling import uniform_indices
+
+CLIPS_DIR = "clips"
+META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "offset",
+                "source"]
+# Short prepare-stage rejection reasons; details go to ``notes``.
+UNREADABLE = "unreadable frames"
+NO_FACE = "no face found"
+NO_FRAMES = "frames missing on disk"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    frames: int = 8  # T, sampled uniformly over onset..offset (METHOD.md section 1)
+    size: int = 224  # S, aligned output size in pixels; a multiple of the ViT patch (14)
+    geometry: AlignGeometry = field(default_factory=AlignGeometry)
+    clips_per_task: int = 4  # clips handed to one Ray Data task
+    min_rows_per_file: int = 32  # keeps shard files at tens of MB, not one file per clip
+
+    def __post_init__(self):
+        if self.frames < 1:
+            raise ValueError(f"frames must be at least 1 (got {self.frames})")
+        if self.size < 14 or self.size % 14:
+            raise ValueError(f"size must be a positive multiple of 14, the ViT patch size "
+                             f"(got {self.size})")
+
+
+def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
+    """Sample and align one manifest clip.
+
+    Returns ``frames`` (T, S, S, 3) uint8, ``frame_numbers`` (T,), ``face_found`` (T,) and an empty
+    ``rejected_reason``; or, when the clip cannot be used, a non-empty ``rejected_reason`` and
+    ``notes`` naming the file (frames then zero).
+    """
+    t, s = cfg.frames, cfg.size
+    out = {"frames": np.zeros((t, s, s, 3), np.uint8), "frame_numbers": np.full(t, -1, np.int64),
+           "face_found": np.zeros(t, bool), "rejected_reason": "", "notes": ""}
+    try:
+        index = index_frames(row["source"])
+        span = index.span(int(row["onset"]), int(row["offset"]))
+        if not span:
+            out.update(rejected_reason=NO_FRAMES,
+                       notes=f"{row['source']}: no frames numbered {row['onset']}..{row['offset']}")
+            return out
+        chosen = [span[i] for i in uniform_indices(len(span), t)]
+        images = read_frames(index, chosen)
+        aligned, found = align_clip(images, s, cfg.geometry)
+    except FrameError as exc:
+        out.update(rejected_reason=UNREADABLE, notes=str(exc))
+        return out
+    except NoFaceError as exc:
+        out.update(rejected_reason=NO_FACE, notes=f"{row['source']}: {exc}")
+        return out
+    out.update(frames=aligned, frame_numbers=np.array([index.numbers[p] for p in chosen]),
+               face_found=np.array(found))
+    if not all(found):
+        out["notes"] = (f"{t - sum(found)} of {t} sampled frames had no face and reuse the "
+                        f"nearest frame's alignment")
+    return out
+
+
+def _align_batch(batch: dict[str, np.ndarray], cfg: PrepareConfig) -> dict[str, np.ndarray]:
+    import cv2
+
+    cv2.setNumThreads(1)  # one task per core already; OpenCV's own threads would oversubscribe
+    n = len(batch["clip"])
+    results = [prepare_clip({k: batch[k][i] for k in batch}, cfg) for i in range(n)]
+    out = {k: batch[k] for k in META_COLUMNS}
+    for key in ("frames", "frame_numbers", "face_found"):
+        out[key] = np.stack([r[key] for r in results])
+    out["rejected_reason"] = np.array([r["rejected_reason"] for r in results], dtype=object)
+    out["notes"] = np.array([r["notes"] for r in results], dtype=object)
+    return out
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    clips: int
+    rejected: pl.DataFrame
+    seconds: float
+    frames_aligned: int
+    per_class: dict[str, int]
+
+
+def prepare_shards(
+    manifest: pl.DataFrame,
+    out: str | Path,
+    cfg: PrepareConfig | None = None,
+    *,
+    class_names: tuple[str, ...],
+    workers: int | None = None,
+    overwrite: bool = False,
+    extra_meta: dict | None = None,
+) -> PrepareResult:
+    """Align every included clip of ``manifest`` and write the shards under ``out``.
+
+    ``workers`` bounds the number of concurrent Ray Data tasks (None: as many as Ray allows).
+    Ray must be initialised by the caller (``mer_ray.cluster.ensure_ray``).
+    """
+    import ray.data
+
+    cfg = cfg or PrepareConfig()
+    out = Path(out)
+    clips_dir = out / CLIPS_DIR
+    if clips_dir.exists() and any(clips_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{clips_dir} already holds shards; pass --overwrite to "
+                                  f"replace them or choose another --out")
+        shutil.rmtree(clips_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    todo = included(manifest).sort(["subject", "clip"])
+    rows = todo.select(META_COLUMNS).to_dicts()
+    rejected_parts = [
+        manifest.filter(pl.col("excluded_reason").is_not_null())
+        .select("dataset", "subject", "clip", "label", "source",
+                pl.col("excluded_reason").alias("reason"), "notes")
+        .with_columns(stage=pl.lit("manifest"))
+    ]
+    good_count, frames_aligned = 0, 0
+    if rows:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # same shards for the same manifest
+        blocks = max(1, min(len(rows), -(-len(rows) // cfg.clips_per_task)))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        ds = ds.map_batches(_align_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.clips_per_task,
+                            num_cpus=1, concurrency=workers).materialize()
+        meta = ds.drop_columns(["frames"]).to_pandas()
+        bad = meta[meta["rejected_reason"] != ""]
+        if len(bad):
+            rejected_parts.append(
+                pl.from_pandas(bad[["dataset", "subject", "clip", "label", "source",
+                                    "rejected_reason", "notes"]])
+                .rename({"rejected_reason": "reason"}).with_columns(stage=pl.lit("prepare"))
+            )
+        good_count = len(meta) - len(bad)
+        frames_aligned = len(meta) * cfg.frames
+        if good_count:
+            (ds.filter(lambda r: r["rejected_reason"] == "")
+               .drop_columns(["rejected_reason"])
+               .write_parquet(str(clips_dir), partition_cols=["subject"],
+                              min_rows_per_file=cfg.min_rows_per_file))
+        per_class = meta[meta["rejected_reason"] == ""]["label"].value_counts().to_dict()
+    else:
+        per_class = {}
+    rejected = pl.concat(
+        [p.select("stage", "dataset", "subject", "clip", "label", "reason", "notes", "source")
+         .cast({"label": pl.Utf8, "notes": pl.Utf8}) for p in rejected_parts],
+        how="vertical",
+    )
+    rejected.write_parquet(out / "rejected.parquet")
+    manifest.write_parquet(out / "manifest.parquet")
+    seconds = time.perf_counter() - start
+    from ..provenance import code_version
+
+    meta_json = {
+        "config": {**asdict(cfg)},
+        "class_names": list(class_names),
+        "clips": good_count,
+        "per_class": {k: int(v) for k, v in sorted(per_class.items())},
+        "rejected": rejected.height,
+        "seconds": round(seconds, 2),
+        "code_version": code_version(),
+        **(extra_meta or {}),
+    }
+    (out / "prepare.json").write_text(json.dumps(meta_json, indent=1))
+    return PrepareResult(out, good_count, rejected, seconds, frames_aligned,
+                         {k: int(v) for k, v in per_class.items()})
+
+
+def read_prepare_meta(shards: str | Path) -> dict:
+    path = Path(shards) / "prepare.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a shard folder; create one with 'mer-ray prepare'")
+    return json.loads(path.read_text())

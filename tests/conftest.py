@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_TMPDIR", "/tmp/merray")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+Path(os.environ["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One small local Ray for the whole test session (ray.init costs seconds here)."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=400 * 1024 * 1024, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synth_samm(tmp_path_factory):
+    """A small synthetic SAMM-layout set (3 subjects, 3-class), shared by the data tests."""
+    from mer_ray.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth_samm")
+    generate(root, "samm", subjects=3, clips_per_class=1, protocol="3class", seed=1,
+             progress=False)
+    return root
