@@ -4,8 +4,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from formats import CASME2_HEADER, casme2_sheet, samm_sheet, tiny_frames, video
+
 from mer_ray.cli import main as cli
 from mer_ray.data.annotations import AnnotationError, parse_frame, parse_subject
 from mer_ray.data.frames import frame_number, index_frames

@@ -5,8 +5,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from formats import casme2_sheet, samm_sheet
+
 from mer_ray.data.labels import THREE_CLASSES, class_names, protocol
 from mer_ray.data.manifest import build_manifest, included
 

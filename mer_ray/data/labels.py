@@ -90,6 +90,6 @@ def class_names(dataset: str, name: str) -> tuple[str, ...]:
     """Class names in label-id order. The MEGC composite uses the shared 3-class order."""
     if dataset == "megc":
         if name != "3class":
-            raise ValueError("dataset 'megc' has no protocol %r (offered: 3class)" % name)
+            raise ValueError(f"dataset 'megc' has no protocol {name!r} (offered: 3class)")
         return THREE_CLASSES
     return protocol(dataset, name).classes

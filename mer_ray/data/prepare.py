@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,9 @@ def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
     t, s = cfg.frames, cfg.size
     out = {"frames": np.zeros((t, s, s, 3), np.uint8), "frame_numbers": np.full(t, -1, np.int64),
            "face_found": np.zeros(t, bool), "rejected_reason": "", "notes": ""}
+    if not Path(row["source"]).exists():
+        out.update(rejected_reason=NO_FRAMES, notes=f"{row['source']}: no longer on disk")
+        return out
     try:
         index = index_frames(row["source"])
         span = index.span(int(row["onset"]), int(row["offset"]))
@@ -162,10 +166,14 @@ def prepare_shards(
         good_count = len(meta) - len(bad)
         frames_aligned = len(meta) * cfg.frames
         if good_count:
-            (ds.filter(lambda r: r["rejected_reason"] == "")
-               .drop_columns(["rejected_reason"])
-               .write_parquet(str(clips_dir), partition_cols=["subject"],
-                              min_rows_per_file=cfg.min_rows_per_file))
+            with warnings.catch_warnings():
+                # Ray suggests a hash repartition instead of min_rows_per_file with partition
+                # columns; for a few hundred clips that shuffle costs more than it saves.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                (ds.filter(expr="rejected_reason == ''")
+                   .drop_columns(["rejected_reason"])
+                   .write_parquet(str(clips_dir), partition_cols=["subject"],
+                                  min_rows_per_file=cfg.min_rows_per_file))
         per_class = meta[meta["rejected_reason"] == ""]["label"].value_counts().to_dict()
     else:
         per_class = {}
