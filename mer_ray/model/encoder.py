@@ -1,0 +1,208 @@
+"""Frame encoder: timm DinoV2 with LoRA (peft) on Q and V of the last blocks (METHOD.md section 2).
+
+timm fuses Q, K and V into one ``qkv`` Linear. LoRA on that Linear would also move K, so in the
+LoRA blocks the fused layer is replaced by ``SplitQKV`` (three Linears holding the same weights,
+same output) and peft targets only its ``q`` and ``v``: K stays exactly ``X W_k``.
+
+The encoder splits into a *trunk* (patch embedding + blocks that never train) and a *head* (LoRA
+blocks + final norm + pooling), so trunk tokens can be computed once per frame and cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+class SplitQKV(nn.Module):
+    """A fused ``qkv`` Linear as three Linears with the same weights and the same output."""
+
+    def __init__(self, fused: nn.Linear):
+        super().__init__()
+        d_in, d_out = fused.in_features, fused.out_features // 3
+        bias = fused.bias is not None
+        self.q, self.k, self.v = (nn.Linear(d_in, d_out, bias=bias) for _ in range(3))
+        with torch.no_grad():
+            for i, lin in enumerate((self.q, self.k, self.v)):
+                lin.weight.copy_(fused.weight[i * d_out:(i + 1) * d_out])
+                if bias:
+                    lin.bias.copy_(fused.bias[i * d_out:(i + 1) * d_out])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.q(x), self.k(x), self.v(x)], dim=-1)
+
+
+class WeightsError(ValueError):
+    """A backbone weights file that does not fit the model; the message names the file."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_hub_file(name: str) -> Path | None:
+    """The model's weights in the local Hugging Face cache, if an earlier run fetched them."""
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, filename)
+            if isinstance(hit, str):
+                return Path(hit)
+    except Exception:  # no cache, no cfg: fall through to random init
+        return None
+    return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: backbone weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(f"{path}: not a torch state dict ({exc})") from exc
+    for key in ("state_dict", "model", "teacher"):  # common checkpoint wrappers
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a mapping of parameter names to tensors")
+    return state
+
+
+def load_weights_strict(model: nn.Module, path: str | Path) -> None:
+    """Load a timm- or DinoV2-format state dict; any missing or unexpected key is an error."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    state = checkpoint_filter_fn(read_state_dict(path), model)  # DinoV2 names, pos-embed size
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        def few(keys):
+            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+
+        raise WeightsError(
+            f"{path}: does not fit {type(model).__name__}: missing keys [{few(result.missing_keys)}]"
+            f", unexpected keys [{few(result.unexpected_keys)}]. Is it a weights file for the "
+            f"configured backbone?"
+        )
+
+
+def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
+    """(timm ViT without classifier, whether the weights are pretrained, where they came from)."""
+    import timm
+
+    def make(pretrained: bool = False):
+        return timm.create_model(cfg.backbone, pretrained=pretrained, img_size=cfg.image_size,
+                                 num_classes=0)
+
+    if cfg.backbone_weights:
+        model = make()
+        load_weights_strict(model, cfg.backbone_weights)
+        return model, True, str(cfg.backbone_weights)
+    if cfg.pretrained:
+        if _hub_reachable():
+            return make(pretrained=True), True, f"timm hub: {cfg.backbone}"
+        cached = _cached_hub_file(cfg.backbone)
+        if cached is not None:
+            model = make()
+            load_weights_strict(model, cached)
+            return model, True, f"local hub cache: {cached}"
+    reason = ("pretrained weights were asked for but the hub cannot be reached and no cached "
+              "copy exists" if cfg.pretrained else "pretrained is off and no backbone_weights "
+              "file was given")
+    msg = (f"{cfg.backbone} is RANDOMLY INITIALISED ({reason}). Results will be recorded with "
+           f"pretrained=false and are not comparable to published DinoV2 numbers. Pass "
+           f"backbone_weights=PATH to use a local copy of the weights.")
+    warnings.warn(msg, stacklevel=2)
+    log.warning(msg)
+    return make(), False, "random init"
+
+
+class FrameEncoder(nn.Module):
+    """Per-frame features (N, 3, S, S) -> (N, out_dim), with a cacheable frozen trunk."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        vit, self.pretrained, self.weights_source = build_backbone(cfg)
+        self.vit = vit
+        n_blocks = len(vit.blocks)
+        if cfg.lora_blocks > n_blocks:
+            raise ValueError(f"lora_blocks={cfg.lora_blocks} but {cfg.backbone} has {n_blocks}")
+        # Blocks from `split` on run in the head; for "frozen" the head is just norm + pooling.
+        self.split = n_blocks - cfg.lora_blocks if cfg.uses_lora else n_blocks
+        if cfg.uses_lora:
+            self._add_lora(n_blocks)
+        for name, p in self.vit.named_parameters():
+            p.requires_grad = cfg.finetune == "full" or (cfg.uses_lora and "lora_" in name)
+        self.embed_dim = vit.embed_dim
+        self.out_dim = vit.embed_dim * (2 if cfg.frame_feature == "cls_mean" else 1)
+
+    def _add_lora(self, n_blocks: int) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        targets = []
+        for i in range(self.split, n_blocks):
+            self.vit.blocks[i].attn.qkv = SplitQKV(self.vit.blocks[i].attn.qkv)
+            targets += [f"blocks.{i}.attn.qkv.q", f"blocks.{i}.attn.qkv.v"]
+        lora = LoraConfig(r=self.cfg.lora_rank, lora_alpha=self.cfg.lora_alpha,
+                          lora_dropout=self.cfg.lora_dropout, target_modules=targets, bias="none")
+        inject_adapter_in_model(lora, self.vit)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.vit.num_prefix_tokens
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised images -> trunk tokens (N, L, D), L = prefix + patches."""
+        v = self.vit
+        x = v.norm_pre(v.patch_drop(v._pos_embed(v.patch_embed(images))))
+        for blk in v.blocks[:self.split]:
+            x = blk(x)
+        return x
+
+    def head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Trunk tokens (N, L, D) -> frame features (N, out_dim)."""
+        x = tokens
+        for blk in self.vit.blocks[self.split:]:
+            x = blk(x)
+        x = self.vit.norm(x)
+        cls, patches = x[:, 0], x[:, self.num_prefix_tokens:].mean(dim=1)
+        if self.cfg.frame_feature == "cls":
+            return cls
+        if self.cfg.frame_feature == "mean_patch":
+            return patches
+        return torch.cat([cls, patches], dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.cfg.trunk_frozen:
+            with torch.no_grad():  # nothing in the trunk trains: keep no graph for it
+                tokens = self.trunk(images)
+        else:
+            tokens = self.trunk(images)
+        return self.head(tokens)

@@ -1,0 +1,86 @@
+"""SFA: spatial frequency adaptation over the (time, feature) map (METHOD.md section 3)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+
+@lru_cache(maxsize=32)
+def _mask_cpu(t: int, d: int, rho: float) -> torch.Tensor:
+    u = (torch.arange(t, dtype=torch.float64) - t // 2) / t
+    v = (torch.arange(d, dtype=torch.float64) - d // 2) / d
+    return ((u[:, None] ** 2 + v[None, :] ** 2).sqrt() <= rho).float()
+
+
+def low_pass_mask(t: int, d: int, rho: float, device=None) -> torch.Tensor:
+    """Binary (T, D) mask of the centred (fftshifted) spectrum: 1 within radius ``rho`` of the
+    centre, in normalised coordinates u = (i - T//2)/T, v = (j - D//2)/D."""
+    return _mask_cpu(t, d, float(rho)).to(device)
+
+
+def frequency_split(x: torch.Tensor, rho: float, eps: float = 1e-6):
+    """(B, T, D) -> (x_low, x_high, w). x_low + x_high == x; w (B, T) in [0, 1] is each frame's
+    share of high-frequency energy."""
+    t, d = x.shape[-2:]
+    work = torch.promote_types(x.dtype, torch.float32)  # FFT in at least float32
+    spec = torch.fft.fftshift(torch.fft.fft2(x.to(work)), dim=(-2, -1))
+    m = low_pass_mask(t, d, rho, x.device)
+    back = lambda s: torch.fft.ifft2(torch.fft.ifftshift(s, dim=(-2, -1))).real  # noqa: E731
+    x_low, x_high = back(spec * m), back(spec * (1 - m))
+    e_low, e_high = x_low.pow(2).sum(-1), x_high.pow(2).sum(-1)
+    w = e_high / (e_low + e_high + eps)
+    return x_low.to(x.dtype), x_high.to(x.dtype), w.to(x.dtype)
+
+
+class FEM(nn.Module):
+    """Normalise each frame over D (learnable gamma, beta), then a 3x3 conv on the (T, D) map
+    gives two maps Z1, Z2."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.conv = nn.Conv2d(1, 2, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.conv(self.norm(x).unsqueeze(1))  # (B, 2, T, D)
+        return z[:, 0:1], z[:, 1:2]
+
+
+class ExpertMixture(nn.Module):
+    """K experts, each h_n = E1_n(Z1) * E2_n(Z2) (two 3x3 one-channel convs); gate
+    alpha = softmax_n(theta_n * mean(h_n)); output sum_n alpha_n h_n."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        # K one-channel convolutions side by side: one Conv2d(1, K) per side.
+        self.e1 = nn.Conv2d(1, k, kernel_size=3, padding=1)
+        self.e2 = nn.Conv2d(1, k, kernel_size=3, padding=1)
+        self.theta = nn.Parameter(torch.ones(k))
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.e1(z1) * self.e2(z2)  # (B, K, T, D): the interaction
+        e = h.mean(dim=(-2, -1))  # (B, K)
+        alpha = torch.softmax(self.theta * e, dim=-1)
+        return (alpha[:, :, None, None] * h).sum(dim=1), alpha
+
+
+class SFA(nn.Module):
+    """(B, T, D) -> F_sfa (B, d_s), plus w (B, T) and the expert weights (B, K) low and high."""
+
+    def __init__(self, d: int, out_dim: int, experts: int, rho: float, eps: float = 1e-6):
+        super().__init__()
+        self.rho, self.eps = rho, eps
+        self.fem_low, self.fem_high = FEM(d), FEM(d)
+        self.moe_low, self.moe_high = ExpertMixture(experts), ExpertMixture(experts)
+        self.out = nn.Linear(d, out_dim)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x_low, x_high, w = frequency_split(x, self.rho, self.eps)
+        r_low, a_low = self.moe_low(*self.fem_low(x_low))
+        r_high, a_high = self.moe_high(*self.fem_high(x_high))
+        s = r_low + r_high  # (B, T, D)
+        return {"f_sfa": self.out(s.mean(dim=1)), "w": w, "alpha_low": a_low,
+                "alpha_high": a_high}

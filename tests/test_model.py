@@ -1,0 +1,267 @@
+"""The model (METHOD.md sections 2-6): shapes, the maths each part promises, LoRA, cache."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mer_ray.model import VARIANTS, LossConfig, MERLoss, MERNet, ModelConfig, from_dict, variant
+from mer_ray.model.config import load_yaml
+from mer_ray.model.dgat import FrameGraphAttention
+from mer_ray.model.encoder import SplitQKV, WeightsError
+from mer_ray.model.losses import koleo
+from mer_ray.model.sfa import SFA, frequency_split, low_pass_mask
+
+S, T, C = 56, 4, 3
+
+
+def make(name="full", **kw):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the random-init warning is tested on its own
+        return MERNet(variant(name, pretrained=False, image_size=S, **kw), C)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return torch.randn(3, T, 3, S, S, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_shapes_for_each_variant(name, clips):
+    net = make(name).eval()
+    out = net(clips)
+    assert out["logits"].shape == (3, C) and out["fused"].shape == (3, net.cfg.fusion_dim)
+    cfg = net.cfg
+    assert ("w" in out) == cfg.use_sfa and ("attention" in out) == cfg.use_dgat
+    if cfg.use_sfa:
+        assert out["f_sfa"].shape == (3, cfg.sfa_dim) and out["w"].shape == (3, T)
+        assert out["alpha_low"].shape == (3, cfg.sfa_experts)
+    if cfg.use_dgat:
+        assert out["f_dgat"].shape == (3, cfg.dgat_dim)
+        assert out["attention"].shape == (3, cfg.dgat_heads, T, T)
+    assert torch.isfinite(out["logits"]).all()
+
+
+def test_sfa_split_reconstructs_exactly():
+    x = torch.randn(2, 8, 768, dtype=torch.float64)
+    low, high, w = frequency_split(x, 0.25)
+    assert torch.allclose(low + high, x, atol=1e-10)
+    assert low.abs().sum() > 0 and high.abs().sum() > 0
+    assert ((w >= 0) & (w <= 1)).all() and w.shape == (2, 8)
+
+
+@pytest.mark.parametrize("t,d,rho", [(8, 768, 0.25), (7, 384, 0.1), (16, 64, 0.4)])
+def test_mask_is_centred_and_point_symmetric(t, d, rho):
+    m = low_pass_mask(t, d, rho)
+    assert m[t // 2, d // 2] == 1 and m.sum() < t * d
+    for a in range(-(t // 2) + (1 - t % 2), t // 2 + (t % 2)):
+        for b in (-(d // 2) + 1, -3, 0, 5, d // 2 - 1):
+            assert m[t // 2 + a, d // 2 + b] == m[t // 2 - a, d // 2 - b]
+
+
+def test_sfa_weights_in_range_and_experts_sum_to_one():
+    sfa = SFA(64, 32, experts=5, rho=0.25)
+    out = sfa(torch.randn(4, 8, 64) * 3)
+    assert ((out["w"] >= 0) & (out["w"] <= 1)).all()
+    for key in ("alpha_low", "alpha_high"):
+        assert out[key].shape == (4, 5)
+        assert torch.allclose(out[key].sum(-1), torch.ones(4), atol=1e-6)
+
+
+def test_frequency_weight_tracks_high_frequency_content():
+    smooth = torch.ones(1, 8, 64)
+    noisy = smooth + torch.randn(1, 8, 64, generator=torch.Generator().manual_seed(0))
+    assert frequency_split(noisy, 0.25)[2].mean() > frequency_split(smooth, 0.25)[2].mean() + 0.2
+
+
+@pytest.mark.parametrize("guided", [True, False])
+def test_dgat_attention_rows_and_frequency_guidance(guided):
+    torch.manual_seed(0)
+    gat = FrameGraphAttention(32, heads=4, freq_guidance=guided)
+    h = torch.randn(2, 6, 32)
+    w1 = torch.rand(2, 6)
+    w2 = w1.clone()
+    w2[:, 0] = 1.0 - w2[:, 0]
+    _, a1 = gat(h, w1)
+    _, a2 = gat(h, w2)
+    assert torch.allclose(a1.sum(-1), torch.ones(2, 4, 6), atol=1e-6)
+    assert (not torch.allclose(a1, a2)) == guided
+
+
+def test_trainable_parameters_by_finetune_mode():
+    lora = make("full")
+    enc = {n for n, p in lora.encoder.named_parameters() if p.requires_grad}
+    assert enc and all("lora_" in n for n in enc)
+    assert {n.split(".")[2] for n in enc} == {"10", "11"}  # vit.blocks.<i>...
+    assert all(".qkv.q." in n or ".qkv.v." in n for n in enc)
+    heads = [p for n, p in lora.named_parameters() if not n.startswith("encoder.")]
+    assert all(p.requires_grad for p in heads)
+    full = make("full_finetune")
+    assert all(p.requires_grad for p in full.parameters())
+    frozen = make("baseline")
+    assert not any(p.requires_grad for p in frozen.encoder.parameters())
+    assert make("full", lora_blocks=0).encoder.split == 12
+
+
+def test_split_qkv_same_output():
+    lin = torch.nn.Linear(16, 48)
+    x = torch.randn(5, 16)
+    assert torch.allclose(SplitQKV(lin)(x), lin(x), atol=1e-6)
+
+
+def test_lora_leaves_key_unchanged_after_a_step(clips):
+    net = make("full").train()
+    qkv = net.encoder.vit.blocks[11].attn.qkv
+    probe = torch.randn(2, 10, net.encoder.embed_dim)
+    with torch.no_grad():
+        before = qkv(probe).clone()
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    loss = MERLoss(LossConfig())(net(clips), torch.tensor([0, 1, 2]))["total"]
+    loss.backward()
+    lora_b = [p for n, p in net.encoder.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+    opt.step()
+    with torch.no_grad():
+        after = qkv(probe)
+    d = net.encoder.embed_dim
+    assert torch.equal(before[..., d:2 * d], after[..., d:2 * d])  # K
+    assert not torch.allclose(before[..., :d], after[..., :d])  # Q moved
+    assert not torch.allclose(before[..., 2 * d:], after[..., 2 * d:])  # V moved
+    # second step: gradient now reaches A as well (B is no longer zero)
+    opt.zero_grad()
+    MERLoss(LossConfig())(net(clips), torch.tensor([0, 1, 2]))["total"].backward()
+    lora_a = [p for n, p in net.encoder.named_parameters() if "lora_A" in n]
+    assert all(p.grad.abs().sum() > 0 for p in lora_a)
+
+
+def test_koleo_finite_with_duplicates():
+    y = torch.randn(4, 16)
+    y = torch.cat([y, y[:2]]).requires_grad_()
+    value = koleo(y)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(y.grad).all()
+    spread = koleo(torch.eye(6))
+    assert value > spread  # duplicates are penalised
+    assert koleo(torch.randn(1, 8)) == 0
+
+
+def test_loss_parts_and_domain_adaptation(clips):
+    net = make("full").eval()
+    loss = MERLoss(LossConfig(lambda1=0.1, lambda2=0.5))
+    out = net(clips)
+    parts = loss(out, torch.tensor([0, 1, 2]))
+    expected = parts["ce"] + 0.1 * parts["koleo"] + 0.5 * parts["cons"]
+    assert torch.allclose(parts["total"], expected)
+    target = net(clips.flip(1))
+    da = loss(out, torch.tensor([0, 1, 2]), target=target)
+    assert torch.allclose(da["ce"], parts["ce"]) and not torch.allclose(da["cons"], parts["cons"])
+    no_dgat = MERLoss(LossConfig())(make("no_dgat")(clips), torch.tensor([0, 1, 2]))
+    assert no_dgat["cons"] == 0
+
+
+def test_cached_trunk_gives_same_logits(clips):
+    net = make("full").eval()
+    with torch.no_grad():
+        direct = net(clips)["logits"]
+        tokens = net.trunk_tokens(clips)
+        cached = net(tokens=tokens)["logits"]
+        half = net(tokens=tokens.half())["logits"]
+    assert tokens.shape[:2] == (3, T)
+    assert torch.allclose(direct, cached, atol=1e-4)
+    assert torch.allclose(direct, half, atol=5e-2)  # fp16 storage: close, not exact
+    with pytest.raises(ValueError, match="cannot be cached"):
+        make("full_finetune").trunk_tokens(clips)
+
+
+def test_same_seed_same_output(clips):
+    a, b = make("full").eval(), make("full").eval()
+    with torch.no_grad():
+        assert torch.equal(a(clips)["logits"], b(clips)["logits"])
+
+
+def test_tiny_model_overfits_synthetic_clips():
+    import cv2
+
+    from mer_ray.data.synth.render import RenderConfig, make_subject, plan_clip, render_clip
+    from mer_ray.model.inputs import clips_to_tensor
+
+    cfg = RenderConfig(frame_size=112)
+    clips, labels = [], []
+    for i, emotion in enumerate(["happiness", "surprise", "anger"] * 2):
+        rng = np.random.default_rng(i)
+        subject = make_subject(rng, cfg)
+        plan = plan_clip(rng, emotion, cfg)
+        frames = render_clip(subject, plan, cfg, rng)
+        idx = np.round(np.linspace(plan.onset, plan.offset, T)).astype(int)
+        clips.append([cv2.resize(frames[j], (S, S), interpolation=cv2.INTER_AREA) for j in idx])
+        labels.append(i % 3)
+    x = clips_to_tensor(np.array(clips, dtype=np.uint8))
+    y = torch.tensor(labels)
+    net = make("full", sfa_dim=64, dgat_dim=64, fusion_dim=64)
+    loss_fn = MERLoss(LossConfig())
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=3e-3)
+    tokens = net.trunk_tokens(x)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        ce = loss_fn(net(tokens=tokens), y)
+        ce["total"].backward()
+        opt.step()
+        losses.append(float(ce["ce"]))
+    assert losses[-1] < 0.25 * losses[0]
+    assert (net.eval()(tokens=tokens)["logits"].argmax(1) == y).all()
+
+
+@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"image_size": 100}, {"sfa_experts": 0},
+                                 {"finetune": "adapter"}, {"frame_feature": "max"},
+                                 {"dgat_dim": 30, "dgat_heads": 4}])
+def test_config_validation(bad):
+    with pytest.raises(ValueError, match="ModelConfig"):
+        ModelConfig(**bad)
+
+
+def test_config_from_dict_and_yaml(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("lora_rank: 16\nsfa_experts: 6\nuse_lstm: false\n")
+    cfg = from_dict(ModelConfig, load_yaml(path))
+    assert (cfg.lora_rank, cfg.sfa_experts, cfg.use_lstm) == (16, 6, False)
+    with pytest.raises(ValueError, match="lora_rnk"):
+        from_dict(ModelConfig, {"lora_rnk": 4})
+    with pytest.raises(ValueError):
+        LossConfig(lambda1=-1)
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant("everything")
+
+
+def test_weights_file_loaded_strictly(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    src = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=S,
+                            num_classes=0)
+    state = {k: v.contiguous() for k, v in src.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save(state, tmp_path / "w.pt")
+    for f in ("w.safetensors", "w.pt"):
+        net = make("full", backbone_weights=str(tmp_path / f))
+        assert net.pretrained
+        assert torch.equal(net.encoder.vit.blocks[0].mlp.fc1.weight, src.blocks[0].mlp.fc1.weight)
+    broken = dict(state)
+    broken.pop("blocks.3.norm1.weight")
+    broken["extra.weight"] = torch.zeros(1)
+    torch.save(broken, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"bad\.pt.*blocks\.3\.norm1\.weight.*extra\.weight"):
+        make("full", backbone_weights=str(tmp_path / "bad.pt"))
+    with pytest.raises(WeightsError, match="not found"):
+        make("full", backbone_weights=str(tmp_path / "missing.pt"))
+
+
+def test_pretrained_without_hub_falls_back_loudly(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(tmp_path))
+    with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
+        net = MERNet(ModelConfig(pretrained=True, image_size=S), C)
+    assert net.pretrained is False
