@@ -3,6 +3,7 @@
     mer-ray synth     write a synthetic dataset in a real dataset's format
     mer-ray manifest  one row per annotated clip, with exclusion reasons
     mer-ray prepare   align faces and write Parquet shards (Ray Data)
+    mer-ray model-info  parameters, GFLOPs and peak memory per model variant
 """
 
 from __future__ import annotations
@@ -107,6 +108,30 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_model_info(args) -> int:
+    from dataclasses import replace
+
+    from .model.accounting import model_stats
+    from .model.config import variant
+
+    names = args.variant or ["full", "full_finetune"]
+    rows = []
+    for name in names:
+        cfg = replace(variant(name), backbone=args.backbone, image_size=args.size,
+                      pretrained=False)
+        st = model_stats(name, cfg, args.frames, memory=not args.no_memory, batch=args.batch)
+        rows.append((name, cfg.finetune, st.backbone, f"{st.total_params / 1e6:.2f}",
+                     f"{st.trainable_params / 1e6:.2f}", f"{st.gflops_forward:.1f}",
+                     f"{st.gflops_train:.1f}",
+                     "-" if st.peak_memory_mb is None else f"{st.peak_memory_mb:.0f}"))
+        kind = st.memory_kind
+    show(["variant", "finetune", "backbone", "params (M)", "trainable (M)",
+          "GFLOPs/clip fwd", "GFLOPs/clip train", "peak mem (MB)"], rows,
+         title=f"S={args.size}, T={args.frames}; peak memory of a training step, batch "
+               f"{args.batch}: {kind} (Table 7 columns)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any clip is rejected")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("model-info", help="parameters, GFLOPs per clip and peak memory")
+    p.add_argument("--variant", action="append", default=None,
+                   help="a model variant (repeatable; default: full and full_finetune)")
+    p.add_argument("--backbone", default="vit_small_patch14_dinov2",
+                   choices=("vit_small_patch14_dinov2", "vit_base_patch14_dinov2"))
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch", type=int, default=1, help="clips per step for the memory figure")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.set_defaults(func=cmd_model_info)
     return parser
 
 

@@ -265,3 +265,19 @@ def test_pretrained_without_hub_falls_back_loudly(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         net = MERNet(ModelConfig(pretrained=True, image_size=S), C)
     assert net.pretrained is False
+
+
+def test_accounting_table7_columns(capsys):
+    from mer_ray.cli import main as cli
+    from mer_ray.model.accounting import model_stats
+
+    lora = model_stats("full", variant("full", pretrained=False, image_size=S), T)
+    full = model_stats("full_finetune", variant("full_finetune", pretrained=False, image_size=S),
+                       T)
+    assert full.trainable_params == full.total_params > 10 * lora.trainable_params
+    assert lora.gflops_forward == pytest.approx(full.gflops_forward, rel=0.01)
+    assert full.gflops_train > 1.5 * lora.gflops_train > lora.gflops_forward > 0
+    assert full.peak_memory_mb > lora.peak_memory_mb > 0
+    assert cli(["model-info", "--size", str(S), "--frames", str(T), "--no-memory"]) == 0
+    out = capsys.readouterr().out
+    assert "full_finetune" in out and "trainable (M)" in out

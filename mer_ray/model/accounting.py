@@ -1,0 +1,98 @@
+"""Parameters, FLOPs and peak memory of a model configuration (the paper's Table 7 columns)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from .config import ModelConfig
+from .network import MERNet
+
+
+@dataclass
+class ModelStats:
+    name: str
+    backbone: str
+    total_params: int
+    trainable_params: int
+    gflops_forward: float  # per clip (T frames), inference
+    gflops_train: float  # per clip, forward + backward of one training step
+    peak_memory_mb: float | None  # one training step; see memory_kind
+    memory_kind: str  # how peak_memory_mb was obtained (see training_memory)
+
+
+def _quiet_model(cfg: ModelConfig, num_classes: int) -> MERNet:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random init is expected when only counting
+        return MERNet(cfg, num_classes)
+
+
+def count_flops(net: MERNet, frames: int) -> tuple[float, float]:
+    """(forward GFLOPs, training-step GFLOPs) for one clip, by torch's flop counter.
+
+    The counter sees matrix products and convolutions; the FFTs in SFA are not counted (they
+    are O(T D log(T D)), far below the ViT's matrix products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    s = net.cfg.image_size
+    x = torch.randn(1, frames, 3, s, s)
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fwd:
+        net(x)
+    net.train()
+    with FlopCounterMode(display=False) as step:
+        net(x)["logits"].logsumexp(-1).sum().backward()
+    net.zero_grad(set_to_none=True)
+    return fwd.get_total_flops() / 1e9, step.get_total_flops() / 1e9
+
+
+def training_memory(net: MERNet, frames: int, batch: int = 1) -> tuple[float, str]:
+    """Memory of one training step with Adam, in MB.
+
+    On a GPU: the allocator's peak over two steps. On the CPU, where torch keeps no allocator
+    statistics: parameters + gradients + Adam's two moments (trainable parameters only) + the
+    activations autograd saves for the backward pass (unique storages, parameters excluded),
+    the same quantities that make up a GPU's peak."""
+    s = net.cfg.image_size
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if torch.cuda.is_available():
+        net = net.cuda().train()
+        opt = torch.optim.Adam(trainable, lr=1e-4)
+        x = torch.randn(batch, frames, 3, s, s, device="cuda")
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):  # the second step holds Adam's state too
+            opt.zero_grad()
+            net(x)["logits"].logsumexp(-1).sum().backward()
+            opt.step()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        net.cpu()
+        return peak, "cuda peak allocated"
+    nbytes = lambda ps: sum(p.numel() * p.element_size() for p in ps)  # noqa: E731
+    param_ptrs = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in param_ptrs:
+            saved[st.data_ptr()] = st.nbytes()
+        return t
+
+    x = torch.randn(batch, frames, 3, s, s)
+    net.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = net(x)["logits"].logsumexp(-1).sum()
+    loss.backward()
+    net.zero_grad(set_to_none=True)
+    total = nbytes(net.parameters()) + 3 * nbytes(trainable) + sum(saved.values())
+    return total / 2**20, "params + grads + Adam + saved activations"
+
+
+def model_stats(name: str, cfg: ModelConfig, frames: int, num_classes: int = 3,
+                memory: bool = True, batch: int = 1) -> ModelStats:
+    net = _quiet_model(cfg, num_classes)
+    total, trainable = net.parameter_counts()
+    fwd, train = count_flops(net, frames)
+    mem, kind = training_memory(net, frames, batch) if memory else (None, "not measured")
+    return ModelStats(name, cfg.backbone, total, trainable, fwd, train, mem, kind)
