@@ -105,7 +105,17 @@ def _read_subjects(shards: Path, subjects: tuple[str, ...]):
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
         raise FileNotFoundError(f"no shards for subject(s) {missing} under {root}")
-    return ray.data.read_parquet(paths, partitioning=Partitioning("hive", base_dir=str(root)))
+    # Reads request no CPU: a fold worker holds the CPUs while it consumes these shards, and a
+    # read waiting for a free CPU would wait for ever on a machine whose CPUs all train. Ray
+    # 2.60's second read path adds a file-listing step that always asks for one CPU, so the
+    # first path is used here (the dataset keeps the context it was built with).
+    ctx = ray.data.DataContext.get_current()
+    previous, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
+    try:
+        return ray.data.read_parquet(paths, partitioning=Partitioning("hive", base_dir=str(root)),
+                                     num_cpus=0)
+    finally:
+        ctx.use_datasource_v2 = previous
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""UF1 and UAR (METHOD.md section 7), in one place.
+
+    UF1 = (1/C) sum_c 2 TP_c / (2 TP_c + FP_c + FN_c)
+    UAR = (1/C) sum_c TP_c / N_c
+
+The mean runs over the classes *present*: a class absent from both the truth and the
+predictions has no defined F1 or recall and is left out of the mean; ``Scores.absent`` names it
+so reports can say so. A class that is predicted but absent from the truth counts for UF1
+(F1 = 0) and is left out of UAR (no recall). Primary figures are computed over all folds'
+predictions concatenated (MEGC convention); ``per_fold_mean`` is the other convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+
+@dataclass
+class Scores:
+    uf1: float
+    uar: float
+    f1: dict[int, float | None]  # per class; None when the class is absent everywhere
+    recall: dict[int, float | None]  # per class; None when the class has no true samples
+    confusion: list[list[int]]  # rows: truth, columns: prediction, in ``labels`` order
+    absent: list[int]  # classes in neither truth nor prediction (left out of both means)
+    n: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def scores(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int]) -> Scores:
+    labels = list(labels)
+    cm = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=labels)
+    tp = np.diag(cm).astype(float)
+    fn = cm.sum(axis=1) - tp  # row sums: true samples of c
+    fp = cm.sum(axis=0) - tp
+    f1, recall, absent = {}, {}, []
+    for i, c in enumerate(labels):
+        n_true, n_pred = cm[i].sum(), cm[:, i].sum()
+        if n_true == 0 and n_pred == 0:
+            absent.append(c)
+            f1[c] = recall[c] = None
+            continue
+        f1[c] = float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i]))
+        recall[c] = float(tp[i] / n_true) if n_true else None
+    f1_vals = [v for v in f1.values() if v is not None]
+    rec_vals = [v for v in recall.values() if v is not None]
+    return Scores(
+        uf1=float(np.mean(f1_vals)) if f1_vals else float("nan"),
+        uar=float(np.mean(rec_vals)) if rec_vals else float("nan"),
+        f1=f1, recall=recall, confusion=cm.tolist(), absent=absent, n=int(cm.sum()),
+    )
+
+
+def uf1(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int]) -> float:
+    return scores(y_true, y_pred, labels).uf1
+
+
+def uar(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int]) -> float:
+    return scores(y_true, y_pred, labels).uar
+
+
+def loso_scores(folds: Sequence[tuple[Sequence[int], Sequence[int]]],
+                labels: Sequence[int]) -> dict:
+    """Both conventions for a LOSO run: ``aggregate`` over all predictions concatenated (the
+    primary figure) and ``per_fold_mean`` (the mean of each fold's UF1 / UAR)."""
+    all_true = [y for t, _ in folds for y in t]
+    all_pred = [y for _, p in folds for y in p]
+    agg = scores(all_true, all_pred, labels)
+    per_fold = [scores(t, p, labels) for t, p in folds]
+    return {
+        "aggregate": agg.as_dict(),
+        "per_fold_mean": {
+            "uf1": float(np.mean([s.uf1 for s in per_fold])),
+            "uar": float(np.nanmean([s.uar for s in per_fold])),
+        },
+        "per_fold": [{"uf1": s.uf1, "uar": s.uar, "n": s.n, "absent": s.absent}
+                     for s in per_fold],
+    }

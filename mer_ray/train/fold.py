@@ -1,0 +1,220 @@
+"""One LOSO fold as it runs on its Ray Train worker: train, early-stop on validation, predict test.
+
+The test subject is touched exactly once, after training, with the best-validation weights.
+Every epoch writes a checkpoint (the latest state plus the best weights so far); a retried or
+resumed fold continues from it and, because every random draw is derived from (seed, epoch,
+step), ends with the same predictions as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..metrics import scores
+from ..model import MERLoss, MERNet
+from ..model.inputs import clips_to_tensor
+from ..model.losses import inverse_freq_weights
+from .augment import augment_clips
+from .config import ExperimentConfig
+
+COLUMNS = ["subject", "clip", "label_id", "frames"]
+STATE = "state.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(exp: ExperimentConfig, num_classes: int) -> MERNet:
+    """The same initial weights in every fold and every process: seeded right before building."""
+    seed_everything(exp.train.seed)
+    return MERNet(exp.model, num_classes)
+
+
+def _generator(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
+
+
+class FoldInputs:
+    """Batches of one fold's splits, streamed from Ray Data shards, or from trunk tokens computed
+    once per clip when ``cache_trunk`` is on (then there is no pixel augmentation)."""
+
+    def __init__(self, net: MERNet, exp: ExperimentConfig, shards: dict, device,
+                 label_override: dict[str, int] | None):
+        self.net, self.exp, self.shards, self.device = net, exp, shards, device
+        self.override = label_override or {}
+        self.cached = {}
+        if exp.train.cache_trunk:
+            for name in shards:
+                self.cached[name] = self._encode(name)
+
+    def _labels(self, batch) -> tuple[list[str], torch.Tensor]:
+        keys = [f"{s}/{c}" for s, c in zip(batch["subject"], batch["clip"])]
+        labels = [self.override.get(k, int(y)) for k, y in zip(keys, batch["label_id"])]
+        return keys, torch.tensor(labels, dtype=torch.long)
+
+    def _stream(self, name: str, shuffle_seed: int | None):
+        bs = self.exp.train.batch_size
+        kwargs = {}
+        if shuffle_seed is not None:
+            kwargs = {"local_shuffle_buffer_size": 4 * bs, "local_shuffle_seed": shuffle_seed}
+        yield from self.shards[name].iter_batches(batch_size=bs, batch_format="numpy", **kwargs)
+
+    def _encode(self, name: str):
+        keys, labels, tokens = [], [], []
+        for batch in self._stream(name, None):
+            k, y = self._labels(batch)
+            clips = clips_to_tensor(batch["frames"]).to(self.device)
+            tokens.append(self.net.trunk_tokens(clips).half().cpu())
+            keys += k
+            labels.append(y)
+        return keys, torch.cat(labels), torch.cat(tokens)
+
+    def batches(self, name: str, epoch: int | None = None):
+        """(model inputs, labels, clip keys); shuffled and augmented when ``epoch`` is given."""
+        tc = self.exp.train
+        if name in self.cached:
+            keys, labels, tokens = self.cached[name]
+            order = torch.arange(len(keys)) if epoch is None else \
+                torch.randperm(len(keys), generator=_generator(tc.seed, epoch, 1))
+            for idx in order.split(tc.batch_size):
+                yield ({"tokens": tokens[idx].to(self.device)}, labels[idx].to(self.device),
+                       [keys[i] for i in idx])
+            return
+        seed = None if epoch is None else int(_generator(tc.seed, epoch, 2).initial_seed() % 2**31)
+        for step, batch in enumerate(self._stream(name, seed)):
+            keys, labels = self._labels(batch)
+            x = clips_to_tensor(batch["frames"])
+            if epoch is not None and tc.augment:
+                x = augment_clips(x, tc, _generator(tc.seed, epoch, step, 3))
+            yield {"clips": x.to(self.device)}, labels.to(self.device), keys
+
+
+def _trainable_state(net: MERNet) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def predict(net: MERNet, data: FoldInputs, name: str):
+    net.eval()
+    keys, labels, probs = [], [], []
+    for inp, y, k in data.batches(name):
+        probs.append(torch.softmax(net(**inp)["logits"].float(), -1).cpu())
+        labels.append(y.cpu())
+        keys += k
+    if not keys:
+        return [], np.zeros(0, int), np.zeros((0, net.num_classes))
+    return keys, torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+
+def train_fold(config: dict) -> None:
+    """The Ray Train worker function. ``config``: experiment (dict), class_names, split (dict),
+    label_override (dict or None), train_label_counts (list)."""
+    import ray.train
+    import ray.train.torch
+
+    exp = ExperimentConfig.from_dict(config["experiment"])
+    tc = exp.train
+    torch.set_num_threads(tc.cpus_per_fold)
+    device = ray.train.torch.get_device()
+    classes = list(range(len(config["class_names"])))
+    net = build_model(exp, len(classes)).to(device)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=tc.lr)
+    weights = None
+    if exp.loss.class_weights == "inverse_freq":
+        counts = torch.tensor(config["train_label_counts"])
+        weights = inverse_freq_weights(torch.repeat_interleave(torch.arange(len(counts)), counts),
+                                       len(classes)).to(device)
+    loss_fn = MERLoss(exp.loss, weights).to(device)
+    names = ["train", "test"] + (["val"] if config["split"]["val"] else [])
+    shards = {n: ray.train.get_dataset_shard(n) for n in names}
+    t_start = time.perf_counter()
+    data = FoldInputs(net, exp, shards, device, config.get("label_override"))
+
+    st = {"epoch": 0, "best_uf1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
+          "best": None, "elapsed": 0.0, "done": False}
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            saved = torch.load(Path(d) / STATE, map_location="cpu", weights_only=False)
+        net.load_state_dict(saved["model"], strict=False)
+        opt.load_state_dict(saved["optimizer"])
+        st = saved["fold"]
+        if st["done"]:  # finished but not collected: hand the same result back
+            ray.train.report(st["final_metrics"], checkpoint=ckpt)
+            return
+
+    before = st["elapsed"]  # compute time of earlier attempts (a retried or resumed fold)
+
+    def save(extra_files: dict[str, bytes] | None = None, metrics: dict | None = None):
+        st["elapsed"] = before + time.perf_counter() - t_start
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save({"model": _trainable_state(net), "optimizer": opt.state_dict(),
+                        "fold": st}, Path(tmp) / STATE)
+            for fname, blob in (extra_files or {}).items():
+                (Path(tmp) / fname).write_bytes(blob)
+            ray.train.report(metrics or {}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    epoch = st["epoch"]
+    while epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
+        t0 = time.perf_counter()
+        net.train()
+        sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
+        for inp, y, _ in data.batches("train", epoch):
+            parts = loss_fn(net(**inp), y)
+            opt.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            opt.step()
+            for k in sums:
+                sums[k] += float(parts[k].detach()) * len(y)
+            n += len(y)
+        row = {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}
+        if "val" in shards:
+            _, vy, vp = predict(net, data, "val")
+            val = scores(vy, vp.argmax(1), classes)
+            row.update(val_uf1=val.uf1, val_uar=val.uar)
+            if val.uf1 > st["best_uf1"]:
+                st.update(best_uf1=val.uf1, best_epoch=epoch, bad_epochs=0,
+                          best=_trainable_state(net))
+            else:
+                st["bad_epochs"] += 1
+        else:  # no validation subjects: the last epoch is the model
+            st.update(best_epoch=epoch, best=_trainable_state(net))
+        row["seconds"] = time.perf_counter() - t0
+        st["history"].append(row)
+        epoch += 1
+        st["epoch"] = epoch
+        save(metrics={k: v for k, v in row.items() if isinstance(v, (int, float))})
+
+    # The single look at the test subject, with the best-validation weights.
+    net.load_state_dict(st["best"], strict=False)
+    keys, ty, tp = predict(net, data, "test")
+    test = scores(ty, tp.argmax(1), classes)
+    fold = {
+        "test_subject": config["split"]["test"], "val_subjects": config["split"]["val"],
+        "train_subjects": config["split"]["train"], "epochs_run": epoch,
+        "best_epoch": st["best_epoch"], "best_val_uf1": st["best_uf1"],
+        "stopped_early": st["bad_epochs"] >= tc.patience, "test_uf1": test.uf1,
+        "test_uar": test.uar, "n_test": len(keys), "history": st["history"],
+        "seconds": round(before + time.perf_counter() - t_start, 2),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(), "device": str(device),
+        "pretrained": net.pretrained, "weights_source": net.encoder.weights_source,
+        "cache_trunk": tc.cache_trunk, "augmented": tc.augment and not tc.cache_trunk,
+    }
+    preds = {"keys": keys, "labels": ty.tolist(), "probs": tp.tolist()}
+    st["done"] = True
+    st["final_metrics"] = {"test_uf1": test.uf1, "best_val_uf1": st["best_uf1"],
+                           "epochs_run": epoch, "done": 1}
+    save({"fold.json": json.dumps(fold).encode(), "predictions.json": json.dumps(preds).encode()},
+         st["final_metrics"])

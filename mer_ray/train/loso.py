@@ -1,0 +1,196 @@
+"""Leave-one-subject-out on Ray: each fold is a one-worker TorchTrainer, run as a Tune trial.
+
+Folds run concurrently, as many as the cluster's resources allow. Each fold's Train run has a
+deterministic name under ``<storage>/<experiment>/train/fold-<subject>``, so running the same
+experiment again resumes: folds whose results exist are not retrained, and a fold that was
+interrupted continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.folds import FoldSplit, fold_datasets, loso_splits, subject_labels
+from ..data.prepare import read_prepare_meta
+from ..storage import Storage, open_storage
+from .config import ExperimentConfig
+from .fold import COLUMNS, train_fold
+
+FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
+
+
+class ExperimentMismatch(ValueError):
+    """An experiment name that already holds a run made with another configuration."""
+
+
+def _shuffled_labels(shards: str, split: FoldSplit, seed: int) -> dict[str, int]:
+    """Control run: training and validation labels permuted among those clips (test untouched)."""
+    import pyarrow.parquet as pq
+
+    keys, labels = [], []
+    for s in split.train + split.val:
+        t = pq.read_table(Path(shards) / "clips" / f"subject={s}", columns=["clip", "label_id"])
+        keys += [f"{s}/{c}" for c in t.column("clip").to_pylist()]
+        labels += t.column("label_id").to_pylist()
+    perm = np.random.default_rng([seed, 7919]).permutation(len(labels))
+    return {k: int(labels[i]) for k, i in zip(keys, perm)}
+
+
+def _train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
+    import pyarrow.parquet as pq
+
+    counts = Counter()
+    for s in split.train:
+        t = pq.read_table(Path(shards) / "clips" / f"subject={s}", columns=["label_id"])
+        counts.update(t.column("label_id").to_pylist())
+    return [counts.get(i, 0) for i in range(n)]
+
+
+def fold_driver(config: dict) -> None:
+    """Tune function trainable: builds and fits one fold's TorchTrainer, then stores its result."""
+    import ray.train
+    import ray.tune
+    from ray.data import ExecutionOptions
+    from ray.train.torch import TorchTrainer
+
+    exp = ExperimentConfig.from_dict(config["experiment"])
+    tc = exp.train
+    split = FoldSplit(config["split"]["test"], tuple(config["split"]["val"]),
+                      tuple(config["split"]["train"]))
+    data = fold_datasets(config["shards"], split)
+    datasets = {"train": data.train.select_columns(COLUMNS, num_cpus=0),
+                "test": data.test.select_columns(COLUMNS, num_cpus=0)}
+    if data.val is not None:
+        datasets["val"] = data.val.select_columns(COLUMNS, num_cpus=0)
+    override = _shuffled_labels(config["shards"], split, tc.seed) if tc.shuffle_labels else None
+    resources = {"CPU": tc.cpus_per_fold, **(tc.fold_resources or {})}
+    trainer = TorchTrainer(
+        train_fold,
+        train_loop_config={
+            "experiment": config["experiment"], "class_names": config["class_names"],
+            "split": config["split"], "label_override": override,
+            "train_label_counts": _train_label_counts(config["shards"], split,
+                                                      len(config["class_names"])),
+        },
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=config["use_gpu"],
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=f"fold-{split.test}", storage_path=config["train_storage"],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(
+            execution_options=ExecutionOptions(preserve_order=True)),
+    )
+    start = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - start
+    storage = open_storage(config["storage"])
+    with result.checkpoint.as_directory() as d:
+        fold = json.loads((Path(d) / FOLD_JSON).read_text())
+        preds = (Path(d) / FOLD_PREDS).read_bytes()
+    fold["wall_seconds"] = round(wall, 2)
+    where = (config["name"], "folds", split.test)
+    storage.write_atomic(preds, *where, FOLD_PREDS)
+    storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)  # last: done
+    ray.tune.report({"test_subject": split.test, "best_val_uf1": fold["best_val_uf1"],
+                     "epochs_run": fold["epochs_run"]})
+
+
+@dataclass
+class LosoSetup:
+    name: str
+    storage: Storage
+    shards: str
+    class_names: list[str]
+    folds: list[FoldSplit]
+    exp: ExperimentConfig
+    data_meta: dict = field(default_factory=dict)
+
+
+def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Path,
+              name: str | None = None, max_folds: int | None = None) -> LosoSetup:
+    shards = str(Path(shards).resolve())
+    meta = read_prepare_meta(shards)
+    folds = loso_splits(subject_labels(shards), exp.train.val_subjects, exp.train.seed)
+    if max_folds:
+        folds = folds[:max_folds]
+    name = name or f"{meta.get('dataset', 'data')}-{meta.get('protocol', '')}-{exp.hash()}"
+    storage = open_storage(storage_path)
+    record = {"name": name, "config_hash": exp.hash(), "config": exp.to_dict(),
+              "shards": shards, "folds": [f.test for f in folds]}
+    if storage.exists(name, "experiment.json"):
+        old = json.loads(storage.read_bytes(name, "experiment.json"))
+        if old["config_hash"] != exp.hash() or old["shards"] != shards:
+            raise ExperimentMismatch(
+                f"{storage.path(name)} holds a run with config {old['config_hash']} on "
+                f"{old['shards']}; this one is {exp.hash()} on {shards}. Use another --name "
+                f"or remove that folder.")
+    else:
+        storage.write_atomic(json.dumps(record, indent=1).encode(), name, "experiment.json")
+    return LosoSetup(name, storage, shards, meta["class_names"], folds, exp, meta)
+
+
+def completed_folds(setup: LosoSetup) -> set[str]:
+    return {f.test for f in setup.folds
+            if setup.storage.exists(setup.name, "folds", f.test, FOLD_JSON)}
+
+
+def fold_slots(exp: ExperimentConfig, use_gpu: bool) -> int:
+    """How many folds the cluster can run at once with each fold's resources."""
+    import ray
+
+    tc = exp.train
+    res = ray.cluster_resources()
+    slots = int(res.get("CPU", 1) // tc.cpus_per_fold)
+    if use_gpu:
+        slots = min(slots, int(res.get("GPU", 0)))
+    for key, amount in (tc.fold_resources or {}).items():
+        slots = min(slots, int(res.get(key, 0) // amount))
+    if tc.max_concurrent_folds:
+        slots = min(slots, tc.max_concurrent_folds)
+    return max(slots, 1)
+
+
+def run_folds(setup: LosoSetup) -> list[str]:
+    """Train every fold without stored results; returns the subjects trained now."""
+    import ray
+    import ray.tune
+
+    done = completed_folds(setup)
+    pending = [f for f in setup.folds if f.test not in done]
+    if not pending:
+        return []
+    tc = setup.exp.train
+    use_gpu = (tc.use_gpu is True) or (tc.use_gpu == "auto" and
+                                       ray.cluster_resources().get("GPU", 0) > 0)
+    base = {
+        "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
+        "shards": setup.shards, "storage": setup.storage.uri, "name": setup.name,
+        "train_storage": f"{setup.storage.uri.rstrip('/')}/{setup.name}/train",
+        "use_gpu": use_gpu,
+    }
+    splits = [{"test": f.test, "val": list(f.val), "train": list(f.train)} for f in pending]
+    tuner = ray.tune.Tuner(
+        # The trial only drives its TorchTrainer: it must not hold a CPU that a fold worker needs.
+        ray.tune.with_resources(fold_driver, {"cpu": 0, "memory": 1}),
+        param_space={**base, "split": ray.tune.grid_search(splits)},
+        tune_config=ray.tune.TuneConfig(max_concurrent_trials=fold_slots(setup.exp, use_gpu)),
+        run_config=ray.tune.RunConfig(
+            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=f"{setup.storage.uri.rstrip('/')}/{setup.name}/tune",
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} fold(s) failed; first error: {failed[0].error}")
+    return [f.test for f in pending]

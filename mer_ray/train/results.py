@@ -1,0 +1,119 @@
+"""From stored fold results to the run's predictions.parquet, summary.json and printed table."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import polars as pl
+
+from ..console import show
+from ..metrics import loso_scores
+from ..provenance import code_version
+from .loso import FOLD_JSON, FOLD_PREDS, LosoSetup
+
+
+def collect(setup: LosoSetup) -> tuple[pl.DataFrame, list[dict]]:
+    rows, folds = [], []
+    names = setup.class_names
+    for f in setup.folds:
+        where = (setup.name, "folds", f.test)
+        if not setup.storage.exists(*where, FOLD_JSON):
+            raise RuntimeError(f"fold {f.test} has no results in {setup.storage.path(*where)}")
+        fold = json.loads(setup.storage.read_bytes(*where, FOLD_JSON))
+        preds = json.loads(setup.storage.read_bytes(*where, FOLD_PREDS))
+        folds.append(fold)
+        for key, y, p in zip(preds["keys"], preds["labels"], preds["probs"]):
+            subject, clip = key.split("/", 1)
+            pred = max(range(len(p)), key=p.__getitem__)
+            rows.append({"fold": f.test, "subject": subject, "clip": clip, "label": y,
+                         "label_name": names[y], "prediction": pred,
+                         "prediction_name": names[pred], "probabilities": p})
+    return pl.DataFrame(rows), folds
+
+
+def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
+    preds, folds = collect(setup)
+    classes = list(range(len(setup.class_names)))
+    per_fold = [(preds.filter(pl.col("fold") == f["test_subject"])["label"].to_list(),
+                 preds.filter(pl.col("fold") == f["test_subject"])["prediction"].to_list())
+                for f in folds]
+    m = loso_scores(per_fold, classes)
+    pretrained = sorted({f["pretrained"] for f in folds})
+    cache = setup.exp.train.cache_trunk
+    summary = {
+        "name": setup.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dataset": setup.data_meta.get("dataset"),
+        "protocol": setup.data_meta.get("protocol"),
+        "synthetic": bool(setup.data_meta.get("synthetic")),
+        "class_names": setup.class_names,
+        "n_folds": len(folds),
+        "n_clips": preds.height,
+        "metrics": {
+            "primary": "aggregate: UF1/UAR over all folds' predictions concatenated",
+            "uf1": m["aggregate"]["uf1"], "uar": m["aggregate"]["uar"],
+            "per_fold_mean_uf1": m["per_fold_mean"]["uf1"],
+            "per_fold_mean_uar": m["per_fold_mean"]["uar"],
+            "per_class_recall": {setup.class_names[int(c)]: r
+                                 for c, r in m["aggregate"]["recall"].items()},
+            "per_class_f1": {setup.class_names[int(c)]: v
+                             for c, v in m["aggregate"]["f1"].items()},
+            "confusion_matrix": m["aggregate"]["confusion"],
+            "confusion_axes": "rows: true class, columns: predicted class, class_names order",
+            "classes_absent": [setup.class_names[c] for c in m["aggregate"]["absent"]],
+        },
+        "folds": [{"test_subject": f["test_subject"], "val_subjects": f["val_subjects"],
+                   "uf1": pf["uf1"], "uar": pf["uar"], "n": pf["n"],
+                   "classes_absent": [setup.class_names[c] for c in pf["absent"]],
+                   "best_epoch": f["best_epoch"], "epochs_run": f["epochs_run"],
+                   "best_val_uf1": f["best_val_uf1"], "worker_seconds": f["seconds"],
+                   "wall_seconds": f.get("wall_seconds"), "node_ip": f["node_ip"],
+                   "node_id": f["node_id"], "device": f["device"]}
+                  for f, pf in zip(folds, m["per_fold"])],
+        "config": setup.exp.to_dict(),
+        "config_hash": setup.exp.hash(),
+        "seed": setup.exp.train.seed,
+        "code_version": code_version(),
+        "pretrained": pretrained[0] if len(pretrained) == 1 else pretrained,
+        "weights_source": folds[0]["weights_source"] if folds else None,
+        "augmentation": "none: trained from cached frozen-trunk tokens" if cache else
+                        ("flip + affine on training clips" if setup.exp.train.augment else "none"),
+        "control_shuffled_labels": setup.exp.train.shuffle_labels,
+        "shards": setup.shards,
+        "data": {k: setup.data_meta.get(k) for k in ("root", "config", "clips", "per_class")},
+        **(extra or {}),
+    }
+    buf = io.BytesIO()
+    preds.write_parquet(buf)
+    setup.storage.write_atomic(buf.getvalue(), setup.name, "predictions.parquet")
+    setup.storage.write_atomic(json.dumps(summary, indent=1).encode(), setup.name,
+                               "summary.json")
+    return summary
+
+
+def print_summary(summary: dict, where: str) -> None:
+    m = summary["metrics"]
+    rows = [(f["test_subject"], f["n"], f"{f['uf1']:.3f}", f"{f['uar']:.3f}",
+             f"{f['best_val_uf1']:.3f}", f["best_epoch"], f"{f['worker_seconds']:.0f}")
+            for f in summary["folds"]]
+    show(["test subject", "clips", "UF1", "UAR", "best val UF1", "best epoch", "seconds"], rows,
+         title=f"{summary['name']}: per fold")
+    flags = []
+    if summary["synthetic"]:
+        flags.append("SYNTHETIC data")
+    if not summary["pretrained"]:
+        flags.append("backbone NOT pretrained")
+    if summary["control_shuffled_labels"]:
+        flags.append("CONTROL: training labels shuffled")
+    show(["figure", "UF1", "UAR"],
+         [("all folds' predictions (primary)", f"{m['uf1']:.4f}", f"{m['uar']:.4f}"),
+          ("mean over folds", f"{m['per_fold_mean_uf1']:.4f}",
+           f"{m['per_fold_mean_uar']:.4f}")],
+         title=f"LOSO, {summary['n_folds']} folds, {summary['n_clips']} test clips"
+               + (f" [{'; '.join(flags)}]" if flags else ""))
+    if m["classes_absent"]:
+        print(f"classes absent from truth and predictions (left out of the means): "
+              f"{', '.join(m['classes_absent'])}")
+    print(f"results: {where}")
