@@ -26,6 +26,7 @@ class RenderConfig:
     inter_ocular: float = 0.24  # eye distance as a fraction of the frame (face ~ half the frame)
     sequence_length: int = 40  # frames per recorded sequence (the clip span sits inside it)
     intensity: float = 1.0  # multiplies every AU amplitude
+    distractors: bool = True  # blinks, head drift and flicker (off: only the expression moves)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class ClipPlan:
 
 
 def plan_clip(rng: np.random.Generator, emotion: str, cfg: RenderConfig) -> ClipPlan:
+    """Timing and distractors of one clip. The draws are the same with distractors off, so a
+    clip differs only by them."""
     n = cfg.sequence_length
     rise, fall = int(rng.integers(4, 8)), int(rng.integers(4, 9))
     onset = int(rng.integers(3, max(n - rise - fall - 3, 4)))
@@ -139,13 +142,16 @@ def plan_clip(rng: np.random.Generator, emotion: str, cfg: RenderConfig) -> Clip
     if rng.random() < 0.6:  # blinks happen anywhere, including inside the expression
         dur = int(rng.integers(4, 8))
         blink = (int(rng.integers(0, n - dur)), dur)
-    return ClipPlan(
+    plan = ClipPlan(
         emotion=emotion, onset=onset, apex=onset + rise, offset=onset + rise + fall,
         amplitude=float(rng.uniform(0.75, 1.25)), blink=blink,
         drift=np.array([rng.normal(0, 2.0), rng.normal(0, 2.0), rng.normal(0, 0.8)]),
         flicker=(float(rng.uniform(0.0, 0.04)), float(rng.uniform(3, 12)),
                  float(rng.uniform(0, 2 * np.pi))),
     )
+    if not cfg.distractors:
+        plan.blink, plan.drift, plan.flicker = None, np.zeros(3), (0.0, 5.0, 0.0)
+    return plan
 
 
 def envelope(plan: ClipPlan, t: int) -> float:

@@ -1,0 +1,101 @@
+"""LOSO through Ray: a tiny 2-fold run, leakage guards on its records, resume without retraining."""
+
+import json
+
+import polars as pl
+import polars.testing  # noqa: F401
+import pytest
+
+from mer_ray.data.labels import class_names
+from mer_ray.data.manifest import build_manifest
+from mer_ray.data.prepare import PrepareConfig, prepare_shards
+from mer_ray.train.config import ExperimentConfig
+from mer_ray.train.loso import ExperimentMismatch, completed_folds, plan_loso, run_folds
+from mer_ray.train.results import summarise
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TINY = [
+    "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
+    "model.fusion_dim=32", "train.max_epochs=2", "train.val_subjects=1", "train.batch_size=4",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(synth_samm, ray_session, tmp_path_factory):
+    out = tmp_path_factory.mktemp("loso_shards")
+    m = build_manifest("samm", synth_samm, "3class")
+    prepare_shards(m, out, PrepareConfig(frames=4, size=28),
+                   class_names=class_names("samm", "3class"),
+                   extra_meta={"dataset": "samm", "protocol": "3class", "synthetic": True})
+    return out
+
+
+def run(shards, storage, overrides, max_folds=2, name="tiny"):
+    exp = ExperimentConfig().with_overrides(TINY + overrides)
+    setup = plan_loso(shards, exp, storage, name=name, max_folds=max_folds)
+    trained = run_folds(setup)
+    return setup, trained, summarise(setup)
+
+
+@pytest.fixture(scope="module")
+def two_folds(tiny_shards, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    return storage, run(tiny_shards, storage, [])
+
+
+def test_two_fold_loso_records_everything(two_folds):
+    storage, (setup, trained, summary) = two_folds
+    assert trained == ["006", "007"]
+    preds = pl.read_parquet(storage / "tiny" / "predictions.parquet")
+    assert preds.height == 6 and set(preds["fold"]) == {"006", "007"}
+    assert (preds["fold"] == preds["subject"]).all()  # a fold predicts its own subject only
+    assert preds["probabilities"].list.len().unique().to_list() == [3]
+    saved = json.loads((storage / "tiny" / "summary.json").read_text())
+    assert saved["metrics"]["primary"].startswith("aggregate")
+    for key in ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar", "confusion_matrix",
+                "per_class_recall"):
+        assert key in saved["metrics"]
+    assert saved["pretrained"] is False and saved["synthetic"] is True
+    assert saved["seed"] == 0 and saved["config_hash"] == setup.exp.hash()
+    assert saved["code_version"] and saved["config"]["train"]["max_epochs"] == 2
+    assert all(f["worker_seconds"] > 0 and f["node_ip"] for f in saved["folds"])
+    assert sum(sum(r) for r in saved["metrics"]["confusion_matrix"]) == 6
+
+
+def test_fold_records_keep_subjects_apart(two_folds):
+    storage, (setup, _, _) = two_folds
+    for f in setup.folds:
+        fold = json.loads((storage / "tiny" / "folds" / f.test / "fold.json").read_text())
+        train, val = set(fold["train_subjects"]), set(fold["val_subjects"])
+        assert fold["test_subject"] not in train | val and not train & val
+        assert len(fold["history"]) == fold["epochs_run"] == 2
+        assert all("val_uf1" in h for h in fold["history"])  # selection used validation only
+
+
+def test_rerun_resumes_without_retraining(two_folds, tiny_shards, tmp_path):
+    storage, (_, _, first) = two_folds
+    before = pl.read_parquet(storage / "tiny" / "predictions.parquet")
+    setup, trained, again = run(tiny_shards, storage, [])
+    assert trained == [] and completed_folds(setup) == {"006", "007"}
+    pl.testing.assert_frame_equal(before,
+                                  pl.read_parquet(storage / "tiny" / "predictions.parquet"))
+    assert again["metrics"]["uf1"] == first["metrics"]["uf1"]
+    # interrupted after the first fold: a second storage where only fold 1 ran, then the rest
+    other = tmp_path / "runs"
+    _, trained1, _ = run(tiny_shards, other, [], max_folds=1)
+    mtime = (other / "tiny" / "folds" / "006" / "fold.json").stat().st_mtime
+    _, trained2, resumed = run(tiny_shards, other, [])
+    assert trained1 == ["006"] and trained2 == ["007"]
+    assert (other / "tiny" / "folds" / "006" / "fold.json").stat().st_mtime == mtime
+    a = pl.read_parquet(storage / "tiny" / "predictions.parquet").sort("clip")
+    b = pl.read_parquet(other / "tiny" / "predictions.parquet").sort("clip")
+    assert a.select("clip", "prediction").equals(b.select("clip", "prediction"))
+    assert resumed["metrics"]["uf1"] == first["metrics"]["uf1"]
+
+
+def test_same_name_other_config_refused(two_folds, tiny_shards):
+    storage, _ = two_folds
+    exp = ExperimentConfig().with_overrides(TINY + ["train.lr=0.01"])
+    with pytest.raises(ExperimentMismatch, match="another --name"):
+        plan_loso(tiny_shards, exp, storage, name="tiny")
