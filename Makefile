@@ -17,7 +17,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)
-	$(BIN)/python -m mer_ray.demo
+	$(BIN)/python experiments/loso_samm.py --config experiments/configs/demo.yaml \
+		--workdir data/demo --storage-path data/demo/results
 
 test: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)
