@@ -47,7 +47,7 @@ def test_ray_job_submit_runs_loso(tmp_path):
             assert head.poll() is None, "ray start exited"
             time.sleep(2)
         work = tmp_path / "work"
-        job = subprocess.run(
+        submit = lambda: subprocess.run(  # noqa: E731
             [f"{bin_dir}/ray", "job", "submit", "--address", address, "--working-dir", ".",
              "--", "python", "experiments/loso_samm.py", "--workdir", str(work),
              "--storage-path", str(work / "results"), "--name", "job",
@@ -55,6 +55,12 @@ def test_ray_job_submit_runs_loso(tmp_path):
              "--frames", "4", "--set", "model.image_size=28", "--set", "model.pretrained=false",
              "--set", "train.max_epochs=1", "--set", "train.val_subjects=1"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        job = submit()
+        # The job agent can come up a little after the dashboard answers: it says so; retry.
+        while job.returncode != 0 and "No available agent" in job.stdout + job.stderr:
+            assert time.time() < deadline + 60, "the job agent never came up"
+            time.sleep(3)
+            job = submit()
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout + job.stderr
         summary = json.loads((work / "results" / "job" / "summary.json").read_text())
