@@ -33,10 +33,17 @@ def test_ray_job_submit_runs_loso(tmp_path):
     subprocess.run([f"{bin_dir}/ray", "get-auth-token", "--generate"], env=env, check=True,
                    capture_output=True)
     gcs, dash = free_port(), free_port()
+    # Every fixed-default port gets a free one: the test session's own Ray already holds the
+    # defaults (its dashboard agent on 52365 among them), and a head whose job agent cannot
+    # bind answers every submission with "No available agent".
+    ports = {name: free_port() for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port", "ray-client-server-port", "node-manager-port",
+        "object-manager-port")}
     head = subprocess.Popen(
         [f"{bin_dir}/ray", "start", "--head", "--block", f"--port={gcs}",
          f"--dashboard-port={dash}", "--num-cpus=2", "--object-store-memory=300000000",
-         "--disable-usage-stats"],
+         "--disable-usage-stats", *(f"--{k}={v}" for k, v in ports.items())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
