@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-from .console import show  # noqa: F401  (re-exported for scripts)
-
 LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic"}
 
 

@@ -6,7 +6,7 @@ Every **(ours)** choice of METHOD.md is a field here, with its help text in ``fi
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +16,44 @@ FRAME_FEATURES = ("cls", "mean_patch", "cls_mean")
 CLASS_WEIGHTS = ("none", "inverse_freq")
 
 
-def _f(default, help: str):
+def described(default, help: str):
+    """A dataclass field whose help text travels with it."""
     return field(default=default, metadata={"help": help})
+
+
+def validate(owner: str, checks: list[tuple[bool, str]]) -> None:
+    """Raise ValueError naming ``owner`` and the first failed check's message."""
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(f"{owner}: {msg}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = _f("vit_small_patch14_dinov2", "timm DinoV2 ViT; vit_base for paper scale")
-    image_size: int = _f(224, "S: aligned frame size, a multiple of the patch size 14")
-    pretrained: bool = _f(True, "ask timm for DinoV2's published weights (needs a hub or cache); "
+    backbone: str = described("vit_small_patch14_dinov2", "timm DinoV2 ViT; vit_base for paper scale")
+    image_size: int = described(224, "S: aligned frame size, a multiple of the patch size 14")
+    pretrained: bool = described(True, "ask timm for DinoV2's published weights (needs a hub or cache); "
                                 "random init with a warning when they cannot be had")
-    backbone_weights: str | None = _f(None, "local safetensors / torch state dict, loaded strictly")
-    finetune: str = _f("lora", "lora | full (whole backbone trains) | frozen (none of it)")
-    lora_blocks: int = _f(2, "last blocks that get LoRA on Q and V; earlier ones stay frozen")
-    lora_rank: int = _f(8, "r (ours)")
-    lora_alpha: float = _f(16.0, "alpha; LoRA scale s = alpha / r (ours)")
-    lora_dropout: float = _f(0.0, "dropout on the LoRA branch input")
-    frame_feature: str = _f("cls_mean", "cls | mean_patch | cls_mean (ours, METHOD.md section 2)")
-    use_sfa: bool = _f(True, "spatial frequency adaptation branch")
-    use_dgat: bool = _f(True, "dynamic graph attention branch")
-    use_freq_guidance: bool = _f(True, "psi = 1 - |w_i - w_j| term in DGAT attention")
-    use_lstm: bool = _f(True, "LSTM after the graph attention (off: max over time of its output)")
-    sfa_rho: float = _f(0.25, "low-pass radius in normalised frequency coordinates (ours)")
-    sfa_experts: int = _f(4, "K: SFA experts (ours)")
-    sfa_dim: int = _f(256, "d_s: SFA output width")
-    dgat_heads: int = _f(4, "H: attention heads")
-    dgat_dim: int = _f(256, "d_t: DGAT width")
-    lambda_f_init: float = _f(1.0, "initial value of the learnable frequency-guidance scale")
-    fusion_kernels: int = _f(4, "Kc: dynamic-convolution kernels")
-    fusion_dim: int = _f(256, "d_f: fused feature width")
-    eps: float = _f(1e-6, "numerical floor in the SFA frequency weight")
+    backbone_weights: str | None = described(None, "local safetensors / torch state dict, loaded strictly")
+    finetune: str = described("lora", "lora | full (whole backbone trains) | frozen (none of it)")
+    lora_blocks: int = described(2, "last blocks that get LoRA on Q and V; earlier ones stay frozen")
+    lora_rank: int = described(8, "r (ours)")
+    lora_alpha: float = described(16.0, "alpha; LoRA scale s = alpha / r (ours)")
+    lora_dropout: float = described(0.0, "dropout on the LoRA branch input")
+    frame_feature: str = described("cls_mean", "cls | mean_patch | cls_mean (ours, METHOD.md section 2)")
+    use_sfa: bool = described(True, "spatial frequency adaptation branch")
+    use_dgat: bool = described(True, "dynamic graph attention branch")
+    use_freq_guidance: bool = described(True, "psi = 1 - |w_i - w_j| term in DGAT attention")
+    use_lstm: bool = described(True, "LSTM after the graph attention (off: max over time of its output)")
+    sfa_rho: float = described(0.25, "low-pass radius in normalised frequency coordinates (ours)")
+    sfa_experts: int = described(4, "K: SFA experts (ours)")
+    sfa_dim: int = described(256, "d_s: SFA output width")
+    dgat_heads: int = described(4, "H: attention heads")
+    dgat_dim: int = described(256, "d_t: DGAT width")
+    lambda_f_init: float = described(1.0, "initial value of the learnable frequency-guidance scale")
+    fusion_kernels: int = described(4, "Kc: dynamic-convolution kernels")
+    fusion_dim: int = described(256, "d_f: fused feature width")
+    eps: float = described(1e-6, "numerical floor in the SFA frequency weight")
 
     def __post_init__(self):
         checks = [
@@ -65,9 +73,7 @@ class ModelConfig:
             (min(self.sfa_dim, self.dgat_dim, self.fusion_dim) > 0, "widths must be > 0"),
             (self.fusion_kernels >= 1, "fusion_kernels (Kc) must be >= 1"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"ModelConfig: {msg}")
+        validate("ModelConfig", checks)
 
     @property
     def uses_lora(self) -> bool:
@@ -81,16 +87,16 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    lambda1: float = _f(0.1, "weight of the KoLeo regulariser (ours)")
-    lambda2: float = _f(0.5, "weight of the SFA/DGAT consistency term (ours)")
-    class_weights: str = _f("none", "none | inverse_freq: class-weighted cross-entropy")
-    koleo_eps: float = _f(1e-8, "epsilon inside KoLeo's log")
+    lambda1: float = described(0.1, "weight of the KoLeo regulariser (ours)")
+    lambda2: float = described(0.5, "weight of the SFA/DGAT consistency term (ours)")
+    class_weights: str = described("none", "none | inverse_freq: class-weighted cross-entropy")
+    koleo_eps: float = described(1e-8, "epsilon inside KoLeo's log")
 
     def __post_init__(self):
-        if self.lambda1 < 0 or self.lambda2 < 0:
-            raise ValueError("LossConfig: lambda1 and lambda2 must be >= 0")
-        if self.class_weights not in CLASS_WEIGHTS:
-            raise ValueError(f"LossConfig: class_weights must be one of {CLASS_WEIGHTS}")
+        validate("LossConfig", [
+            (self.lambda1 >= 0 and self.lambda2 >= 0, "lambda1 and lambda2 must be >= 0"),
+            (self.class_weights in CLASS_WEIGHTS, f"class_weights must be one of {CLASS_WEIGHTS}"),
+        ])
 
 
 def from_dict(cls, data: dict[str, Any] | None):
@@ -113,12 +119,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def help_text(cls) -> list[tuple[str, Any, str]]:
-    """(name, default, help) for every field: for --help listings and docs."""
-    return [(f.name, None if f.default is MISSING else f.default, f.metadata.get("help", ""))
-            for f in fields(cls)]
-
-
 # The ablation rows. "baseline" is DinoV2 alone (frozen, no SFA, no DGAT).
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -136,6 +136,3 @@ def variant(name: str, **overrides) -> ModelConfig:
         raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
     return replace(ModelConfig(**VARIANTS[name]), **overrides)
 
-
-def as_dict(cfg) -> dict[str, Any]:
-    return asdict(cfg)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..model.config import LossConfig, ModelConfig, from_dict, load_yaml
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+from ..model.config import LossConfig, ModelConfig, from_dict, load_yaml, validate
+from ..model.config import described as _f
 
 
 @dataclass(frozen=True)
@@ -51,9 +48,7 @@ class TrainConfig:
             (self.use_gpu in ("auto", True, False), "use_gpu must be auto, true or false"),
             (self.cpus_per_fold >= 1, "cpus_per_fold must be >= 1"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"TrainConfig: {msg}")
+        validate("TrainConfig", checks)
 
 
 @dataclass(frozen=True)
@@ -94,9 +89,6 @@ class ExperimentConfig:
                 raise ValueError(f"override {item!r}: unknown section {section!r}")
             data[section][name] = yaml.safe_load(value)
         return ExperimentConfig.from_dict(data)
-
-    def replace(self, **sections) -> ExperimentConfig:
-        return replace(self, **sections)
 
 
 def load_experiment(path: str | Path | None = None,
