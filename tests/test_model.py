@@ -235,6 +235,16 @@ def test_config_from_dict_and_yaml(tmp_path):
         variant("everything")
 
 
+def test_overrides_read_exponent_floats():
+    from mer_ray.train.config import ExperimentConfig
+
+    exp = ExperimentConfig().with_overrides(["train.lr=1e-3", "loss.lambda1=0"])
+    assert exp.train.lr == 1e-3 and isinstance(exp.train.lr, float)
+    assert exp.loss.lambda1 == 0.0
+    with pytest.raises(ValueError, match="TrainConfig.lr"):
+        ExperimentConfig().with_overrides(["train.lr=fast"])
+
+
 def test_weights_file_loaded_strictly(tmp_path):
     import timm
     from safetensors.torch import save_file

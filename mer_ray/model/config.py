@@ -35,12 +35,20 @@ class ModelConfig:
     pretrained: bool = described(True, "ask timm for DinoV2's published weights (needs a hub or cache); "
                                 "random init with a warning when they cannot be had")
     backbone_weights: str | None = described(None, "local safetensors / torch state dict, loaded strictly")
+    random_init_layerscale: float = described(
+        1.0, "LayerScale gamma of a randomly initialised backbone (ours). timm's 1e-5 scales every "
+             "block's output down so far that a random network is the patch embedding and LoRA "
+             "cannot move it; ignored when weights are loaded")
     finetune: str = described("lora", "lora | full (whole backbone trains) | frozen (none of it)")
     lora_blocks: int = described(2, "last blocks that get LoRA on Q and V; earlier ones stay frozen")
     lora_rank: int = described(8, "r (ours)")
     lora_alpha: float = described(16.0, "alpha; LoRA scale s = alpha / r (ours)")
     lora_dropout: float = described(0.0, "dropout on the LoRA branch input")
     frame_feature: str = described("cls_mean", "cls | mean_patch | cls_mean (ours, METHOD.md section 2)")
+    onset_relative: bool = described(
+        False, "(ours, off in the paper's method) feed SFA/DGAT each frame's feature minus the "
+               "first sampled frame's (the onset), standardised per dimension by a BatchNorm "
+               "without affine whose statistics come from training batches only")
     use_sfa: bool = described(True, "spatial frequency adaptation branch")
     use_dgat: bool = described(True, "dynamic graph attention branch")
     use_freq_guidance: bool = described(True, "psi = 1 - |w_i - w_j| term in DGAT attention")
@@ -65,6 +73,7 @@ class ModelConfig:
             (self.lora_rank > 0, f"lora_rank must be > 0 (got {self.lora_rank})"),
             (self.lora_alpha > 0, "lora_alpha must be > 0"),
             (0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)"),
+            (self.random_init_layerscale > 0, "random_init_layerscale must be > 0"),
             (self.frame_feature in FRAME_FEATURES, f"frame_feature must be one of {FRAME_FEATURES}"),
             (0.0 < self.sfa_rho < 1.0, "sfa_rho must be in (0, 1)"),
             (self.sfa_experts >= 1, f"sfa_experts (K) must be >= 1 (got {self.sfa_experts})"),
@@ -106,6 +115,15 @@ def from_dict(cls, data: dict[str, Any] | None):
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+    for f in fields(cls):
+        # YAML 1.1 reads 1e-4 (no dot) as a string; a float field takes it as the number it is.
+        if f.name in data and f.type == "float" and isinstance(data[f.name], (str, int)) \
+                and not isinstance(data[f.name], bool):
+            try:
+                data[f.name] = float(data[f.name])
+            except ValueError:
+                raise ValueError(f"{cls.__name__}.{f.name}: expected a number, got "
+                                 f"{data[f.name]!r}") from None
     return cls(**data)
 
 

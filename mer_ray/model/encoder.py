@@ -116,9 +116,9 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
     """(timm ViT without classifier, whether the weights are pretrained, where they came from)."""
     import timm
 
-    def make(pretrained: bool = False):
+    def make(pretrained: bool = False, **kwargs):
         return timm.create_model(cfg.backbone, pretrained=pretrained, img_size=cfg.image_size,
-                                 num_classes=0)
+                                 num_classes=0, **kwargs)
 
     if cfg.backbone_weights:
         model = make()
@@ -140,7 +140,7 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
            f"backbone_weights=PATH to use a local copy of the weights.")
     warnings.warn(msg, stacklevel=2)
     log.warning(msg)
-    return make(), False, "random init"
+    return make(init_values=cfg.random_init_layerscale), False, "random init"
 
 
 class FrameEncoder(nn.Module):

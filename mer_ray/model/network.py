@@ -33,6 +33,8 @@ class MERNet(nn.Module):
             else None
         self.dgat = DGAT(d, cfg.dgat_dim, cfg.dgat_heads, cfg.use_freq_guidance, cfg.use_lstm,
                          cfg.lambda_f_init) if cfg.use_dgat else None
+        # Onset-relative input (ours): what moved since the onset, at unit scale per dimension.
+        self.onset_norm = nn.BatchNorm1d(d, affine=False) if cfg.onset_relative else None
         self.pool_proj = None
         if self.sfa is not None and self.dgat is not None:
             z_dim = cfg.sfa_dim + cfg.dgat_dim
@@ -85,6 +87,9 @@ class MERNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
+        if self.onset_norm is not None:
+            x = x - x[:, :1]
+            x = self.onset_norm(x.flatten(0, 1)).view_as(x)
         parts = []
         if self.sfa is not None:
             out.update(self.sfa(x))

@@ -26,6 +26,7 @@ from .config import ExperimentConfig
 
 COLUMNS = ["subject", "clip", "label_id", "frames"]
 STATE = "state.pt"
+FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -49,9 +50,11 @@ class FoldInputs:
     once per clip when ``cache_trunk`` is on (then there is no pixel augmentation)."""
 
     def __init__(self, net: MERNet, exp: ExperimentConfig, shards: dict, device,
-                 label_override: dict[str, int] | None):
+                 label_override: dict[str, int] | None, token_cache: dict | None = None):
         self.net, self.exp, self.shards, self.device = net, exp, shards, device
         self.override = label_override or {}
+        # clip key -> trunk tokens; may be shared by folds of one process (same frozen trunk)
+        self.token_cache = {} if token_cache is None else token_cache
         self.cached = {}
         if exp.train.cache_trunk:
             for name in shards:
@@ -73,8 +76,12 @@ class FoldInputs:
         keys, labels, tokens = [], [], []
         for batch in self._stream(name, None):
             k, y = self._labels(batch)
-            clips = clips_to_tensor(batch["frames"]).to(self.device)
-            tokens.append(self.net.trunk_tokens(clips).half().cpu())
+            todo = [i for i, key in enumerate(k) if key not in self.token_cache]
+            if todo:
+                clips = clips_to_tensor(batch["frames"][todo]).to(self.device)
+                for i, tok in zip(todo, self.net.trunk_tokens(clips).half().cpu()):
+                    self.token_cache[k[i]] = tok
+            tokens.append(torch.stack([self.token_cache[key] for key in k]))
             keys += k
             labels.append(y)
         return keys, torch.cat(labels), torch.cat(tokens)
@@ -100,7 +107,10 @@ class FoldInputs:
 
 
 def _trainable_state(net: MERNet) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad}
+    """What training changes: trainable parameters and every buffer (BatchNorm statistics)."""
+    state = {n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad}
+    state.update({n: b.detach().cpu().clone() for n, b in net.named_buffers()})
+    return state
 
 
 @torch.no_grad()
@@ -116,54 +126,44 @@ def predict(net: MERNet, data: FoldInputs, name: str):
     return keys, torch.cat(labels).numpy(), torch.cat(probs).numpy()
 
 
-def train_fold(config: dict) -> None:
-    """The Ray Train worker function. ``config``: experiment (dict), class_names, split (dict),
-    label_override (dict or None), train_label_counts (list)."""
-    import ray.train
-    import ray.train.torch
+def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources: dict,
+             device, label_override: dict | None = None,
+             train_label_counts: list[int] | None = None, resume: dict | None = None,
+             save=None, token_cache: dict | None = None) -> tuple[dict, dict]:
+    """Train one fold and predict its test subject; no Ray in here.
 
-    exp = ExperimentConfig.from_dict(config["experiment"])
+    ``sources`` maps "train" / "val" / "test" to objects with Ray Data's ``iter_batches``
+    (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
+    (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
+    epoch and once at the end with the fold record files. Returns (fold record, predictions).
+    """
     tc = exp.train
-    torch.set_num_threads(tc.cpus_per_fold)
-    device = ray.train.torch.get_device()
-    classes = list(range(len(config["class_names"])))
+    classes = list(range(len(class_names)))
     net = build_model(exp, len(classes)).to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=tc.lr)
     weights = None
     if exp.loss.class_weights == "inverse_freq":
-        counts = torch.tensor(config["train_label_counts"])
+        counts = torch.tensor(train_label_counts)
         weights = inverse_freq_weights(torch.repeat_interleave(torch.arange(len(counts)), counts),
                                        len(classes)).to(device)
     loss_fn = MERLoss(exp.loss, weights).to(device)
-    names = ["train", "test"] + (["val"] if config["split"]["val"] else [])
-    shards = {n: ray.train.get_dataset_shard(n) for n in names}
     t_start = time.perf_counter()
-    data = FoldInputs(net, exp, shards, device, config.get("label_override"))
+    data = FoldInputs(net, exp, sources, device, label_override, token_cache)
 
     st = {"epoch": 0, "best_uf1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
           "best": None, "elapsed": 0.0, "done": False}
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            saved = torch.load(Path(d) / STATE, map_location="cpu", weights_only=False)
-        net.load_state_dict(saved["model"], strict=False)
-        opt.load_state_dict(saved["optimizer"])
-        st = saved["fold"]
-        if st["done"]:  # finished but not collected: hand the same result back
-            ray.train.report(st["final_metrics"], checkpoint=ckpt)
-            return
-
+    if resume is not None:
+        net.load_state_dict(resume["model"], strict=False)
+        opt.load_state_dict(resume["optimizer"])
+        st = resume["fold"]
     before = st["elapsed"]  # compute time of earlier attempts (a retried or resumed fold)
 
-    def save(extra_files: dict[str, bytes] | None = None, metrics: dict | None = None):
+    def checkpoint(files: dict[str, bytes] | None = None, metrics: dict | None = None):
         st["elapsed"] = before + time.perf_counter() - t_start
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"model": _trainable_state(net), "optimizer": opt.state_dict(),
-                        "fold": st}, Path(tmp) / STATE)
-            for fname, blob in (extra_files or {}).items():
-                (Path(tmp) / fname).write_bytes(blob)
-            ray.train.report(metrics or {}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        if save is not None:
+            save({"model": _trainable_state(net), "optimizer": opt.state_dict(), "fold": st},
+                 files or {}, metrics or {})
 
     epoch = st["epoch"]
     while epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
@@ -179,7 +179,7 @@ def train_fold(config: dict) -> None:
                 sums[k] += float(parts[k].detach()) * len(y)
             n += len(y)
         row = {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}
-        if "val" in shards:
+        if "val" in sources:
             _, vy, vp = predict(net, data, "val")
             val = scores(vy, vp.argmax(1), classes)
             row.update(val_uf1=val.uf1, val_uar=val.uar)
@@ -194,21 +194,20 @@ def train_fold(config: dict) -> None:
         st["history"].append(row)
         epoch += 1
         st["epoch"] = epoch
-        save(metrics={k: v for k, v in row.items() if isinstance(v, (int, float))})
+        if epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
+            checkpoint(metrics={k: v for k, v in row.items() if isinstance(v, (int, float))})
 
     # The single look at the test subject, with the best-validation weights.
     net.load_state_dict(st["best"], strict=False)
     keys, ty, tp = predict(net, data, "test")
     test = scores(ty, tp.argmax(1), classes)
     fold = {
-        "test_subject": config["split"]["test"], "val_subjects": config["split"]["val"],
-        "train_subjects": config["split"]["train"], "epochs_run": epoch,
+        "test_subject": split["test"], "val_subjects": list(split["val"]),
+        "train_subjects": list(split["train"]), "epochs_run": epoch,
         "best_epoch": st["best_epoch"], "best_val_uf1": st["best_uf1"],
         "stopped_early": st["bad_epochs"] >= tc.patience, "test_uf1": test.uf1,
         "test_uar": test.uar, "n_test": len(keys), "history": st["history"],
-        "seconds": round(before + time.perf_counter() - t_start, 2),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address(), "device": str(device),
+        "seconds": round(before + time.perf_counter() - t_start, 2), "device": str(device),
         "pretrained": net.pretrained, "weights_source": net.encoder.weights_source,
         "cache_trunk": tc.cache_trunk, "augmented": tc.augment and not tc.cache_trunk,
     }
@@ -216,5 +215,43 @@ def train_fold(config: dict) -> None:
     st["done"] = True
     st["final_metrics"] = {"test_uf1": test.uf1, "best_val_uf1": st["best_uf1"],
                            "epochs_run": epoch, "done": 1}
-    save({"fold.json": json.dumps(fold).encode(), "predictions.json": json.dumps(preds).encode()},
-         st["final_metrics"])
+    checkpoint({FOLD_JSON: json.dumps(fold).encode(), FOLD_PREDS: json.dumps(preds).encode()},
+               st["final_metrics"])
+    return fold, preds
+
+
+def train_fold(config: dict) -> None:
+    """The Ray Train worker function. ``config``: experiment (dict), class_names, split (dict),
+    label_override (dict or None), train_label_counts (list)."""
+    import ray.train
+    import ray.train.torch
+
+    exp = ExperimentConfig.from_dict(config["experiment"])
+    torch.set_num_threads(exp.train.cpus_per_fold)
+    device = ray.train.torch.get_device()
+    names = ["train", "test"] + (["val"] if config["split"]["val"] else [])
+    sources = {n: ray.train.get_dataset_shard(n) for n in names}
+
+    resume = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume = torch.load(Path(d) / STATE, map_location="cpu", weights_only=False)
+        if resume["fold"]["done"]:  # finished but not collected: hand the same result back
+            ray.train.report(resume["fold"]["final_metrics"], checkpoint=ckpt)
+            return
+
+    def save(state: dict, files: dict[str, bytes], metrics: dict) -> None:
+        if FOLD_JSON in files:  # where it ran is known only here
+            fold = json.loads(files[FOLD_JSON])
+            fold.update(node_id=ray.get_runtime_context().get_node_id(),
+                        node_ip=ray.util.get_node_ip_address())
+            files = {**files, FOLD_JSON: json.dumps(fold).encode()}
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, Path(tmp) / STATE)
+            for fname, blob in files.items():
+                (Path(tmp) / fname).write_bytes(blob)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    fit_fold(exp, config["class_names"], config["split"], sources, device,
+             config.get("label_override"), config.get("train_label_counts"), resume, save)

@@ -20,9 +20,7 @@ from ..data.folds import FoldSplit, fold_datasets, loso_splits, subject_labels
 from ..data.prepare import read_prepare_meta
 from ..storage import Storage, open_storage
 from .config import ExperimentConfig
-from .fold import COLUMNS, train_fold
-
-FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
+from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, train_fold
 
 
 class ExperimentMismatch(ValueError):

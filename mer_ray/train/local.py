@@ -1,0 +1,103 @@
+"""The same LOSO, in this process, without Ray: a baseline for the Ray overhead benchmark and a
+quick way to try a configuration on one machine.
+
+Each fold runs ``fit_fold`` (the function the Ray workers run) on ``LocalSplit`` readers of the
+same Parquet shards and writes the same fold records, so ``results.summarise`` reports it the
+same way. Folds run one after another; with ``cache_trunk`` the frozen-trunk tokens of a clip are
+computed once and shared by every fold (the trunk is the same in all of them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..data.folds import FoldSplit
+from ..data.prepare import CLIPS_DIR
+from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, fit_fold
+from .loso import LosoSetup, _shuffled_labels, _train_label_counts, completed_folds
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    """A column as numpy; fixed-shape tensor columns (Ray's tensor extension, stored as a list
+    with the shape in the field metadata) come back as (rows, *shape)."""
+    col = table.column(name).combine_chunks()
+    if isinstance(col.type, pa.ExtensionType):  # registered (Ray imported): its storage list
+        shape, col = tuple(col.type.shape), col.storage
+    else:
+        meta = table.schema.field(name).metadata or {}
+        shape = meta.get(b"ARROW:extension:metadata")
+        if shape is None:
+            return col.to_numpy(zero_copy_only=False)
+        shape = tuple(json.loads(shape))
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), *shape)
+
+
+class LocalSplit:
+    """The clips of some subjects read from the shards, with the part of Ray Data's
+    ``DataIterator.iter_batches`` interface that ``fit_fold`` uses."""
+
+    def __init__(self, shards: str | Path, subjects: tuple[str, ...]):
+        root = Path(shards) / CLIPS_DIR
+        tables = []
+        for s in subjects:
+            for f in sorted((root / f"subject={s}").glob("*.parquet")):
+                t = pq.read_table(f, columns=[c for c in COLUMNS if c != "subject"])
+                tables.append(t.append_column("subject", pa.array([s] * t.num_rows)))
+        if not tables:
+            raise FileNotFoundError(f"no shards for subject(s) {list(subjects)} under {root}")
+        table = pa.concat_tables(tables)
+        self.columns = {c: _column(table, c) for c in COLUMNS}
+        self.rows = table.num_rows
+
+    def iter_batches(self, batch_size: int, batch_format: str = "numpy",
+                     local_shuffle_buffer_size: int | None = None,
+                     local_shuffle_seed: int | None = None):
+        order = np.arange(self.rows)
+        if local_shuffle_buffer_size:
+            order = np.random.default_rng(local_shuffle_seed).permutation(self.rows)
+        for i in range(0, self.rows, batch_size):
+            idx = order[i:i + batch_size]
+            yield {c: v[idx] for c, v in self.columns.items()}
+
+
+def run_folds_local(setup: LosoSetup, threads: int | None = None) -> list[str]:
+    """Train every fold without stored results, one after another in this process."""
+    tc = setup.exp.train
+    torch.set_num_threads(threads or tc.cpus_per_fold)
+    device = torch.device("cuda" if torch.cuda.is_available() and tc.use_gpu is not False
+                          else "cpu")
+    done = completed_folds(setup)
+    tokens: dict = {}
+    trained = []
+    for split in setup.folds:
+        if split.test in done:
+            continue
+        trained.append(split.test)
+        sources = {"train": LocalSplit(setup.shards, split.train),
+                   "test": LocalSplit(setup.shards, (split.test,))}
+        if split.val:
+            sources["val"] = LocalSplit(setup.shards, split.val)
+        override = (_shuffled_labels(setup.shards, split, tc.seed) if tc.shuffle_labels
+                    else None)
+        start = time.perf_counter()
+        fold, preds = fit_fold(
+            setup.exp, setup.class_names, _split_dict(split), sources, device, override,
+            _train_label_counts(setup.shards, split, len(setup.class_names)),
+            token_cache=tokens if tc.cache_trunk else None)
+        fold.update(wall_seconds=round(time.perf_counter() - start, 2), node_id="local",
+                    node_ip="local")
+        where = (setup.name, "folds", split.test)
+        setup.storage.write_atomic(json.dumps(preds).encode(), *where, FOLD_PREDS)
+        setup.storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)
+    return trained
+
+
+def _split_dict(split: FoldSplit) -> dict:
+    return {"test": split.test, "val": list(split.val), "train": list(split.train)}
