@@ -45,7 +45,8 @@ def cmd_synth(args) -> int:
 
     res = generate(args.out, args.layout, args.subjects, args.clips_per_class, args.protocol,
                    args.seed, args.preview,
-                   RenderConfig(frame_size=args.frame_size, intensity=args.intensity))
+                   RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
+                                 distractors=not args.no_distractors))
     per_class = Counter(c.label for c in res.clips)
     show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
          title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {args.subjects} "
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", type=Path, default=None, help="PNG: onset, apex, difference")
     p.add_argument("--frame-size", type=int, default=256)
     p.add_argument("--intensity", type=float, default=1.0, help="scales every AU amplitude")
+    p.add_argument("--no-distractors", action="store_true",
+                   help="no blinks, head drift or flicker: only the expression moves")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("manifest", help="list annotated clips with exclusion reasons")

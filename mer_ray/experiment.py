@@ -32,6 +32,9 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--synthetic-subjects", type=int, default=8)
     p.add_argument("--synthetic-clips", type=int, default=2, help="per subject and class")
     p.add_argument("--synthetic-seed", type=int, default=0)
+    p.add_argument("--local", action="store_true",
+                   help="train the folds one after another in this process instead of on Ray "
+                        "Train workers (smoke runs; the results are the same)")
     return p
 
 
@@ -61,14 +64,13 @@ def ensure_shards(dataset: str, root: Path, protocol: str, frames: int, size: in
     return shards
 
 
-def main(dataset: str, description: str, argv: list[str] | None = None) -> dict:
+def prepare_data(dataset: str, args: argparse.Namespace):
+    """The config and the aligned shards the arguments ask for: (experiment config, data root,
+    shard folder). Starts (or joins) Ray."""
     from .cluster import ensure_ray
     from .data.synth import generate, is_synthetic
     from .train.config import load_experiment
-    from .train.loso import plan_loso, run_folds
-    from .train.results import print_summary, summarise
 
-    args = build_parser(dataset, description).parse_args(argv)
     exp = load_experiment(args.config, args.overrides)
     root = args.data_root
     if root is None:
@@ -78,16 +80,71 @@ def main(dataset: str, description: str, argv: list[str] | None = None) -> dict:
         if not (root / "synth.json").is_file():
             generate(root, LAYOUT[dataset], args.synthetic_subjects, args.synthetic_clips,
                      args.protocol, seed=args.synthetic_seed)
-    synthetic = is_synthetic(root)
     ensure_ray()
     shards = ensure_shards(dataset, root, args.protocol, args.frames, exp.model.image_size,
-                           args.workdir, synthetic)
-    setup = plan_loso(shards, exp, args.storage_path, args.name, args.max_folds)
-    trained = run_folds(setup)
+                           args.workdir, is_synthetic(root))
+    return exp, root, shards
+
+
+def run_loso(exp, shards: Path, args: argparse.Namespace, name: str | None,
+             extra: dict | None = None) -> dict:
+    """One LOSO run with its summary written and printed."""
+    from .train.local import run_folds_local
+    from .train.loso import plan_loso, run_folds
+    from .train.results import print_summary, summarise
+
+    setup = plan_loso(shards, exp, args.storage_path, name, args.max_folds)
+    trained = run_folds_local(setup) if args.local else run_folds(setup)
     reused = len(setup.folds) - len(trained)
     if reused:
         print(f"{reused} fold(s) already had results and were not retrained")
-    summary = summarise(setup, {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
-                                "data_root": str(root)})
+    summary = summarise(setup, extra)
     print_summary(summary, setup.storage.path(setup.name))
     return summary
+
+
+def main(dataset: str, description: str, argv: list[str] | None = None) -> dict:
+    args = build_parser(dataset, description).parse_args(argv)
+    exp, root, shards = prepare_data(dataset, args)
+    return run_loso(exp, shards, args, args.name,
+                    {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
+                     "data_root": str(root)})
+
+
+def grid_main(dataset: str, description: str, rows: list[tuple[str, list[str]]], prefix: str,
+              title: str, argv: list[str] | None = None,
+              parser: argparse.ArgumentParser | None = None) -> list[dict]:
+    """One LOSO per row (a label and its config overrides on top of --config/--set), then one
+    table: UF1/UAR over all folds' predictions and as the mean over folds."""
+    from .console import show
+    from .storage import open_storage
+
+    p = parser or build_parser(dataset, description)
+    args = p.parse_args(argv)
+    base, root, shards = prepare_data(dataset, args)
+    out, table = [], []
+    for label, overrides in rows:
+        exp = base.with_overrides(overrides)
+        # Named by the configuration: a row that repeats another (lambda1 = 0.1 with lambda2 =
+        # 0.5 sits on both sensitivity curves) reuses its folds instead of training them again.
+        name = f"{args.name or prefix}-{exp.hash()}"
+        summary = run_loso(exp, shards, args, name,
+                           {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
+                            "data_root": str(root), "grid": prefix, "row": label,
+                            "row_overrides": overrides})
+        m = summary["metrics"]
+        out.append({"row": label, "run": name, "overrides": overrides,
+                    **{k: m[k] for k in ("uf1", "uar", "per_fold_mean_uf1",
+                                         "per_fold_mean_uar")},
+                    "pretrained": summary["pretrained"], "synthetic": summary["synthetic"]})
+        table.append((label, f"{100 * m['uf1']:.2f}", f"{100 * m['uar']:.2f}",
+                      f"{100 * m['per_fold_mean_uf1']:.2f}", f"{100 * m['per_fold_mean_uar']:.2f}",
+                      summary["n_folds"]))
+    open_storage(args.storage_path).write_atomic(
+        json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
+        f"{args.name or prefix}.json")
+    synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
+    weights = "" if out and out[0]["pretrained"] else ", random-init backbone"
+    show(["row", "UF1 % (all folds)", "UAR % (all folds)", "UF1 % (fold mean)",
+          "UAR % (fold mean)", "folds"], table, title=f"{title}{synthetic}{weights}")
+    return out

@@ -6,9 +6,6 @@ import polars as pl
 import polars.testing  # noqa: F401
 import pytest
 
-from mer_ray.data.labels import class_names
-from mer_ray.data.manifest import build_manifest
-from mer_ray.data.prepare import PrepareConfig, prepare_shards
 from mer_ray.train.config import ExperimentConfig
 from mer_ray.train.loso import ExperimentMismatch, completed_folds, plan_loso, run_folds
 from mer_ray.train.results import summarise
@@ -19,16 +16,6 @@ TINY = [
     "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
     "model.fusion_dim=32", "train.max_epochs=2", "train.val_subjects=1", "train.batch_size=4",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_shards(synth_samm, ray_session, tmp_path_factory):
-    out = tmp_path_factory.mktemp("loso_shards")
-    m = build_manifest("samm", synth_samm, "3class")
-    prepare_shards(m, out, PrepareConfig(frames=4, size=28),
-                   class_names=class_names("samm", "3class"),
-                   extra_meta={"dataset": "samm", "protocol": "3class", "synthetic": True})
-    return out
 
 
 def run(shards, storage, overrides, max_folds=2, name="tiny"):

@@ -129,13 +129,16 @@ def predict(net: MERNet, data: FoldInputs, name: str):
 def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources: dict,
              device, label_override: dict | None = None,
              train_label_counts: list[int] | None = None, resume: dict | None = None,
-             save=None, token_cache: dict | None = None) -> tuple[dict, dict]:
+             save=None, token_cache: dict | None = None, predict_test: bool = True,
+             on_epoch=None) -> tuple[dict, dict]:
     """Train one fold and predict its test subject; no Ray in here.
 
     ``sources`` maps "train" / "val" / "test" to objects with Ray Data's ``iter_batches``
     (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
     (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
-    epoch and once at the end with the fold record files. Returns (fold record, predictions).
+    epoch and once at the end with the fold record files; ``on_epoch(row)`` sees each epoch's
+    metrics. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
+    all: the record then has validation figures only. Returns (fold record, predictions).
     """
     tc = exp.train
     classes = list(range(len(class_names)))
@@ -149,6 +152,8 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
                                        len(classes)).to(device)
     loss_fn = MERLoss(exp.loss, weights).to(device)
     t_start = time.perf_counter()
+    if not predict_test:
+        sources = {k: v for k, v in sources.items() if k != "test"}
     data = FoldInputs(net, exp, sources, device, label_override, token_cache)
 
     st = {"epoch": 0, "best_uf1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
@@ -192,6 +197,8 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
             st.update(best_epoch=epoch, best=_trainable_state(net))
         row["seconds"] = time.perf_counter() - t0
         st["history"].append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         epoch += 1
         st["epoch"] = epoch
         if epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
@@ -199,6 +206,10 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
 
     # The single look at the test subject, with the best-validation weights.
     net.load_state_dict(st["best"], strict=False)
+    if not predict_test:
+        return {"val_subjects": list(split["val"]), "train_subjects": list(split["train"]),
+                "epochs_run": epoch, "best_epoch": st["best_epoch"],
+                "best_val_uf1": st["best_uf1"], "history": st["history"]}, {}
     keys, ty, tp = predict(net, data, "test")
     test = scores(ty, tp.argmax(1), classes)
     fold = {

@@ -52,6 +52,7 @@ def _train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
 
 def fold_driver(config: dict) -> None:
     """Tune function trainable: builds and fits one fold's TorchTrainer, then stores its result."""
+    import ray.data
     import ray.train
     import ray.tune
     from ray.data import ExecutionOptions
@@ -61,6 +62,8 @@ def fold_driver(config: dict) -> None:
     tc = exp.train
     split = FoldSplit(config["split"]["test"], tuple(config["split"]["val"]),
                       tuple(config["split"]["train"]))
+    # One fold's few small reads: per-operator progress bars would only flood the job log.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     data = fold_datasets(config["shards"], split)
     datasets = {"train": data.train.select_columns(COLUMNS, num_cpus=0),
                 "test": data.test.select_columns(COLUMNS, num_cpus=0)}
@@ -87,14 +90,15 @@ def fold_driver(config: dict) -> None:
         dataset_config=ray.train.DataConfig(
             execution_options=ExecutionOptions(preserve_order=True)),
     )
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - start
     storage = open_storage(config["storage"])
     with result.checkpoint.as_directory() as d:
         fold = json.loads((Path(d) / FOLD_JSON).read_text())
         preds = (Path(d) / FOLD_PREDS).read_bytes()
-    fold["wall_seconds"] = round(wall, 2)
+    fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
+                finished_at=round(started + wall, 3))
     where = (config["name"], "folds", split.test)
     storage.write_atomic(preds, *where, FOLD_PREDS)
     storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)  # last: done

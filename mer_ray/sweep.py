@@ -1,0 +1,201 @@
+"""Hyper-parameter search with Ray Tune and Optuna, steered by validation figures only.
+
+Each trial takes one configuration, trains a fixed set of folds in its own process (the same
+``fit_fold`` the LOSO workers run, with ``predict_test=False``: the folds' test subjects are not
+even read) and reports the mean best-validation UF1 after each fold. Optuna proposes the next
+configuration from those numbers; ASHA (optional) stops trials whose running mean falls behind,
+with the number of folds done as its clock. The best configuration is then run as a full LOSO
+and that run's test figures are the ones to report.
+
+The search space is a YAML mapping of ``section.field`` to a distribution::
+
+    loss.lambda1: {type: loguniform, low: 0.01, high: 1.0}
+    model.lora_rank: {type: choice, values: [4, 8, 16]}
+
+Types: uniform, loguniform (low, high), randint (low, high exclusive), choice (values).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.folds import FoldSplit
+from .model.config import load_yaml
+from .train.config import ExperimentConfig
+
+METRIC = "val_uf1"
+
+
+class SweepInterrupted(RuntimeError):
+    """The search was stopped before every trial finished; its state is saved for a resume."""
+
+
+TRIALS_FILE = "trials.parquet"
+
+
+def load_space(path: str | Path) -> dict[str, Any]:
+    """Tune search-space domains from the YAML file at ``path``."""
+    from ray import tune
+
+    makers = {
+        "uniform": lambda s: tune.uniform(float(s["low"]), float(s["high"])),
+        "loguniform": lambda s: tune.loguniform(float(s["low"]), float(s["high"])),
+        "randint": lambda s: tune.randint(int(s["low"]), int(s["high"])),
+        "choice": lambda s: tune.choice(list(s["values"])),
+    }
+    space = {}
+    known = ExperimentConfig().to_dict()
+    for key, spec in load_yaml(path).items():
+        section, _, name = key.partition(".")
+        if section not in known or name not in known[section]:
+            raise ValueError(f"{path}: {key!r} is not a config field (section.field, e.g. "
+                             f"loss.lambda1)")
+        if not isinstance(spec, dict) or spec.get("type") not in makers:
+            raise ValueError(f"{path}: {key}: expected {{type: {' | '.join(makers)}, ...}}")
+        try:
+            space[key] = makers[spec["type"]](spec)
+        except KeyError as missing:
+            raise ValueError(f"{path}: {key}: {spec['type']} needs {missing}") from None
+    if not space:
+        raise ValueError(f"{path}: empty search space")
+    return space
+
+
+def apply_params(exp: ExperimentConfig, params: dict[str, Any]) -> ExperimentConfig:
+    data = exp.to_dict()
+    for key, value in params.items():
+        section, _, name = key.partition(".")
+        data[section][name] = value.item() if isinstance(value, np.generic) else value
+    return ExperimentConfig.from_dict(data)
+
+
+def trial(params: dict[str, Any], context: dict) -> None:
+    """Tune function trainable: validation UF1 of one configuration over the sweep's folds."""
+    import torch
+    from ray import tune
+
+    from .train.fold import fit_fold
+    from .train.local import LocalSplit
+
+    exp = apply_params(ExperimentConfig.from_dict(context["experiment"]), params)
+    torch.set_num_threads(exp.train.cpus_per_fold)
+    device = torch.device("cuda" if context["use_gpu"] else "cpu")
+    tokens: dict = {}
+    vals = []
+    for i, split in enumerate(context["folds"]):
+        sources = {"train": LocalSplit(context["shards"], tuple(split["train"]))}
+        if split["val"]:
+            sources["val"] = LocalSplit(context["shards"], tuple(split["val"]))
+        fold, _ = fit_fold(exp, context["class_names"], split, sources, device,
+                           train_label_counts=context["label_counts"][i], predict_test=False,
+                           token_cache=tokens if exp.train.cache_trunk else None)
+        vals.append(fold["best_val_uf1"])
+        tune.report({METRIC: float(np.mean(vals)), "folds_done": i + 1,
+                     "fold_val_uf1": fold["best_val_uf1"], "epochs_run": fold["epochs_run"]})
+
+
+def sweep_folds(setup, n_folds: int) -> list[FoldSplit]:
+    """The fixed folds every trial evaluates: evenly spaced over the LOSO folds, and only folds
+    with validation subjects (the objective is validation UF1)."""
+    usable = [f for f in setup.folds if f.val]
+    if not usable:
+        raise ValueError("the sweep needs validation subjects: set train.val_subjects >= 1")
+    pick = np.unique(np.linspace(0, len(usable) - 1, min(n_folds, len(usable))).round()
+                     .astype(int))
+    return [usable[i] for i in pick]
+
+
+def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
+              asha: bool = False, study_db: str | None = None, seed: int = 0):
+    """Run (or resume) the search; returns (best params, trials table as a polars DataFrame)."""
+    import optuna
+    import polars as pl
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from .train.loso import _train_label_counts
+
+    tc = setup.exp.train
+    use_gpu = (tc.use_gpu is True) or (tc.use_gpu == "auto" and
+                                       ray.cluster_resources().get("GPU", 0) > 0)
+    folds = sweep_folds(setup, n_folds)
+    context = {
+        "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
+        "shards": setup.shards, "use_gpu": use_gpu,
+        "folds": [{"test": f.test, "val": list(f.val), "train": list(f.train)} for f in folds],
+        "label_counts": [_train_label_counts(setup.shards, f, len(setup.class_names))
+                         for f in folds],
+    }
+    resources = {"cpu": tc.cpus_per_fold, **({"gpu": 1} if use_gpu else {})}
+    trainable = tune.with_resources(tune.with_parameters(trial, context=context), resources)
+    tune_dir = f"{setup.storage.uri.rstrip('/')}/{setup.name}"  # a folder or a pyarrow URI
+    path = f"{tune_dir}/tune"
+    if tune.Tuner.can_restore(path):
+        print(f"resuming the sweep in {path}")
+        tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
+    else:
+        storage = None
+        if study_db:
+            storage = optuna.storages.RDBStorage(f"sqlite:///{Path(study_db).resolve()}")
+        searcher = OptunaSearch(metric=METRIC, mode="max", study_name=setup.name,
+                                storage=storage,
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // tc.cpus_per_fold))
+        if use_gpu:
+            slots = min(slots, int(ray.cluster_resources().get("GPU", 1)))
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, num_samples=num_samples, max_concurrent_trials=slots,
+                scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="folds_done",
+                                        max_t=len(folds), grace_period=1) if asha else None),
+            run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0),
+        )
+    results = tuner.fit()
+    finished = results.num_terminated + results.num_errors
+    if finished < num_samples:  # stopped (Ctrl-C, SIGTERM): Tune saved its state
+        raise SweepInterrupted(
+            f"the sweep stopped with {finished} of {num_samples} trials finished; run the same "
+            f"command again to resume it from {path}")
+    rows = []
+    for r in results:
+        params = {k: v for k, v in (r.config or {}).items() if k in space}
+        m = r.metrics or {}
+        rows.append({"trial_id": m.get("trial_id"), **params,
+                     METRIC: m.get(METRIC), "folds_done": m.get("folds_done", 0),
+                     "error": None if r.error is None else str(r.error)[:500]})
+    table = pl.DataFrame(rows).sort("trial_id")
+    done = table.filter(pl.col("error").is_null() & (pl.col("folds_done") == len(folds)))
+    if done.is_empty():
+        raise RuntimeError(f"no trial finished all {len(folds)} folds; see {path}")
+    best_row = done.sort([METRIC, "trial_id"], descending=[True, False]).row(0, named=True)
+    best = {k: best_row[k] for k in space}
+    setup.storage.write_atomic(_parquet_bytes(table), setup.name, TRIALS_FILE)
+    setup.storage.write_atomic(json.dumps({
+        "best_params": best, "best_val_uf1": best_row[METRIC], "metric": METRIC,
+        "objective": "mean best-validation UF1 over the sweep folds (test subjects not read)",
+        "sweep_folds": [f.test for f in folds],
+        # Subjects whose clips the search trained or validated on. A later LOSO tests each of
+        # them too; its figures are strictly untouched by the search only for other subjects
+        # (a nested search, one sweep per outer fold, is the strict protocol).
+        "search_subjects": sorted({s for f in folds for s in f.train + f.val}),
+        "num_samples": num_samples, "asha": asha,
+        "study_db": str(study_db) if study_db else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }, indent=1, default=str).encode(), setup.name, "sweep.json")
+    return best, table
+
+
+def _parquet_bytes(table) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    table.write_parquet(buf)
+    return buf.getvalue()

@@ -1,0 +1,115 @@
+"""The hyper-parameter search: Optuna trials through Tune, scored on validation only."""
+
+import json
+import shutil
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from mer_ray.sweep import apply_params, load_space, run_sweep, sweep_folds
+from mer_ray.train.config import ExperimentConfig
+from mer_ray.train.loso import plan_loso
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TINY = [
+    "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
+    "model.fusion_dim=32", "train.max_epochs=1", "train.val_subjects=1", "train.batch_size=4",
+]
+SPACE = """
+loss.lambda1: {type: loguniform, low: 0.01, high: 1.0}
+model.lora_rank: {type: choice, values: [2, 4]}
+"""
+
+
+def test_space_file_is_checked(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss.lambda9: {type: uniform, low: 0, high: 1}\n")
+    with pytest.raises(ValueError, match="lambda9"):
+        load_space(bad)
+    bad.write_text("loss.lambda1: {type: gaussian}\n")
+    with pytest.raises(ValueError, match="loss.lambda1"):
+        load_space(bad)
+    exp = apply_params(ExperimentConfig(), {"model.lora_rank": 4, "loss.lambda1": 0.2})
+    assert (exp.model.lora_rank, exp.loss.lambda1) == (4, 0.2)
+
+
+def _scramble_test_labels(src, dst, subjects):
+    """A copy of the shards where the given subjects' labels are rotated."""
+    shutil.copytree(src, dst)
+    for s in subjects:
+        for f in (dst / "clips" / f"subject={s}").glob("*.parquet"):
+            t = pq.read_table(f)
+            i = t.schema.get_field_index("label_id")
+            labels = [(y + 1) % 3 for y in t.column("label_id").to_pylist()]
+            pq.write_table(t.set_column(i, "label_id", pl.Series(labels).to_arrow()), f)
+
+
+def test_sweep_reads_validation_only(tiny_shards, tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE)
+    exp = ExperimentConfig().with_overrides(TINY)
+    setup = plan_loso(tiny_shards, exp, tmp_path / "a", name="sweep")
+    [fold] = sweep_folds(setup, 1)
+    best, table = run_sweep(setup, load_space(space_file), num_samples=2, n_folds=1)
+    assert table.height == 2 and table["folds_done"].to_list() == [1, 1]
+    assert table["val_uf1"].is_between(0, 1).all()
+    assert pl.read_parquet(tmp_path / "a" / "sweep" / "trials.parquet").equals(table)
+    record = json.loads((tmp_path / "a" / "sweep" / "sweep.json").read_text())
+    assert record["best_params"] == best and record["sweep_folds"] == [fold.test]
+    assert fold.test not in record["search_subjects"]
+
+    # The sweep fold's test subject with every label changed: the same trials, the same pick.
+    scrambled = tmp_path / "scrambled"
+    _scramble_test_labels(tiny_shards, scrambled, [fold.test])
+    setup2 = plan_loso(scrambled, exp, tmp_path / "b", name="sweep")
+    best2, table2 = run_sweep(setup2, load_space(space_file), num_samples=2, n_folds=1)
+    assert best2 == best
+    assert table2.drop("trial_id").equals(table.drop("trial_id"))
+
+
+def test_interrupted_sweep_resumes(ray_session, tmp_path):
+    """A sweep driver stopped (SIGINT) after its first trial, run again with the same command:
+    the finished trial is kept as it was, the rest run, the table has every trial."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "tiny.yaml").write_text(
+        "model: {image_size: 28, pretrained: false, sfa_dim: 32, dgat_dim: 32, fusion_dim: 32}\n"
+        "train: {max_epochs: 1, val_subjects: 1, batch_size: 4, cpus_per_fold: 2}\n")
+    cmd = [sys.executable, "experiments/sweep.py", "--workdir", str(tmp_path / "w"),
+           "--storage-path", str(tmp_path / "runs"), "--name", "sw", "--num-samples", "3",
+           "--sweep-folds", "1", "--no-final", "--space", str(tmp_path / "space.yaml"),
+           "--config", str(tmp_path / "tiny.yaml"), "--frames", "4",
+           "--synthetic-subjects", "3", "--synthetic-clips", "1"]
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    first = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    tune_dir = tmp_path / "runs" / "sw" / "tune"
+    deadline = time.time() + 300
+    finished = []
+    while not finished:
+        assert first.poll() is None, first.stderr.read()[-3000:]
+        assert time.time() < deadline, "no trial finished in time"
+        finished = [p for p in tune_dir.glob("*/result.json") if p.stat().st_size > 0]
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGINT)
+    assert first.wait(timeout=120) == 130, first.stderr.read()[-3000:]
+    assert not (tmp_path / "runs" / "sw" / "trials.parquet").exists()  # it did not finish
+    done_before = {p.parent.name: p.read_text() for p in tune_dir.glob("*/result.json")
+                   if p.stat().st_size > 0}
+
+    again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming the sweep" in again.stdout
+    table = pl.read_parquet(tmp_path / "runs" / "sw" / "trials.parquet")
+    assert table.height == 3 and table["error"].is_null().all()
+    for trial_dir, text in done_before.items():  # finished trials were not run again
+        assert (tune_dir / trial_dir / "result.json").read_text() == text
