@@ -9,6 +9,7 @@ wall-clock span of each fold, so the test can check placement and concurrency.
 
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -40,8 +41,11 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
         node_ids[node.node_id] = i
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
+    t0 = time.time()
+    print("cluster up", file=sys.stderr)
     setup = plan_loso(shards, exp, Path(out) / "runs", name="multi", max_folds=folds)
     run_folds(setup)
+    print(f"ray LOSO {time.time() - t0:.1f} s", file=sys.stderr)
     summarise(setup)
     ray.shutdown()
     cluster.shutdown()

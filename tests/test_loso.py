@@ -87,20 +87,3 @@ def test_same_name_other_config_refused(two_folds, tiny_shards):
     with pytest.raises(ExperimentMismatch, match="another --name"):
         plan_loso(tiny_shards, exp, storage, name="tiny")
 
-
-def test_in_process_loop_matches_ray(tiny_shards, tmp_path):
-    """The Ray-free loop (the overhead benchmark's baseline) trains the same folds to the same
-    predictions as the Ray run; with the trunk cache, tokens shared across folds change nothing."""
-    from mer_ray.train.local import run_folds_local
-
-    exp = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true",
-                                                    "train.augment=false"])
-    out = {}
-    for label in ("ray", "local"):
-        setup = plan_loso(tiny_shards, exp, tmp_path, name=label, max_folds=2)
-        assert (run_folds if label == "ray" else run_folds_local)(setup) == ["006", "007"]
-        summarise(setup)
-        out[label] = pl.read_parquet(tmp_path / label / "predictions.parquet").sort("clip")
-    assert out["ray"].select("clip", "prediction").equals(out["local"].select("clip", "prediction"))
-    for p, q in zip(out["ray"]["probabilities"], out["local"]["probabilities"]):
-        assert p.to_list() == pytest.approx(q.to_list(), abs=1e-4)
