@@ -129,15 +129,14 @@ def predict(net: MERNet, data: FoldInputs, name: str):
 def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources: dict,
              device, label_override: dict | None = None,
              train_label_counts: list[int] | None = None, resume: dict | None = None,
-             save=None, token_cache: dict | None = None, predict_test: bool = True,
-             on_epoch=None) -> tuple[dict, dict]:
+             save=None, token_cache: dict | None = None,
+             predict_test: bool = True) -> tuple[dict, dict]:
     """Train one fold and predict its test subject; no Ray in here.
 
     ``sources`` maps "train" / "val" / "test" to objects with Ray Data's ``iter_batches``
     (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
     (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
-    epoch and once at the end with the fold record files; ``on_epoch(row)`` sees each epoch's
-    metrics. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
+    epoch and once at the end with the fold record files. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
     all: the record then has validation figures only. Returns (fold record, predictions).
     """
     tc = exp.train
@@ -197,8 +196,6 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
             st.update(best_epoch=epoch, best=_trainable_state(net))
         row["seconds"] = time.perf_counter() - t0
         st["history"].append(row)
-        if on_epoch is not None:
-            on_epoch(row)
         epoch += 1
         st["epoch"] = epoch
         if epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
