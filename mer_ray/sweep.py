@@ -111,8 +111,10 @@ def sweep_folds(setup, n_folds: int) -> list[FoldSplit]:
 
 
 def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
-              asha: bool = False, study_db: str | None = None, seed: int = 0):
-    """Run (or resume) the search; returns (best params, trials table as a polars DataFrame)."""
+              asha: bool = False, study_db: str | None = None, seed: int = 0,
+              points: list[dict] | None = None):
+    """Run (or resume) the search; returns (best params, trials table as a polars DataFrame).
+    ``points``: configurations to evaluate first (Optuna's ``points_to_evaluate``)."""
     import optuna
     import polars as pl
     import ray
@@ -145,7 +147,7 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
         if study_db:
             storage = optuna.storages.RDBStorage(f"sqlite:///{Path(study_db).resolve()}")
         searcher = OptunaSearch(metric=METRIC, mode="max", study_name=setup.name,
-                                storage=storage,
+                                storage=storage, points_to_evaluate=points,
                                 sampler=optuna.samplers.TPESampler(seed=seed))
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // tc.cpus_per_fold))
         if use_gpu:
