@@ -36,7 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from mer_ray.console import show
-    from mer_ray.sweep import SweepInterrupted, apply_params, load_space, run_sweep
+    from mer_ray.sweep import SweepInterrupted, load_space, run_sweep
     from mer_ray.train.loso import plan_loso
 
     space = load_space(args.space)  # fail on a bad space before any work
@@ -54,7 +54,7 @@ def main(argv=None):
     print(f"best configuration: {best}")
     if args.no_final:
         return best, None
-    summary = run_loso(apply_params(exp, best), shards, args, f"{name}-best",
+    summary = run_loso(exp.with_values(best), shards, args, f"{name}-best",
                        {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
                         "data_root": str(root), "sweep": name, "best_params": best})
     return best, summary

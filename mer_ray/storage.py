@@ -39,6 +39,14 @@ class Storage:
         self.fs.move(tmp, target)
         return target
 
+    def write_parquet(self, frame, *parts: str) -> str:
+        """A polars DataFrame as Parquet, atomically."""
+        import io
+
+        buf = io.BytesIO()
+        frame.write_parquet(buf)
+        return self.write_atomic(buf.getvalue(), *parts)
+
     def listdir(self, *parts: str) -> list[str]:
         sel = pafs.FileSelector(self.path(*parts), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(sel))

@@ -66,14 +66,6 @@ def load_space(path: str | Path) -> dict[str, Any]:
     return space
 
 
-def apply_params(exp: ExperimentConfig, params: dict[str, Any]) -> ExperimentConfig:
-    data = exp.to_dict()
-    for key, value in params.items():
-        section, _, name = key.partition(".")
-        data[section][name] = value.item() if isinstance(value, np.generic) else value
-    return ExperimentConfig.from_dict(data)
-
-
 def trial(params: dict[str, Any], context: dict) -> None:
     """Tune function trainable: validation UF1 of one configuration over the sweep's folds."""
     import torch
@@ -82,7 +74,7 @@ def trial(params: dict[str, Any], context: dict) -> None:
     from .train.fold import fit_fold
     from .train.local import LocalSplit
 
-    exp = apply_params(ExperimentConfig.from_dict(context["experiment"]), params)
+    exp = ExperimentConfig.from_dict(context["experiment"]).with_values(params)
     torch.set_num_threads(exp.train.cpus_per_fold)
     device = torch.device("cuda" if context["use_gpu"] else "cpu")
     tokens: dict = {}
@@ -117,25 +109,25 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
     ``points``: configurations to evaluate first (Optuna's ``points_to_evaluate``)."""
     import optuna
     import polars as pl
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from .train.loso import _train_label_counts
+    from .train.loso import fold_slots, train_label_counts, wants_gpu
 
     tc = setup.exp.train
-    use_gpu = (tc.use_gpu is True) or (tc.use_gpu == "auto" and
-                                       ray.cluster_resources().get("GPU", 0) > 0)
+    use_gpu = wants_gpu(setup.exp)
     folds = sweep_folds(setup, n_folds)
     context = {
         "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
         "shards": setup.shards, "use_gpu": use_gpu,
-        "folds": [{"test": f.test, "val": list(f.val), "train": list(f.train)} for f in folds],
-        "label_counts": [_train_label_counts(setup.shards, f, len(setup.class_names))
+        "folds": [f.to_dict() for f in folds],
+        "label_counts": [train_label_counts(setup.shards, f, len(setup.class_names))
                          for f in folds],
     }
-    resources = {"cpu": tc.cpus_per_fold, **({"gpu": 1} if use_gpu else {})}
+    # A trial trains its folds itself: it holds what one fold worker would.
+    resources = {"cpu": tc.cpus_per_fold, **({"gpu": 1} if use_gpu else {}),
+                 **(tc.fold_resources or {})}
     trainable = tune.with_resources(tune.with_parameters(trial, context=context), resources)
     tune_dir = f"{setup.storage.uri.rstrip('/')}/{setup.name}"  # a folder or a pyarrow URI
     path = f"{tune_dir}/tune"
@@ -149,13 +141,11 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
         searcher = OptunaSearch(metric=METRIC, mode="max", study_name=setup.name,
                                 storage=storage, points_to_evaluate=points,
                                 sampler=optuna.samplers.TPESampler(seed=seed))
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // tc.cpus_per_fold))
-        if use_gpu:
-            slots = min(slots, int(ray.cluster_resources().get("GPU", 1)))
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
-                search_alg=searcher, num_samples=num_samples, max_concurrent_trials=slots,
+                search_alg=searcher, num_samples=num_samples,
+                max_concurrent_trials=fold_slots(setup.exp, use_gpu),
                 scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="folds_done",
                                         max_t=len(folds), grace_period=1) if asha else None),
             run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0),
@@ -179,7 +169,7 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
         raise RuntimeError(f"no trial finished all {len(folds)} folds; see {path}")
     best_row = done.sort([METRIC, "trial_id"], descending=[True, False]).row(0, named=True)
     best = {k: best_row[k] for k in space}
-    setup.storage.write_atomic(_parquet_bytes(table), setup.name, TRIALS_FILE)
+    setup.storage.write_parquet(table, setup.name, TRIALS_FILE)
     setup.storage.write_atomic(json.dumps({
         "best_params": best, "best_val_uf1": best_row[METRIC], "metric": METRIC,
         "objective": "mean best-validation UF1 over the sweep folds (test subjects not read)",
@@ -194,10 +184,3 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
     }, indent=1, default=str).encode(), setup.name, "sweep.json")
     return best, table
 
-
-def _parquet_bytes(table) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    table.write_parquet(buf)
-    return buf.getvalue()

@@ -7,7 +7,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from mer_ray.sweep import apply_params, load_space, run_sweep, sweep_folds
+from mer_ray.sweep import load_space, run_sweep, sweep_folds
 from mer_ray.train.config import ExperimentConfig
 from mer_ray.train.loso import plan_loso
 
@@ -31,7 +31,7 @@ def test_space_file_is_checked(tmp_path):
     bad.write_text("loss.lambda1: {type: gaussian}\n")
     with pytest.raises(ValueError, match="loss.lambda1"):
         load_space(bad)
-    exp = apply_params(ExperimentConfig(), {"model.lora_rank": 4, "loss.lambda1": 0.2})
+    exp = ExperimentConfig().with_values({"model.lora_rank": 4, "loss.lambda1": 0.2})
     assert (exp.model.lora_rank, exp.loss.lambda1) == (4, 0.2)
 
 

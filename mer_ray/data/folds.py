@@ -31,6 +31,14 @@ class FoldSplit:
         if not self.train:
             raise ValueError(f"fold {self.test}: no training subjects left")
 
+    def to_dict(self) -> dict:
+        """Plain lists, for configs that cross process boundaries (Tune, Ray Train)."""
+        return {"test": self.test, "val": list(self.val), "train": list(self.train)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FoldSplit:
+        return cls(data["test"], tuple(data["val"]), tuple(data["train"]))
+
 
 def check_disjoint(train: Iterable[str], val: Iterable[str], test: Iterable[str]) -> None:
     train, val, test = set(train), set(val), set(test)

@@ -76,20 +76,26 @@ class ExperimentConfig:
         text = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def with_values(self, values: dict[str, Any]) -> ExperimentConfig:
+        """Set ``{"section.field": value}``; numpy scalars become Python numbers."""
+        data = self.to_dict()
+        for key, value in values.items():
+            section, _, name = key.partition(".")
+            if section not in data:
+                raise ValueError(f"{key!r}: unknown section {section!r}; use model, loss, train")
+            data[section][name] = value.item() if hasattr(value, "item") else value
+        return ExperimentConfig.from_dict(data)
+
     def with_overrides(self, overrides: list[str]) -> ExperimentConfig:
         """Apply ``section.field=value`` strings; values are parsed as YAML (16, 1e-4, true)."""
-        data = self.to_dict()
+        values = {}
         for item in overrides:
             if "=" not in item or "." not in item.split("=", 1)[0]:
                 raise ValueError(f"override {item!r}: expected section.field=value, e.g. "
                                  f"model.lora_rank=16")
             key, value = item.split("=", 1)
-            section, name = key.split(".", 1)
-            if section not in data:
-                raise ValueError(f"override {item!r}: unknown section {section!r}")
-            data[section][name] = yaml.safe_load(value)
-        return ExperimentConfig.from_dict(data)
-
+            values[key] = yaml.safe_load(value)
+        return self.with_values(values)
 
 def load_experiment(path: str | Path | None = None,
                     overrides: list[str] | None = None) -> ExperimentConfig:

@@ -18,10 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..data.folds import FoldSplit
 from ..data.prepare import CLIPS_DIR
-from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, fit_fold
-from .loso import LosoSetup, _shuffled_labels, _train_label_counts, completed_folds
+from .fold import COLUMNS, fit_fold
+from .loso import LosoSetup, completed_folds, shuffled_labels, store_fold, train_label_counts
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -84,20 +83,14 @@ def run_folds_local(setup: LosoSetup, threads: int | None = None) -> list[str]:
                    "test": LocalSplit(setup.shards, (split.test,))}
         if split.val:
             sources["val"] = LocalSplit(setup.shards, split.val)
-        override = (_shuffled_labels(setup.shards, split, tc.seed) if tc.shuffle_labels
+        override = (shuffled_labels(setup.shards, split, tc.seed) if tc.shuffle_labels
                     else None)
         start = time.perf_counter()
         fold, preds = fit_fold(
-            setup.exp, setup.class_names, _split_dict(split), sources, device, override,
-            _train_label_counts(setup.shards, split, len(setup.class_names)),
+            setup.exp, setup.class_names, split.to_dict(), sources, device, override,
+            train_label_counts(setup.shards, split, len(setup.class_names)),
             token_cache=tokens if tc.cache_trunk else None)
         fold.update(wall_seconds=round(time.perf_counter() - start, 2), node_id="local",
                     node_ip="local")
-        where = (setup.name, "folds", split.test)
-        setup.storage.write_atomic(json.dumps(preds).encode(), *where, FOLD_PREDS)
-        setup.storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)
+        store_fold(setup.storage, setup.name, split.test, fold, json.dumps(preds).encode())
     return trained
-
-
-def _split_dict(split: FoldSplit) -> dict:
-    return {"test": split.test, "val": list(split.val), "train": list(split.train)}

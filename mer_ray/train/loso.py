@@ -27,7 +27,7 @@ class ExperimentMismatch(ValueError):
     """An experiment name that already holds a run made with another configuration."""
 
 
-def _shuffled_labels(shards: str, split: FoldSplit, seed: int) -> dict[str, int]:
+def shuffled_labels(shards: str, split: FoldSplit, seed: int) -> dict[str, int]:
     """Control run: training and validation labels permuted among those clips (test untouched)."""
     import pyarrow.parquet as pq
 
@@ -40,7 +40,7 @@ def _shuffled_labels(shards: str, split: FoldSplit, seed: int) -> dict[str, int]
     return {k: int(labels[i]) for k, i in zip(keys, perm)}
 
 
-def _train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
+def train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
     import pyarrow.parquet as pq
 
     counts = Counter()
@@ -60,8 +60,7 @@ def fold_driver(config: dict) -> None:
 
     exp = ExperimentConfig.from_dict(config["experiment"])
     tc = exp.train
-    split = FoldSplit(config["split"]["test"], tuple(config["split"]["val"]),
-                      tuple(config["split"]["train"]))
+    split = FoldSplit.from_dict(config["split"])
     # One fold's few small reads: per-operator progress bars would only flood the job log.
     ray.data.DataContext.get_current().enable_progress_bars = False
     data = fold_datasets(config["shards"], split)
@@ -69,14 +68,14 @@ def fold_driver(config: dict) -> None:
                 "test": data.test.select_columns(COLUMNS, num_cpus=0)}
     if data.val is not None:
         datasets["val"] = data.val.select_columns(COLUMNS, num_cpus=0)
-    override = _shuffled_labels(config["shards"], split, tc.seed) if tc.shuffle_labels else None
+    override = shuffled_labels(config["shards"], split, tc.seed) if tc.shuffle_labels else None
     resources = {"CPU": tc.cpus_per_fold, **(tc.fold_resources or {})}
     trainer = TorchTrainer(
         train_fold,
         train_loop_config={
             "experiment": config["experiment"], "class_names": config["class_names"],
             "split": config["split"], "label_override": override,
-            "train_label_counts": _train_label_counts(config["shards"], split,
+            "train_label_counts": train_label_counts(config["shards"], split,
                                                       len(config["class_names"])),
         },
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=config["use_gpu"],
@@ -93,17 +92,21 @@ def fold_driver(config: dict) -> None:
     started, start = time.time(), time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - start
-    storage = open_storage(config["storage"])
     with result.checkpoint.as_directory() as d:
         fold = json.loads((Path(d) / FOLD_JSON).read_text())
         preds = (Path(d) / FOLD_PREDS).read_bytes()
     fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
                 finished_at=round(started + wall, 3))
-    where = (config["name"], "folds", split.test)
-    storage.write_atomic(preds, *where, FOLD_PREDS)
-    storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)  # last: done
+    store_fold(open_storage(config["storage"]), config["name"], split.test, fold, preds)
     ray.tune.report({"test_subject": split.test, "best_val_uf1": fold["best_val_uf1"],
                      "epochs_run": fold["epochs_run"]})
+
+
+def store_fold(storage: Storage, name: str, subject: str, fold: dict, preds: bytes) -> None:
+    """A finished fold's records; fold.json goes last, so its presence means the fold is done."""
+    where = (name, "folds", subject)
+    storage.write_atomic(preds, *where, FOLD_PREDS)
+    storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)
 
 
 @dataclass
@@ -145,6 +148,14 @@ def completed_folds(setup: LosoSetup) -> set[str]:
             if setup.storage.exists(setup.name, "folds", f.test, FOLD_JSON)}
 
 
+def wants_gpu(exp: ExperimentConfig) -> bool:
+    """train.use_gpu resolved against the cluster: auto means "when the cluster has GPUs"."""
+    import ray
+
+    use_gpu = exp.train.use_gpu
+    return use_gpu is True or (use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+
+
 def fold_slots(exp: ExperimentConfig, use_gpu: bool) -> int:
     """How many folds the cluster can run at once with each fold's resources."""
     import ray
@@ -170,16 +181,14 @@ def run_folds(setup: LosoSetup) -> list[str]:
     pending = [f for f in setup.folds if f.test not in done]
     if not pending:
         return []
-    tc = setup.exp.train
-    use_gpu = (tc.use_gpu is True) or (tc.use_gpu == "auto" and
-                                       ray.cluster_resources().get("GPU", 0) > 0)
+    use_gpu = wants_gpu(setup.exp)
     base = {
         "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
         "shards": setup.shards, "storage": setup.storage.uri, "name": setup.name,
         "train_storage": f"{setup.storage.uri.rstrip('/')}/{setup.name}/train",
         "use_gpu": use_gpu,
     }
-    splits = [{"test": f.test, "val": list(f.val), "train": list(f.train)} for f in pending]
+    splits = [f.to_dict() for f in pending]
     tuner = ray.tune.Tuner(
         # The trial only drives its TorchTrainer: it must not hold a CPU that a fold worker needs.
         ray.tune.with_resources(fold_driver, {"cpu": 0, "memory": 1}),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 
@@ -85,9 +84,7 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
         "data": {k: setup.data_meta.get(k) for k in ("root", "config", "clips", "per_class")},
         **(extra or {}),
     }
-    buf = io.BytesIO()
-    preds.write_parquet(buf)
-    setup.storage.write_atomic(buf.getvalue(), setup.name, "predictions.parquet")
+    setup.storage.write_parquet(preds, setup.name, "predictions.parquet")
     setup.storage.write_atomic(json.dumps(summary, indent=1).encode(), setup.name,
                                "summary.json")
     return summary
