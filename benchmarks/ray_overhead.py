@@ -22,10 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mer_ray.console import show  # noqa: E402
-from mer_ray.data.labels import class_names  # noqa: E402
-from mer_ray.data.manifest import build_manifest  # noqa: E402
-from mer_ray.data.prepare import PrepareConfig, prepare_shards  # noqa: E402
 from mer_ray.data.synth import generate  # noqa: E402
+from mer_ray.experiment import ensure_shards  # noqa: E402
 from mer_ray.train.config import ExperimentConfig  # noqa: E402
 from mer_ray.train.local import run_folds_local  # noqa: E402
 from mer_ray.train.loso import plan_loso, run_folds  # noqa: E402
@@ -57,14 +55,12 @@ def main() -> None:
         t = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         init_s = time.perf_counter() - t
-        prepare_shards(build_manifest("samm", tmp / "synth", "3class"), tmp / "shards",
-                       PrepareConfig(frames=args.frames, size=args.size),
-                       class_names=class_names("samm", "3class"),
-                       extra_meta={"dataset": "samm", "protocol": "3class", "synthetic": True})
+        shards = ensure_shards("samm", tmp / "synth", "3class", args.frames, args.size, tmp,
+                               synthetic=True)
         timings = {}
         for label, runner in (("plain loop", run_folds_local),
                               ("Ray", run_folds)):
-            setup = plan_loso(tmp / "shards", exp, tmp / "runs", name=label.replace(" ", "-"),
+            setup = plan_loso(shards, exp, tmp / "runs", name=label.replace(" ", "-"),
                               max_folds=args.folds)
             t = time.perf_counter()
             runner(setup)

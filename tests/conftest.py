@@ -36,13 +36,7 @@ def synth_samm(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_shards(synth_samm, ray_session, tmp_path_factory):
     """Aligned shards of ``synth_samm`` at S=28, T=4: the LOSO and sweep tests' data."""
-    from mer_ray.data.labels import class_names
-    from mer_ray.data.manifest import build_manifest
-    from mer_ray.data.prepare import PrepareConfig, prepare_shards
+    from mer_ray.experiment import ensure_shards
 
-    out = tmp_path_factory.mktemp("loso_shards")
-    m = build_manifest("samm", synth_samm, "3class")
-    prepare_shards(m, out, PrepareConfig(frames=4, size=28),
-                   class_names=class_names("samm", "3class"),
-                   extra_meta={"dataset": "samm", "protocol": "3class", "synthetic": True})
-    return out
+    return ensure_shards("samm", synth_samm, "3class", frames=4, size=28,
+                         workdir=tmp_path_factory.mktemp("loso_shards"), synthetic=True)

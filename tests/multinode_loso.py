@@ -15,6 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tiny import TINY  # noqa: E402  (tests/, this script's folder)
+
 
 def main(shards: str, out: str, nodes: int, folds: int) -> None:
     import ray
@@ -26,14 +28,11 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
     from mer_ray.train.results import summarise
 
     warnings.simplefilter("ignore")
-    exp = ExperimentConfig().with_overrides([
-        "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32",
-        "model.dgat_dim=32", "model.fusion_dim=32", "train.max_epochs=2",
-        "train.val_subjects=1", "train.batch_size=4", "train.cache_trunk=true",
-        "train.fold_resources={fold_slot: 1}",
-    ])
+    exp = ExperimentConfig().with_overrides(TINY + [
+        "train.max_epochs=2", "train.cache_trunk=true", "train.fold_resources={fold_slot: 1}"])
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "object_store_memory": 150_000_000, "include_dashboard": False})
+        # The head has CPUs but no fold slot: only train.fold_resources keeps folds off it.
+        "num_cpus": 2, "object_store_memory": 150_000_000, "include_dashboard": False})
     node_ids = {}
     for i in range(nodes):
         node = cluster.add_node(num_cpus=1, resources={"fold_slot": 1, f"node_{i}": 1},

@@ -6,15 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
-TINY = ("model: {image_size: 28, pretrained: false, sfa_dim: 32, dgat_dim: 32, fusion_dim: 32}\n"
-        "train: {max_epochs: 1, val_subjects: 1, batch_size: 4, cache_trunk: true}\n")
 
 
 def run_script(name, tmp_path, monkeypatch, *extra):
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    write_config(tmp_path / "tiny.yaml", ("train.cache_trunk=true",))
     argv = [name, "--config", str(tmp_path / "tiny.yaml"), "--workdir", str(tmp_path / "w"),
             "--storage-path", str(tmp_path / "runs"), "--frames", "4", "--max-folds", "1",
             "--synthetic-subjects", "3", "--synthetic-clips", "1", "--local", *extra]

@@ -5,6 +5,7 @@ import json
 import polars as pl
 import polars.testing  # noqa: F401
 import pytest
+from tiny import TINY as BASE
 
 from mer_ray.train.config import ExperimentConfig
 from mer_ray.train.loso import ExperimentMismatch, completed_folds, plan_loso, run_folds
@@ -12,10 +13,7 @@ from mer_ray.train.results import summarise
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-TINY = [
-    "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
-    "model.fusion_dim=32", "train.max_epochs=2", "train.val_subjects=1", "train.batch_size=4",
-]
+TINY = BASE + ["train.max_epochs=2"]
 
 
 def run(shards, storage, overrides, max_folds=2, name="tiny"):

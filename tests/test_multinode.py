@@ -16,18 +16,14 @@ NODES, FOLDS = 3, 6
 
 @pytest.fixture(scope="module")
 def six_subject_shards(ray_session, tmp_path_factory):
-    from mer_ray.data.labels import class_names
-    from mer_ray.data.manifest import build_manifest
-    from mer_ray.data.prepare import PrepareConfig, prepare_shards
     from mer_ray.data.synth import generate
+    from mer_ray.experiment import ensure_shards
 
     root = tmp_path_factory.mktemp("six")
     generate(root / "synth", "samm", subjects=FOLDS, clips_per_class=1, protocol="3class",
              seed=2, progress=False)
-    prepare_shards(build_manifest("samm", root / "synth", "3class"), root / "shards",
-                   PrepareConfig(frames=4, size=28), class_names=class_names("samm", "3class"),
-                   extra_meta={"dataset": "samm", "protocol": "3class", "synthetic": True})
-    return root / "shards"
+    return ensure_shards("samm", root / "synth", "3class", frames=4, size=28, workdir=root,
+                         synthetic=True)
 
 
 def test_folds_spread_over_slot_nodes(six_subject_shards, tmp_path):

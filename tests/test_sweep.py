@@ -6,6 +6,7 @@ import shutil
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from tiny import TINY, write_config
 
 from mer_ray.sweep import load_space, run_sweep, sweep_folds
 from mer_ray.train.config import ExperimentConfig
@@ -13,10 +14,6 @@ from mer_ray.train.loso import plan_loso
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-TINY = [
-    "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
-    "model.fusion_dim=32", "train.max_epochs=1", "train.val_subjects=1", "train.batch_size=4",
-]
 SPACE = """
 loss.lambda1: {type: loguniform, low: 0.01, high: 1.0}
 model.lora_rank: {type: choice, values: [2, 4]}
@@ -87,9 +84,7 @@ def test_interrupted_sweep_resumes(ray_session, tmp_path):
 
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "space.yaml").write_text(SPACE)
-    (tmp_path / "tiny.yaml").write_text(
-        "model: {image_size: 28, pretrained: false, sfa_dim: 32, dgat_dim: 32, fusion_dim: 32}\n"
-        "train: {max_epochs: 1, val_subjects: 1, batch_size: 4, cpus_per_fold: 2}\n")
+    write_config(tmp_path / "tiny.yaml", ("train.cpus_per_fold=2",))
     cmd = [sys.executable, "experiments/sweep.py", "--workdir", str(tmp_path / "w"),
            "--storage-path", str(tmp_path / "runs"), "--name", "sw", "--num-samples", "3",
            "--sweep-folds", "1", "--no-final", "--space", str(tmp_path / "space.yaml"),
