@@ -4,6 +4,9 @@
     mer-ray manifest  one row per annotated clip, with exclusion reasons
     mer-ray prepare   align faces and write Parquet shards (Ray Data)
     mer-ray model-info  parameters, GFLOPs and peak memory per model variant
+    mer-ray checkpoint  one self-contained model file from a LOSO run's fold
+    mer-ray predict   label a video or a folder of frames, optionally with an explanation PNG
+    mer-ray export    the whole model as a torch.export (.pt2) file that needs only torch
 """
 
 from __future__ import annotations
@@ -133,6 +136,72 @@ def cmd_model_info(args) -> int:
     return 0
 
 
+def cmd_checkpoint(args) -> int:
+    from .inference import checkpoint_from_run, save_checkpoint
+
+    ckpt = checkpoint_from_run(args.run, args.fold, args.backbone_weights)
+    out = save_checkpoint(ckpt, args.out)
+    src = ckpt["source"]
+    print(f"model checkpoint: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    print(f"  from run {src['run_name']}, fold (test subject) {src['fold']} "
+          f"[{src['chosen_by']}], best validation UF1 {src['best_val_uf1']:.4f}")
+    print(f"  classes: {', '.join(ckpt['class_names'])}; T={ckpt['preprocess']['frames']}, "
+          f"S={ckpt['preprocess']['size']}; backbone "
+          f"{'pretrained' if ckpt['pretrained'] else 'RANDOM-INIT'} ({ckpt['weights_source']})")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import json
+
+    from .inference import load_checkpoint, predict_clip
+
+    model = load_checkpoint(args.checkpoint)
+    result, clip = predict_clip(model, args.input, args.onset, args.offset)
+    if args.explain:
+        from .explain import attributions, explain_figure, summary_values
+
+        att = attributions(model.net, clip["frames"])
+        title = (f"{Path(args.input).name} frames {result['span'][0]}..{result['span'][1]}: "
+                 f"{result['label']} ({result['probabilities'][result['label']]:.2f})"
+                 + ("" if model.meta["pretrained"] else "  [random-init backbone]"))
+        result["explanation"] = {"png": str(args.explain),
+                                 "panels": explain_figure(clip["frames"], att, model.class_names,
+                                                          clip["frame_numbers"], args.explain,
+                                                          title),
+                                 **summary_values(att)}
+    show(["class", "probability"],
+         [(n, f"{p:.4f}" + ("  <" if n == result["label"] else ""))
+          for n, p in result["probabilities"].items()],
+         title=f"{args.input}: {result['label']} (frames {result['span'][0]}..{result['span'][1]}"
+               f", T={len(result['frame_numbers'])})")
+    if "warning" in result:
+        print(f"warning: {result['warning']}", file=sys.stderr)
+    sec = result["seconds"]
+    print(f"read + align {sec['read_and_align']:.2f} s, model {sec['model']:.2f} s")
+    if args.explain:
+        print(f"explanation: {args.explain}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+        print(f"json: {args.json}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .inference import export_model, load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    res = export_model(model, args.out, batch_max=args.max_batch)
+    print(f"exported {res['out']} ({res['bytes'] / 1e6:.1f} MB) in {res['seconds']:.1f} s; "
+          f"reloaded and checked: max |difference| {res['max_abs_diff']:.1e}")
+    print(f"input: uint8 aligned frames (B, {model.preprocess.frames}, {model.preprocess.size}, "
+          f"{model.preprocess.size}, 3); outputs: {', '.join(res['outputs'])}")
+    print("load with: torch.export.load(PATH).module() (metadata in the 'mer_ray.json' extra "
+          "file)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,6 +254,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="clips per step for the memory figure")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.set_defaults(func=cmd_model_info)
+
+    p = sub.add_parser("checkpoint", help="a self-contained model file from a LOSO run's fold")
+    p.add_argument("run", help="the run folder (or URI) a loso_*.py script wrote")
+    p.add_argument("--fold", default=None,
+                   help="test subject of the fold to take (default: best validation UF1)")
+    p.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    p.add_argument("--backbone-weights", default=None,
+                   help="the backbone weights file the run used, if it has moved")
+    p.set_defaults(func=cmd_checkpoint)
+
+    p = sub.add_parser("predict", help="label a video or a folder of frames")
+    p.add_argument("input", type=Path, help="a video file or a folder of frame images")
+    p.add_argument("--checkpoint", required=True, type=Path, help="from 'mer-ray checkpoint'")
+    p.add_argument("--onset", type=int, default=None,
+                   help="first frame number of the span (video: 0-based index); default first")
+    p.add_argument("--offset", type=int, default=None, help="last frame number; default last")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--explain", type=Path, default=None,
+                   help="PNG: frames, saliency, DGAT attention, SFA w and expert weights")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="the model as a torch.export file that needs only torch")
+    p.add_argument("--checkpoint", required=True, type=Path, help="from 'mer-ray checkpoint'")
+    p.add_argument("--out", required=True, type=Path, help=".pt2 file to write")
+    p.add_argument("--max-batch", type=int, default=256, help="largest batch the file accepts")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -195,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AnnotationError, FrameError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (AnnotationError, FrameError, FileNotFoundError, FileExistsError, ValueError,
+            OSError) as exc:
         print(f"mer-ray {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

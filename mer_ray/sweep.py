@@ -83,7 +83,7 @@ def trial(params: dict[str, Any], context: dict) -> None:
         sources = {"train": LocalSplit(context["shards"], tuple(split["train"]))}
         if split["val"]:
             sources["val"] = LocalSplit(context["shards"], tuple(split["val"]))
-        fold, _ = fit_fold(exp, context["class_names"], split, sources, device,
+        fold, _, _ = fit_fold(exp, context["class_names"], split, sources, device,
                            train_label_counts=context["label_counts"][i], predict_test=False,
                            token_cache=tokens if exp.train.cache_trunk else None)
         vals.append(fold["best_val_uf1"])

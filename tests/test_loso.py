@@ -54,6 +54,7 @@ def test_fold_records_keep_subjects_apart(two_folds):
         fold = json.loads((storage / "tiny" / "folds" / f.test / "fold.json").read_text())
         train, val = set(fold["train_subjects"]), set(fold["val_subjects"])
         assert fold["test_subject"] not in train | val and not train & val
+        assert (storage / "tiny" / "folds" / f.test / "weights.pt").is_file()  # for checkpoints
         assert len(fold["history"]) == fold["epochs_run"] == 2
         assert all("val_uf1" in h for h in fold["history"])  # selection used validation only
 

@@ -51,6 +51,15 @@ class PrepareConfig:
                              f"(got {self.size})")
 
 
+def sample_and_align(index, span: list[int], cfg: PrepareConfig):
+    """T positions spread uniformly over ``span`` (positions into ``index``), read and aligned:
+    (frames (T, S, S, 3) uint8, frame numbers (T,), face found (T,)). Training shards and
+    ``mer-ray predict`` both go through here, so a model sees the same input in both."""
+    chosen = [span[i] for i in uniform_indices(len(span), cfg.frames)]
+    aligned, found = align_clip(read_frames(index, chosen), cfg.size, cfg.geometry)
+    return aligned, np.array([index.numbers[p] for p in chosen], np.int64), np.array(found)
+
+
 def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
     """Sample and align one manifest clip.
 
@@ -71,17 +80,14 @@ def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
             out.update(rejected_reason=NO_FRAMES,
                        notes=f"{row['source']}: no frames numbered {row['onset']}..{row['offset']}")
             return out
-        chosen = [span[i] for i in uniform_indices(len(span), t)]
-        images = read_frames(index, chosen)
-        aligned, found = align_clip(images, s, cfg.geometry)
+        aligned, numbers, found = sample_and_align(index, span, cfg)
     except FrameError as exc:
         out.update(rejected_reason=UNREADABLE, notes=str(exc))
         return out
     except NoFaceError as exc:
         out.update(rejected_reason=NO_FACE, notes=f"{row['source']}: {exc}")
         return out
-    out.update(frames=aligned, frame_numbers=np.array([index.numbers[p] for p in chosen]),
-               face_found=np.array(found))
+    out.update(frames=aligned, frame_numbers=numbers, face_found=found)
     if not all(found):
         out["notes"] = (f"{t - sum(found)} of {t} sampled frames had no face and reuse the "
                         f"nearest frame's alignment")
@@ -207,3 +213,10 @@ def read_prepare_meta(shards: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a shard folder; create one with 'mer-ray prepare'")
     return json.loads(path.read_text())
+
+
+def prepare_config_from_dict(data: dict) -> PrepareConfig:
+    """The inverse of ``asdict(PrepareConfig)`` (as stored in prepare.json and checkpoints)."""
+    data = dict(data)
+    geometry = AlignGeometry(**data.pop("geometry", {}))
+    return PrepareConfig(geometry=geometry, **data)

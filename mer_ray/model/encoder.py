@@ -199,8 +199,10 @@ class FrameEncoder(nn.Module):
             return patches
         return torch.cat([cls, patches], dim=-1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.cfg.trunk_frozen:
+    def forward(self, images: torch.Tensor, trunk_grad: bool = False) -> torch.Tensor:
+        """``trunk_grad``: keep the graph through a frozen trunk too (input saliency); the
+        values are the same either way."""
+        if self.cfg.trunk_frozen and not trunk_grad:
             with torch.no_grad():  # nothing in the trunk trains: keep no graph for it
                 tokens = self.trunk(images)
         else:

@@ -58,10 +58,10 @@ class MERNet(nn.Module):
         """Whether the backbone holds published (or user-supplied) weights, not random ones."""
         return self.encoder.pretrained
 
-    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
+    def frame_features(self, clips: torch.Tensor, trunk_grad: bool = False) -> torch.Tensor:
         """(B, T, 3, S, S) -> X (B, T, D)."""
         b, t = clips.shape[:2]
-        return self.encoder(clips.flatten(0, 1)).view(b, t, -1)
+        return self.encoder(clips.flatten(0, 1), trunk_grad).view(b, t, -1)
 
     def trunk_tokens(self, clips: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, S, S) -> frozen-trunk tokens (B, T, L, D), for caching."""
@@ -74,15 +74,17 @@ class MERNet(nn.Module):
         return tok.view(b, t, *tok.shape[1:])
 
     def forward(self, clips: torch.Tensor | None = None, *,
-                tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Either ``clips`` (B, T, 3, S, S) or cached trunk ``tokens`` (B, T, L, D)."""
+                tokens: torch.Tensor | None = None,
+                trunk_grad: bool = False) -> dict[str, torch.Tensor]:
+        """Either ``clips`` (B, T, 3, S, S) or cached trunk ``tokens`` (B, T, L, D).
+        ``trunk_grad`` keeps gradients through a frozen trunk (saliency on the input pixels)."""
         if (clips is None) == (tokens is None):
             raise ValueError("pass exactly one of clips or tokens")
         if tokens is not None:
             b, t = tokens.shape[:2]
             x = self.encoder.head(tokens.flatten(0, 1).float()).view(b, t, -1)
         else:
-            x = self.frame_features(clips)
+            x = self.frame_features(clips, trunk_grad)
         return self.forward_features(x)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

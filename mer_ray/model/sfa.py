@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import nn
 
 
 @lru_cache(maxsize=32)
-def _mask_cpu(t: int, d: int, rho: float) -> torch.Tensor:
-    u = (torch.arange(t, dtype=torch.float64) - t // 2) / t
-    v = (torch.arange(d, dtype=torch.float64) - d // 2) / d
-    return ((u[:, None] ** 2 + v[None, :] ** 2).sqrt() <= rho).float()
+def _mask_np(t: int, d: int, rho: float) -> np.ndarray:
+    # Cached as numpy, not as a tensor: a tensor cached while torch.export traces would be a
+    # fake tensor, and every later eager call would get it back.
+    u = (np.arange(t, dtype=np.float64) - t // 2) / t
+    v = (np.arange(d, dtype=np.float64) - d // 2) / d
+    return (np.sqrt(u[:, None] ** 2 + v[None, :] ** 2) <= rho).astype(np.float32)
 
 
 def low_pass_mask(t: int, d: int, rho: float, device=None) -> torch.Tensor:
     """Binary (T, D) mask of the centred (fftshifted) spectrum: 1 within radius ``rho`` of the
     centre, in normalised coordinates u = (i - T//2)/T, v = (j - D//2)/D."""
-    return _mask_cpu(t, d, float(rho)).to(device)
+    return torch.from_numpy(_mask_np(t, d, float(rho))).to(device)
 
 
 def frequency_split(x: torch.Tensor, rho: float, eps: float = 1e-6):

@@ -27,6 +27,9 @@ from .config import ExperimentConfig
 COLUMNS = ["subject", "clip", "label_id", "frames"]
 STATE = "state.pt"
 FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
+# The best-validation weights of what trains (and every buffer), with the fingerprint of the
+# frozen rest: enough to rebuild the fold's model for ``mer-ray checkpoint``.
+FOLD_WEIGHTS = "weights.pt"
 
 
 def seed_everything(seed: int) -> None:
@@ -106,6 +109,27 @@ class FoldInputs:
             yield {"clips": x.to(self.device)}, labels.to(self.device), keys
 
 
+def frozen_fingerprint(net: MERNet) -> str:
+    """sha256 over the parameters that never train (the backbone outside LoRA): a rebuilt model
+    whose frozen weights differ (other pretrained weights, another random init) is refused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_blob(net: MERNet, best: dict[str, torch.Tensor]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"state": best, "frozen_fingerprint": frozen_fingerprint(net)}, buf)
+    return buf.getvalue()
+
+
 def _trainable_state(net: MERNet) -> dict[str, torch.Tensor]:
     """What training changes: trainable parameters and every buffer (BatchNorm statistics)."""
     state = {n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad}
@@ -130,14 +154,15 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
              device, label_override: dict | None = None,
              train_label_counts: list[int] | None = None, resume: dict | None = None,
              save=None, token_cache: dict | None = None,
-             predict_test: bool = True) -> tuple[dict, dict]:
+             predict_test: bool = True) -> tuple[dict, dict, bytes]:
     """Train one fold and predict its test subject; no Ray in here.
 
     ``sources`` maps "train" / "val" / "test" to objects with Ray Data's ``iter_batches``
     (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
     (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
     epoch and once at the end with the fold record files. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
-    all: the record then has validation figures only. Returns (fold record, predictions).
+    all: the record then has validation figures only. Returns (fold record, predictions,
+    best weights as ``FOLD_WEIGHTS`` bytes).
     """
     tc = exp.train
     classes = list(range(len(class_names)))
@@ -206,7 +231,7 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
     if not predict_test:
         return {"val_subjects": list(split["val"]), "train_subjects": list(split["train"]),
                 "epochs_run": epoch, "best_epoch": st["best_epoch"],
-                "best_val_uf1": st["best_uf1"], "history": st["history"]}, {}
+                "best_val_uf1": st["best_uf1"], "history": st["history"]}, {}, b""
     keys, ty, tp = predict(net, data, "test")
     test = scores(ty, tp.argmax(1), classes)
     fold = {
@@ -223,9 +248,10 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
     st["done"] = True
     st["final_metrics"] = {"test_uf1": test.uf1, "best_val_uf1": st["best_uf1"],
                            "epochs_run": epoch, "done": 1}
-    checkpoint({FOLD_JSON: json.dumps(fold).encode(), FOLD_PREDS: json.dumps(preds).encode()},
-               st["final_metrics"])
-    return fold, preds
+    weights = weights_blob(net, st["best"])
+    checkpoint({FOLD_JSON: json.dumps(fold).encode(), FOLD_PREDS: json.dumps(preds).encode(),
+                FOLD_WEIGHTS: weights}, st["final_metrics"])
+    return fold, preds, weights
 
 
 def train_fold(config: dict) -> None:

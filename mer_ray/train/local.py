@@ -86,11 +86,12 @@ def run_folds_local(setup: LosoSetup, threads: int | None = None) -> list[str]:
         override = (shuffled_labels(setup.shards, split, tc.seed) if tc.shuffle_labels
                     else None)
         start = time.perf_counter()
-        fold, preds = fit_fold(
+        fold, preds, weights = fit_fold(
             setup.exp, setup.class_names, split.to_dict(), sources, device, override,
             train_label_counts(setup.shards, split, len(setup.class_names)),
             token_cache=tokens if tc.cache_trunk else None)
         fold.update(wall_seconds=round(time.perf_counter() - start, 2), node_id="local",
                     node_ip="local")
-        store_fold(setup.storage, setup.name, split.test, fold, json.dumps(preds).encode())
+        store_fold(setup.storage, setup.name, split.test, fold, json.dumps(preds).encode(),
+                   weights)
     return trained

@@ -20,7 +20,7 @@ from ..data.folds import FoldSplit, fold_datasets, loso_splits, subject_labels
 from ..data.prepare import read_prepare_meta
 from ..storage import Storage, open_storage
 from .config import ExperimentConfig
-from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, train_fold
+from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, train_fold
 
 
 class ExperimentMismatch(ValueError):
@@ -95,16 +95,19 @@ def fold_driver(config: dict) -> None:
     with result.checkpoint.as_directory() as d:
         fold = json.loads((Path(d) / FOLD_JSON).read_text())
         preds = (Path(d) / FOLD_PREDS).read_bytes()
+        weights = (Path(d) / FOLD_WEIGHTS).read_bytes()
     fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
                 finished_at=round(started + wall, 3))
-    store_fold(open_storage(config["storage"]), config["name"], split.test, fold, preds)
+    store_fold(open_storage(config["storage"]), config["name"], split.test, fold, preds, weights)
     ray.tune.report({"test_subject": split.test, "best_val_uf1": fold["best_val_uf1"],
                      "epochs_run": fold["epochs_run"]})
 
 
-def store_fold(storage: Storage, name: str, subject: str, fold: dict, preds: bytes) -> None:
+def store_fold(storage: Storage, name: str, subject: str, fold: dict, preds: bytes,
+               weights: bytes) -> None:
     """A finished fold's records; fold.json goes last, so its presence means the fold is done."""
     where = (name, "folds", subject)
+    storage.write_atomic(weights, *where, FOLD_WEIGHTS)
     storage.write_atomic(preds, *where, FOLD_PREDS)
     storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)
 
@@ -130,7 +133,10 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
     name = name or f"{meta.get('dataset', 'data')}-{meta.get('protocol', '')}-{exp.hash()}"
     storage = open_storage(storage_path)
     record = {"name": name, "config_hash": exp.hash(), "config": exp.to_dict(),
-              "shards": shards, "folds": [f.test for f in folds]}
+              "shards": shards, "folds": [f.test for f in folds],
+              # what a model trained here needs at prediction time (mer-ray checkpoint)
+              "class_names": meta["class_names"], "preprocess": meta.get("config"),
+              **{k: meta.get(k) for k in ("dataset", "protocol", "synthetic")}}
     if storage.exists(name, "experiment.json"):
         old = json.loads(storage.read_bytes(name, "experiment.json"))
         if old["config_hash"] != exp.hash() or old["shards"] != shards:
