@@ -187,6 +187,9 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
         opt.load_state_dict(resume["optimizer"])
         st = resume["fold"]
     before = st["elapsed"]  # compute time of earlier attempts (a retried or resumed fold)
+    # Each start of this fold, and the epoch it started from: a retried worker shows up here.
+    st.setdefault("attempts", []).append({"start_epoch": st["epoch"],
+                                          "started_at": round(time.time(), 3)})
 
     def checkpoint(files: dict[str, bytes] | None = None, metrics: dict | None = None):
         st["elapsed"] = before + time.perf_counter() - t_start
@@ -243,6 +246,7 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
         "seconds": round(before + time.perf_counter() - t_start, 2), "device": str(device),
         "pretrained": net.pretrained, "weights_source": net.encoder.weights_source,
         "cache_trunk": tc.cache_trunk, "augmented": tc.augment and not tc.cache_trunk,
+        "attempts": st["attempts"],
     }
     preds = {"keys": keys, "labels": ty.tolist(), "probs": tp.tolist()}
     st["done"] = True
