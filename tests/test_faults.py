@@ -25,7 +25,7 @@ from mer_ray.train.loso import plan_loso, run_folds
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
 # Many short epochs with the trunk cache: a checkpoint per epoch and time to kill in between.
-FAULT = ["train.max_epochs=12", "train.patience=12", "train.cache_trunk=true"]
+FAULT = ["train.max_epochs=6", "train.patience=6", "train.cache_trunk=true"]
 
 
 def reference(shards, exp, where: Path, folds: int) -> dict:
@@ -109,7 +109,7 @@ def test_killed_fold_worker_resumes_from_its_checkpoint(tiny_shards, ray_session
     assert len(attempts) == 2, attempts  # the kill happened before the fold finished
     assert attempts[1]["start_epoch"] >= 1  # continued from a checkpoint, not from scratch
     assert attempts[1]["started_at"] > killed_at
-    assert fold["epochs_run"] == 12 and len(fold["history"]) == 12
+    assert fold["epochs_run"] == 6 and len(fold["history"]) == 6
     got = json.loads((runs / "fault" / "folds" / "006" / "predictions.json").read_text())
     same_predictions(got, reference(tiny_shards, exp, tmp_path / "ref", 1)["006"])
     no_partial_files(runs)
@@ -117,8 +117,8 @@ def test_killed_fold_worker_resumes_from_its_checkpoint(tiny_shards, ray_session
 
 def test_killed_driver_restarts_without_retraining_finished_folds(tiny_shards, synth_samm,
                                                                    ray_session, tmp_path):
-    config = write_config(tmp_path / "fault.yaml", tuple(FAULT + [
-        "train.max_epochs=6", "train.patience=6", "train.max_concurrent_folds=1"]))
+    config = write_config(tmp_path / "fault.yaml",
+                          tuple(FAULT + ["train.max_concurrent_folds=1"]))
     cmd = [sys.executable, "experiments/loso_samm.py", "--data-root", str(synth_samm),
            "--workdir", str(tiny_shards.parent), "--frames", "4", "--config", str(config),
            "--storage-path", str(tmp_path / "runs"), "--name", "crash", "--max-folds", "2"]

@@ -58,7 +58,7 @@ def test_ray_job_submit_runs_loso(tmp_path):
             [f"{bin_dir}/ray", "job", "submit", "--address", address, "--working-dir", ".",
              "--", "python", "experiments/loso_samm.py", "--workdir", str(work),
              "--storage-path", str(work / "results"), "--name", "job",
-             "--synthetic-subjects", "3", "--synthetic-clips", "1", "--max-folds", "2",
+             "--synthetic-subjects", "3", "--synthetic-clips", "1", "--max-folds", "1",
              "--frames", "4", "--set", "model.image_size=28", "--set", "model.pretrained=false",
              "--set", "train.max_epochs=1", "--set", "train.val_subjects=1"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -71,7 +71,7 @@ def test_ray_job_submit_runs_loso(tmp_path):
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout + job.stderr
         summary = json.loads((work / "results" / "job" / "summary.json").read_text())
-        assert summary["n_folds"] == 2 and summary["synthetic"] is True
+        assert summary["n_folds"] == 1 and summary["synthetic"] is True
         assert (work / "results" / "job" / "predictions.parquet").is_file()
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
