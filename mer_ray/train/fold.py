@@ -157,7 +157,8 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
              predict_test: bool = True) -> tuple[dict, dict, bytes]:
     """Train one fold and predict its test subject; no Ray in here.
 
-    ``sources`` maps "train" / "val" / "test" to objects with Ray Data's ``iter_batches``
+    ``sources`` maps "train" / "val" / "test" (and "target": unlabelled clips for domain
+    adaptation, consistency term only) to objects with Ray Data's ``iter_batches``
     (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
     (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
     epoch and once at the end with the fold record files. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
@@ -197,13 +198,26 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
             save({"model": _trainable_state(net), "optimizer": opt.state_dict(), "fold": st},
                  files or {}, metrics or {})
 
+    def target_inputs(epoch: int):
+        """Unlabelled target clips (domain adaptation), cycled as long as training needs them;
+        the order is a function of (seed, epoch, pass) like everything else."""
+        for k in range(10**6):
+            got = False
+            for inp, _, _ in data.batches("target", epoch * 1000 + 500 + k):
+                got = True
+                yield inp
+            if not got:
+                return
+
     epoch = st["epoch"]
     while epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
         t0 = time.perf_counter()
         net.train()
         sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
+        targets = target_inputs(epoch) if "target" in sources else None
         for inp, y, _ in data.batches("train", epoch):
-            parts = loss_fn(net(**inp), y)
+            tout = net(**next(targets)) if targets is not None else None
+            parts = loss_fn(net(**inp), y, target=tout)
             opt.zero_grad(set_to_none=True)
             parts["total"].backward()
             opt.step()
@@ -247,6 +261,7 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
         "pretrained": net.pretrained, "weights_source": net.encoder.weights_source,
         "cache_trunk": tc.cache_trunk, "augmented": tc.augment and not tc.cache_trunk,
         "attempts": st["attempts"],
+        "adaptation_clips": "target" in sources,
     }
     preds = {"keys": keys, "labels": ty.tolist(), "probs": tp.tolist()}
     st["done"] = True
@@ -267,7 +282,8 @@ def train_fold(config: dict) -> None:
     exp = ExperimentConfig.from_dict(config["experiment"])
     torch.set_num_threads(exp.train.cpus_per_fold)
     device = ray.train.torch.get_device()
-    names = ["train", "test"] + (["val"] if config["split"]["val"] else [])
+    names = ["train", "test"] + (["val"] if config["split"]["val"] else []) + \
+        (["target"] if config.get("adaptation") else [])
     sources = {n: ray.train.get_dataset_shard(n) for n in names}
 
     resume = None

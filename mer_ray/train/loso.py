@@ -50,38 +50,29 @@ def train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
     return [counts.get(i, 0) for i in range(n)]
 
 
-def fold_driver(config: dict) -> None:
-    """Tune function trainable: builds and fits one fold's TorchTrainer, then stores its result."""
-    import ray.data
+def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
+                     datasets: dict, label_override: dict | None, label_counts: list[int],
+                     run_name: str, train_storage: str, use_gpu: bool):
+    """One fold on its own one-worker ``TorchTrainer`` (retried from its last checkpoint by
+    ``FailureConfig``). Returns (fold record, predictions bytes, weights bytes, wall seconds,
+    start time)."""
     import ray.train
-    import ray.tune
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
-    exp = ExperimentConfig.from_dict(config["experiment"])
     tc = exp.train
-    split = FoldSplit.from_dict(config["split"])
-    # One fold's few small reads: per-operator progress bars would only flood the job log.
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    data = fold_datasets(config["shards"], split)
-    datasets = {"train": data.train.select_columns(COLUMNS, num_cpus=0),
-                "test": data.test.select_columns(COLUMNS, num_cpus=0)}
-    if data.val is not None:
-        datasets["val"] = data.val.select_columns(COLUMNS, num_cpus=0)
-    override = shuffled_labels(config["shards"], split, tc.seed) if tc.shuffle_labels else None
     resources = {"CPU": tc.cpus_per_fold, **(tc.fold_resources or {})}
     trainer = TorchTrainer(
         train_fold,
         train_loop_config={
-            "experiment": config["experiment"], "class_names": config["class_names"],
-            "split": config["split"], "label_override": override,
-            "train_label_counts": train_label_counts(config["shards"], split,
-                                                      len(config["class_names"])),
+            "experiment": exp.to_dict(), "class_names": class_names, "split": split,
+            "label_override": label_override, "train_label_counts": label_counts,
+            "adaptation": "target" in datasets,
         },
-        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=config["use_gpu"],
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=f"fold-{split.test}", storage_path=config["train_storage"],
+            name=run_name, storage_path=train_storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
         ),
@@ -96,6 +87,30 @@ def fold_driver(config: dict) -> None:
         fold = json.loads((Path(d) / FOLD_JSON).read_text())
         preds = (Path(d) / FOLD_PREDS).read_bytes()
         weights = (Path(d) / FOLD_WEIGHTS).read_bytes()
+    return fold, preds, weights, wall, started
+
+
+def fold_driver(config: dict) -> None:
+    """Tune function trainable: builds and fits one fold's TorchTrainer, then stores its result."""
+    import ray.data
+    import ray.tune
+
+    exp = ExperimentConfig.from_dict(config["experiment"])
+    split = FoldSplit.from_dict(config["split"])
+    # One fold's few small reads: per-operator progress bars would only flood the job log.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    data = fold_datasets(config["shards"], split)
+    datasets = {"train": data.train.select_columns(COLUMNS, num_cpus=0),
+                "test": data.test.select_columns(COLUMNS, num_cpus=0)}
+    if data.val is not None:
+        datasets["val"] = data.val.select_columns(COLUMNS, num_cpus=0)
+    override = shuffled_labels(config["shards"], split, exp.train.seed) \
+        if exp.train.shuffle_labels else None
+    fold, preds, weights, wall, started = fit_fold_trainer(
+        exp, config["class_names"], config["split"], datasets, override,
+        train_label_counts(config["shards"], split, len(config["class_names"])),
+        run_name=f"fold-{split.test}", train_storage=config["train_storage"],
+        use_gpu=config["use_gpu"])
     fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
                 finished_at=round(started + wall, 3))
     store_fold(open_storage(config["storage"]), config["name"], split.test, fold, preds, weights)
