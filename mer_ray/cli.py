@@ -7,6 +7,7 @@
     mer-ray checkpoint  one self-contained model file from a LOSO run's fold
     mer-ray predict   label a video or a folder of frames, optionally with an explanation PNG
     mer-ray export    the whole model as a torch.export (.pt2) file that needs only torch
+    mer-ray report    Markdown + PNG figures from run folders and experiment grids
 """
 
 from __future__ import annotations
@@ -202,6 +203,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    report = write_report(args.paths, args.out)
+    print(f"report: {report} (figures in {report.parent / 'figures'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -280,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help=".pt2 file to write")
     p.add_argument("--max-batch", type=int, default=256, help="largest batch the file accepts")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="Markdown + PNG figures from stored results")
+    p.add_argument("paths", nargs="+",
+                   help="run folders, grid files (ablation.json, ...) or folders holding them")
+    p.add_argument("--out", type=Path, default=Path("report"), help="report folder to write")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

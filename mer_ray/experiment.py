@@ -230,7 +230,8 @@ def cross_main(description: str, argv: list[str] | None = None) -> list[dict]:
                           "yes" if adapt else "no", f"{100 * m['uf1']:.2f}",
                           f"{100 * m['uar']:.2f}", s["n_clips"]))
     open_storage(args.storage_path).write_atomic(
-        json.dumps({"grid": "cross_dataset", "rows": rows}, indent=1).encode(),
+        json.dumps({"grid": "cross_dataset", "title": "Cross-dataset transfer (Table 5)",
+                    "rows": rows}, indent=1).encode(),
         f"{args.name or 'cross'}.json")
     flags = [f for f, on in (("SYNTHETIC data", rows and rows[0]["synthetic"]),
                              ("random-init backbone", rows and not rows[0]["pretrained"])) if on]

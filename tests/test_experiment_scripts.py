@@ -38,6 +38,23 @@ def test_ablation_grid(ray_session, tmp_path, monkeypatch, capsys):
             assert str(summary["config"][section][field]).lower() == value
     out = capsys.readouterr().out
     assert "Table 6" in out and "SYNTHETIC" in out and "random-init" in out
+    # the report: one section per run, the grid in the paper's layout with the best in bold
+    from mer_ray.cli import main as cli
+
+    assert cli(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "**SYNTHETIC**" in text and "**randomly initialised**" in text
+    for r in grid["rows"]:
+        assert f"### `{r['run']}`" in text
+        assert (tmp_path / "report" / "figures" / f"{r['run']}_confusion.png").is_file()
+        assert (tmp_path / "report" / "figures" / f"{r['run']}_folds.png").is_file()
+    table = [line for line in text.splitlines() if line.startswith("| baseline")
+             or line.startswith("| +LoRA") or line.startswith("| all")]
+    assert len(table) == 6
+    best = max(r["uf1"] for r in grid["rows"])
+    for line, r in zip(table, grid["rows"]):
+        cell = line.split("|")[2].strip()
+        assert cell.startswith("**") == (r["uf1"] == best), (cell, r["uf1"], best)
 
 
 def test_sensitivity_curves(ray_session, tmp_path, monkeypatch):
@@ -49,6 +66,11 @@ def test_sensitivity_curves(ray_session, tmp_path, monkeypatch):
     # lambda1 = 0.1 with lambda2 = 0.5 lies on both curves: one run serves both
     assert runs["lambda1=0.1 (lambda2=0.5)"] == runs["lambda2=0.5 (lambda1=0.1)"]
     assert len(set(runs.values())) == 3
+    from mer_ray.report import write_report
+
+    report = write_report([tmp_path / "runs" / "sensitivity.json"], tmp_path / "report")
+    assert "![sensitivity](figures/sensitivity_curves.png)" in report.read_text()
+    assert (tmp_path / "report" / "figures" / "sensitivity_curves.png").stat().st_size > 5000
 
 
 def test_lora_vs_full(ray_session, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,249 @@
+"""``mer-ray report``: Markdown and PNG figures from stored results, read with polars.
+
+Inputs are run folders (holding ``summary.json``), grid files (``ablation.json``,
+``sensitivity.json``, ``lora_vs_full.json``, ``cross.json``, a sweep's best run...) or folders
+holding either; folders are searched recursively. The report has:
+
+- a header saying whether any backbone was randomly initialised and any data synthetic;
+- a table comparing every run (UF1/UAR over all folds' predictions, the primary figure, and the
+  mean over folds), with each run's config hash and code version;
+- per run, a confusion matrix and per-fold UF1 bars;
+- per grid, its table in the paper's layout (UF1/UAR in %, best in bold); sensitivity grids also
+  get curves of UF1/UAR against lambda1 and lambda2.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+
+
+def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(run folders, grid files) under ``paths``, each once, in a stable order."""
+    runs, grids = [], []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+        if p.is_file():
+            candidates = [p]
+        else:
+            skip = {"folds", "train", "tune"}  # per-fold records and Ray's own files
+            candidates = [c for c in sorted(p.rglob("*.json"))
+                          if not skip & set(c.relative_to(p).parts[:-1])]
+            candidates = [c for c in candidates if c.name == "summary.json"] + \
+                [c for c in candidates if c.name != "summary.json"]
+        for c in candidates:
+            if c.name == "summary.json":
+                if c.parent not in runs:
+                    runs.append(c.parent)
+            elif c.suffix == ".json" and c not in grids and _is_grid(c):
+                grids.append(c)
+    if not runs and not grids:
+        raise FileNotFoundError(f"no results under {', '.join(map(str, paths))}: expected run "
+                                f"folders with summary.json or grid files (ablation.json, ...)")
+    return runs, grids
+
+
+def _is_grid(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "grid" in data and isinstance(data.get("rows"), list)
+
+
+def load_runs(runs: list[Path]) -> pl.DataFrame:
+    rows = []
+    for r in runs:
+        s = json.loads((r / "summary.json").read_text())
+        m = s["metrics"]
+        rows.append({
+            "run": s["name"], "path": str(r), "dataset": s.get("dataset"),
+            "protocol": s.get("protocol"), "synthetic": bool(s.get("synthetic")),
+            "pretrained": s.get("pretrained") is True, "config_hash": s.get("config_hash"),
+            "code_version": s.get("code_version"), "seed": s.get("seed"),
+            "folds": s["n_folds"], "clips": s["n_clips"], "uf1": m["uf1"], "uar": m["uar"],
+            "fold_mean_uf1": m["per_fold_mean_uf1"], "fold_mean_uar": m["per_fold_mean_uar"],
+            "control": bool(s.get("control_shuffled_labels")),
+        })
+    return pl.DataFrame(rows)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80]
+
+
+def confusion_png(summary: dict, out: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.array(summary["metrics"]["confusion_matrix"])
+    names = summary["class_names"]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    m = summary["metrics"]
+    ax.set_title(f"UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f} (all folds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def fold_bars_png(summary: dict, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    folds = summary["folds"]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(folds) + 1.5), 3.0))
+    ax.bar(range(len(folds)), [f["uf1"] for f in folds], color="tab:blue")
+    ax.axhline(summary["metrics"]["per_fold_mean_uf1"], color="tab:red", ls="--",
+               label=f"mean over folds {summary['metrics']['per_fold_mean_uf1']:.3f}")
+    ax.set_xticks(range(len(folds)), [f["test_subject"] for f in folds], rotation=90,
+                  fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("UF1")
+    ax.set_xlabel("test subject")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def _pct(v: float, best: bool) -> str:
+    text = f"{100 * v:.2f}"
+    return f"**{text}**" if best else text
+
+
+def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
+    rows = grid["rows"]
+    lines = [f"### {grid.get('title') or grid['grid']}", "", f"From `{source}`.", ""]
+    if grid["grid"] == "cross_dataset":
+        best_uf1 = max(r["uf1"] for r in rows)
+        best_uar = max(r["uar"] for r in rows)
+        lines += _table(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"],
+                        [[f"{r['source'].upper()} → {r['target'].upper()}",
+                          "yes" if r["adaptation"] else "no", _pct(r["uf1"], r["uf1"] == best_uf1),
+                          _pct(r["uar"], r["uar"] == best_uar), str(r["n_target_clips"])]
+                         for r in rows])
+        return lines + [""]
+    best = {k: max(r[k] for r in rows) for k in ("uf1", "uar", "per_fold_mean_uf1",
+                                                  "per_fold_mean_uar")}
+    lines += _table(["row", "UF1 % (all folds)", "UAR % (all folds)", "UF1 % (fold mean)",
+                     "UAR % (fold mean)", "run"],
+                    [[r["row"], *(_pct(r[k], r[k] == best[k]) for k in best), f"`{r['run']}`"]
+                     for r in rows])
+    lines += ["", "Best in bold. All folds: UF1/UAR over every fold's predictions concatenated "
+                  "(primary); fold mean: the mean of per-fold figures.", ""]
+    if grid["grid"] == "sensitivity":
+        png = figures / f"{_slug(source.stem)}_curves.png"
+        sensitivity_png(rows, png)
+        lines += [f"![sensitivity]({png.parent.name}/{png.name})", ""]
+    return lines
+
+
+def _override(row: dict, key: str) -> float | None:
+    for o in row["overrides"]:
+        k, _, v = o.partition("=")
+        if k == key:
+            return float(v)
+    return None
+
+
+def sensitivity_png(rows: list[dict], out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (swept, fixed, value) in zip(axes, (("loss.lambda1", "loss.lambda2", 0.5),
+                                                ("loss.lambda2", "loss.lambda1", 0.1))):
+        pts = sorted((_override(r, swept), r) for r in rows
+                     if r["row"].startswith(swept.split(".")[1] + "=")
+                     and _override(r, fixed) == value)
+        xs = [x for x, _ in pts]
+        ax.plot(xs, [100 * r["uf1"] for _, r in pts], "o-", label="UF1")
+        ax.plot(xs, [100 * r["uar"] for _, r in pts], "s--", label="UAR")
+        ax.set_xlabel(f"{swept.split('.')[1]} ({fixed.split('.')[1]} = {value})")
+        ax.set_ylabel("% (all folds)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def write_report(paths: list[str | Path], out: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    runs, grids = find_inputs(paths)
+    table = load_runs(runs) if runs else pl.DataFrame()
+    grid_data = [(g, json.loads(g.read_text())) for g in grids]
+    synthetic = (runs and table["synthetic"].any()) or any(
+        r.get("synthetic") for _, g in grid_data for r in g["rows"])
+    random_init = (runs and (~table["pretrained"]).any()) or any(
+        not r.get("pretrained", True) for _, g in grid_data for r in g["rows"])
+    lines = ["# mer-ray report", ""]
+    lines.append("- Data: " + ("**SYNTHETIC** (rendered micro-expressions, not a MER dataset) "
+                               "in at least one run" if synthetic else "no synthetic runs"))
+    lines.append("- Backbone: " + ("**randomly initialised** in at least one run (not comparable "
+                                   "to published DinoV2 results)" if random_init
+                                   else "pretrained in every run"))
+    lines.append("- Primary figures: UF1/UAR over all folds' predictions concatenated; the mean "
+                 "over folds is given beside them.")
+    lines.append("")
+    if runs:
+        best_uf1, best_uar = table["uf1"].max(), table["uar"].max()
+        lines += ["## Runs", ""]
+        lines += _table(
+            ["run", "data", "folds", "clips", "UF1 % (all)", "UAR % (all)", "UF1 % (fold mean)",
+             "UAR % (fold mean)", "pretrained", "synthetic", "config", "code"],
+            [[f"`{r['run']}`" + (" (shuffled-label control)" if r["control"] else ""),
+              f"{r['dataset']} {r['protocol'] or ''}".strip(), str(r["folds"]), str(r["clips"]),
+              _pct(r["uf1"], r["uf1"] == best_uf1), _pct(r["uar"], r["uar"] == best_uar),
+              f"{100 * r['fold_mean_uf1']:.2f}", f"{100 * r['fold_mean_uar']:.2f}",
+              "yes" if r["pretrained"] else "NO", "YES" if r["synthetic"] else "no",
+              f"`{r['config_hash']}`", f"`{r['code_version']}`"]
+             for r in table.iter_rows(named=True)])
+        lines.append("")
+        for r in runs:
+            s = json.loads((r / "summary.json").read_text())
+            slug = _slug(s["name"])
+            confusion_png(s, figures / f"{slug}_confusion.png")
+            fold_bars_png(s, figures / f"{slug}_folds.png")
+            preds = pl.read_parquet(r / "predictions.parquet")
+            per_class = (preds.group_by("label_name").agg(
+                clips=pl.len(), correct=(pl.col("label") == pl.col("prediction")).sum())
+                .sort("label_name"))
+            lines += [f"### `{s['name']}`", "",
+                      f"{s['n_folds']} folds, {s['n_clips']} test clips; seed {s['seed']}; "
+                      f"backbone {'pretrained' if s['pretrained'] is True else 'random init'}"
+                      f" ({s.get('weights_source')}); augmentation: {s.get('augmentation')}.",
+                      ""]
+            lines += _table(["class", "test clips", "correct", "recall"],
+                            [[c["label_name"], str(c["clips"]), str(c["correct"]),
+                              f"{c['correct'] / c['clips']:.3f}"]
+                             for c in per_class.iter_rows(named=True)])
+            lines += ["", f"![confusion](figures/{slug}_confusion.png) "
+                          f"![folds](figures/{slug}_folds.png)", ""]
+    if grid_data:
+        lines += ["## Experiment grids", ""]
+        for g, data in grid_data:
+            lines += grid_section(data, g, figures)
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
