@@ -32,6 +32,10 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--synthetic-subjects", type=int, default=8)
     p.add_argument("--synthetic-clips", type=int, default=2, help="per subject and class")
     p.add_argument("--synthetic-seed", type=int, default=0)
+    p.add_argument("--synthetic-intensity", type=float, default=1.0,
+                   help="scales every action-unit amplitude of the synthetic set")
+    p.add_argument("--synthetic-no-distractors", action="store_true",
+                   help="synthetic set without blinks, head drift and flicker")
     p.add_argument("--local", action="store_true",
                    help="train the folds one after another in this process instead of on Ray "
                         "Train workers (smoke runs; the results are the same)")
@@ -68,21 +72,12 @@ def prepare_data(dataset: str, args: argparse.Namespace):
     """The config and the aligned shards the arguments ask for: (experiment config, data root,
     shard folder). Starts (or joins) Ray."""
     from .cluster import ensure_ray
-    from .data.synth import generate, is_synthetic
     from .train.config import load_experiment
 
     exp = load_experiment(args.config, args.overrides)
-    root = args.data_root
-    if root is None:
-        root = args.workdir / f"synthetic_{dataset}_{args.protocol}"
-        print(f"No --data-root: using a SYNTHETIC {dataset}-layout set in {root} "
-              f"(rendered micro-expressions on one face photo, not {dataset.upper()} data).")
-        if not (root / "synth.json").is_file():
-            generate(root, LAYOUT[dataset], args.synthetic_subjects, args.synthetic_clips,
-                     args.protocol, seed=args.synthetic_seed)
     ensure_ray()
-    shards = ensure_shards(dataset, root, args.protocol, args.frames, exp.model.image_size,
-                           args.workdir, is_synthetic(root))
+    root, shards = dataset_shards(dataset, args.data_root, args, exp.model.image_size,
+                                  args.protocol)
     return exp, root, shards
 
 
@@ -158,17 +153,30 @@ def dataset_shards(dataset: str, root: Path | None, args: argparse.Namespace, si
     """(data root, aligned shards) of one dataset; a synthetic set in its layout when ``root``
     is None (said loudly). Ray must be running."""
     from .data.synth import generate, is_synthetic
+    from .data.synth.render import RenderConfig
 
     if root is None:
         seed = args.synthetic_seed if seed is None else seed
-        root = args.workdir / f"synthetic_{dataset}_{protocol}" if seed == args.synthetic_seed \
-            else args.workdir / f"synthetic_{dataset}_{protocol}_seed{seed}"
+        # every setting that changes the set is in the folder name: no stale set is reused
+        parts = [f"synthetic_{dataset}_{protocol}"]
+        if seed != 0:
+            parts.append(f"seed{seed}")
+        if (args.synthetic_subjects, args.synthetic_clips) != (8, 2):
+            parts.append(f"{args.synthetic_subjects}x{args.synthetic_clips}")
+        if args.synthetic_intensity != 1.0:
+            parts.append(f"i{args.synthetic_intensity:g}")
+        if args.synthetic_no_distractors:
+            parts.append("nodistract")
+        root = args.workdir / "_".join(parts)
         print(f"No data root for {dataset}: using a SYNTHETIC {dataset}-layout set in {root} "
-              f"(seed {seed}; rendered micro-expressions on one face photo, not "
-              f"{dataset.upper()} data).")
+              f"(seed {seed}, AU intensity x{args.synthetic_intensity:g}, "
+              f"{'no ' if args.synthetic_no_distractors else ''}distractors; rendered "
+              f"micro-expressions on one face photo, not {dataset.upper()} data).")
         if not (root / "synth.json").is_file():
             generate(root, LAYOUT[dataset], args.synthetic_subjects, args.synthetic_clips,
-                     protocol, seed=seed)
+                     protocol, seed=seed,
+                     render=RenderConfig(intensity=args.synthetic_intensity,
+                                         distractors=not args.synthetic_no_distractors))
     return root, ensure_shards(dataset, root, protocol, args.frames, size, args.workdir,
                                is_synthetic(root))
 

@@ -214,8 +214,30 @@ def test_tiny_model_overfits_synthetic_clips():
     assert (net.eval()(tokens=tokens)["logits"].argmax(1) == y).all()
 
 
+def test_grid_frame_feature_keeps_where_it_moved():
+    """frame_feature=grid: cell means of the final patch tokens, so a change in one corner of
+    the face moves only that cell's part of the feature."""
+    net = make(frame_feature="grid", frame_grid=2).eval()
+    d = net.encoder.embed_dim
+    assert net.encoder.out_dim == 4 * d
+    side = S // 14
+    tokens = torch.randn(1, 1 + side * side, d)
+    feat = net.encoder.head(tokens)
+    with torch.no_grad():
+        x = tokens
+        for blk in net.encoder.vit.blocks[net.encoder.split:]:
+            x = blk(x)
+        patches = net.encoder.vit.norm(x)[0, 1:].view(side, side, d)
+    h = side // 2
+    want = torch.stack([patches[:h, :h].mean((0, 1)), patches[:h, h:].mean((0, 1)),
+                        patches[h:, :h].mean((0, 1)), patches[h:, h:].mean((0, 1))], dim=1)
+    torch.testing.assert_close(feat[0].view(d, 4), want, atol=1e-5, rtol=1e-5)
+    assert net(torch.randn(2, T, 3, S, S))["logits"].shape == (2, C)
+
+
 @pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"image_size": 100}, {"sfa_experts": 0},
                                  {"finetune": "adapter"}, {"frame_feature": "max"},
+                                 {"frame_feature": "grid", "frame_grid": 17},
                                  {"dgat_dim": 30, "dgat_heads": 4}])
 def test_config_validation(bad):
     with pytest.raises(ValueError, match="ModelConfig"):

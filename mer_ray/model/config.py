@@ -12,7 +12,7 @@ from typing import Any
 
 BACKBONES = ("vit_small_patch14_dinov2", "vit_base_patch14_dinov2")
 FINETUNE = ("lora", "full", "frozen")
-FRAME_FEATURES = ("cls", "mean_patch", "cls_mean")
+FRAME_FEATURES = ("cls", "mean_patch", "cls_mean", "grid")
 CLASS_WEIGHTS = ("none", "inverse_freq")
 
 
@@ -44,7 +44,11 @@ class ModelConfig:
     lora_rank: int = described(8, "r (ours)")
     lora_alpha: float = described(16.0, "alpha; LoRA scale s = alpha / r (ours)")
     lora_dropout: float = described(0.0, "dropout on the LoRA branch input")
-    frame_feature: str = described("cls_mean", "cls | mean_patch | cls_mean (ours, METHOD.md section 2)")
+    frame_feature: str = described("cls_mean", "cls | mean_patch | cls_mean (ours, METHOD.md section 2) | "
+                                   "grid (ours, off by default: patch tokens average-pooled to "
+                                   "frame_grid x frame_grid cells, concatenated; keeps where the "
+                                   "face moved)")
+    frame_grid: int = described(2, "cells per side for frame_feature=grid (ours)")
     onset_relative: bool = described(
         False, "(ours, off in the paper's method) feed SFA/DGAT each frame's feature minus the "
                "first sampled frame's (the onset), standardised per dimension by a BatchNorm "
@@ -75,6 +79,8 @@ class ModelConfig:
             (0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)"),
             (self.random_init_layerscale > 0, "random_init_layerscale must be > 0"),
             (self.frame_feature in FRAME_FEATURES, f"frame_feature must be one of {FRAME_FEATURES}"),
+            (1 <= self.frame_grid <= self.image_size // 14,
+             f"frame_grid must be between 1 and the patches per side ({self.image_size // 14})"),
             (0.0 < self.sfa_rho < 1.0, "sfa_rho must be in (0, 1)"),
             (self.sfa_experts >= 1, f"sfa_experts (K) must be >= 1 (got {self.sfa_experts})"),
             (self.dgat_heads >= 1 and self.dgat_dim % self.dgat_heads == 0,

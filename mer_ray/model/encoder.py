@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .config import ModelConfig
 
@@ -161,7 +162,8 @@ class FrameEncoder(nn.Module):
         for name, p in self.vit.named_parameters():
             p.requires_grad = cfg.finetune == "full" or (cfg.uses_lora and "lora_" in name)
         self.embed_dim = vit.embed_dim
-        self.out_dim = vit.embed_dim * (2 if cfg.frame_feature == "cls_mean" else 1)
+        per = {"cls_mean": 2, "grid": cfg.frame_grid ** 2}.get(cfg.frame_feature, 1)
+        self.out_dim = vit.embed_dim * per
 
     def _add_lora(self, n_blocks: int) -> None:
         from peft import LoraConfig, inject_adapter_in_model
@@ -193,6 +195,11 @@ class FrameEncoder(nn.Module):
             x = blk(x)
         x = self.vit.norm(x)
         cls, patches = x[:, 0], x[:, self.num_prefix_tokens:].mean(dim=1)
+        if self.cfg.frame_feature == "grid":
+            side = self.cfg.image_size // 14
+            grid = x[:, self.num_prefix_tokens:].transpose(1, 2).reshape(
+                x.shape[0], -1, side, side)
+            return F.adaptive_avg_pool2d(grid, self.cfg.frame_grid).flatten(1)
         if self.cfg.frame_feature == "cls":
             return cls
         if self.cfg.frame_feature == "mean_patch":
