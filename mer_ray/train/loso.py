@@ -9,6 +9,7 @@ interrupted continues from its last checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from ..data.prepare import read_prepare_meta
 from ..storage import Storage, open_storage
 from .config import ExperimentConfig
 from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, train_fold
+
+CONTROLLER_POLL_S = "0.2"
 
 
 class ExperimentMismatch(ValueError):
@@ -62,6 +65,12 @@ def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
 
     tc = exp.train
     resources = {"CPU": tc.cpus_per_fold, **(tc.fold_resources or {})}
+    # A worker's next ray.train.report waits until the controller has taken the previous one,
+    # and the controller looks once per health-check interval (2 s by default): with a
+    # checkpoint every epoch, that held a fold to one epoch per 2 s. Ray Train passes this
+    # variable from the process that builds the trainer to its controller; a value the user
+    # set is kept.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", CONTROLLER_POLL_S)
     trainer = TorchTrainer(
         train_fold,
         train_loop_config={
@@ -77,8 +86,10 @@ def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
             failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
         ),
         datasets=datasets,
+        # One worker per fold: nothing to split. An unsplit dataset is read by the worker
+        # itself, where a split one needs a coordinator actor (a process) per dataset.
         dataset_config=ray.train.DataConfig(
-            execution_options=ExecutionOptions(preserve_order=True)),
+            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
     )
     started, start = time.time(), time.perf_counter()
     result = trainer.fit()
