@@ -3,8 +3,9 @@
 Each trial takes one configuration, trains a fixed set of folds in its own process (the same
 ``fit_fold`` the LOSO workers run, with ``predict_test=False``: the folds' test subjects are not
 even read) and reports the mean best-validation UF1 after each fold. Optuna proposes the next
-configuration from those numbers; ASHA (optional) stops trials whose running mean falls behind,
-with the number of folds done as its clock. The best configuration is then run as a full LOSO
+configuration from those numbers; ASHA (optional) stops trials whose running figure falls behind
+after the same number of epochs trained: with ASHA on, a trial also reports after every epoch
+(the mean over its finished folds and the current fold's best validation UF1 so far). The best configuration is then run as a full LOSO
 and that run's test figures are the ones to report.
 
 The search space is a YAML mapping of ``section.field`` to a distribution::
@@ -78,17 +79,33 @@ def trial(params: dict[str, Any], context: dict) -> None:
     torch.set_num_threads(exp.train.cpus_per_fold)
     device = torch.device("cuda" if context["use_gpu"] else "cpu")
     tokens: dict = {}
-    vals = []
+    vals: list[float] = []
+    epochs_done = 0
+
+    def every_epoch(i: int):
+        """With ASHA: after each epoch, the mean over the folds done and the current fold's
+        best validation UF1 so far, on a clock of epochs trained (ASHA's time_attr)."""
+        best = [-1.0]
+
+        def save(_state, _files, metrics):
+            best[0] = max(best[0], metrics.get("val_uf1", -1.0))
+            tune.report({METRIC: float(np.mean(vals + [best[0]])), "folds_done": i,
+                         "epochs_done": epochs_done + int(metrics["epoch"]) + 1})
+        return save
+
     for i, split in enumerate(context["folds"]):
         sources = {"train": LocalSplit(context["shards"], tuple(split["train"]))}
         if split["val"]:
             sources["val"] = LocalSplit(context["shards"], tuple(split["val"]))
         fold, _, _ = fit_fold(exp, context["class_names"], split, sources, device,
-                           train_label_counts=context["label_counts"][i], predict_test=False,
-                           token_cache=tokens if exp.train.cache_trunk else None)
+                              train_label_counts=context["label_counts"][i], predict_test=False,
+                              save=every_epoch(i) if context.get("asha") else None,
+                              token_cache=tokens if exp.train.cache_trunk else None)
         vals.append(fold["best_val_uf1"])
+        epochs_done += fold["epochs_run"]
         tune.report({METRIC: float(np.mean(vals)), "folds_done": i + 1,
-                     "fold_val_uf1": fold["best_val_uf1"], "epochs_run": fold["epochs_run"]})
+                     "epochs_done": epochs_done, "fold_val_uf1": fold["best_val_uf1"],
+                     "epochs_run": fold["epochs_run"]})
 
 
 def sweep_folds(setup, n_folds: int) -> list[FoldSplit]:
@@ -120,7 +137,7 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
     folds = sweep_folds(setup, n_folds)
     context = {
         "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
-        "shards": setup.shards, "use_gpu": use_gpu,
+        "shards": setup.shards, "use_gpu": use_gpu, "asha": asha,
         "folds": [f.to_dict() for f in folds],
         "label_counts": [train_label_counts(setup.shards, f, len(setup.class_names))
                          for f in folds],
@@ -146,8 +163,12 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
             tune_config=tune.TuneConfig(
                 search_alg=searcher, num_samples=num_samples,
                 max_concurrent_trials=fold_slots(setup.exp, use_gpu),
-                scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="folds_done",
-                                        max_t=len(folds), grace_period=1) if asha else None),
+                # The clock is epochs trained over the trial's folds: a trial is compared
+                # with others after the same amount of training, first after one fold's worth.
+                scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="epochs_done",
+                                        max_t=len(folds) * tc.max_epochs,
+                                        grace_period=tc.max_epochs)
+                if asha else None),
             run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0),
         )
     results = tuner.fit()
@@ -162,6 +183,7 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
         m = r.metrics or {}
         rows.append({"trial_id": m.get("trial_id"), **params,
                      METRIC: m.get(METRIC), "folds_done": m.get("folds_done", 0),
+                     "epochs_done": m.get("epochs_done", 0),
                      "error": None if r.error is None else str(r.error)[:500]})
     table = pl.DataFrame(rows).sort("trial_id")
     done = table.filter(pl.col("error").is_null() & (pl.col("folds_done") == len(folds)))

@@ -116,3 +116,20 @@ def test_interrupted_sweep_resumes(ray_session, tmp_path):
     assert table.height == 3 and table["error"].is_null().all()
     for trial_dir, text in done_before.items():  # finished trials were not run again
         assert (tune_dir / trial_dir / "result.json").read_text() == text
+
+
+def test_asha_clock_is_epochs(tiny_shards, tmp_path):
+    """With ASHA a trial reports after every epoch, on a clock of epochs trained."""
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE)
+    exp = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=3", "train.patience=3"])
+    setup = plan_loso(tiny_shards, exp, tmp_path / "runs", name="asha")
+    _, table = run_sweep(setup, load_space(space_file), num_samples=2, n_folds=2, asha=True)
+    finished = table.filter(pl.col("folds_done") == 2)
+    assert finished.height >= 1 and (finished["epochs_done"] == 6).all()
+    for result in (tmp_path / "runs" / "asha" / "tune").glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        clock = [r["epochs_done"] for r in rows]
+        assert clock == sorted(clock) and len(set(clock)) == len(clock)
+        if rows[-1]["folds_done"] == 2:
+            assert clock == [1, 2, 3, 4, 5, 6]  # a report per epoch, not per fold
