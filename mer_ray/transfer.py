@@ -28,6 +28,7 @@ from .data.folds import draw_validation, shard_subjects, subject_labels
 from .data.prepare import read_prepare_meta
 from .storage import Storage, open_storage
 from .train.config import ExperimentConfig
+from .train.loso import label_counts
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
 
@@ -100,16 +101,6 @@ def _condition_done(setup: TransferSetup, adapt: bool) -> bool:
                                 FOLD_JSON)
 
 
-def _label_counts(shards: str, subjects, n: int) -> list[int]:
-    import pyarrow.parquet as pq
-
-    counts = np.zeros(n, int)
-    for s in subjects:
-        t = pq.read_table(Path(shards) / "clips" / f"subject={s}", columns=["label_id"])
-        counts += np.bincount(t.column("label_id").to_numpy(), minlength=n)[:n]
-    return counts.tolist()
-
-
 class Unlabelled:
     """A reader whose batches carry label -1: target clips for adaptation, labels withheld."""
 
@@ -154,7 +145,7 @@ def run_local(setup: TransferSetup, conditions: list[bool]) -> list[bool]:
         start = time.perf_counter()
         fold, preds, weights = fit_fold(
             setup.exp, setup.class_names, setup.split(setup.target_name), sources, device,
-            train_label_counts=_label_counts(setup.source, setup.train, len(setup.class_names)),
+            train_label_counts=label_counts(setup.source, setup.train, len(setup.class_names)),
             token_cache=tokens if tc.cache_trunk else None)
         fold.update(wall_seconds=round(time.perf_counter() - start, 2), node_id="local",
                     node_ip="local")
@@ -190,7 +181,7 @@ def transfer_driver(config: dict) -> None:
     condition = CONDITIONS[adapt]
     fold, preds, weights, wall, started = fit_fold_trainer(
         setup.exp, setup.class_names, split, datasets, None,
-        _label_counts(setup.source, setup.train, len(setup.class_names)),
+        label_counts(setup.source, setup.train, len(setup.class_names)),
         run_name=f"{condition}", train_storage=f"{setup.storage.uri.rstrip('/')}/"
                                                 f"{setup.name}/train",
         use_gpu=config["use_gpu"])

@@ -43,14 +43,19 @@ def shuffled_labels(shards: str, split: FoldSplit, seed: int) -> dict[str, int]:
     return {k: int(labels[i]) for k, i in zip(keys, perm)}
 
 
-def train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
+def label_counts(shards: str, subjects, n: int) -> list[int]:
+    """Clips per class id over the given subjects' shards."""
     import pyarrow.parquet as pq
 
     counts = Counter()
-    for s in split.train:
+    for s in subjects:
         t = pq.read_table(Path(shards) / "clips" / f"subject={s}", columns=["label_id"])
         counts.update(t.column("label_id").to_pylist())
     return [counts.get(i, 0) for i in range(n)]
+
+
+def train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
+    return label_counts(shards, split.train, n)
 
 
 def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
