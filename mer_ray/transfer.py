@@ -101,6 +101,11 @@ def _condition_done(setup: TransferSetup, adapt: bool) -> bool:
                                 FOLD_JSON)
 
 
+def withhold_labels(batch: dict) -> dict:
+    """A batch of target clips with every label replaced by -1 (adaptation sees no labels)."""
+    return {**batch, "label_id": np.full(len(batch["label_id"]), -1, np.int64)}
+
+
 class Unlabelled:
     """A reader whose batches carry label -1: target clips for adaptation, labels withheld."""
 
@@ -109,7 +114,7 @@ class Unlabelled:
 
     def iter_batches(self, **kwargs):
         for batch in self.inner.iter_batches(**kwargs):
-            yield {**batch, "label_id": np.full(len(batch["label_id"]), -1, np.int64)}
+            yield withhold_labels(batch)
 
 
 def _store(setup: TransferSetup, adapt: bool, fold: dict, preds: bytes, weights: bytes) -> None:
@@ -175,8 +180,7 @@ def transfer_driver(config: dict) -> None:
         datasets["val"] = read(setup.source, setup.val)
     if adapt:
         datasets["target"] = read(setup.target, setup.test).map_batches(
-            lambda b: {**b, "label_id": np.full(len(b["label_id"]), -1, np.int64)},
-            batch_format="numpy", num_cpus=0)
+            withhold_labels, batch_format="numpy", num_cpus=0)
     split = setup.split(setup.target_name)
     condition = CONDITIONS[adapt]
     fold, preds, weights, wall, started = fit_fold_trainer(
