@@ -74,7 +74,7 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
         == max(value.values())
 
 
-def test_interrupted_sweep_resumes(ray_session, tmp_path):
+def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_path):
     """A sweep driver stopped (SIGINT) after its first trial, run again with the same command:
     the finished trial is kept as it was, the rest run, the table has every trial."""
     import os
@@ -86,25 +86,33 @@ def test_interrupted_sweep_resumes(ray_session, tmp_path):
 
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "space.yaml").write_text(SPACE)
-    write_config(tmp_path / "tiny.yaml", ("train.cpus_per_fold=2",))
-    cmd = [sys.executable, "experiments/sweep.py", "--workdir", str(tmp_path / "w"),
+    # One trial at a time, each needing one CPU: a trial can always be scheduled on the
+    # session's two CPUs, and the first finishes while the others wait.
+    write_config(tmp_path / "tiny.yaml", ("train.max_concurrent_folds=1",))
+    # The session's tiny set and its shards (reused, not aligned again).
+    cmd = [sys.executable, "experiments/sweep.py", "--data-root", str(synth_samm),
+           "--workdir", str(tiny_shards.parent),
            "--storage-path", str(tmp_path / "runs"), "--name", "sw", "--num-samples", "3",
            "--sweep-folds", "1", "--no-final", "--space", str(tmp_path / "space.yaml"),
-           "--config", str(tmp_path / "tiny.yaml"), "--frames", "4",
-           "--synthetic-subjects", "3", "--synthetic-clips", "1"]
+           "--config", str(tmp_path / "tiny.yaml"), "--frames", "4"]
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    first = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # The driver's log goes to a file: a pipe nobody reads fills up and blocks the driver.
+    log = tmp_path / "first.log"
+    with open(log, "w") as sink:
+        first = subprocess.Popen(cmd, cwd=repo, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                 text=True, start_new_session=True)
     tune_dir = tmp_path / "runs" / "sw" / "tune"
     deadline = time.time() + 300
     finished = []
     while not finished:
-        assert first.poll() is None, first.stderr.read()[-3000:]
-        assert time.time() < deadline, "no trial finished in time"
+        assert first.poll() is None, log.read_text()[-3000:]
+        assert time.time() < deadline, (f"no trial finished in time; free: "
+                                        f"{ray_session.available_resources()}; log: "
+                                        f"{log.read_text()[-3000:]}")
         finished = [p for p in tune_dir.glob("*/result.json") if p.stat().st_size > 0]
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGINT)
-    assert first.wait(timeout=120) == 130, first.stderr.read()[-3000:]
+    assert first.wait(timeout=120) == 130, log.read_text()[-3000:]
     assert not (tmp_path / "runs" / "sw" / "trials.parquet").exists()  # it did not finish
     done_before = {p.parent.name: p.read_text() for p in tune_dir.glob("*/result.json")
                    if p.stat().st_size > 0}

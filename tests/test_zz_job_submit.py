@@ -1,4 +1,5 @@
-"""End to end, as a user on a cluster: ray start --head, ray job submit, results, stop.
+"""End to end, as a user on a cluster: ray start --head, ray job submit, a driver killed and the
+job submitted again, results, stop.
 
 Named to run last: it starts a second Ray (its own temp dir, ports and process group) and takes
 it down again without touching the test session's Ray.
@@ -13,7 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+from resume import committed_epoch, no_partial_files, reference, same_predictions, wait_for
+from tiny import FAULT, write_config
+
+from mer_ray.train.config import ExperimentConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -25,10 +31,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit_runs_loso(tmp_path):
+def job_driver(work: Path):
+    """The job's driver process (``ray job`` runs the entrypoint as a process of its own)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if any("loso_samm.py" in c for c in cmd) and str(work) in cmd:
+            return proc
+    return None
+
+
+def test_job_killed_and_submitted_again_resumes(tmp_path):
+    """As a user on a cluster: ray start --head, ray job submit of a 2-fold LOSO; the job's
+    driver is killed (SIGKILL) while the second fold trains; the same job submitted again keeps
+    the finished fold as it was, continues the second from its checkpoint and succeeds, with
+    the predictions of an undisturbed run; then the head stops."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
            "RAY_TMPDIR": f"/tmp/merjob{os.getpid()}"}
+    env.pop("RAY_ADDRESS", None)
     Path(env["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([f"{bin_dir}/ray", "get-auth-token", "--generate"], env=env, check=True,
                    capture_output=True)
@@ -46,6 +66,10 @@ def test_ray_job_submit_runs_loso(tmp_path):
          "--disable-usage-stats", *(f"--{k}={v}" for k, v in ports.items())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
+    work = tmp_path / "work"
+    config = write_config(tmp_path / "fault.yaml", tuple(FAULT + ["train.max_concurrent_folds=1"]))
+    results = work / "results" / "job"
+    folds = results / "folds"
     try:
         deadline = time.time() + 90
         while subprocess.run([f"{bin_dir}/ray", "job", "list", "--address", address], env=env,
@@ -53,29 +77,58 @@ def test_ray_job_submit_runs_loso(tmp_path):
             assert time.time() < deadline, "the head node did not come up"
             assert head.poll() is None, "ray start exited"
             time.sleep(2)
-        work = tmp_path / "work"
-        submit = lambda: subprocess.run(  # noqa: E731
-            [f"{bin_dir}/ray", "job", "submit", "--address", address, "--working-dir", ".",
-             "--", "python", "experiments/loso_samm.py", "--workdir", str(work),
-             "--storage-path", str(work / "results"), "--name", "job",
-             "--synthetic-subjects", "3", "--synthetic-clips", "1", "--max-folds", "1",
-             "--frames", "4", "--set", "model.image_size=28", "--set", "model.pretrained=false",
-             "--set", "train.max_epochs=1", "--set", "train.val_subjects=1"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        job = submit()
+
+        def submit(*flags):
+            return subprocess.run(
+                [f"{bin_dir}/ray", "job", "submit", "--address", address, "--working-dir", ".",
+                 *flags, "--", "python", "experiments/loso_samm.py", "--workdir", str(work),
+                 "--storage-path", str(work / "results"), "--name", "job",
+                 "--synthetic-subjects", "3", "--synthetic-clips", "1", "--max-folds", "2",
+                 "--frames", "4", "--config", str(config)],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+        first = submit("--no-wait")
         # The job agent can come up a little after the dashboard answers: it says so; retry.
-        while job.returncode != 0 and "No available agent" in job.stdout + job.stderr:
+        while first.returncode != 0 and "No available agent" in first.stdout + first.stderr:
             assert time.time() < deadline + 60, "the job agent never came up"
             time.sleep(3)
-            job = submit()
-        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-        assert "succeeded" in job.stdout + job.stderr
-        summary = json.loads((work / "results" / "job" / "summary.json").read_text())
-        assert summary["n_folds"] == 1 and summary["synthetic"] is True
-        assert (work / "results" / "job" / "predictions.parquet").is_file()
+            first = submit("--no-wait")
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        wait_for(lambda: (folds / "006" / "fold.json").exists(), "the first fold", timeout=300,
+                 poll=0.2)
+        wait_for(lambda: committed_epoch(results / "train" / "fold-007"),
+                 "an epoch checkpoint of the second fold", timeout=300)
+        driver = wait_for(lambda: job_driver(work), "the job's driver process", timeout=30)
+        driver.kill()  # SIGKILL: no clean-up handler runs
+        driver.wait(timeout=60)
+        assert not (folds / "007" / "fold.json").exists()  # the second fold had not finished
+        assert not (results / "summary.json").exists()
+        finished = (folds / "006" / "fold.json").read_text()
+        mtime = (folds / "006" / "fold.json").stat().st_mtime_ns
+        no_partial_files(work / "results")
+
+        again = submit()
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        logs = again.stdout + again.stderr
+        assert "succeeded" in logs
+        assert "1 fold(s) already had results and were not retrained" in logs
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+    assert (folds / "006" / "fold.json").read_text() == finished
+    assert (folds / "006" / "fold.json").stat().st_mtime_ns == mtime
+    attempts = json.loads((folds / "007" / "fold.json").read_text())["attempts"]
+    assert len(attempts) == 2 and attempts[1]["start_epoch"] >= 1  # from its checkpoint
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["n_folds"] == 2 and summary["synthetic"] is True
+    assert (results / "predictions.parquet").is_file()
+    record = json.loads((results / "experiment.json").read_text())
+    ref = reference(record["shards"], ExperimentConfig.from_dict(record["config"]),
+                    tmp_path / "ref", 2)
+    for subject in ("006", "007"):
+        same_predictions(json.loads((folds / subject / "predictions.json").read_text()),
+                         ref[subject])
+    no_partial_files(work / "results")

@@ -10,6 +10,10 @@ TINY = [
     "model.fusion_dim=32", "train.max_epochs=1", "train.val_subjects=1", "train.batch_size=4",
 ]
 
+# The fault tests: many short epochs with the trunk cache, a checkpoint per epoch and time to
+# kill in between.
+FAULT = ["train.max_epochs=6", "train.patience=6", "train.cache_trunk=true"]
+
 
 def write_config(path: Path, extra: tuple[str, ...] = ()) -> Path:
     """TINY plus ``extra`` overrides as an experiment YAML (for the scripts' --config)."""

@@ -1,0 +1,55 @@
+"""What the fault tests check after a kill: registered checkpoints, whole files, predictions
+equal to an undisturbed in-process run."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mer_ray.train.local import run_folds_local
+from mer_ray.train.loso import plan_loso
+
+
+def reference(shards, exp, where: Path, folds: int) -> dict:
+    """Predictions of the same LOSO run undisturbed, in this process."""
+    setup = plan_loso(shards, exp, where, name="ref", max_folds=folds)
+    run_folds_local(setup, threads=1)
+    return {f.test: json.loads((where / "ref" / "folds" / f.test / "predictions.json")
+                               .read_text()) for f in setup.folds}
+
+
+def same_predictions(a: dict, b: dict) -> None:
+    assert a["keys"] == b["keys"] and a["labels"] == b["labels"]
+    for p, q in zip(a["probs"], b["probs"]):
+        assert p == pytest.approx(q, abs=1e-4)
+
+
+def wait_for(cond, what: str, timeout: float = 240, poll: float = 0.05, alive=None):
+    deadline = time.time() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if alive is not None:
+            alive()
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(poll)
+
+
+def committed_epoch(train_dir: Path) -> bool:
+    """Whether Ray Train has registered an epoch checkpoint of this fold (not one still being
+    written: a worker killed while writing leaves a directory that nothing will resume from)."""
+    try:
+        latest = json.loads((train_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return False
+    latest = latest.get("latest_checkpoint_result")
+    return bool(latest) and latest["metrics"].get("epoch") is not None
+
+
+def no_partial_files(root: Path) -> None:
+    leftovers = [p for p in root.rglob("*.tmp-*")]
+    assert not leftovers, leftovers
+    for p in root.rglob("fold.json"):
+        json.loads(p.read_text())  # every record that exists is whole
