@@ -11,7 +11,7 @@ from mer_ray.model.config import load_yaml
 from mer_ray.model.dgat import FrameGraphAttention
 from mer_ray.model.encoder import SplitQKV, WeightsError
 from mer_ray.model.losses import koleo
-from mer_ray.model.sfa import SFA, frequency_split, low_pass_mask
+from mer_ray.model.sfa import SFA, conv_same, frequency_split, low_pass_mask
 
 S, T, C = 56, 4, 3
 
@@ -59,6 +59,22 @@ def test_mask_is_centred_and_point_symmetric(t, d, rho):
     for a in range(-(t // 2) + (1 - t % 2), t // 2 + (t % 2)):
         for b in (-(d // 2) + 1, -3, 0, 5, d // 2 - 1):
             assert m[t // 2 + a, d // 2 + b] == m[t // 2 - a, d // 2 - b]
+
+
+def test_sfa_convolution_is_the_plain_convolution():
+    """SFA's training-path convolution (oneDNN bypassed) gives nn.Conv2d's values and gradients."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 4, kernel_size=3, padding=1)
+    x = torch.randn(3, 1, 8, 50, requires_grad=True)
+    ours = conv_same(conv, x)
+    grads = torch.autograd.grad((ours * torch.arange(ours.numel()).view_as(ours)).sum(),
+                                [x, conv.weight, conv.bias])
+    plain = conv(x)
+    ref = torch.autograd.grad((plain * torch.arange(plain.numel()).view_as(plain)).sum(),
+                              [x, conv.weight, conv.bias])
+    assert torch.allclose(ours, plain, atol=1e-5)
+    for g, r in zip(grads, ref):
+        assert torch.allclose(g, r, rtol=1e-4, atol=1e-3)
 
 
 def test_sfa_weights_in_range_and_experts_sum_to_one():
