@@ -165,6 +165,7 @@ def transfer_driver(config: dict) -> None:
     import ray.tune
 
     from .data.folds import _read_subjects
+    from .data.prepare import CLIPS_DIR
     from .train.fold import COLUMNS
     from .train.loso import fit_fold_trainer
 
@@ -173,8 +174,8 @@ def transfer_driver(config: dict) -> None:
                           config["name"])
     adapt = config["adapt"]
     ray.data.DataContext.get_current().enable_progress_bars = False
-    read = lambda shards, subjects: _read_subjects(Path(shards), tuple(subjects)).select_columns(  # noqa: E731
-        COLUMNS, num_cpus=0)
+    read = lambda shards, subjects: _read_subjects(  # noqa: E731
+        Path(shards) / CLIPS_DIR, tuple(subjects)).select_columns(COLUMNS, num_cpus=0)
     datasets = {"train": read(setup.source, setup.train), "test": read(setup.target, setup.test)}
     if setup.val:
         datasets["val"] = read(setup.source, setup.val)

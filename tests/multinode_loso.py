@@ -29,7 +29,7 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
 
     warnings.simplefilter("ignore")
     exp = ExperimentConfig().with_overrides(TINY + [
-        "train.max_epochs=2", "train.cache_trunk=true", "train.fold_resources={fold_slot: 1}"])
+        "train.max_epochs=2", "train.fold_resources={fold_slot: 1}"])
     cluster = Cluster(initialize_head=True, head_node_args={
         # The head has CPUs but no fold slot: only train.fold_resources keeps folds off it.
         "num_cpus": 2, "object_store_memory": 150_000_000, "include_dashboard": False})

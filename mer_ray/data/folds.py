@@ -104,11 +104,12 @@ def subject_labels(shards: str | Path) -> dict[str, set[int]]:
     return out
 
 
-def _read_subjects(shards: Path, subjects: tuple[str, ...]):
+def _read_subjects(root: Path, subjects: tuple[str, ...]):
+    """The ``subject=...`` partitions of ``root`` (clip shards, or trunk tokens) for these
+    subjects only, as a Ray Dataset."""
     import ray.data
     from ray.data.datasource import Partitioning
 
-    root = shards / CLIPS_DIR
     paths = [str(root / f"subject={s}") for s in subjects]
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
@@ -134,13 +135,14 @@ class FoldData:
     test: object
 
 
-def fold_datasets(shards: str | Path, split: FoldSplit) -> FoldData:
+def fold_datasets(shards: str | Path, split: FoldSplit, root: str | Path | None = None) -> FoldData:
     """Train / validation / test Ray Datasets of one fold, each reading only its own subjects'
-    partitions (partition pruning by path)."""
-    shards = Path(shards)
+    partitions (partition pruning by path). ``root``: another subject-partitioned folder to read
+    instead of the clip shards (the shared trunk tokens)."""
+    root = Path(root) if root is not None else Path(shards) / CLIPS_DIR
     return FoldData(
         split,
-        _read_subjects(shards, split.train),
-        _read_subjects(shards, split.val) if split.val else None,
-        _read_subjects(shards, (split.test,)),
+        _read_subjects(root, split.train),
+        _read_subjects(root, split.val) if split.val else None,
+        _read_subjects(root, (split.test,)),
     )

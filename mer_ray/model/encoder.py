@@ -180,6 +180,16 @@ class FrameEncoder(nn.Module):
     def num_prefix_tokens(self) -> int:
         return self.vit.num_prefix_tokens
 
+    def trunk_parameters(self):
+        """(name, tensor) of everything ``trunk`` computes with: patch embedding, prefix tokens,
+        position embedding and the blocks before ``split``."""
+        head = {f"blocks.{i}." for i in range(self.split, len(self.vit.blocks))}
+        for name, p in self.vit.named_parameters():
+            if name.startswith(("norm.", "fc_norm.", "head.")) or \
+                    any(name.startswith(h) for h in head):
+                continue
+            yield name, p
+
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) normalised images -> trunk tokens (N, L, D), L = prefix + patches."""
         v = self.vit

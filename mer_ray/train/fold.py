@@ -79,6 +79,11 @@ class FoldInputs:
         keys, labels, tokens = [], [], []
         for batch in self._stream(name, None):
             k, y = self._labels(batch)
+            if "tokens" in batch:  # read from the shared trunk tokens: nothing to compute
+                tokens.append(torch.from_numpy(np.ascontiguousarray(batch["tokens"])))
+                keys += k
+                labels.append(y)
+                continue
             todo = [i for i, key in enumerate(k) if key not in self.token_cache]
             if todo:
                 clips = clips_to_tensor(batch["frames"][todo]).to(self.device)
@@ -154,7 +159,8 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
              device, label_override: dict | None = None,
              train_label_counts: list[int] | None = None, resume: dict | None = None,
              save=None, token_cache: dict | None = None,
-             predict_test: bool = True) -> tuple[dict, dict, bytes]:
+             predict_test: bool = True,
+             token_fingerprint: str | None = None) -> tuple[dict, dict, bytes]:
     """Train one fold and predict its test subject; no Ray in here.
 
     ``sources`` maps "train" / "val" / "test" (and "target": unlabelled clips for domain
@@ -162,12 +168,22 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
     (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
     (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
     epoch and once at the end with the fold record files. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
-    all: the record then has validation figures only. Returns (fold record, predictions,
-    best weights as ``FOLD_WEIGHTS`` bytes).
+    all: the record then has validation figures only. ``token_fingerprint``: the sources hold
+    shared trunk tokens (``trunk.py``) made by the trunk with this fingerprint; a fold whose
+    own trunk differs refuses them. Returns (fold record, predictions, best weights as
+    ``FOLD_WEIGHTS`` bytes).
     """
     tc = exp.train
     classes = list(range(len(class_names)))
-    net = build_model(exp, len(classes)).to(device)
+    net = build_model(exp, len(classes))
+    if token_fingerprint is not None:
+        from .trunk import TrunkMismatch, trunk_fingerprint
+
+        own = trunk_fingerprint(net)
+        if own != token_fingerprint:
+            raise TrunkMismatch(f"fold {split['test']}: the shared trunk tokens were made by "
+                                f"trunk {token_fingerprint[:16]}, this fold built {own[:16]}")
+    net = net.to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=tc.lr)
     weights = None
@@ -260,6 +276,7 @@ def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources
         "seconds": round(before + time.perf_counter() - t_start, 2), "device": str(device),
         "pretrained": net.pretrained, "weights_source": net.encoder.weights_source,
         "cache_trunk": tc.cache_trunk, "augmented": tc.augment and not tc.cache_trunk,
+        "trunk_tokens": token_fingerprint[:16] if token_fingerprint else None,
         "attempts": st["attempts"],
         "adaptation_clips": "target" in sources,
     }
@@ -308,4 +325,5 @@ def train_fold(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     fit_fold(exp, config["class_names"], config["split"], sources, device,
-             config.get("label_override"), config.get("train_label_counts"), resume, save)
+             config.get("label_override"), config.get("train_label_counts"), resume, save,
+             token_fingerprint=config.get("token_fingerprint"))

@@ -20,7 +20,15 @@ import torch
 
 from ..data.prepare import CLIPS_DIR
 from .fold import COLUMNS, fit_fold
-from .loso import LosoSetup, completed_folds, shuffled_labels, store_fold, train_label_counts
+from .loso import (
+    LosoSetup,
+    completed_folds,
+    shared_trunk,
+    shuffled_labels,
+    store_fold,
+    train_label_counts,
+)
+from .trunk import TOKEN_COLUMNS
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -42,17 +50,18 @@ class LocalSplit:
     """The clips of some subjects read from the shards, with the part of Ray Data's
     ``DataIterator.iter_batches`` interface that ``fit_fold`` uses."""
 
-    def __init__(self, shards: str | Path, subjects: tuple[str, ...]):
-        root = Path(shards) / CLIPS_DIR
+    def __init__(self, shards: str | Path, subjects: tuple[str, ...],
+                 root: str | Path | None = None, columns: list[str] = COLUMNS):
+        root = Path(root) if root is not None else Path(shards) / CLIPS_DIR
         tables = []
         for s in subjects:
             for f in sorted((root / f"subject={s}").glob("*.parquet")):
-                t = pq.read_table(f, columns=[c for c in COLUMNS if c != "subject"])
+                t = pq.read_table(f, columns=[c for c in columns if c != "subject"])
                 tables.append(t.append_column("subject", pa.array([s] * t.num_rows)))
         if not tables:
             raise FileNotFoundError(f"no shards for subject(s) {list(subjects)} under {root}")
         table = pa.concat_tables(tables)
-        self.columns = {c: _column(table, c) for c in COLUMNS}
+        self.columns = {c: _column(table, c) for c in columns}
         self.rows = table.num_rows
 
     def iter_batches(self, batch_size: int, batch_format: str = "numpy",
@@ -75,21 +84,27 @@ def run_folds_local(setup: LosoSetup, threads: int | None = None) -> list[str]:
     done = completed_folds(setup)
     tokens: dict = {}
     trained = []
-    for split in setup.folds:
-        if split.test in done:
-            continue
+    pending = [s for s in setup.folds if s.test not in done]
+    # The trunk tokens come from the shared folder the Ray folds read when one exists for this
+    # trunk (then both paths train on the same tokens); otherwise each clip is encoded once in
+    # this process (``tokens``), which for a run in one process costs less than a Ray Data pass.
+    shared = shared_trunk(setup, device.type == "cuda", 1, compute=False) if pending else {}
+    read = (lambda subjects: LocalSplit(setup.shards, subjects, shared["tokens_root"],
+                                        TOKEN_COLUMNS)) if shared else \
+        (lambda subjects: LocalSplit(setup.shards, subjects))
+    for split in pending:
         trained.append(split.test)
-        sources = {"train": LocalSplit(setup.shards, split.train),
-                   "test": LocalSplit(setup.shards, (split.test,))}
+        sources = {"train": read(split.train), "test": read((split.test,))}
         if split.val:
-            sources["val"] = LocalSplit(setup.shards, split.val)
+            sources["val"] = read(split.val)
         override = (shuffled_labels(setup.shards, split, tc.seed) if tc.shuffle_labels
                     else None)
         start = time.perf_counter()
         fold, preds, weights = fit_fold(
             setup.exp, setup.class_names, split.to_dict(), sources, device, override,
             train_label_counts(setup.shards, split, len(setup.class_names)),
-            token_cache=tokens if tc.cache_trunk else None)
+            token_cache=tokens if tc.cache_trunk else None,
+            token_fingerprint=shared.get("token_fingerprint"))
         fold.update(wall_seconds=round(time.perf_counter() - start, 2), node_id="local",
                     node_ip="local")
         store_fold(setup.storage, setup.name, split.test, fold, json.dumps(preds).encode(),

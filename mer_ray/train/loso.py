@@ -22,6 +22,7 @@ from ..data.prepare import read_prepare_meta
 from ..storage import Storage, open_storage
 from .config import ExperimentConfig
 from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, train_fold
+from .trunk import TOKEN_COLUMNS, ensure_trunk_tokens
 
 CONTROLLER_POLL_S = "0.2"
 
@@ -60,10 +61,12 @@ def train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
 
 def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
                      datasets: dict, label_override: dict | None, label_counts: list[int],
-                     run_name: str, train_storage: str, use_gpu: bool):
+                     run_name: str, train_storage: str, use_gpu: bool,
+                     token_fingerprint: str | None = None):
     """One fold on its own one-worker ``TorchTrainer`` (retried from its last checkpoint by
     ``FailureConfig``). Returns (fold record, predictions bytes, weights bytes, wall seconds,
     start time)."""
+    import ray
     import ray.train
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
@@ -76,12 +79,16 @@ def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
     # variable from the process that builds the trainer to its controller; a value the user
     # set is kept.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", CONTROLLER_POLL_S)
+    # The preemption watcher (one more actor process per fold) follows nodes that a cloud
+    # provider drains; a one-node cluster has no other node to move a fold to.
+    if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     trainer = TorchTrainer(
         train_fold,
         train_loop_config={
             "experiment": exp.to_dict(), "class_names": class_names, "split": split,
             "label_override": label_override, "train_label_counts": label_counts,
-            "adaptation": "target" in datasets,
+            "adaptation": "target" in datasets, "token_fingerprint": token_fingerprint,
         },
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu,
                                                resources_per_worker=resources),
@@ -115,18 +122,21 @@ def fold_driver(config: dict) -> None:
     split = FoldSplit.from_dict(config["split"])
     # One fold's few small reads: per-operator progress bars would only flood the job log.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    data = fold_datasets(config["shards"], split)
-    datasets = {"train": data.train.select_columns(COLUMNS, num_cpus=0),
-                "test": data.test.select_columns(COLUMNS, num_cpus=0)}
+    # With the trunk cache, the folds read the tokens computed once for all of them.
+    tokens = config.get("tokens_root")
+    data = fold_datasets(config["shards"], split, tokens)
+    columns = TOKEN_COLUMNS if tokens else COLUMNS
+    datasets = {"train": data.train.select_columns(columns, num_cpus=0),
+                "test": data.test.select_columns(columns, num_cpus=0)}
     if data.val is not None:
-        datasets["val"] = data.val.select_columns(COLUMNS, num_cpus=0)
+        datasets["val"] = data.val.select_columns(columns, num_cpus=0)
     override = shuffled_labels(config["shards"], split, exp.train.seed) \
         if exp.train.shuffle_labels else None
     fold, preds, weights, wall, started = fit_fold_trainer(
         exp, config["class_names"], config["split"], datasets, override,
         train_label_counts(config["shards"], split, len(config["class_names"])),
         run_name=f"fold-{split.test}", train_storage=config["train_storage"],
-        use_gpu=config["use_gpu"])
+        use_gpu=config["use_gpu"], token_fingerprint=config.get("token_fingerprint"))
     fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
                 finished_at=round(started + wall, 3))
     store_fold(open_storage(config["storage"]), config["name"], split.test, fold, preds, weights)
@@ -209,6 +219,19 @@ def fold_slots(exp: ExperimentConfig, use_gpu: bool) -> int:
     return max(slots, 1)
 
 
+def shared_trunk(setup: LosoSetup, use_gpu: bool, slots: int, compute: bool = True) -> dict:
+    """With ``train.cache_trunk``: the token folder every fold reads and its trunk fingerprint
+    (computed once here, reused by later runs on the same shards and trunk); else, or when
+    there are none and ``compute`` is off, nothing."""
+    if not setup.exp.train.cache_trunk:
+        return {}
+    found = ensure_trunk_tokens(setup.shards, setup.exp, len(setup.class_names), use_gpu, slots,
+                                compute)
+    if found is None:
+        return {}
+    return {"tokens_root": str(found[0]), "token_fingerprint": found[1]}
+
+
 def run_folds(setup: LosoSetup) -> list[str]:
     """Train every fold without stored results; returns the subjects trained now."""
     import ray
@@ -225,12 +248,16 @@ def run_folds(setup: LosoSetup) -> list[str]:
         "train_storage": f"{setup.storage.uri.rstrip('/')}/{setup.name}/train",
         "use_gpu": use_gpu,
     }
+    slots = fold_slots(setup.exp, use_gpu)
+    base.update(shared_trunk(setup, use_gpu, slots))
     splits = [f.to_dict() for f in pending]
     tuner = ray.tune.Tuner(
         # The trial only drives its TorchTrainer: it must not hold a CPU that a fold worker needs.
         ray.tune.with_resources(fold_driver, {"cpu": 0, "memory": 1}),
         param_space={**base, "split": ray.tune.grid_search(splits)},
-        tune_config=ray.tune.TuneConfig(max_concurrent_trials=fold_slots(setup.exp, use_gpu)),
+        # A finished fold's trial process drives the next fold instead of a new process
+        # importing Ray Train and torch again (fold_driver keeps no state between folds).
+        tune_config=ray.tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
         run_config=ray.tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=f"{setup.storage.uri.rstrip('/')}/{setup.name}/tune",

@@ -1,0 +1,139 @@
+"""Frozen-trunk tokens computed once per shard folder and shared by every fold.
+
+With ``train.cache_trunk`` the patch embedding and the blocks before the LoRA blocks never
+change, and every fold builds the same trunk (same seed, same weights), so every fold would
+compute the same tokens for the same clip. ``ensure_trunk_tokens`` computes them once, in a Ray
+Data pass over the clip shards (actors holding a fold's resources), and writes::
+
+    SHARDS/trunk/<fingerprint>/subject=006/*.parquet   subject, clip, label_id,
+                                                       tokens (T, L, D) float16
+    SHARDS/trunk/<fingerprint>/tokens.json             what made them (written last)
+
+The fingerprint is a hash of the trunk's weights and the input size: another backbone, other
+weights or another seed never read stale tokens, and a fold refuses tokens whose fingerprint is
+not that of the trunk it built. The fold readers then stream tokens instead of frames; the
+control run (shuffled labels) and a resumed run reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.prepare import CLIPS_DIR
+from .config import ExperimentConfig
+
+TOKEN_COLUMNS = ["subject", "clip", "label_id", "tokens"]
+TRUNK_DIR, MARKER = "trunk", "tokens.json"
+BATCH = 16  # clips per forward pass; the same in every executor
+
+
+class TrunkMismatch(RuntimeError):
+    """Tokens computed by another trunk than the one this process built."""
+
+
+def trunk_fingerprint(net) -> str:
+    """sha256 over the trunk's parameter names and values and the input size."""
+    h = hashlib.sha256(f"S={net.cfg.image_size}".encode())
+    for name, p in net.encoder.trunk_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def encode_frames(net, frames: np.ndarray, device) -> np.ndarray:
+    """uint8 frames (B, T, S, S, 3) -> trunk tokens (B, T, L, D) float16, as numpy."""
+    from ..model.inputs import clips_to_tensor
+
+    return net.trunk_tokens(clips_to_tensor(frames).to(device)).half().cpu().numpy()
+
+
+class TrunkEncoder:
+    """Ray Data actor: builds the fold model once, checks its trunk, encodes batches."""
+
+    def __init__(self, experiment: dict, num_classes: int, threads: int, use_gpu: bool,
+                 fingerprint: str):
+        from .fold import build_model
+
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.net = build_model(ExperimentConfig.from_dict(experiment), num_classes)
+        got = trunk_fingerprint(self.net)
+        if got != fingerprint:  # e.g. a node whose weights cache holds other weights
+            raise TrunkMismatch(f"this node built a trunk with fingerprint {got[:16]}, the "
+                                f"driver {fingerprint[:16]}: are the backbone weights the same "
+                                f"everywhere?")
+        self.net = self.net.to(self.device).eval()
+
+    def __call__(self, batch: dict) -> dict:
+        return {"subject": batch["subject"], "clip": batch["clip"],
+                "label_id": batch["label_id"],
+                "tokens": encode_frames(self.net, batch["frames"], self.device)}
+
+
+def token_root(shards: str | Path, fingerprint: str) -> Path:
+    return Path(shards) / TRUNK_DIR / fingerprint[:16]
+
+
+def read_marker(root: Path) -> dict | None:
+    try:
+        return json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: int,
+                        use_gpu: bool = False, slots: int = 1,
+                        compute: bool = True) -> tuple[Path, str] | None:
+    """(token folder, trunk fingerprint) for these shards and this configuration's trunk,
+    computing the tokens if no finished folder exists (Ray must then be initialised). With
+    ``compute=False``, None when there is no finished folder."""
+    import ray.data
+
+    from ..data.folds import _read_subjects, shard_subjects
+    from ..provenance import code_version
+    from .fold import COLUMNS, build_model
+
+    if not exp.model.trunk_frozen:
+        raise ValueError("finetune='full' trains the whole backbone: there is no frozen trunk "
+                         "to share")
+    fingerprint = trunk_fingerprint(build_model(exp, num_classes))
+    root = token_root(shards, fingerprint)
+    marker = read_marker(root)
+    if marker is not None and marker.get("fingerprint") == fingerprint:
+        return root, fingerprint
+    if not compute:
+        return None
+    start = time.perf_counter()
+    partial = root.with_name(f"{root.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)  # an unfinished pass (no marker)
+    tc = exp.train
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    clips = _read_subjects(Path(shards) / CLIPS_DIR, tuple(shard_subjects(shards)))
+    tokens = clips.select_columns(COLUMNS, num_cpus=0).map_batches(
+        TrunkEncoder, batch_size=BATCH, batch_format="numpy",
+        fn_constructor_kwargs={"experiment": exp.to_dict(), "num_classes": num_classes,
+                               "threads": tc.cpus_per_fold, "use_gpu": use_gpu,
+                               "fingerprint": fingerprint},
+        num_cpus=tc.cpus_per_fold, num_gpus=1 if use_gpu else 0,
+        resources=tc.fold_resources or None, concurrency=(1, max(1, slots)))
+    tokens.write_parquet(str(partial), partition_cols=["subject"])
+    partial.rename(root)
+    import pyarrow.parquet as pq
+
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
+    (root / MARKER).write_text(json.dumps({
+        "fingerprint": fingerprint, "clips": n, "shards": str(Path(shards).resolve()),
+        "backbone": exp.model.backbone, "image_size": exp.model.image_size,
+        "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
+    }, indent=1))
+    return root, fingerprint
+

@@ -1,0 +1,71 @@
+"""Shared frozen-trunk tokens: computed once by a Ray Data pass, equal to what a fold would
+compute itself, reused, keyed by the trunk, and refused by a fold whose trunk differs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny import TINY
+
+from mer_ray.model.inputs import clips_to_tensor
+from mer_ray.train.config import ExperimentConfig
+from mer_ray.train.fold import build_model, fit_fold
+from mer_ray.train.local import LocalSplit
+from mer_ray.train.trunk import TOKEN_COLUMNS, TrunkMismatch, ensure_trunk_tokens
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+EXP = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true"])
+
+
+@pytest.fixture(scope="module")
+def tokens(tiny_shards, ray_session):
+    return ensure_trunk_tokens(tiny_shards, EXP, 3)
+
+
+def test_tokens_are_the_trunk_of_each_clip(tokens, tiny_shards):
+    root, fingerprint = tokens
+    marker = json.loads((root / "tokens.json").read_text())
+    assert marker["fingerprint"] == fingerprint and marker["clips"] == 9
+    subjects = ("006", "007", "008")
+    shared = LocalSplit(tiny_shards, subjects, root, TOKEN_COLUMNS)
+    frames = LocalSplit(tiny_shards, subjects)
+    order = {k: i for i, k in enumerate(zip(frames.columns["subject"], frames.columns["clip"]))}
+    idx = [order[k] for k in zip(shared.columns["subject"], shared.columns["clip"])]
+    assert sorted(idx) == list(range(9))
+    assert (shared.columns["label_id"] == frames.columns["label_id"][idx]).all()
+    net = build_model(EXP, 3).eval()
+    with torch.no_grad():
+        own = net.trunk_tokens(clips_to_tensor(frames.columns["frames"][idx])).half().numpy()
+    assert shared.columns["tokens"].dtype == np.float16
+    assert shared.columns["tokens"].shape == own.shape  # (clips, T, 1 + patches, D)
+    np.testing.assert_allclose(shared.columns["tokens"].astype(np.float32),
+                               own.astype(np.float32), atol=2e-2, rtol=1e-2)
+
+
+def test_tokens_reused_and_keyed_by_the_trunk(tokens, tiny_shards):
+    root, fingerprint = tokens
+    stamp = (root / "tokens.json").stat().st_mtime_ns
+    assert ensure_trunk_tokens(tiny_shards, EXP, 3, compute=False) == (root, fingerprint)
+    assert ensure_trunk_tokens(tiny_shards, EXP, 3) == (root, fingerprint)
+    assert (root / "tokens.json").stat().st_mtime_ns == stamp  # not computed again
+    # Another seed is another random trunk: other tokens, in another folder.
+    other = EXP.with_values({"train.seed": 1})
+    assert ensure_trunk_tokens(tiny_shards, other, 3, compute=False) is None
+    # Training settings outside the trunk share the tokens.
+    same_trunk = EXP.with_values({"train.lr": 1e-2, "loss.lambda1": 0.3})
+    assert ensure_trunk_tokens(tiny_shards, same_trunk, 3, compute=False) == (root, fingerprint)
+
+
+def test_fold_refuses_tokens_of_another_trunk(tokens, tiny_shards):
+    root, fingerprint = tokens
+    split = {"test": "006", "val": ["007"], "train": ["008"]}
+    sources = {n: LocalSplit(tiny_shards, tuple(s if isinstance(s, list) else [s]), root,
+                             TOKEN_COLUMNS) for n, s in split.items()}
+    other = EXP.with_values({"train.seed": 1})
+    with pytest.raises(TrunkMismatch, match="006"):
+        fit_fold(other, ["negative", "positive", "surprise"], split, sources,
+                 torch.device("cpu"), token_fingerprint=fingerprint)
+    fold, preds, _ = fit_fold(EXP, ["negative", "positive", "surprise"], split, sources,
+                              torch.device("cpu"), token_fingerprint=fingerprint)
+    assert fold["trunk_tokens"] == fingerprint[:16] and len(preds["keys"]) == 3
