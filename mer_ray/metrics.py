@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 
 @dataclass
@@ -34,6 +33,10 @@ class Scores:
 
 
 def scores(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int]) -> Scores:
+    # Imported here: scikit-learn costs about a second to import, and every Ray process that
+    # only passes this module along (a Tune trial driving a fold) would pay it.
+    from sklearn.metrics import confusion_matrix
+
     labels = list(labels)
     cm = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=labels)
     tp = np.diag(cm).astype(float)

@@ -3,8 +3,13 @@ from pathlib import Path
 
 import pytest
 
+from mer_ray.cluster import keep_idle_workers
+
 os.environ.setdefault("RAY_TMPDIR", "/tmp/merray")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# Every Ray the tests start (the session's, the simulated cluster's, the job-submit head)
+# keeps its idle worker processes instead of starting new ones for each short task.
+keep_idle_workers(2)
 Path(os.environ["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
 
 
