@@ -129,3 +129,20 @@ def test_bad_arguments():
         generate("/tmp/never", "mmew")
     with pytest.raises(ValueError, match="5class"):
         generate("/tmp/never", "smic", protocol="5class")
+
+
+@pytest.mark.ray
+def test_subjects_rendered_on_ray_match_the_serial_set(ray_session, tmp_path, monkeypatch):
+    import json
+
+    import mer_ray.data.synth as synth
+
+    monkeypatch.setattr(synth, "PARALLEL_FROM", 1)  # parallel even for this small set
+    serial = generate(tmp_path / "serial", "samm", subjects=3, clips_per_class=1, seed=5,
+                      progress=False, workers=1)
+    parallel = generate(tmp_path / "ray", "samm", subjects=3, clips_per_class=1, seed=5,
+                        progress=False, workers=2)
+    assert _digest(serial.root) == _digest(parallel.root)
+    assert [c.clip for c in serial.clips] == [c.clip for c in parallel.clips]
+    assert json.loads((serial.root / "synth.json").read_text()) == \
+        json.loads((parallel.root / "synth.json").read_text())

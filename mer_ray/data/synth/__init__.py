@@ -8,6 +8,7 @@ it did in ``synth.json``. The same seed gives byte-identical frames and annotati
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .layouts import (
 from .render import RenderConfig, make_subject, plan_clip, render_clip
 
 LAYOUTS = ("samm", "casme2", "smic")
+PARALLEL_FROM = 24  # clips
 FIRST_SUBJECT = {"samm": 6, "casme2": 1, "smic": 1}  # SAMM's participants start at 006
 
 
@@ -51,8 +53,15 @@ def generate(
     preview: str | Path | None = None,
     render: RenderConfig | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> SynthResult:
-    """Write a synthetic dataset under ``out``; returns what was written."""
+    """Write a synthetic dataset under ``out``; returns what was written.
+
+    When Ray is initialised, subjects are rendered by up to ``workers`` Ray tasks at once (None:
+    one per core of this machine), all on this process's node, since the files are written
+    where this process writes them. Sets under ``PARALLEL_FROM`` clips, or without Ray, are
+    rendered here. Every draw is seeded by (seed, subject, class, clip): the set is the same
+    either way."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if subjects < 1 or clips_per_class < 1:
@@ -64,35 +73,24 @@ def generate(
     result = SynthResult(root, layout, protocol)
     examples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     total = subjects * len(words) * clips_per_class
-    bar = tqdm(total=total, desc=f"synth {layout}", unit="clip", disable=not progress)
-    for si in range(subjects):
-        number = FIRST_SUBJECT[layout] + si
-        sid = subject_id(layout, number)
-        subject = make_subject(np.random.default_rng([seed, si]), render)
-        for ci, (label, label_words) in enumerate(words.items()):
-            for k in range(clips_per_class):
-                rng = np.random.default_rng([seed, si, ci, k])
-                # Several emotion words pool into one class (3-class negative): take turns.
-                word = label_words[(si + k) % len(label_words)]
-                options = render_emotions(layout, word)
-                rendered = options[(si + k) % len(options)]
-                plan = plan_clip(rng, rendered, render)
-                frames = render_clip(subject, plan, render, rng)
-                first = int(rng.integers(1000, 9000)) if layout == "samm" else \
-                    int(rng.integers(1, 100))
-                clip = WrittenClip(
-                    subject_number=number, subject=sid,
-                    clip=clip_name(layout, sid, ci, word, k), emotion=spelled(layout, word),
-                    render_emotion=rendered, label=label, first_frame=first,
-                    onset=first + plan.onset, apex=first + plan.apex, offset=first + plan.offset,
-                    au=au_string(rendered),
-                )
-                write_frames(root, layout, clip, word, frames)
-                result.clips.append(clip)
-                if label not in examples:
-                    examples[label] = (frames[plan.onset], frames[plan.apex])
-                bar.update(1)
+    # disable=None: no bar when stderr is not a terminal (job logs), where it would only
+    # repeat itself line after line
+    bar = tqdm(total=total, desc=f"synth {layout}", unit="clip",
+               disable=None if progress else True)
+    args = (str(root), layout, protocol, clips_per_class, seed, render)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers > 1 and total >= PARALLEL_FROM and _ray_running():
+        parts = _render_on_ray(range(subjects), args, workers, bar)
+    else:
+        parts = []
+        for si in range(subjects):
+            parts.append(_render_subject(si, *args))
+            bar.update(len(parts[-1][0]))
     bar.close()
+    for written, shown in parts:
+        result.clips.extend(written)
+        for label, pair in shown.items():
+            examples.setdefault(label, pair)
     result.annotation_file = write_annotations(root, layout, result.clips)
     meta = {
         "generator": "mer-ray synth",
@@ -111,6 +109,68 @@ def generate(
 
         result.preview = write_preview(Path(preview), examples, layout, protocol)
     return result
+
+
+def _ray_running() -> bool:
+    import sys
+
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _render_on_ray(subjects, args: tuple, window: int, bar) -> list:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    # No CPU is requested: this node may offer none to Ray (a cluster head), and the window
+    # keeps the tasks to one per core.
+    task = ray.remote(num_cpus=0, scheduling_strategy=here)(_render_subject)
+    todo, running, parts = list(subjects), [], []
+    while todo or running:
+        while todo and len(running) < window:
+            running.append(task.remote(todo.pop(0), *args))
+        ready, running = ray.wait(running)
+        for part in ray.get(ready):
+            parts.append(part)
+            bar.update(len(part[0]))
+    return sorted(parts, key=lambda p: p[0][0].subject_number)
+
+
+def _render_subject(si: int, root: str, layout: str, protocol: str, clips_per_class: int,
+                    seed: int, render: RenderConfig):
+    """Render and write every clip of subject number ``si``: (written clips, one
+    (onset, apex) frame pair per label for the preview)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    root = Path(root)
+    words = emotion_words(layout, protocol)
+    number = FIRST_SUBJECT[layout] + si
+    sid = subject_id(layout, number)
+    subject = make_subject(np.random.default_rng([seed, si]), render)
+    written, examples = [], {}
+    for ci, (label, label_words) in enumerate(words.items()):
+        for k in range(clips_per_class):
+            rng = np.random.default_rng([seed, si, ci, k])
+            # Several emotion words pool into one class (3-class negative): take turns.
+            word = label_words[(si + k) % len(label_words)]
+            options = render_emotions(layout, word)
+            rendered = options[(si + k) % len(options)]
+            plan = plan_clip(rng, rendered, render)
+            frames = render_clip(subject, plan, render, rng)
+            first = int(rng.integers(1000, 9000)) if layout == "samm" else \
+                int(rng.integers(1, 100))
+            clip = WrittenClip(
+                subject_number=number, subject=sid,
+                clip=clip_name(layout, sid, ci, word, k), emotion=spelled(layout, word),
+                render_emotion=rendered, label=label, first_frame=first,
+                onset=first + plan.onset, apex=first + plan.apex, offset=first + plan.offset,
+                au=au_string(rendered),
+            )
+            write_frames(root, layout, clip, word, frames)
+            written.append(clip)
+            examples.setdefault(label, (frames[plan.onset], frames[plan.apex]))
+    return written, examples
 
 
 def is_synthetic(root: str | Path) -> bool:
