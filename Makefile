@@ -18,7 +18,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)
 	$(BIN)/python experiments/loso_samm.py --config experiments/configs/demo.yaml \
-		--workdir data/demo --storage-path data/demo/results
+		--workdir data/demo --storage-path data/demo/results --name demo
+	$(BIN)/mer-ray report data/demo/results --out data/demo/report
 
 test: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)

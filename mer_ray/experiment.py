@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic"}
+# The synthetic default: 8 subjects x 4 clips per class (96 clips in 3-class; SAMM's 3-class set
+# has 133 in 28 subjects).
+SYNTH_SIZE = (8, 4)
 
 
 def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
@@ -29,8 +32,9 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path("data"),
                    help="where synthetic data and aligned shards are written")
     p.add_argument("--frames", type=int, default=8, help="T, frames sampled per clip")
-    p.add_argument("--synthetic-subjects", type=int, default=8)
-    p.add_argument("--synthetic-clips", type=int, default=2, help="per subject and class")
+    p.add_argument("--synthetic-subjects", type=int, default=SYNTH_SIZE[0])
+    p.add_argument("--synthetic-clips", type=int, default=SYNTH_SIZE[1],
+                   help="per subject and class")
     p.add_argument("--synthetic-seed", type=int, default=0)
     p.add_argument("--synthetic-intensity", type=float, default=1.0,
                    help="scales every action-unit amplitude of the synthetic set")
@@ -161,7 +165,7 @@ def dataset_shards(dataset: str, root: Path | None, args: argparse.Namespace, si
         parts = [f"synthetic_{dataset}_{protocol}"]
         if seed != 0:
             parts.append(f"seed{seed}")
-        if (args.synthetic_subjects, args.synthetic_clips) != (8, 2):
+        if (args.synthetic_subjects, args.synthetic_clips) != SYNTH_SIZE:
             parts.append(f"{args.synthetic_subjects}x{args.synthetic_clips}")
         if args.synthetic_intensity != 1.0:
             parts.append(f"i{args.synthetic_intensity:g}")
