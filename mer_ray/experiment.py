@@ -48,13 +48,14 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
 
 def ensure_shards(dataset: str, root: Path, protocol: str, frames: int, size: int,
                   workdir: Path, synthetic: bool) -> Path:
-    """Aligned shards for (root, protocol, T, S), prepared once and reused."""
+    """Aligned shards for (root, protocol, T, S), prepared once and reused. The folder name
+    carries the data root's name, so two data sets never share (and overwrite) one folder."""
     from .data.align import AlignGeometry
     from .data.labels import class_names
     from .data.manifest import build_manifest
     from .data.prepare import PrepareConfig, prepare_shards
 
-    shards = workdir / f"shards-{dataset}-{protocol}-T{frames}-S{size}"
+    shards = workdir / f"shards-{dataset}-{protocol}-T{frames}-S{size}-{root.resolve().name}"
     meta_file = shards / "prepare.json"
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())

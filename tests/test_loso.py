@@ -75,3 +75,21 @@ def test_same_name_other_config_refused(two_folds, tiny_shards):
     exp = ExperimentConfig().with_overrides(TINY + ["train.lr=0.01"])
     with pytest.raises(ExperimentMismatch, match="another --name"):
         plan_loso(tiny_shards, exp, storage, name="tiny")
+
+
+def test_run_on_shards_aligned_from_other_data_refused(tiny_shards, tmp_path):
+    """Same folder, same config, but the clips were aligned again from other data: the run's
+    finished folds would not belong to them, so it does not resume."""
+    import shutil
+
+    copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards / "clips", copy / "clips")
+    shutil.copy(tiny_shards / "prepare.json", copy / "prepare.json")
+    exp = ExperimentConfig().with_overrides(TINY)
+    plan_loso(copy, exp, tmp_path / "runs", name="r")
+    plan_loso(copy, exp, tmp_path / "runs", name="r")  # same data: resumes
+    meta = json.loads((copy / "prepare.json").read_text())
+    meta["shards_id"] = "0" * 16
+    (copy / "prepare.json").write_text(json.dumps(meta))
+    with pytest.raises(ExperimentMismatch, match="other data"):
+        plan_loso(copy, exp, tmp_path / "runs", name="r")

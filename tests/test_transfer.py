@@ -79,8 +79,9 @@ def test_target_labels_cannot_steer_training(cross):
         ("model.dgat_dim", 32), ("model.fusion_dim", 32), ("train.max_epochs", 2),
         ("train.val_subjects", 1), ("train.batch_size", 4), ("train.cache_trunk", "true")]])
     w = cross / "w"
-    setup = plan_transfer(w / "shards-samm-3class-T4-S28", w / "shards-casme2-3class-T4-S28",
-                          exp, cross / "scratch", "labels")
+    [samm] = w.glob("shards-samm-3class-T4-S28-*")
+    [casme2] = w.glob("shards-casme2-3class-T4-S28-*")
+    setup = plan_transfer(samm, casme2, exp, cross / "scratch", "labels")
     outcomes = []
     for target in (lambda s: Unlabelled(s), lambda s: ScrambledLabels(s, 1),
                    lambda s: ScrambledLabels(s, 2)):

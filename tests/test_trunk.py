@@ -2,12 +2,15 @@
 compute itself, reused, keyed by the trunk, and refused by a fold whose trunk differs."""
 
 import json
+import shutil
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from tiny import TINY
 
+from mer_ray.data.prepare import PrepareConfig, prepare_shards
 from mer_ray.model.inputs import clips_to_tensor
 from mer_ray.train.config import ExperimentConfig
 from mer_ray.train.fold import build_model, fit_fold
@@ -69,3 +72,23 @@ def test_fold_refuses_tokens_of_another_trunk(tokens, tiny_shards):
     fold, preds, _ = fit_fold(EXP, ["negative", "positive", "surprise"], split, sources,
                               torch.device("cpu"), token_fingerprint=fingerprint)
     assert fold["trunk_tokens"] == fingerprint[:16] and len(preds["keys"]) == 3
+
+
+def test_tokens_of_clips_aligned_again_are_not_reused(tokens, tiny_shards, tmp_path):
+    """Shards aligned again from other data carry another shards_id: the old tokens are stale."""
+    root, fingerprint = tokens
+    copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards, copy)
+    assert ensure_trunk_tokens(copy, EXP, 3, compute=False) == (
+        copy / root.relative_to(tiny_shards), fingerprint)
+    meta = json.loads((copy / "prepare.json").read_text())
+    assert meta["shards_id"]
+    meta["shards_id"] = "0" * 16  # what aligning other data into this folder leaves behind
+    (copy / "prepare.json").write_text(json.dumps(meta))
+    assert ensure_trunk_tokens(copy, EXP, 3, compute=False) is None
+    # and aligning again removes what was derived from the old clips
+    manifest = pl.read_parquet(copy / "manifest.parquet")
+    prepare_shards(manifest.head(0), copy, PrepareConfig(frames=4, size=28),
+                   class_names=("negative", "positive", "surprise"), overwrite=True)
+    assert not (copy / "trunk").exists() and not (copy / "clips").exists()
+    assert json.loads((copy / "prepare.json").read_text())["shards_id"] != meta["shards_id"]

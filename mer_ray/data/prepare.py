@@ -6,11 +6,19 @@ tasks, so it spreads over every core of a machine or every node of a cluster. Ou
     SHARDS/clips/subject=006/<file>.parquet   one row per clip, frames (T, S, S, 3) uint8
     SHARDS/rejected.parquet                   every clip not in clips/, with stage and reason
     SHARDS/manifest.parquet                   the manifest the shards were made from
-    SHARDS/prepare.json                       settings, class names, counts, code version
+    SHARDS/prepare.json                       settings, class names, counts, code version,
+                                              and ``shards_id``
+    SHARDS/trunk/...                          derived later (frozen-trunk tokens); removed
+                                              whenever the clips are written again
+
+``shards_id`` hashes what the shards are made of (every manifest row and the prepare settings).
+What is derived from the shards (trunk tokens, LOSO runs) records it, so shards aligned again
+from other data in the same folder are never mistaken for the old ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -27,6 +35,7 @@ from .manifest import included
 from .sampling import uniform_indices
 
 CLIPS_DIR = "clips"
+TRUNK_DIR = "trunk"  # derived from clips/ (mer_ray.train.trunk)
 META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "offset",
                 "source"]
 # Short prepare-stage rejection reasons; details go to ``notes``.
@@ -49,6 +58,14 @@ class PrepareConfig:
         if self.size < 14 or self.size % 14:
             raise ValueError(f"size must be a positive multiple of 14, the ViT patch size "
                              f"(got {self.size})")
+
+
+def shards_identity(manifest: pl.DataFrame, cfg: PrepareConfig) -> str:
+    """A short hash of every manifest row (source paths included) and the prepare settings."""
+    h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    for row in manifest.sort(["subject", "clip"]).iter_rows():
+        h.update(repr(row).encode())
+    return h.hexdigest()[:16]
 
 
 def sample_and_align(index, span: list[int], cfg: PrepareConfig):
@@ -143,6 +160,7 @@ def prepare_shards(
             raise FileExistsError(f"{clips_dir} already holds shards; pass --overwrite to "
                                   f"replace them or choose another --out")
         shutil.rmtree(clips_dir)
+    shutil.rmtree(out / TRUNK_DIR, ignore_errors=True)  # derived from the old clips
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     todo = included(manifest).sort(["subject", "clip"])
@@ -201,6 +219,7 @@ def prepare_shards(
         "rejected": rejected.height,
         "seconds": round(seconds, 2),
         "code_version": code_version(),
+        "shards_id": shards_identity(manifest, cfg),
         **(extra_meta or {}),
     }
     (out / "prepare.json").write_text(json.dumps(meta_json, indent=1))

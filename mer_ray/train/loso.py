@@ -174,7 +174,8 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
     name = name or f"{meta.get('dataset', 'data')}-{meta.get('protocol', '')}-{exp.hash()}"
     storage = open_storage(storage_path)
     record = {"name": name, "config_hash": exp.hash(), "config": exp.to_dict(),
-              "shards": shards, "folds": [f.test for f in folds],
+              "shards": shards, "shards_id": meta.get("shards_id"),
+              "folds": [f.test for f in folds],
               # what a model trained here needs at prediction time (mer-ray checkpoint)
               "class_names": meta["class_names"], "preprocess": meta.get("config"),
               **{k: meta.get(k) for k in ("dataset", "protocol", "synthetic")}}
@@ -185,6 +186,12 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
                 f"{storage.path(name)} holds a run with config {old['config_hash']} on "
                 f"{old['shards']}; this one is {exp.hash()} on {shards}. Use another --name "
                 f"or remove that folder.")
+        if old.get("shards_id") != meta.get("shards_id"):
+            raise ExperimentMismatch(
+                f"{storage.path(name)} holds a run on {shards} as it was when aligned from "
+                f"other data (shards_id {old.get('shards_id')}, now {meta.get('shards_id')}): "
+                f"its finished folds do not belong to these clips. Use another --name or "
+                f"remove that folder.")
     else:
         storage.write_atomic(json.dumps(record, indent=1).encode(), name, "experiment.json")
     return LosoSetup(name, storage, shards, meta["class_names"], folds, exp, meta)

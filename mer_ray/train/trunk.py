@@ -11,7 +11,8 @@ Data pass over the clip shards (actors holding a fold's resources), and writes::
 
 The fingerprint is a hash of the trunk's weights and the input size: another backbone, other
 weights or another seed never read stale tokens, and a fold refuses tokens whose fingerprint is
-not that of the trunk it built. The fold readers then stream tokens instead of frames; the
+not that of the trunk it built. The marker also records the shards' ``shards_id``: tokens of
+clips since aligned again from other data are computed anew. The fold readers then stream tokens instead of frames; the
 control run (shuffled labels) and a resumed run reuse them.
 """
 
@@ -26,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.prepare import CLIPS_DIR
+from ..data.prepare import CLIPS_DIR, TRUNK_DIR, read_prepare_meta
 from .config import ExperimentConfig
 
 TOKEN_COLUMNS = ["subject", "clip", "label_id", "tokens"]
-TRUNK_DIR, MARKER = "trunk", "tokens.json"
+MARKER = "tokens.json"
 BATCH = 16  # clips per forward pass; the same in every executor
 
 
@@ -104,9 +105,11 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
         raise ValueError("finetune='full' trains the whole backbone: there is no frozen trunk "
                          "to share")
     fingerprint = trunk_fingerprint(build_model(exp, num_classes))
+    shards_id = read_prepare_meta(shards).get("shards_id")
     root = token_root(shards, fingerprint)
     marker = read_marker(root)
-    if marker is not None and marker.get("fingerprint") == fingerprint:
+    if (marker is not None and marker.get("fingerprint") == fingerprint
+            and marker.get("shards_id") == shards_id):
         return root, fingerprint
     if not compute:
         return None
@@ -132,6 +135,7 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
     (root / MARKER).write_text(json.dumps({
         "fingerprint": fingerprint, "clips": n, "shards": str(Path(shards).resolve()),
+        "shards_id": shards_id,
         "backbone": exp.model.backbone, "image_size": exp.model.image_size,
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
     }, indent=1))
