@@ -9,7 +9,9 @@ holding either; folders are searched recursively. The report has:
   mean over folds), with each run's config hash and code version;
 - per run, a confusion matrix and per-fold UF1 bars;
 - per grid, its table in the paper's layout (UF1/UAR in %, best in bold); sensitivity grids also
-  get curves of UF1/UAR against lambda1 and lambda2.
+  get curves of UF1/UAR against lambda1 and lambda2;
+- per sweep (``sweep.json`` beside ``trials.parquet``), its objective, the chosen configuration,
+  the subjects the search saw, and every trial, best validation UF1 first.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 import polars as pl
 
 
-def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(run folders, grid files) under ``paths``, each once, in a stable order."""
-    runs, grids = [], []
+def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(run folders, grid files, sweep files) under ``paths``, each once, in a stable order."""
+    runs, grids, sweeps = [], [], []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file or folder")
@@ -39,12 +41,16 @@ def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
             if c.name == "summary.json":
                 if c.parent not in runs:
                     runs.append(c.parent)
+            elif c.name == "sweep.json":
+                if c not in sweeps:
+                    sweeps.append(c)
             elif c.suffix == ".json" and c not in grids and _is_grid(c):
                 grids.append(c)
-    if not runs and not grids:
+    if not runs and not grids and not sweeps:
         raise FileNotFoundError(f"no results under {', '.join(map(str, paths))}: expected run "
-                                f"folders with summary.json or grid files (ablation.json, ...)")
-    return runs, grids
+                                f"folders with summary.json, grid files (ablation.json, ...) or "
+                                f"sweep.json")
+    return runs, grids, sweeps
 
 
 def _is_grid(path: Path) -> bool:
@@ -155,6 +161,34 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
     return lines
 
 
+def sweep_section(path: Path) -> list[str]:
+    """A sweep: what it optimised, what it chose, which subjects it saw, and every trial."""
+    sweep = json.loads(path.read_text())
+    chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in sweep["best_params"].items())
+    lines = [f"### Sweep `{path.parent.name}`", "", f"From `{path}`.", "",
+             f"- Objective: {sweep['objective']}. Sweep folds, by test subject: "
+             f"{', '.join(sweep['sweep_folds'])}.",
+             f"- Chosen: {chosen} (validation UF1 {sweep['best_val_uf1']:.3f}). The figures to report are the test "
+             f"figures of the run `{path.parent.name}-best` (if it was run).",
+             f"- Subjects the search trained or validated on: "
+             f"{', '.join(sweep['search_subjects'])}. A LOSO fold testing one of them is not "
+             f"independent of the search (a nested search is the strict protocol).", ""]
+    trials_file = path.parent / "trials.parquet"
+    if not trials_file.is_file():
+        return lines + [f"(no `{trials_file.name}` beside it)", ""]
+    trials = pl.read_parquet(trials_file).sort(
+        [sweep["metric"], "trial_id"], descending=[True, False], nulls_last=True)
+    params = list(sweep["best_params"])
+    lines += _table(["trial", *params, "validation UF1", "folds done", "epochs", "error"],
+                    [[str(t["trial_id"]),
+                      *(f"{t[k]:.4g}" if isinstance(t[k], float) else str(t[k]) for k in params),
+                      "" if t[sweep["metric"]] is None else f"{t[sweep['metric']]:.3f}",
+                      str(t["folds_done"]), str(t["epochs_done"]), (t["error"] or "")[:80]]
+                     for t in trials.iter_rows(named=True)])
+    return lines + [""]
+
+
 def _override(row: dict, key: str) -> float | None:
     for o in row["overrides"]:
         k, _, v = o.partition("=")
@@ -190,7 +224,7 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    runs, grids = find_inputs(paths)
+    runs, grids, sweeps = find_inputs(paths)
     table = load_runs(runs) if runs else pl.DataFrame()
     grid_data = [(g, json.loads(g.read_text())) for g in grids]
     synthetic = (runs and table["synthetic"].any()) or any(
@@ -244,6 +278,10 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
         lines += ["## Experiment grids", ""]
         for g, data in grid_data:
             lines += grid_section(data, g, figures)
+    if sweeps:
+        lines += ["## Hyper-parameter sweeps", ""]
+        for sw in sweeps:
+            lines += sweep_section(sw)
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report

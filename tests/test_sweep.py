@@ -58,6 +58,16 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     record = json.loads((tmp_path / "a" / "sweep" / "sweep.json").read_text())
     assert record["best_params"] == best and record["sweep_folds"] == [fold.test]
     assert fold.test not in record["search_subjects"]
+    # the report shows the sweep: its pick, the subjects it saw, every trial, best first
+    from mer_ray.report import write_report
+
+    text = write_report([tmp_path / "a"], tmp_path / "report").read_text()
+    section = text[text.index("### Sweep `sweep`"):]
+    assert ", ".join(record["search_subjects"]) in section
+    assert f"validation UF1 {record['best_val_uf1']:.3f}" in section
+    order = table.sort(["val_uf1", "trial_id"], descending=[True, False])["trial_id"].to_list()
+    assert [section.index(f"| {t} |") for t in order] == sorted(
+        section.index(f"| {t} |") for t in order)
 
     # The sweep fold's test subject with every label changed, the same configurations tried:
     # the same objective values, the same pick.
