@@ -154,6 +154,21 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
                      for r in rows])
     lines += ["", "Best in bold. All folds: UF1/UAR over every fold's predictions concatenated "
                   "(primary); fold mean: the mean of per-fold figures.", ""]
+    if grid["grid"] == "lora_vs_full" and all("accounting" in r for r in rows):
+        acc = [r["accounting"] for r in rows]
+        lines += [f"Table 7 columns (S={acc[0]['image_size']}, T={acc[0]['frames']}; training "
+                  f"memory: {acc[0]['memory_kind']}; peak RSS: a CPU process taking two "
+                  f"training steps, torch included):", ""]
+        lines += _table(["row", "trainable params (M)", "params (M)", "GFLOPs/clip fwd",
+                         "GFLOPs/clip train", "training memory MB", "peak RSS MB"],
+                        [[r["row"], f"{a['trainable_params'] / 1e6:.2f}",
+                          f"{a['total_params'] / 1e6:.2f}", f"{a['gflops_forward']:.1f}",
+                          f"{a['gflops_train']:.1f}",
+                          "-" if a["training_memory_mb"] is None
+                          else f"{a['training_memory_mb']:.0f}",
+                          "-" if a["peak_rss_mb"] is None else f"{a['peak_rss_mb']:.0f}"]
+                         for r, a in zip(rows, acc)])
+        lines.append("")
     if grid["grid"] == "sensitivity":
         png = figures / f"{_slug(source.stem)}_curves.png"
         sensitivity_png(rows, png)

@@ -83,3 +83,11 @@ def test_lora_vs_full(ray_session, tmp_path, monkeypatch, capsys):
             if row.startswith(("LoRA ", "full "))}
     # the accounting table: LoRA trains far fewer parameters than full fine-tuning
     assert float(line["LoRA"][1]) < float(line["full"][2])
+    # and the grid file carries it for the report, with the process RSS measured on a CPU
+    acc = {r["row"]: r["accounting"] for r in grid["rows"]}
+    assert acc["LoRA"]["trainable_params"] < acc["full fine-tuning"]["trainable_params"] / 10
+    assert acc["full fine-tuning"]["peak_rss_mb"] > acc["LoRA"]["peak_rss_mb"] > 100
+    from mer_ray.report import write_report
+
+    text = write_report([tmp_path / "runs" / "lora_vs_full.json"], tmp_path / "report").read_text()
+    assert "Table 7 columns" in text and f"| {acc['LoRA']['peak_rss_mb']:.0f} |" in text

@@ -317,7 +317,7 @@ def test_pretrained_without_hub_falls_back_loudly(monkeypatch, tmp_path):
 
 def test_accounting_table7_columns(capsys):
     from mer_ray.cli import main as cli
-    from mer_ray.model.accounting import model_stats
+    from mer_ray.model.accounting import model_stats, training_rss
 
     lora = model_stats("full", variant("full", pretrained=False, image_size=S), T)
     full = model_stats("full_finetune", variant("full_finetune", pretrained=False, image_size=S),
@@ -326,6 +326,11 @@ def test_accounting_table7_columns(capsys):
     assert lora.gflops_forward == pytest.approx(full.gflops_forward, rel=0.01)
     assert full.gflops_train > 1.5 * lora.gflops_train > lora.gflops_forward > 0
     assert full.peak_memory_mb > lora.peak_memory_mb > 0
+    # process RSS of a real training step: full fine-tuning holds gradients and Adam moments
+    # for every backbone weight, at least one more copy of the parameters than LoRA does
+    lora_rss, full_rss = (training_rss(variant(name, pretrained=False, image_size=S), T)
+                          for name in ("full", "full_finetune"))
+    assert full_rss - lora_rss > full.total_params * 4 / 2**20 > 0
     assert cli(["model-info", "--size", str(S), "--frames", str(T), "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "full_finetune" in out and "trainable (M)" in out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,6 +23,7 @@ class ModelStats:
     gflops_train: float  # per clip, forward + backward of one training step
     peak_memory_mb: float | None  # one training step; see memory_kind
     memory_kind: str  # how peak_memory_mb was obtained (see training_memory)
+    peak_rss_mb: float | None = None  # see training_rss; None when not measured
 
 
 def _quiet_model(cfg: ModelConfig, num_classes: int) -> MERNet:
@@ -89,10 +92,70 @@ def training_memory(net: MERNet, frames: int, batch: int = 1) -> tuple[float, st
     return total / 2**20, "params + grads + Adam + saved activations"
 
 
+def _peak_rss(reset: bool = False) -> int:
+    """This process's peak RSS in bytes (Linux VmHWM); ``reset`` restarts the peak from the
+    current RSS (writing 5 to /proc/self/clear_refs)."""
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _rss_steps(cfg: ModelConfig, num_classes: int, frames: int, batch: int) -> int:
+    """In a fresh process: build the model, restart the peak-RSS mark (so construction
+    transients do not count), take two Adam training steps; the peak RSS in bytes."""
+    import gc
+
+    net = _quiet_model(cfg, num_classes).train()
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randn(batch, frames, 3, cfg.image_size, cfg.image_size)
+    gc.collect()
+    _peak_rss(reset=True)
+    for _ in range(2):  # the second step holds Adam's state too
+        opt.zero_grad()
+        net(x)["logits"].logsumexp(-1).sum().backward()
+        opt.step()
+    return _peak_rss()
+
+
+_PROBE = """
+import json, sys
+from mer_ray.model.accounting import _rss_steps
+from mer_ray.model.config import ModelConfig, from_dict
+a = json.loads(sys.stdin.read())
+print(_rss_steps(from_dict(ModelConfig, a["cfg"]), a["classes"], a["frames"], a["batch"]))
+"""
+
+
+def training_rss(cfg: ModelConfig, frames: int, num_classes: int = 3, batch: int = 1) -> float:
+    """Peak resident memory, in MB, of a fresh Python process while it takes two training
+    steps with Adam on the CPU (Linux): what the operating system sees, the built model, torch
+    and the Python runtime included (a process that only imports them is a few hundred MB);
+    the transients of building the model are not counted."""
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    args = {"cfg": asdict(cfg), "classes": num_classes, "frames": frames, "batch": batch}
+    proc = subprocess.run([sys.executable, "-c", _PROBE], input=json.dumps(args),
+                          capture_output=True, text=True, env={**os.environ,
+                                                               "CUDA_VISIBLE_DEVICES": ""})
+    if proc.returncode != 0:
+        raise RuntimeError(f"the memory probe process failed ({proc.returncode}): "
+                           f"{proc.stderr[-2000:]}")
+    return int(proc.stdout.strip().splitlines()[-1]) / 2**20
+
+
 def model_stats(name: str, cfg: ModelConfig, frames: int, num_classes: int = 3,
-                memory: bool = True, batch: int = 1) -> ModelStats:
+                memory: bool = True, batch: int = 1, rss: bool = False) -> ModelStats:
+    """Table 7 columns. ``rss``: also the peak RSS of a process training this model on the
+    CPU (a few seconds: a fresh process imports torch)."""
     net = _quiet_model(cfg, num_classes)
     total, trainable = net.parameter_counts()
     fwd, train = count_flops(net, frames)
     mem, kind = training_memory(net, frames, batch) if memory else (None, "not measured")
-    return ModelStats(name, cfg.backbone, total, trainable, fwd, train, mem, kind)
+    peak_rss = training_rss(cfg, frames, num_classes, batch) if rss else None
+    return ModelStats(name, cfg.backbone, total, trainable, fwd, train, mem, kind, peak_rss)
