@@ -5,8 +5,8 @@
 Runs ablation, sensitivity (lambda values 0.1 and 0.5), lora_vs_full, cross_dataset and sweep
 (2 trials of 1 fold over the shipped search space, then the best configuration's LOSO) on small
 synthetic sets, through a local Ray (or with ``--local``, folds in this process), each as its
-own ``python`` call, the way a user runs them. Tiny mode: S=28, T=4, narrow heads, 2 epochs, 2 folds, 4 subjects with one clip
-per subject and class. Every call's wall time includes starting Python and Ray; the first call
+own ``python`` call, the way a user runs them. Tiny mode: S=28, T=4, narrow heads, 2 epochs,
+2 folds, 4 subjects with one clip per subject and class. Every call's wall time includes starting Python and Ray; the first call
 of a dataset layout also renders and aligns its synthetic set. The scripts print their own
 tables; at the end ``mer-ray report`` gathers them into ``WORKDIR/report/report.md`` and this
 prints the times. The figures of a tiny run are noise: they show the scripts work end to end.

@@ -113,9 +113,11 @@ def main(dataset: str, description: str, argv: list[str] | None = None) -> dict:
 
 def grid_main(dataset: str, description: str, rows: list[tuple[str, list[str]]], prefix: str,
               title: str, argv: list[str] | None = None,
-              parser: argparse.ArgumentParser | None = None) -> list[dict]:
+              parser: argparse.ArgumentParser | None = None,
+              row_extras: list[dict] | None = None) -> list[dict]:
     """One LOSO per row (a label and its config overrides on top of --config/--set), then one
-    table: UF1/UAR over all folds' predictions and as the mean over folds."""
+    table: UF1/UAR over all folds' predictions and as the mean over folds. ``row_extras``: one
+    dict per row, stored with that row in the grid file (e.g. Table 7's accounting)."""
     from .console import show
     from .storage import open_storage
 
@@ -136,7 +138,8 @@ def grid_main(dataset: str, description: str, rows: list[tuple[str, list[str]]],
         out.append({"row": label, "run": name, "overrides": overrides,
                     **{k: m[k] for k in ("uf1", "uar", "per_fold_mean_uf1",
                                          "per_fold_mean_uar")},
-                    "pretrained": summary["pretrained"], "synthetic": summary["synthetic"]})
+                    "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
+                    **(row_extras[len(out)] if row_extras else {})})
         table.append((label, f"{100 * m['uf1']:.2f}", f"{100 * m['uar']:.2f}",
                       f"{100 * m['per_fold_mean_uf1']:.2f}", f"{100 * m['per_fold_mean_uar']:.2f}",
                       summary["n_folds"]))

@@ -184,8 +184,9 @@ def sweep_section(path: Path) -> list[str]:
     lines = [f"### Sweep `{path.parent.name}`", "", f"From `{path}`.", "",
              f"- Objective: {sweep['objective']}. Sweep folds, by test subject: "
              f"{', '.join(sweep['sweep_folds'])}.",
-             f"- Chosen: {chosen} (validation UF1 {sweep['best_val_uf1']:.3f}). The figures to report are the test "
-             f"figures of the run `{path.parent.name}-best` (if it was run).",
+             f"- Chosen: {chosen} (validation UF1 {sweep['best_val_uf1']:.3f}). The figures to "
+             f"report are the test figures of the run `{path.parent.name}-best` (if it was "
+             f"run).",
              f"- Subjects the search trained or validated on: "
              f"{', '.join(sweep['search_subjects'])}. A LOSO fold testing one of them is not "
              f"independent of the search (a nested search is the strict protocol).", ""]

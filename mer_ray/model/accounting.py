@@ -51,6 +51,17 @@ def count_flops(net: MERNet, frames: int) -> tuple[float, float]:
     return fwd.get_total_flops() / 1e9, step.get_total_flops() / 1e9
 
 
+def _adam_steps(net: MERNet, x: torch.Tensor) -> None:
+    """Two training steps with Adam on the trainable parameters (the second holds Adam's
+    state too): what the memory figures measure."""
+    net.train()
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    for _ in range(2):
+        opt.zero_grad()
+        net(x)["logits"].logsumexp(-1).sum().backward()
+        opt.step()
+
+
 def training_memory(net: MERNet, frames: int, batch: int = 1) -> tuple[float, str]:
     """Memory of one training step with Adam, in MB.
 
@@ -61,14 +72,10 @@ def training_memory(net: MERNet, frames: int, batch: int = 1) -> tuple[float, st
     s = net.cfg.image_size
     trainable = [p for p in net.parameters() if p.requires_grad]
     if torch.cuda.is_available():
-        net = net.cuda().train()
-        opt = torch.optim.Adam(trainable, lr=1e-4)
+        net = net.cuda()
         x = torch.randn(batch, frames, 3, s, s, device="cuda")
         torch.cuda.reset_peak_memory_stats()
-        for _ in range(2):  # the second step holds Adam's state too
-            opt.zero_grad()
-            net(x)["logits"].logsumexp(-1).sum().backward()
-            opt.step()
+        _adam_steps(net, x)
         peak = torch.cuda.max_memory_allocated() / 2**20
         net.cpu()
         return peak, "cuda peak allocated"
@@ -108,15 +115,11 @@ def _rss_steps(cfg: ModelConfig, num_classes: int, frames: int, batch: int) -> i
     transients do not count), take two Adam training steps; the peak RSS in bytes."""
     import gc
 
-    net = _quiet_model(cfg, num_classes).train()
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    net = _quiet_model(cfg, num_classes)
     x = torch.randn(batch, frames, 3, cfg.image_size, cfg.image_size)
     gc.collect()
     _peak_rss(reset=True)
-    for _ in range(2):  # the second step holds Adam's state too
-        opt.zero_grad()
-        net(x)["logits"].logsumexp(-1).sum().backward()
-        opt.step()
+    _adam_steps(net, x)
     return _peak_rss()
 
 

@@ -89,9 +89,11 @@ def run_folds_local(setup: LosoSetup, threads: int | None = None) -> list[str]:
     # trunk (then both paths train on the same tokens); otherwise each clip is encoded once in
     # this process (``tokens``), which for a run in one process costs less than a Ray Data pass.
     shared = shared_trunk(setup, device.type == "cuda", 1, compute=False) if pending else {}
-    read = (lambda subjects: LocalSplit(setup.shards, subjects, shared["tokens_root"],
-                                        TOKEN_COLUMNS)) if shared else \
-        (lambda subjects: LocalSplit(setup.shards, subjects))
+    root, columns = (shared["tokens_root"], TOKEN_COLUMNS) if shared else (None, COLUMNS)
+
+    def read(subjects):
+        return LocalSplit(setup.shards, subjects, root, columns)
+
     for split in pending:
         trained.append(split.test)
         sources = {"train": read(split.train), "test": read((split.test,))}

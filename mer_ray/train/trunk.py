@@ -12,8 +12,8 @@ Data pass over the clip shards (actors holding a fold's resources), and writes::
 The fingerprint is a hash of the trunk's weights and the input size: another backbone, other
 weights or another seed never read stale tokens, and a fold refuses tokens whose fingerprint is
 not that of the trunk it built. The marker also records the shards' ``shards_id``: tokens of
-clips since aligned again from other data are computed anew. The fold readers then stream tokens instead of frames; the
-control run (shuffled labels) and a resumed run reuse them.
+clips since aligned again from other data are computed anew. The fold readers then stream
+tokens instead of frames; the control run (shuffled labels) and a resumed run reuse them.
 """
 
 from __future__ import annotations
@@ -140,4 +140,3 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
     }, indent=1))
     return root, fingerprint
-
