@@ -18,22 +18,26 @@ from collections import Counter
 from pathlib import Path
 
 from .console import show
-
-DATASETS = ("samm", "casme2", "smic", "megc")
-PROTOCOLS = ("3class", "5class")
+from .data.adapters import DATASETS
+from .data.labels import ALL_PROTOCOLS as PROTOCOLS
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
-    p.add_argument("--protocol", default="3class", choices=PROTOCOLS)
+    p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
+                   help="3class (every dataset), 5class (samm, casme2), 7class / 4class "
+                        "(casme3)")
     p.add_argument("--annotations", type=Path, default=None,
-                   help="annotation spreadsheet, when it is not in --root (SAMM, CASME II)")
+                   help="the annotation file, when it is not in --root or several versions "
+                        "are (SAMM, CASME II, CAS(ME)^3 sheets; MEGC: combined_3class_gt.csv)")
 
 
 def _manifest_tables(manifest) -> None:
-    from .data.manifest import summary_counts
+    from .data.manifest import annotation_files, summary_counts
 
+    for name, sha in annotation_files(manifest):
+        print(f"annotations: {name} (sha256 {sha})")
     inc, exc = summary_counts(manifest)
     show(["class", "clips"], sorted(inc.items()) + [("total", sum(inc.values()))],
          title="included clips per class")
@@ -212,13 +216,15 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.synth.layouts import LAYOUTS
+
     parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic micro-expression dataset")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--layout", default="samm", choices=("samm", "casme2", "smic"))
+    p.add_argument("--layout", default="samm", choices=LAYOUTS)
     p.add_argument("--subjects", type=int, default=8)
     p.add_argument("--clips-per-class", type=int, default=2, help="per subject")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS)

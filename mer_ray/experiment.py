@@ -11,17 +11,25 @@ import json
 import sys
 from pathlib import Path
 
-LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic"}
+LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic", "casme3": "casme3"}
 # The synthetic default: 8 subjects x 4 clips per class (96 clips in 3-class; SAMM's 3-class set
-# has 133 in 28 subjects).
+# has 133 in 28 subjects). The MEGC composite: 3 subjects per part (9 subjects, 108 clips).
 SYNTH_SIZE = (8, 4)
+SYNTH_SUBJECTS = {"megc": 3}
 
 
 def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data-root", type=Path, default=None,
                    help=f"the {dataset} folder; omitted: a synthetic {dataset}-layout set")
-    p.add_argument("--protocol", default="3class", choices=("3class", "5class"))
+    from .data.adapters import DATASETS
+    from .data.labels import ALL_PROTOCOLS, protocols_of
+
+    offered = protocols_of(dataset) if dataset in DATASETS else ALL_PROTOCOLS
+    p.add_argument("--protocol", default="3class", choices=offered)
+    p.add_argument("--annotations", type=Path, default=None,
+                   help="the annotation file, when it is not in --data-root or several versions "
+                        "are (MEGC: combined_3class_gt.csv)")
     p.add_argument("--config", type=Path, default=None, help="experiment YAML (model/loss/train)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.FIELD=VALUE", help="override, e.g. model.lora_rank=16")
@@ -32,7 +40,9 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path("data"),
                    help="where synthetic data and aligned shards are written")
     p.add_argument("--frames", type=int, default=8, help="T, frames sampled per clip")
-    p.add_argument("--synthetic-subjects", type=int, default=SYNTH_SIZE[0])
+    p.add_argument("--synthetic-subjects", type=int,
+                   default=SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0]),
+                   help="subjects of the synthetic set (the MEGC composite: per part)")
     p.add_argument("--synthetic-clips", type=int, default=SYNTH_SIZE[1],
                    help="per subject and class")
     p.add_argument("--synthetic-seed", type=int, default=0)
@@ -47,9 +57,10 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
 
 
 def ensure_shards(dataset: str, root: Path, protocol: str, frames: int, size: int,
-                  workdir: Path, synthetic: bool) -> Path:
+                  workdir: Path, synthetic: bool, annotations: Path | None = None) -> Path:
     """Aligned shards for (root, protocol, T, S), prepared once and reused. The folder name
-    carries the data root's name, so two data sets never share (and overwrite) one folder."""
+    carries the data root's name, so two data sets never share (and overwrite) one folder;
+    shards made from another annotation file are made again."""
     from .data.align import AlignGeometry
     from .data.labels import class_names
     from .data.manifest import build_manifest
@@ -57,17 +68,20 @@ def ensure_shards(dataset: str, root: Path, protocol: str, frames: int, size: in
 
     shards = workdir / f"shards-{dataset}-{protocol}-T{frames}-S{size}-{root.resolve().name}"
     meta_file = shards / "prepare.json"
+    given = str(Path(annotations).resolve()) if annotations else None
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
-        if meta.get("root") == str(root.resolve()) and meta.get("dataset") == dataset:
+        if meta.get("root") == str(root.resolve()) and meta.get("dataset") == dataset \
+                and meta.get("annotations") == given:
             print(f"reusing aligned shards in {shards}")
             return shards
-    manifest = build_manifest(dataset, root, protocol)
+    manifest = build_manifest(dataset, root, protocol, annotations=annotations)
     res = prepare_shards(manifest, shards, PrepareConfig(frames=frames, size=size,
                                                          geometry=AlignGeometry()),
                          class_names=class_names(dataset, protocol), overwrite=True,
                          extra_meta={"dataset": dataset, "protocol": protocol,
-                                     "root": str(root.resolve()), "synthetic": synthetic})
+                                     "root": str(root.resolve()), "synthetic": synthetic,
+                                     "annotations": given})
     print(f"aligned {res.clips} clips into {shards} ({res.rejected.height} rejected, see "
           f"rejected.parquet)")
     return shards
@@ -82,7 +96,7 @@ def prepare_data(dataset: str, args: argparse.Namespace):
     exp = load_experiment(args.config, args.overrides)
     ensure_ray()
     root, shards = dataset_shards(dataset, args.data_root, args, exp.model.image_size,
-                                  args.protocol)
+                                  args.protocol, annotations=args.annotations)
     return exp, root, shards
 
 
@@ -153,14 +167,15 @@ def grid_main(dataset: str, description: str, rows: list[tuple[str, list[str]]],
     return out
 
 
-SYNTH_SEEDS = {"samm": 0, "casme2": 1, "smic": 2}  # differently seeded sets stand in for datasets
+SYNTH_SEEDS = {"samm": 0, "casme2": 1, "smic": 2, "casme3": 3}  # seeded apart: stand-in datasets
 
 
 def dataset_shards(dataset: str, root: Path | None, args: argparse.Namespace, size: int,
-                   protocol: str = "3class", seed: int | None = None) -> tuple[Path, Path]:
+                   protocol: str = "3class", seed: int | None = None,
+                   annotations: Path | None = None) -> tuple[Path, Path]:
     """(data root, aligned shards) of one dataset; a synthetic set in its layout when ``root``
     is None (said loudly). Ray must be running."""
-    from .data.synth import generate, is_synthetic
+    from .data.synth import generate, generate_composite, is_synthetic
     from .data.synth.render import RenderConfig
 
     if root is None:
@@ -169,7 +184,8 @@ def dataset_shards(dataset: str, root: Path | None, args: argparse.Namespace, si
         parts = [f"synthetic_{dataset}_{protocol}"]
         if seed != 0:
             parts.append(f"seed{seed}")
-        if (args.synthetic_subjects, args.synthetic_clips) != SYNTH_SIZE:
+        if (args.synthetic_subjects, args.synthetic_clips) != \
+                (SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0]), SYNTH_SIZE[1]):
             parts.append(f"{args.synthetic_subjects}x{args.synthetic_clips}")
         if args.synthetic_intensity != 1.0:
             parts.append(f"i{args.synthetic_intensity:g}")
@@ -180,13 +196,18 @@ def dataset_shards(dataset: str, root: Path | None, args: argparse.Namespace, si
               f"(seed {seed}, AU intensity x{args.synthetic_intensity:g}, "
               f"{'no ' if args.synthetic_no_distractors else ''}distractors; rendered "
               f"micro-expressions on one face photo, not {dataset.upper()} data).")
-        if not (root / "synth.json").is_file():
+        render = RenderConfig(intensity=args.synthetic_intensity,
+                              distractors=not args.synthetic_no_distractors)
+        if (root / "synth.json").is_file():
+            pass
+        elif dataset == "megc":
+            generate_composite(root, args.synthetic_subjects, args.synthetic_clips, seed=seed,
+                               render=render)
+        else:
             generate(root, LAYOUT[dataset], args.synthetic_subjects, args.synthetic_clips,
-                     protocol, seed=seed,
-                     render=RenderConfig(intensity=args.synthetic_intensity,
-                                         distractors=not args.synthetic_no_distractors))
+                     protocol, seed=seed, render=render)
     return root, ensure_shards(dataset, root, protocol, args.frames, size, args.workdir,
-                               is_synthetic(root))
+                               is_synthetic(root), annotations)
 
 
 def cross_main(description: str, argv: list[str] | None = None) -> list[dict]:
@@ -225,7 +246,8 @@ def cross_main(description: str, argv: list[str] | None = None) -> list[dict]:
     exp = load_experiment(args.config, args.overrides)
     ensure_ray()
     src_root, src = dataset_shards(args.source, roots.get(args.source), args,
-                                   exp.model.image_size, seed=SYNTH_SEEDS[args.source])
+                                   exp.model.image_size, seed=SYNTH_SEEDS[args.source],
+                                   annotations=args.annotations)
     rows, table = [], []
     command = [Path(sys.argv[0]).name, *(argv or sys.argv[1:])]
     for target in targets:

@@ -288,6 +288,17 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
                             [[c["label_name"], str(c["clips"]), str(c["correct"]),
                               f"{c['correct'] / c['clips']:.3f}"]
                              for c in per_class.iter_rows(named=True)])
+            per_dataset = s["metrics"].get("per_dataset")
+            if per_dataset:
+                m = s["metrics"]
+                lines += ["", "Composite (MEGC convention): over all predictions, then over each "
+                              "source dataset's part.", ""]
+                lines += _table(["predictions", "subjects", "clips", "UF1 %", "UAR %"],
+                                [["all", str(s["n_folds"]), str(s["n_clips"]),
+                                  f"{100 * m['uf1']:.2f}", f"{100 * m['uar']:.2f}"]] +
+                                [[ds, str(d["n_subjects"]), str(d["n_clips"]),
+                                  f"{100 * d['uf1']:.2f}", f"{100 * d['uar']:.2f}"]
+                                 for ds, d in per_dataset.items()])
             lines += ["", f"![confusion](figures/{slug}_confusion.png) "
                           f"![folds](figures/{slug}_folds.png)", ""]
     if grid_data:

@@ -187,3 +187,49 @@ def test_cli_error_names_file(tmp_path, capsys):
     assert cli(["manifest", "--dataset", "casme2", "--root", str(tmp_path), "--out",
                 str(tmp_path / "m.parquet")]) == 2
     assert "CASME2-coding" in capsys.readouterr().err
+
+
+def test_casme3_frame_layout_and_recordings(tmp_path):
+    """Part A as distributed: data/part_A/spNO.1/a/color/<index>.jpg (depth/ beside it), the
+    label sheet in annotation/; a sheet 'J' found in folder 'j'; two clips in one recording."""
+    from formats import casme3_sheet
+
+    base = tmp_path / "casme3" / "data" / "part_A"
+    tiny_frames(base / "spNO.1" / "a" / "color", [f"{n}.jpg" for n in range(100, 160)])
+    tiny_frames(base / "spNO.1" / "a" / "depth", [f"{n}.png" for n in range(100, 160)])
+    tiny_frames(base / "spNO.7" / "j" / "color", [f"{n}.jpg" for n in range(0, 20)])
+    casme3_sheet(tmp_path / "casme3" / "annotation" /
+                 "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", [
+                     ["spNO.1", "a", 100, 105, 120, "4", "disgust"],
+                     ["spNO.1", "a", 130, 135, 150, "12", "happy"],
+                     ["spNO.7", "J", 2, 5, 9, "1+2", "surprise"],
+                     ["spNO.9", "b", 2, 5, 9, "1+2", "Others"],
+                 ])
+    m = _by_clip(build_manifest("casme3", tmp_path / "casme3", "7class"))
+    assert set(m) == {"a_100", "a_130", "J_2", "b_2"}
+    first = m["a_100"]
+    assert first["source"].endswith("data/part_A/spNO.1/a/color")
+    assert (first["n_frames"], first["label"]) == (21, "disgust")
+    assert m["a_130"]["n_frames"] == 21 and m["a_130"]["source"] == first["source"]
+    assert m["J_2"]["source"].endswith("spNO.7/j/color") and m["J_2"]["n_frames"] == 8
+    assert m["b_2"]["excluded_reason"] == "frames missing on disk"
+    assert m["b_2"]["label"] == "others"
+    m4 = _by_clip(build_manifest("casme3", tmp_path / "casme3", "4class", check_frames=False))
+    assert (m4["a_100"]["label"], m4["a_130"]["label"]) == ("negative", "positive")
+
+
+def test_smic_takes_no_annotation_file(tmp_path):
+    with pytest.raises(AnnotationError, match="no annotation file"):
+        build_manifest("smic", tmp_path, "3class", annotations=tmp_path / "x.xlsx")
+
+
+def test_cli_manifest_names_the_annotation_file(samm_root, tmp_path, capsys):
+    from mer_ray.data.annotations import file_sha256
+
+    assert cli(["manifest", "--dataset", "samm", "--root", str(samm_root), "--out",
+                str(tmp_path / "m.parquet"), "--no-frame-check"]) == 0
+    sha = file_sha256(samm_root / "SAMM_Micro_FACS_Codes_v2.xlsx")
+    assert f"annotations: SAMM_Micro_FACS_Codes_v2.xlsx (sha256 {sha})" in capsys.readouterr().out
+    m = pl.read_parquet(tmp_path / "m.parquet")
+    assert set(m["annotation_sha256"]) == {sha}
+    assert m["n_frames"].null_count() == m.height  # --no-frame-check reads annotations only

@@ -91,3 +91,33 @@ def test_lora_vs_full(ray_session, tmp_path, monkeypatch, capsys):
 
     text = write_report([tmp_path / "runs" / "lora_vs_full.json"], tmp_path / "report").read_text()
     assert "Table 7 columns" in text and f"| {acc['LoRA']['peak_rss_mb']:.0f} |" in text
+
+
+def test_megc_composite_loso_scores_each_dataset(ray_session, tmp_path, monkeypatch, capsys):
+    """The composite's LOSO summary, printed table and report carry UF1/UAR over all
+    predictions and over each source dataset's part."""
+    write_config(tmp_path / "tiny.yaml", ("train.cache_trunk=true",))
+    monkeypatch.setattr(sys, "argv", [
+        "loso_megc.py", "--config", str(tmp_path / "tiny.yaml"), "--workdir", str(tmp_path / "w"),
+        "--storage-path", str(tmp_path / "runs"), "--frames", "4", "--name", "megc",
+        "--synthetic-subjects", "1", "--synthetic-clips", "1", "--local"])
+    runpy.run_path(str(REPO / "experiments" / "loso_megc.py"), run_name="__main__")
+    summary = json.loads((tmp_path / "runs" / "megc" / "summary.json").read_text())
+    assert summary["dataset"] == "megc" and summary["n_folds"] == 3
+    per = summary["metrics"]["per_dataset"]
+    assert sorted(per) == ["casme2", "samm", "smic"]
+    assert all(d["n_clips"] == 3 and d["n_subjects"] == 1 and 0 <= d["uf1"] <= 1
+               for d in per.values())
+    import polars as pl
+
+    from mer_ray.metrics import scores
+
+    preds = pl.read_parquet(tmp_path / "runs" / "megc" / "predictions.parquet")
+    part = preds.filter(pl.col("subject").str.starts_with("smic_"))
+    assert per["smic"]["uf1"] == scores(part["label"], part["prediction"], [0, 1, 2]).uf1
+    assert "each dataset's part" in capsys.readouterr().out
+    from mer_ray.report import write_report
+
+    text = write_report([tmp_path / "runs"], tmp_path / "report").read_text()
+    assert "Composite (MEGC convention)" in text
+    assert f"| smic | 1 | 3 | {100 * per['smic']['uf1']:.2f} |" in text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mer_ray.data.manifest import build_manifest
-from mer_ray.data.synth import generate
+from mer_ray.data.synth import generate, is_synthetic
 from mer_ray.data.synth.actions import ACTION_UNITS, EMOTION_AUS
 from mer_ray.data.synth.render import (
     ClipPlan,
@@ -22,8 +22,8 @@ from mer_ray.data.synth.render import (
 
 
 def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".xlsx"):
+    h = hashlib.sha256()  # annotation files included: the sheet is saved reproducibly
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
@@ -39,14 +39,17 @@ def test_same_seed_same_dataset(tmp_path):
 
 
 @pytest.mark.parametrize("layout,protocol,classes", [("samm", "5class", 5), ("casme2", "3class", 3),
-                                                     ("smic", "3class", 3)])
+                                                     ("smic", "3class", 3),
+                                                     ("casme3", "7class", 7)])
 def test_real_adapter_reads_each_layout(tmp_path, layout, protocol, classes):
     res = generate(tmp_path, layout, subjects=2, clips_per_class=1, protocol=protocol, seed=0,
                    progress=False)
     m = build_manifest(layout, tmp_path, protocol)
     assert m.height == 2 * classes and m["excluded_reason"].null_count() == m.height
     assert m["subject"].n_unique() == 2 and m["label"].n_unique() == classes
-    truth = {(c.subject, c.clip): c for c in res.clips}
+    # CAS(ME)^3 clips are named by recording and onset (several share a recording)
+    truth = {(c.subject, f"{c.clip}_{c.onset}" if layout == "casme3" else c.clip): c
+             for c in res.clips}
     for r in m.iter_rows(named=True):
         c = truth[(r["subject"], r["clip"])]
         assert (r["onset"], r["offset"], r["label"]) == (c.onset, c.offset, c.label)
@@ -146,3 +149,15 @@ def test_subjects_rendered_on_ray_match_the_serial_set(ray_session, tmp_path, mo
     assert [c.clip for c in serial.clips] == [c.clip for c in parallel.clips]
     assert json.loads((serial.root / "synth.json").read_text()) == \
         json.loads((parallel.root / "synth.json").read_text())
+
+
+def test_composite_is_three_layouts_read_by_the_megc_adapter(tmp_path):
+    from mer_ray.data.manifest import included
+    from mer_ray.data.synth import generate_composite
+
+    generate_composite(tmp_path, subjects=2, clips_per_class=1, seed=5, progress=False)
+    assert is_synthetic(tmp_path)
+    m = build_manifest("megc", tmp_path, "3class")
+    inc = included(m)
+    assert inc.height == 18 and inc["subject"].n_unique() == 6
+    assert sorted(set(inc["dataset"])) == ["casme2", "samm", "smic"]

@@ -8,6 +8,7 @@ strings.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,23 @@ class Table:
         )
 
 
-def read_table(file: str | Path, must_have: tuple[str, ...], search_rows: int = 40) -> Table:
-    """Read the first sheet of an xlsx file whose header row holds all of ``must_have``.
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes: which version of an annotation file a manifest was built from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
-    The header is the first row within ``search_rows`` that contains every name in ``must_have``
-    (compared without spaces or case). Rows that are entirely empty are skipped.
+
+def read_table(file: str | Path, must_have: tuple[str, ...], search_rows: int = 40,
+               sheet: str | None = None) -> Table:
+    """Read the sheet of an xlsx file whose header row holds all of ``must_have``.
+
+    ``sheet``: the sheet to read (CAS(ME)^3's labels are on sheet ``label``, not the first);
+    None reads the first. The header is the first row within ``search_rows`` that contains
+    every name in ``must_have`` (compared without spaces or case). Rows that are entirely empty
+    are skipped. Cells keep their type: text stays text (``'006'`` keeps its zeros).
     """
     file = Path(file)
     try:
@@ -57,7 +70,16 @@ def read_table(file: str | Path, must_have: tuple[str, ...], search_rows: int = 
     except Exception as exc:  # openpyxl raises several types for a damaged file
         raise AnnotationError(f"{file}: not a readable xlsx file ({exc})") from exc
     try:
-        ws = wb.worksheets[0]
+        if sheet is None:
+            ws = wb.worksheets[0]
+        else:
+            names = {n.strip().lower(): n for n in wb.sheetnames}
+            if sheet.lower() not in names:
+                raise AnnotationError(
+                    f"{file}: no sheet named {sheet!r} (sheets: "
+                    f"{', '.join(map(repr, wb.sheetnames))}). Is this the right annotation "
+                    f"file for this dataset?")
+            ws = wb[names[sheet.lower()]]
         all_rows = list(ws.iter_rows(values_only=True))
     finally:
         wb.close()

@@ -72,11 +72,38 @@ PROTOCOLS: dict[tuple[str, str], Protocol] = {
     ),
     # SMIC's emotion is the folder name, already one of the three classes.
     ("smic", "3class"): Protocol("smic", "3class", THREE_CLASSES, _identity(*THREE_CLASSES)),
+    # CAS(ME)^3 part A writes "happy" and "sad"; "Others" (3 rows) is lower-cased to "others".
+    ("casme3", "7class"): Protocol(
+        "casme3", "7class",
+        ("anger", "disgust", "fear", "happy", "sad", "surprise", "others"),
+        _identity("anger", "disgust", "fear", "happy", "sad", "surprise", "others"),
+    ),
+    ("casme3", "4class"): Protocol(
+        "casme3", "4class", (*THREE_CLASSES, "others"),
+        {"anger": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
+         "happy": "positive", "surprise": "surprise", "others": "others"},
+    ),
+    ("casme3", "3class"): Protocol(
+        "casme3", "3class", THREE_CLASSES,
+        {"anger": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
+         "happy": "positive", "surprise": "surprise"},
+    ),
 }
 
 
+def protocols_of(dataset: str) -> tuple[str, ...]:
+    """The protocol names a dataset offers (the MEGC composite: 3class only)."""
+    if dataset == "megc":
+        return ("3class",)
+    return tuple(p for d, p in PROTOCOLS if d == dataset)
+
+
+ALL_PROTOCOLS = tuple(sorted({p for _, p in PROTOCOLS}))
+
+
 def protocol(dataset: str, name: str) -> Protocol:
-    """The protocol for ``dataset`` ("samm", "casme2", "smic") and ``name`` ("3class", "5class")."""
+    """The protocol for ``dataset`` ("samm", "casme2", "smic", "casme3") and ``name``
+    ("3class", "5class", ...)."""
     key = (dataset, name)
     if key not in PROTOCOLS:
         offered = ", ".join(p for d, p in PROTOCOLS if d == dataset) or "none"

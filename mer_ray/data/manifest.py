@@ -8,6 +8,7 @@ short ``excluded_reason`` (one of ``REASONS``, so they can be counted) and, wher
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -33,6 +34,7 @@ SCHEMA = {
     "excluded_reason": pl.Utf8,
     "notes": pl.Utf8,
     "annotation": pl.Utf8,
+    "annotation_sha256": pl.Utf8,
 }
 
 # The short reasons a clip can be excluded for (the long story goes into ``notes``).
@@ -46,8 +48,14 @@ ONSET_AFTER_OFFSET = "onset after offset"
 FRAMES_MISSING = "frames missing on disk"
 VIDEO_UNREADABLE = "video could not be opened"
 SPAN_EMPTY = "no frames on disk in onset..offset"
+ROW_FIX = "left out by a documented per-row fix"
+NOT_IN_GT = "not in the ground-truth list"
+GT_ONLY = "in the ground-truth list, not in the annotations"
 REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, NO_APEX, ONSET_AFTER_OFFSET,
-           FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY)
+           FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY, ROW_FIX, NOT_IN_GT, GT_ONLY)
+# Not a reason: a note on included clips whose apex lies outside their span (the span is valid;
+# the apex is left empty so nothing uses the bad value).
+APEX_OUTSIDE = "apex outside onset..offset"
 
 
 def _row(c: RawClip) -> dict:
@@ -55,7 +63,7 @@ def _row(c: RawClip) -> dict:
         "dataset": c.dataset, "subject": c.subject, "clip": c.clip, "emotion": c.emotion,
         "label": None, "label_id": None, "onset": c.onset, "apex": c.apex, "offset": c.offset,
         "n_frames": None, "source": c.source, "excluded_reason": None, "notes": c.note,
-        "annotation": c.annotation,
+        "annotation": c.annotation, "annotation_sha256": c.annotation_sha256,
     }
 
 
@@ -112,14 +120,13 @@ def build_manifest(
 ) -> pl.DataFrame:
     """One row per annotated clip of ``dataset`` under ``root`` (columns: ``SCHEMA``).
 
-    ``check_frames=False`` skips the disk checks (useful to inspect an annotation file before the
-    frames are unpacked); ``n_frames`` then stays null.
+    ``annotations`` names the annotation file (the MEGC composite: its ground-truth CSV) when it
+    is not found under ``root``. ``check_frames=False`` skips the disk checks (useful to inspect
+    an annotation file before the frames are unpacked); ``n_frames`` then stays null.
     """
     root = Path(root)
-    class_names(dataset, protocol_name)  # fails early on an unknown protocol
-    kwargs = {"annotations": Path(annotations)} if annotations and dataset in ("samm", "casme2") \
-        else {}
-    adapter = get_adapter(dataset, **kwargs)
+    names = class_names(dataset, protocol_name)  # fails early on an unknown protocol
+    adapter = get_adapter(dataset, annotations=Path(annotations) if annotations else None)
     rows, seen = [], {}
     for c in adapter.clips(root):
         row = _row(c)
@@ -134,15 +141,31 @@ def build_manifest(
             _add_note(row, f"{c.annotation} repeats {c.subject}/{c.clip} first seen at {seen[key]}")
             continue
         seen[key] = c.annotation
-        if not c.emotion:
-            row["excluded_reason"] = NO_EMOTION
+        if c.reason:
+            row["excluded_reason"] = c.reason
+            if c.label is not None:
+                row["label"] = c.label
             continue
         proto = protocol(c.dataset, protocol_name)
-        label = proto.label_of(c.emotion)
-        if label is None:
-            row["excluded_reason"] = OUTSIDE
+        if c.label is not None:  # an authoritative list gave the class
+            label = c.label
+            word = proto.label_of(c.emotion) if c.emotion else None
+            if c.emotion and word != label:
+                _add_note(row, f"class {label} from the ground-truth list; the annotation says "
+                               f"{c.emotion!r} ({word or 'outside the protocol'})")
+        else:
+            if not c.emotion:
+                row["excluded_reason"] = NO_EMOTION
+                continue
+            label = proto.label_of(c.emotion)
+            if label is None:
+                row["excluded_reason"] = OUTSIDE
+                continue
+        row["label"], row["label_id"] = label, names.index(label)
+        if c.label is None and protocol_name in c.exclude_in:
+            row["excluded_reason"] = ROW_FIX
+            _add_note(row, f"{c.annotation}: {c.exclude_in[protocol_name]}")
             continue
-        row["label"], row["label_id"] = label, class_names(dataset, protocol_name).index(label)
         if not c.whole_source:
             if c.onset is None or c.offset is None:
                 row["excluded_reason"] = NO_SPAN
@@ -151,12 +174,37 @@ def build_manifest(
                 row["excluded_reason"] = ONSET_AFTER_OFFSET
                 _add_note(row, f"{c.annotation}: onset {c.onset} > offset {c.offset}")
                 continue
-            if proto.requires_apex and c.apex is None:
+            if proto.requires_apex and c.apex is None and c.label is None:
                 row["excluded_reason"] = NO_APEX
                 continue
+            if c.apex is not None and not c.onset <= c.apex <= c.offset:
+                # The span is valid, so the clip stays; the apex cannot be right.
+                row["apex"] = None
+                _add_note(row, f"{APEX_OUTSIDE} ({c.annotation}: onset {c.onset}, apex "
+                               f"{c.apex}, offset {c.offset}); apex left empty")
+        if c.unlisted:
+            row["excluded_reason"] = NOT_IN_GT
+            _add_note(row, c.unlisted)
+            continue
         if check_frames:
             _check_frames(row, c.whole_source)
     return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
+
+
+def annotation_files(manifest: pl.DataFrame) -> list[tuple[str, str]]:
+    """(file name, sha256) of every annotation file the manifest was built from. A row that two
+    files describe (a MEGC clip: its sheet and the ground truth) lists both, "; "-separated, in
+    ``annotation`` and ``annotation_sha256`` alike."""
+    if "annotation_sha256" not in manifest.columns:
+        return []
+    found = set()
+    for where, shas in manifest.select("annotation", "annotation_sha256").iter_rows():
+        if not shas:
+            continue
+        for piece, sha in zip(where.split("; "), shas.split("; ")):
+            if sha:
+                found.add((re.sub(r":\d+$", "", piece), sha))
+    return sorted(found)
 
 
 def included(manifest: pl.DataFrame) -> pl.DataFrame:

@@ -31,7 +31,7 @@ import polars as pl
 
 from .align import AlignGeometry, NoFaceError, align_clip
 from .frames import FrameError, index_frames, read_frames
-from .manifest import included
+from .manifest import annotation_files, included
 from .sampling import uniform_indices
 
 CLIPS_DIR = "clips"
@@ -220,6 +220,7 @@ def prepare_shards(
         "seconds": round(seconds, 2),
         "code_version": code_version(),
         "shards_id": shards_identity(manifest, cfg),
+        "annotation_files": [{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
         **(extra_meta or {}),
     }
     (out / "prepare.json").write_text(json.dumps(meta_json, indent=1))

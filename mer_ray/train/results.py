@@ -8,7 +8,8 @@ import time
 import polars as pl
 
 from ..console import show
-from ..metrics import loso_scores
+from ..data.adapters.megc import source_dataset
+from ..metrics import loso_scores, scores
 from ..provenance import code_version
 from .loso import FOLD_JSON, FOLD_PREDS, LosoSetup
 
@@ -30,6 +31,24 @@ def collect(setup: LosoSetup) -> tuple[pl.DataFrame, list[dict]]:
                          "label_name": names[y], "prediction": pred,
                          "prediction_name": names[pred], "probabilities": p})
     return pl.DataFrame(rows), folds
+
+
+def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
+    """UF1/UAR over each source dataset's part of a composite run's predictions (the MEGC
+    convention: all predictions, then each dataset's), keyed by dataset; {} when the subjects
+    do not carry a source dataset."""
+    if preds.is_empty():
+        return {}
+    sources = [source_dataset(s) for s in preds["subject"].to_list()]
+    if None in sources:
+        return {}
+    out = {}
+    for ds in sorted(set(sources)):
+        part = preds.filter(pl.Series(sources) == ds)
+        sc = scores(part["label"].to_list(), part["prediction"].to_list(), list(range(n_classes)))
+        out[ds] = {"uf1": sc.uf1, "uar": sc.uar, "n_clips": sc.n,
+                   "n_subjects": part["subject"].n_unique()}
+    return out
 
 
 def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
@@ -62,6 +81,8 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
             "confusion_matrix": m["aggregate"]["confusion"],
             "confusion_axes": "rows: true class, columns: predicted class, class_names order",
             "classes_absent": [setup.class_names[c] for c in m["aggregate"]["absent"]],
+            **({"per_dataset": per_dataset_scores(preds, len(classes))}
+               if setup.data_meta.get("dataset") == "megc" else {}),
         },
         "folds": [{"test_subject": f["test_subject"], "val_subjects": f["val_subjects"],
                    "uf1": pf["uf1"], "uar": pf["uar"], "n": pf["n"],
@@ -110,6 +131,11 @@ def print_summary(summary: dict, where: str) -> None:
            f"{m['per_fold_mean_uar']:.4f}")],
          title=f"LOSO, {summary['n_folds']} folds, {summary['n_clips']} test clips"
                + (f" [{'; '.join(flags)}]" if flags else ""))
+    if m.get("per_dataset"):
+        show(["source dataset", "subjects", "clips", "UF1", "UAR"],
+             [(ds, d["n_subjects"], d["n_clips"], f"{d['uf1']:.4f}", f"{d['uar']:.4f}")
+              for ds, d in m["per_dataset"].items()],
+             title="composite: each dataset's part of the predictions (MEGC convention)")
     if m["classes_absent"]:
         print(f"classes absent from truth and predictions (left out of the means): "
               f"{', '.join(m['classes_absent'])}")

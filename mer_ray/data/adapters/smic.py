@@ -24,6 +24,7 @@ _SUBJECT = re.compile(r"^s(\d+)$", re.IGNORECASE)
 
 class SmicAdapter(Adapter):
     name = "smic"
+    annotation_file = False
 
     def __init__(self, subset: str = "HS"):
         self.subset = subset

@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from .actions import au_string
 from .layouts import (
+    LAYOUTS,
     WrittenClip,
     clip_name,
     emotion_words,
+    first_frame,
     render_emotions,
     spelled,
     subject_id,
@@ -28,9 +30,8 @@ from .layouts import (
 )
 from .render import RenderConfig, make_subject, plan_clip, render_clip
 
-LAYOUTS = ("samm", "casme2", "smic")
 PARALLEL_FROM = 24  # clips
-FIRST_SUBJECT = {"samm": 6, "casme2": 1, "smic": 1}  # SAMM's participants start at 006
+FIRST_SUBJECT = {"samm": 6, "casme2": 1, "smic": 1, "casme3": 1}  # SAMM starts at 006
 
 
 @dataclass
@@ -158,11 +159,11 @@ def _render_subject(si: int, root: str, layout: str, protocol: str, clips_per_cl
             rendered = options[(si + k) % len(options)]
             plan = plan_clip(rng, rendered, render)
             frames = render_clip(subject, plan, render, rng)
-            first = int(rng.integers(1000, 9000)) if layout == "samm" else \
-                int(rng.integers(1, 100))
+            first = first_frame(layout, rng, ci, k, clips_per_class, render.sequence_length)
             clip = WrittenClip(
                 subject_number=number, subject=sid,
-                clip=clip_name(layout, sid, ci, word, k), emotion=spelled(layout, word),
+                clip=clip_name(layout, sid, ci, word, k, clips_per_class),
+                emotion=spelled(layout, word),
                 render_emotion=rendered, label=label, first_frame=first,
                 onset=first + plan.onset, apex=first + plan.apex, offset=first + plan.offset,
                 au=au_string(rendered),
@@ -171,6 +172,27 @@ def _render_subject(si: int, root: str, layout: str, protocol: str, clips_per_cl
             written.append(clip)
             examples.setdefault(label, (frames[plan.onset], frames[plan.apex]))
     return written, examples
+
+
+COMPOSITE_PARTS = ("samm", "casme2", "smic")
+
+
+def generate_composite(out: str | Path, subjects: int = 3, clips_per_class: int = 2,
+                       seed: int = 0, render: RenderConfig | None = None,
+                       progress: bool = True) -> list[SynthResult]:
+    """A synthetic MEGC 2019 composite under ``out``: ``samm/``, ``casme2/`` and ``smic/``, each
+    a 3-class set of ``subjects`` subjects in that dataset's layout, seeded apart (seed, seed +
+    1, seed + 2), and a ``synth.json`` that marks the whole folder synthetic."""
+    root = Path(out)
+    results = [generate(root / part, part, subjects, clips_per_class, "3class", seed=seed + i,
+                        render=render, progress=progress)
+               for i, part in enumerate(COMPOSITE_PARTS)]
+    (root / "synth.json").write_text(json.dumps({
+        "generator": "mer-ray synth", "synthetic": True, "layout": "megc",
+        "protocol": "3class", "parts": list(COMPOSITE_PARTS), "subjects_per_part": subjects,
+        "clips_per_class": clips_per_class, "seed": seed,
+    }, indent=1))
+    return results
 
 
 def is_synthetic(root: str | Path) -> bool:

@@ -6,6 +6,12 @@
   with its two unnamed columns.
 - SMIC: ``HS/s1/micro/negative/s1_ne_01/image000123.bmp``; no spreadsheet, each folder holds
   just the clip.
+- CAS(ME)^3 part A: ``part_A/spNO.1/a/color/116.jpg`` and
+  ``cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx`` with the labels on sheet ``label`` (after
+  another sheet) and every cell written as text. Several clips share a recording, at
+  frame ranges that do not overlap, as in the real set.
+
+Subject cells are text, as in the official sheets (``'006'``, ``'01'``, ``'spNO.1'``).
 """
 
 from __future__ import annotations
@@ -19,11 +25,18 @@ import openpyxl
 
 from ..labels import protocol
 
+LAYOUTS = ("samm", "casme2", "smic", "casme3")
 SAMM_XLSX = "SAMM_Micro_FACS_Codes_v2.xlsx"
 CASME2_XLSX = "CASME2-coding-20140508.xlsx"
+CASME3_XLSX = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
-               "Offset Frame", "Duration", "Type", "Action Units", "Estimated Emotion",
+               "Offset Frame", "Duration", "Micro", "Action Units", "Estimated Emotion",
                "Objective Classes", "Notes"]
+CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class",
+                 "emotion"]
+CASME3_RECORDINGS = "abcdefghijklm"
+# CAS(ME)^3 writes "happy" and "sad"; the renderer knows the longer words.
+CASME3_RENDER = {"happy": ("happiness",), "sad": ("sadness",)}
 CASME2_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
                  "Action Units", "Estimated Emotion"]
 SMIC_ABBR = {"negative": "ne", "positive": "po", "surprise": "sur"}
@@ -59,19 +72,45 @@ def spelled(layout: str, word: str) -> str:
 
 
 def render_emotions(layout: str, word: str) -> tuple[str, ...]:
-    return SMIC_RENDER[word] if layout == "smic" else (word,)
+    if layout == "smic":
+        return SMIC_RENDER[word]
+    if layout == "casme3":
+        return CASME3_RENDER.get(word, (word,))
+    return (word,)
 
 
 def subject_id(layout: str, number: int) -> str:
-    return {"samm": f"{number:03d}", "casme2": f"sub{number:02d}", "smic": f"s{number}"}[layout]
+    return {"samm": f"{number:03d}", "casme2": f"sub{number:02d}", "smic": f"s{number}",
+            "casme3": f"spNO.{number}"}[layout]
 
 
-def clip_name(layout: str, subject: str, class_index: int, label_word: str, k: int) -> str:
+def subject_cell(layout: str, number: int) -> str:
+    """The Subject cell as the official sheet writes it: text, zero-padded like the folders."""
+    return {"samm": f"{number:03d}", "casme2": f"{number:02d}",
+            "casme3": f"spNO.{number}"}[layout]
+
+
+def clip_name(layout: str, subject: str, class_index: int, label_word: str, k: int,
+              clips_per_class: int = 1) -> str:
     if layout == "samm":
         return f"{subject}_{class_index + 1}_{k + 1}"
     if layout == "casme2":
         return f"EP{class_index + 2:02d}_{k + 1:02d}f"
+    if layout == "casme3":  # the recording; several clips may share one
+        return CASME3_RECORDINGS[(class_index * clips_per_class + k) % len(CASME3_RECORDINGS)]
     return f"{subject}_{SMIC_ABBR[label_word]}_{k + 1:02d}"
+
+
+def first_frame(layout: str, rng, class_index: int, k: int, clips_per_class: int,
+                sequence_length: int) -> int:
+    """Frame number of a clip's first written frame. CAS(ME)^3 clips that share a recording
+    get frame ranges that do not overlap."""
+    if layout == "samm":
+        return int(rng.integers(1000, 9000))
+    if layout == "casme3":
+        turn = (class_index * clips_per_class + k) // len(CASME3_RECORDINGS)
+        return int(rng.integers(1, 100)) + turn * (sequence_length + 100)
+    return int(rng.integers(1, 100))
 
 
 def frame_path(root: Path, layout: str, c: WrittenClip, label_word: str, number: int) -> Path:
@@ -79,6 +118,8 @@ def frame_path(root: Path, layout: str, c: WrittenClip, label_word: str, number:
         return root / "SAMM" / c.subject / c.clip / f"{c.subject}_{number:05d}.jpg"
     if layout == "casme2":
         return root / "CASME2_RAW_selected" / c.subject / c.clip / f"img{number}.jpg"
+    if layout == "casme3":
+        return root / "part_A" / c.subject / c.clip / "color" / f"{number}.jpg"
     return root / "HS" / c.subject / "micro" / label_word / c.clip / f"image{number:06d}.bmp"
 
 
@@ -93,13 +134,34 @@ def write_frames(root: Path, layout: str, c: WrittenClip, label_word: str,
         if layout == "samm":
             out = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
             ok = cv2.imwrite(str(path), out, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        elif layout == "casme2":
+        elif layout in ("casme2", "casme3"):
             ok = cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                              [cv2.IMWRITE_JPEG_QUALITY, 95])
         else:
             ok = cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if not ok:
             raise OSError(f"{path}: could not write frame")
+
+
+def save_reproducibly(wb: openpyxl.Workbook, path: Path) -> None:
+    """Save a workbook so that the same content gives the same bytes: openpyxl stamps the
+    current time into the document properties and every zip entry, and a manifest records the
+    sha256 of the annotation file it read."""
+    import io
+    import re
+    import zipfile
+
+    buf = io.BytesIO()
+    wb.save(buf)
+    fixed = (1980, 1, 1, 0, 0, 0)
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*",
+                              rb"\g<1>2000-01-01T00:00:00Z", data)
+            dst.writestr(zipfile.ZipInfo(info.filename, fixed), data,
+                         compress_type=zipfile.ZIP_DEFLATED)
 
 
 def write_annotations(root: Path, layout: str, clips: list[WrittenClip]) -> Path | None:
@@ -115,13 +177,24 @@ def write_annotations(root: Path, layout: str, clips: list[WrittenClip]) -> Path
             ws.append([])
         ws.append(SAMM_HEADER)
         for c in clips:
-            ws.append([c.subject_number, c.clip, 1, c.onset, c.apex, c.offset,
-                       c.offset - c.onset + 1, "Micro - 1/2", c.au, c.emotion, None, "synthetic"])
-    else:
+            r = ws.max_row + 1  # Duration is a formula, as in the real sheet
+            ws.append([subject_cell(layout, c.subject_number), c.clip, 1, c.onset, c.apex,
+                       c.offset, f"=F{r}-D{r}+1", "Micro - 1/2", c.au, c.emotion, None,
+                       "synthetic"])
+    elif layout == "casme2":
         path = root / CASME2_XLSX
         ws.append(CASME2_HEADER)
         for c in clips:
-            ws.append([c.subject_number, c.clip, f"{c.clip[:4]}", c.onset, c.apex, c.offset,
-                       c.offset - c.onset + 1, c.au, c.emotion])
-    wb.save(path)
+            ws.append([subject_cell(layout, c.subject_number), c.clip, f"{c.clip[:4]}",
+                       c.onset, c.apex, c.offset, c.offset - c.onset + 1, c.au, c.emotion])
+    else:  # casme3: a first sheet that is not the labels, then sheet "label", all text
+        path = root / CASME3_XLSX
+        ws.title = "readme"
+        ws.append(["synthetic CAS(ME)^3 part A layout, generated by mer-ray synth"])
+        ws = wb.create_sheet("label")
+        ws.append(CASME3_HEADER)
+        for c in clips:
+            ws.append([subject_cell(layout, c.subject_number), c.clip, str(c.onset),
+                       str(c.apex), str(c.offset), c.au, "1", c.emotion])
+    save_reproducibly(wb, path)
     return path

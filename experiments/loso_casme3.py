@@ -1,0 +1,21 @@
+"""LOSO on CAS(ME)^3 part A, 3-, 4- or 7-class.
+
+    python experiments/loso_casme3.py --data-root /data/CASME3 --protocol 7class
+    ray job submit --working-dir . -- python experiments/loso_casme3.py \\
+        --data-root /shared/CASME3
+
+--data-root holds part_A/spNO.*/<recording>/color/ (or data/part_A/...) and the label sheet
+cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx. Without --data-root it runs on a synthetic
+CAS(ME)^3-layout set and says so.
+"""
+
+import sys
+from pathlib import Path
+
+# Under `ray job submit --working-dir .` the package arrives with the job, not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mer_ray.experiment import main  # noqa: E402
+
+if __name__ == "__main__":
+    main("casme3", __doc__)
