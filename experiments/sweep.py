@@ -46,8 +46,10 @@ def main(argv=None):
     try:
         best, table = run_sweep(setup, space, args.num_samples, args.sweep_folds, args.asha,
                                 args.study_db, exp.train.seed)
-    except SweepInterrupted as stopped:
-        print(stopped, file=sys.stderr)
+    except (SweepInterrupted, KeyboardInterrupt) as stopped:
+        # never a pick from a partial search: the state is saved, the same command resumes
+        print(stopped or "interrupted; run the same command again to resume the sweep",
+              file=sys.stderr)
         sys.exit(130)
     show(list(table.columns), table.rows(), title=f"sweep {name}: objective = mean validation "
                                                   f"UF1 over the sweep folds")

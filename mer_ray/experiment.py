@@ -103,12 +103,11 @@ def prepare_data(dataset: str, args: argparse.Namespace):
 def run_loso(exp, shards: Path, args: argparse.Namespace, name: str | None,
              extra: dict | None = None) -> dict:
     """One LOSO run with its summary written and printed."""
-    from .train.local import run_folds_local
     from .train.loso import plan_loso, run_folds
     from .train.results import print_summary, summarise
 
     setup = plan_loso(shards, exp, args.storage_path, name, args.max_folds)
-    trained = run_folds_local(setup) if args.local else run_folds(setup)
+    trained = run_folds(setup, local=args.local)
     reused = len(setup.folds) - len(trained)
     if reused:
         print(f"{reused} fold(s) already had results and were not retrained")
@@ -217,7 +216,7 @@ def cross_main(description: str, argv: list[str] | None = None) -> list[dict]:
     from .console import show
     from .storage import open_storage
     from .train.config import load_experiment
-    from .transfer import CONDITIONS, plan_transfer, run_local, run_ray, summarise
+    from .transfer import CONDITIONS, plan_transfer, run_transfer, summarise
 
     p = build_parser("source", description)
     p.add_argument("--source", default="samm", choices=sorted(LAYOUT))
@@ -255,7 +254,7 @@ def cross_main(description: str, argv: list[str] | None = None) -> list[dict]:
                                        seed=SYNTH_SEEDS[target])
         name = f"{args.name or 'cross'}-{args.source}-to-{target}-{exp.hash()}"
         setup = plan_transfer(src, tgt, exp, args.storage_path, name)
-        (run_local if args.local else run_ray)(setup, conditions)
+        run_transfer(setup, conditions, local=args.local)
         for adapt in conditions:
             s = summarise(setup, adapt, {"command": command, "source_root": str(src_root),
                                          "target_root": str(tgt_root)})

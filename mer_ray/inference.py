@@ -92,9 +92,10 @@ def checkpoint_from_run(run: str, fold: str | None = None,
     Without ``fold`` the fold with the best *validation* UF1 is taken (its test score plays no
     part). ``backbone_weights`` points at the backbone file when it has moved since training.
     """
-    from .data.prepare import read_prepare_meta
+    from .data.shards import read_prepare_meta
     from .storage import open_storage
-    from .train.fold import FOLD_JSON, FOLD_WEIGHTS, build_model, frozen_fingerprint
+    from .train.build import build_model, frozen_fingerprint
+    from .train.job import FOLD_JSON, FOLD_WEIGHTS
 
     storage = open_storage(run)
     if not storage.exists("experiment.json"):

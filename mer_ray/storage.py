@@ -47,6 +47,18 @@ class Storage:
         frame.write_parquet(buf)
         return self.write_atomic(buf.getvalue(), *parts)
 
+    def delete(self, *parts: str) -> None:
+        """Remove a file or a folder (and what it holds); nothing there is not an error."""
+        info = self.fs.get_file_info(self.path(*parts))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(info.path)
+        elif info.type != pafs.FileType.NotFound:
+            self.fs.delete_file(info.path)
+
+    def local_path(self, *parts: str) -> str | None:
+        """The path on this machine's disk, for local storage; None for remote storage."""
+        return self.path(*parts) if isinstance(self.fs, pafs.LocalFileSystem) else None
+
     def listdir(self, *parts: str) -> list[str]:
         sel = pafs.FileSelector(self.path(*parts), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(sel))

@@ -18,6 +18,7 @@ Types: uniform, loguniform (low, high), randint (low, high exclusive), choice (v
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -37,6 +38,31 @@ class SweepInterrupted(RuntimeError):
 
 
 TRIALS_FILE = "trials.parquet"
+
+
+@contextlib.contextmanager
+def _interrupt_watch():
+    """Whether Ctrl-C reached Tune while it ran. Tune answers the first SIGINT by ending the
+    run gracefully (it saves the state) and then puts back the handler it found: the one
+    installed here, so finding it installed again afterwards means the signal came. A signal
+    after Tune is done reaches that handler and interrupts the program as usual."""
+    import signal
+    import threading
+
+    def sentinel(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, sentinel)
+    fired = []
+    try:
+        yield lambda: bool(fired)
+    finally:
+        if signal.getsignal(signal.SIGINT) is sentinel:
+            fired.append(True)
+        signal.signal(signal.SIGINT, previous)
 
 
 def load_space(path: str | Path) -> dict[str, Any]:
@@ -68,12 +94,13 @@ def load_space(path: str | Path) -> dict[str, Any]:
 
 
 def trial(params: dict[str, Any], context: dict) -> None:
-    """Tune function trainable: validation UF1 of one configuration over the sweep's folds."""
+    """Tune function trainable: validation UF1 of one configuration over the sweep's folds.
+    Each fold is a fold job without a test split (its test subject is never read), run by the
+    fold runner in this trial's process, which holds one fold's resources."""
     import torch
     from ray import tune
 
-    from .train.fold import fit_fold
-    from .train.local import LocalSplit
+    from .train.runner import run_job, trunk_cache_key
 
     exp = ExperimentConfig.from_dict(context["experiment"]).with_values(params)
     torch.set_num_threads(exp.train.cpus_per_fold)
@@ -87,25 +114,35 @@ def trial(params: dict[str, Any], context: dict) -> None:
         best validation UF1 so far, on a clock of epochs trained (ASHA's time_attr)."""
         best = [-1.0]
 
-        def save(_state, _files, metrics):
-            best[0] = max(best[0], metrics.get("val_uf1", -1.0))
+        def report(_state, row):
+            best[0] = max(best[0], row.get("val_uf1", -1.0))
             tune.report({METRIC: float(np.mean(vals + [best[0]])), "folds_done": i,
-                         "epochs_done": epochs_done + int(metrics["epoch"]) + 1})
-        return save
+                         "epochs_done": epochs_done + int(row["epoch"]) + 1})
+        return report
 
-    for i, split in enumerate(context["folds"]):
-        sources = {"train": LocalSplit(context["shards"], tuple(split["train"]))}
-        if split["val"]:
-            sources["val"] = LocalSplit(context["shards"], tuple(split["val"]))
-        fold, _, _ = fit_fold(exp, context["class_names"], split, sources, device,
-                              train_label_counts=context["label_counts"][i], predict_test=False,
-                              save=every_epoch(i) if context.get("asha") else None,
-                              token_cache=tokens if exp.train.cache_trunk else None)
-        vals.append(fold["best_val_uf1"])
-        epochs_done += fold["epochs_run"]
+    for i, job in enumerate(search_jobs(context, exp)):
+        cache = tokens.setdefault(trunk_cache_key(job), {}) if exp.train.cache_trunk else None
+        rec = run_job(job, device, cache,
+                      on_epoch=every_epoch(i) if context.get("asha") else None).record
+        vals.append(rec.best_val_uf1)
+        epochs_done += rec.epochs_run
         tune.report({METRIC: float(np.mean(vals)), "folds_done": i + 1,
-                     "epochs_done": epochs_done, "fold_val_uf1": fold["best_val_uf1"],
-                     "epochs_run": fold["epochs_run"]})
+                     "epochs_done": epochs_done, "fold_val_uf1": rec.best_val_uf1,
+                     "epochs_run": rec.epochs_run})
+
+
+def search_jobs(context: dict, exp: ExperimentConfig):
+    """The sweep folds as fold jobs with training and validation splits only."""
+    from .data.shards import clips_root
+    from .train.job import FoldJob, SplitSource
+
+    root = str(clips_root(context["shards"]))
+    for split, counts in zip(context["folds"], context["label_counts"]):
+        sources = {"train": SplitSource(root, split.train)}
+        if split.val:
+            sources["val"] = SplitSource(root, split.val)
+        yield FoldJob(key=split.test, experiment=exp, class_names=tuple(context["class_names"]),
+                      split=split, sources=sources, label_counts=tuple(counts))
 
 
 def sweep_folds(setup, n_folds: int) -> list[FoldSplit]:
@@ -130,21 +167,21 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from .train.loso import fold_slots, train_label_counts, wants_gpu
+    from .data.shards import label_counts
+    from .train.runner import fold_resources, fold_slots, wants_gpu
 
     tc = setup.exp.train
-    use_gpu = wants_gpu(setup.exp)
+    use_gpu = wants_gpu(tc)
     folds = sweep_folds(setup, n_folds)
     context = {
         "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
-        "shards": setup.shards, "use_gpu": use_gpu, "asha": asha,
-        "folds": [f.to_dict() for f in folds],
-        "label_counts": [train_label_counts(setup.shards, f, len(setup.class_names))
+        "shards": setup.shards, "use_gpu": use_gpu, "asha": asha, "folds": folds,
+        "label_counts": [label_counts(setup.shards, f.train, len(setup.class_names))
                          for f in folds],
     }
     # A trial trains its folds itself: it holds what one fold worker would.
-    resources = {"cpu": tc.cpus_per_fold, **({"gpu": 1} if use_gpu else {}),
-                 **(tc.fold_resources or {})}
+    resources = {k.lower() if k in ("CPU", "GPU") else k: v
+                 for k, v in fold_resources(tc, use_gpu).items()}
     trainable = tune.with_resources(tune.with_parameters(trial, context=context), resources)
     tune_dir = f"{setup.storage.uri.rstrip('/')}/{setup.name}"  # a folder or a pyarrow URI
     path = f"{tune_dir}/tune"
@@ -162,7 +199,7 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
                 search_alg=searcher, num_samples=num_samples,
-                max_concurrent_trials=fold_slots(setup.exp, use_gpu),
+                max_concurrent_trials=fold_slots(tc, use_gpu),
                 # The clock is epochs trained over the trial's folds: a trial is compared
                 # with others after the same amount of training, first after one fold's worth.
                 scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="epochs_done",
@@ -171,12 +208,18 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
                 if asha else None),
             run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0),
         )
-    results = tuner.fit()
-    finished = results.num_terminated + results.num_errors
-    if finished < num_samples:  # stopped (Ctrl-C, SIGTERM): Tune saved its state
+    with _interrupt_watch() as interrupted:
+        results = tuner.fit()
+    # A trial's function returned (done) or ASHA stopped it, or it raised: those are finished.
+    # Tune ends a run gracefully on Ctrl-C and may then count unfinished trials as terminated,
+    # so its own counts are not trusted for this.
+    complete = [r for r in results if r.error is None and (r.metrics or {}).get("done")]
+    stopped = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    finished = len(complete) + results.num_errors + (len(stopped) if asha else 0)
+    if interrupted() or finished < num_samples:
         raise SweepInterrupted(
-            f"the sweep stopped with {finished} of {num_samples} trials finished; run the same "
-            f"command again to resume it from {path}")
+            f"the sweep stopped with {len(complete) + results.num_errors} of {num_samples} "
+            f"trials finished; run the same command again to resume it from {path}")
     rows = []
     for r in results:
         params = {k: v for k, v in (r.config or {}).items() if k in space}

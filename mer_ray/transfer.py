@@ -1,7 +1,7 @@
 """Cross-dataset transfer (Table 5): train on every subject of one dataset, test on another.
 
-One run per (source, target, adaptation) condition; each is a single "fold" trained by the same
-``fit_fold`` as LOSO:
+One run per (source, target, adaptation) condition; each is a single fold job trained by the
+same fold runner as LOSO:
 
 - training and validation subjects come from the source only (validation: whole subjects drawn
   with the run's seed), and early stopping reads source validation UF1 only;
@@ -18,17 +18,17 @@ Records land under ``<storage>/<name>/{no_adaptation,adaptation}/`` in the LOSO 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .data.folds import draw_validation, shard_subjects, subject_labels
-from .data.prepare import read_prepare_meta
+from .data.folds import FoldSplit, draw_validation
+from .data.shards import clips_root, label_counts, read_prepare_meta, shard_subjects, subject_labels
 from .storage import Storage, open_storage
 from .train.config import ExperimentConfig
-from .train.loso import label_counts
+from .train.job import FoldJob, SplitSource
+from .train.runner import Progress, pending, run_local, run_ray
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
 
@@ -46,9 +46,6 @@ class TransferSetup:
     val: tuple[str, ...]
     train: tuple[str, ...]
     test: tuple[str, ...]
-
-    def split(self, target_name: str) -> dict:
-        return {"test": target_name, "val": list(self.val), "train": list(self.train)}
 
     @property
     def target_name(self) -> str:
@@ -94,137 +91,50 @@ def plan_transfer(source: str | Path, target: str | Path, exp: ExperimentConfig,
                          train, test)
 
 
-def _condition_done(setup: TransferSetup, adapt: bool) -> bool:
-    from .train.fold import FOLD_JSON
-
-    return setup.storage.exists(setup.name, CONDITIONS[adapt], "folds", setup.target_name,
-                                FOLD_JSON)
+def condition_dir(setup: TransferSetup, adapt: bool) -> str:
+    return f"{setup.name}/{CONDITIONS[adapt]}"
 
 
-def withhold_labels(batch: dict) -> dict:
-    """A batch of target clips with every label replaced by -1 (adaptation sees no labels)."""
-    return {**batch, "label_id": np.full(len(batch["label_id"]), -1, np.int64)}
-
-
-class Unlabelled:
-    """A reader whose batches carry label -1: target clips for adaptation, labels withheld."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def iter_batches(self, **kwargs):
-        for batch in self.inner.iter_batches(**kwargs):
-            yield withhold_labels(batch)
-
-
-def _store(setup: TransferSetup, adapt: bool, fold: dict, preds: bytes, weights: bytes) -> None:
-    from .train.loso import store_fold
-
-    fold.update(source=setup.source_meta.get("dataset"), target=setup.target_meta.get("dataset"),
-                adaptation=adapt)
-    store_fold(setup.storage, f"{setup.name}/{CONDITIONS[adapt]}", setup.target_name, fold,
-               preds, weights)
-
-
-def run_local(setup: TransferSetup, conditions: list[bool]) -> list[bool]:
-    import torch
-
-    from .train.fold import fit_fold
-    from .train.local import LocalSplit
-
-    tc = setup.exp.train
-    torch.set_num_threads(tc.cpus_per_fold)
-    device = torch.device("cuda" if torch.cuda.is_available() and tc.use_gpu is not False
-                          else "cpu")
-    done = []
-    tokens: dict = {}
-    for adapt in conditions:
-        if _condition_done(setup, adapt):
-            continue
-        sources = {"train": LocalSplit(setup.source, setup.train),
-                   "test": LocalSplit(setup.target, setup.test)}
-        if setup.val:
-            sources["val"] = LocalSplit(setup.source, setup.val)
-        if adapt:
-            sources["target"] = Unlabelled(LocalSplit(setup.target, setup.test))
-        start = time.perf_counter()
-        fold, preds, weights = fit_fold(
-            setup.exp, setup.class_names, setup.split(setup.target_name), sources, device,
-            train_label_counts=label_counts(setup.source, setup.train, len(setup.class_names)),
-            token_cache=tokens if tc.cache_trunk else None)
-        fold.update(wall_seconds=round(time.perf_counter() - start, 2), node_id="local",
-                    node_ip="local")
-        _store(setup, adapt, fold, json.dumps(preds).encode(), weights)
-        done.append(adapt)
-    return done
-
-
-def transfer_driver(config: dict) -> None:
-    """Tune function trainable for one condition: a one-worker TorchTrainer, like a LOSO fold."""
-    import ray.data
-    import ray.tune
-
-    from .data.folds import _read_subjects
-    from .data.prepare import CLIPS_DIR
-    from .train.fold import COLUMNS
-    from .train.loso import fit_fold_trainer
-
-    setup = plan_transfer(config["source"], config["target"],
-                          ExperimentConfig.from_dict(config["experiment"]), config["storage"],
-                          config["name"])
-    adapt = config["adapt"]
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    read = lambda shards, subjects: _read_subjects(  # noqa: E731
-        Path(shards) / CLIPS_DIR, tuple(subjects)).select_columns(COLUMNS, num_cpus=0)
-    datasets = {"train": read(setup.source, setup.train), "test": read(setup.target, setup.test)}
+def transfer_job(setup: TransferSetup, adapt: bool) -> FoldJob:
+    """One condition as a fold job: train and validate on the source's subjects, predict every
+    target clip once; with adaptation, the target clips join training unlabelled."""
+    src, tgt = str(clips_root(setup.source)), str(clips_root(setup.target))
+    sources = {"train": SplitSource(src, setup.train), "test": SplitSource(tgt, setup.test)}
     if setup.val:
-        datasets["val"] = read(setup.source, setup.val)
+        sources["val"] = SplitSource(src, setup.val)
     if adapt:
-        datasets["target"] = read(setup.target, setup.test).map_batches(
-            withhold_labels, batch_format="numpy", num_cpus=0)
-    split = setup.split(setup.target_name)
-    condition = CONDITIONS[adapt]
-    fold, preds, weights, wall, started = fit_fold_trainer(
-        setup.exp, setup.class_names, split, datasets, None,
-        label_counts(setup.source, setup.train, len(setup.class_names)),
-        run_name=f"{condition}", train_storage=f"{setup.storage.uri.rstrip('/')}/"
-                                                f"{setup.name}/train",
-        use_gpu=config["use_gpu"])
-    fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
-                finished_at=round(started + wall, 3))
-    _store(setup, adapt, fold, preds, weights)
-    ray.tune.report({"adaptation": int(adapt), "best_val_uf1": fold["best_val_uf1"]})
+        sources["target"] = SplitSource(tgt, setup.test, unlabelled=True)
+    where = condition_dir(setup, adapt)
+    return FoldJob(
+        key=CONDITIONS[adapt], experiment=setup.exp, class_names=tuple(setup.class_names),
+        split=FoldSplit(setup.target_name, setup.val, setup.train), sources=sources,
+        label_counts=tuple(label_counts(setup.source, setup.train, len(setup.class_names))),
+        storage=setup.storage.uri, record_dir=f"{where}/folds/{setup.target_name}",
+        checkpoint_dir=f"{where}/train", extra={
+            "source": setup.source_meta.get("dataset"), "target": setup.target_meta.get("dataset"),
+            "adaptation": adapt})
 
 
-def run_ray(setup: TransferSetup, conditions: list[bool]) -> list[bool]:
-    import ray.tune
-
-    from .train.loso import fold_slots, wants_gpu
-
-    todo = [a for a in conditions if not _condition_done(setup, a)]
-    if not todo:
+def run_transfer(setup: TransferSetup, conditions: list[bool], local: bool = False) -> list[bool]:
+    """Train the conditions without stored results (on Ray Train workers, or in this process);
+    returns those trained now."""
+    jobs = pending([transfer_job(setup, a) for a in conditions])
+    if not jobs:
         return []
-    use_gpu = wants_gpu(setup.exp)
-    tuner = ray.tune.Tuner(
-        ray.tune.with_resources(transfer_driver, {"cpu": 0, "memory": 1}),
-        param_space={"source": setup.source, "target": setup.target,
-                     "experiment": setup.exp.to_dict(), "storage": setup.storage.uri,
-                     "name": setup.name, "use_gpu": use_gpu,
-                     "adapt": ray.tune.grid_search(todo)},
-        tune_config=ray.tune.TuneConfig(max_concurrent_trials=fold_slots(setup.exp, use_gpu)),
-        run_config=ray.tune.RunConfig(
-            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=f"{setup.storage.uri.rstrip('/')}/{setup.name}/tune", verbose=0),
-    )
-    failed = [r for r in tuner.fit() if r.error is not None]
-    if failed:
-        raise RuntimeError(f"{len(failed)} transfer run(s) failed; first: {failed[0].error}")
-    return todo
+    bar = Progress(len(jobs), 1, setup.name)
+    bar.begin(len(conditions) - len(jobs))
+    if local:
+        run_local(jobs, progress=bar)
+    else:
+        run_ray(jobs, setup.exp.train, f"{setup.storage.uri.rstrip('/')}/{setup.name}/train/ray",
+                bar, setup.storage.local_path(setup.name, "logs"))
+    bar.end()
+    trained = {j.key for j in jobs}
+    return [a for a in conditions if CONDITIONS[a] in trained]
 
 
 def summarise(setup: TransferSetup, adapt: bool, extra: dict | None = None) -> dict:
     """One condition's summary.json and predictions.parquet, in the LOSO summary's shape."""
-    from .data.folds import FoldSplit
     from .train.loso import LosoSetup
     from .train.results import summarise as loso_summarise
 

@@ -1,10 +1,11 @@
 """Run by test_multinode.py in its own process: a LOSO on a simulated multi-node cluster
-(``ray.cluster_utils.Cluster``), each node offering one fold slot, then the same LOSO in process.
+(``ray.cluster_utils.Cluster``) whose nodes offer logical GPUs, folds packed two to a GPU
+(``train.gpus_per_fold=0.5``), then the same LOSO in process.
 
     python tests/multinode_loso.py SHARDS OUT NODES FOLDS
 
-Writes OUT/schedule.json: per fold the node it ran on, the nodes and their slots, and the
-wall-clock span of each fold, so the test can check placement and concurrency.
+Writes OUT/schedule.json: per fold the node it ran on, what its worker held, and the
+wall-clock span of each fold, so the test can check placement, packing and concurrency.
 """
 
 import json
@@ -23,23 +24,26 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
     from ray.cluster_utils import Cluster
 
     from mer_ray.train.config import ExperimentConfig
-    from mer_ray.train.local import run_folds_local
     from mer_ray.train.loso import plan_loso, run_folds
     from mer_ray.train.results import summarise
+    from mer_ray.train.runner import fold_slots
 
     warnings.simplefilter("ignore")
     exp = ExperimentConfig().with_overrides(TINY + [
-        "train.max_epochs=2", "train.fold_resources={fold_slot: 1}"])
+        "train.max_epochs=2", "train.use_gpu=true", "train.gpus_per_fold=0.5"])
     cluster = Cluster(initialize_head=True, head_node_args={
-        # The head has CPUs but no fold slot: only train.fold_resources keeps folds off it.
+        # The head has CPUs but no GPU: only the folds' GPU share keeps them off it.
         "num_cpus": 2, "object_store_memory": 150_000_000, "include_dashboard": False})
     node_ids = {}
     for i in range(nodes):
-        node = cluster.add_node(num_cpus=1, resources={"fold_slot": 1, f"node_{i}": 1},
+        # GPUs Ray counts (logical): no CUDA here, so the folds compute on the CPU, but Ray
+        # schedules them by their share of a GPU exactly as on a GPU node.
+        node = cluster.add_node(num_cpus=2, num_gpus=1, resources={f"node_{i}": 1},
                                 object_store_memory=100_000_000)
         node_ids[node.node_id] = i
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
+    slots = fold_slots(exp.train, True)
     t0 = time.time()
     print("cluster up", file=sys.stderr)
     setup = plan_loso(shards, exp, Path(out) / "runs", name="multi", max_folds=folds)
@@ -49,17 +53,17 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
     ray.shutdown()
     cluster.shutdown()
     single = plan_loso(shards, exp, Path(out) / "runs", name="single", max_folds=folds)
-    run_folds_local(single)
+    run_folds(single, local=True)
     summarise(single)
     schedule = {}
     for f in setup.folds:
         rec = json.loads((Path(out) / "runs" / "multi" / "folds" / f.test / "fold.json")
                          .read_text())
-        schedule[f.test] = {"node": node_ids.get(rec["node_id"], "not a slot node"),
+        schedule[f.test] = {"node": node_ids.get(rec["node_id"], "not a GPU node"),
                             "node_id": rec["node_id"], "start": rec["started_at"],
-                            "end": rec["finished_at"]}
+                            "end": rec["finished_at"], "resources": rec["resources"]}
     (Path(out) / "schedule.json").write_text(json.dumps(
-        {"nodes": nodes, "folds": schedule}, indent=1))
+        {"nodes": nodes, "slots": slots, "folds": schedule}, indent=1))
 
 
 if __name__ == "__main__":

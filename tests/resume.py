@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mer_ray.train.local import run_folds_local
-from mer_ray.train.loso import plan_loso
+from mer_ray.train.job import STATE
+from mer_ray.train.loso import plan_loso, run_folds
 
 
 def reference(shards, exp, where: Path, folds: int) -> dict:
     """Predictions of the same LOSO run undisturbed, in this process."""
     setup = plan_loso(shards, exp, where, name="ref", max_folds=folds)
-    run_folds_local(setup, threads=1)
+    run_folds(setup, local=True, progress=False)
     return {f.test: json.loads((where / "ref" / "folds" / f.test / "predictions.json")
                                .read_text()) for f in setup.folds}
 
@@ -38,14 +38,9 @@ def wait_for(cond, what: str, timeout: float = 240, poll: float = 0.05, alive=No
 
 
 def committed_epoch(train_dir: Path) -> bool:
-    """Whether Ray Train has registered an epoch checkpoint of this fold (not one still being
-    written: a worker killed while writing leaves a directory that nothing will resume from)."""
-    try:
-        latest = json.loads((train_dir / "checkpoint_manager_snapshot.json").read_text())
-    except (OSError, ValueError):
-        return False
-    latest = latest.get("latest_checkpoint_result")
-    return bool(latest) and latest["metrics"].get("epoch") is not None
+    """Whether the fold has stored an epoch checkpoint (written atomically: a worker killed
+    while writing one leaves only a temporary file, which nothing resumes from)."""
+    return (train_dir / STATE).is_file()
 
 
 def no_partial_files(root: Path) -> None:

@@ -310,6 +310,9 @@ def test_pretrained_without_hub_falls_back_loudly(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
     monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(tmp_path))
+    from mer_ray.model import encoder
+
+    monkeypatch.setattr(encoder, "_WARNED", set())  # shown once per process: start afresh
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         net = MERNet(ModelConfig(pretrained=True, image_size=S), C)
     assert net.pretrained is False

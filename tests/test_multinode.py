@@ -1,17 +1,19 @@
-"""Several simulated nodes, one fold slot each: every fold runs on a slot node, never more at
-once than there are slots, and the results equal the same LOSO run in one process (so this also
-shows that the Ray-free loop of the overhead benchmark trains exactly what Ray trains)."""
+"""Several simulated nodes with (logical) GPUs, two folds packed on each GPU: every fold runs on
+a GPU node holding half a GPU, never more at once than the slots the resources give, and the
+results equal the same LOSO run in one process (so the Ray-free loop of the overhead benchmark
+trains exactly what Ray trains)."""
 
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-NODES, FOLDS = 3, 6
+NODES, FOLDS = 2, 6
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +28,29 @@ def six_subject_shards(ray_session, tmp_path_factory):
                          synthetic=True)
 
 
-def test_folds_spread_over_slot_nodes(six_subject_shards, tmp_path):
+def test_folds_packed_on_gpu_nodes(six_subject_shards, tmp_path):
     script = Path(__file__).with_name("multinode_loso.py")
-    proc = subprocess.run([sys.executable, str(script), str(six_subject_shards), str(tmp_path),
-                           str(NODES), str(FOLDS)], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    schedule = json.loads((tmp_path / "schedule.json").read_text())["folds"]
+    log = tmp_path / "driver.log"
+    with open(log, "w") as sink:  # a pipe nobody reads can fill up and block the driver
+        proc = subprocess.run([sys.executable, str(script), str(six_subject_shards),
+                               str(tmp_path), str(NODES), str(FOLDS)], stdout=sink,
+                              stderr=subprocess.STDOUT, timeout=900)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    plan = json.loads((tmp_path / "schedule.json").read_text())
+    schedule = plan["folds"]
+    # 2 GPUs, half a GPU per fold: 4 slots (the head's CPUs add none: folds need a GPU share)
+    assert plan["slots"] == 2 * NODES
     assert len(schedule) == FOLDS
-    assert all(isinstance(f["node"], int) for f in schedule.values())  # only slot nodes
-    assert len({f["node"] for f in schedule.values()}) > 1  # the work was spread
-    # never more folds at once than slots: count overlaps at every fold start
-    spans = [(f["start"], f["end"]) for f in schedule.values()]
-    for s, _ in spans:
-        assert sum(a <= s < b for a, b in spans) <= NODES
+    assert all(isinstance(f["node"], int) for f in schedule.values())  # only GPU nodes
+    assert all(f["resources"].get("GPU") == 0.5 and f["resources"].get("CPU") == 1
+               for f in schedule.values())
+    assert len({f["node"] for f in schedule.values()}) == NODES  # the work was spread
+    # never more folds at once than slots, nor than two on one GPU
+    spans = [(f["start"], f["end"], f["node"]) for f in schedule.values()]
+    for s, _, node in spans:
+        assert sum(a <= s < b for a, b, _ in spans) <= plan["slots"]
+        assert sum(a <= s < b and n == node for a, b, n in spans) <= 2
+    assert max(Counter(f["node"] for f in schedule.values()).values()) < FOLDS
     multi = pl.read_parquet(tmp_path / "runs" / "multi" / "predictions.parquet").sort("clip")
     single = pl.read_parquet(tmp_path / "runs" / "single" / "predictions.parquet").sort("clip")
     assert multi.height == single.height == FOLDS * 3

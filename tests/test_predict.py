@@ -22,8 +22,7 @@ from mer_ray.inference import (
     save_checkpoint,
 )
 from mer_ray.train.config import ExperimentConfig
-from mer_ray.train.local import run_folds_local
-from mer_ray.train.loso import plan_loso
+from mer_ray.train.loso import plan_loso, run_folds
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -34,7 +33,7 @@ def trained(tiny_shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     exp = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=2"])
     setup = plan_loso(tiny_shards, exp, root / "runs", name="tiny", max_folds=1)
-    run_folds_local(setup, threads=2)
+    run_folds(setup, local=True)
     from mer_ray.train.results import summarise
 
     summarise(setup)

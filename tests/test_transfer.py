@@ -13,8 +13,7 @@ from tiny import write_config
 
 from mer_ray.train.config import ExperimentConfig
 from mer_ray.train.fold import fit_fold
-from mer_ray.train.local import LocalSplit
-from mer_ray.transfer import Unlabelled, plan_transfer, run_ray
+from mer_ray.transfer import plan_transfer, run_transfer, transfer_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -82,17 +81,17 @@ def test_target_labels_cannot_steer_training(cross):
     [samm] = w.glob("shards-samm-3class-T4-S28-*")
     [casme2] = w.glob("shards-casme2-3class-T4-S28-*")
     setup = plan_transfer(samm, casme2, exp, cross / "scratch", "labels")
+    job = transfer_job(setup, True)
+    assert job.sources["target"].unlabelled  # what the runner reads: labels withheld
     outcomes = []
-    for target in (lambda s: Unlabelled(s), lambda s: ScrambledLabels(s, 1),
-                   lambda s: ScrambledLabels(s, 2)):
-        sources = {"train": LocalSplit(setup.source, setup.train),
-                   "val": LocalSplit(setup.source, setup.val),
-                   "test": LocalSplit(setup.target, setup.test),
-                   "target": target(LocalSplit(setup.target, setup.test))}
-        fold, preds, weights = fit_fold(exp, setup.class_names, setup.split("t"), sources,
-                                        torch.device("cpu"), train_label_counts=[1, 1, 1])
+    for target in (lambda: job.sources["target"].reader(),
+                   lambda: ScrambledLabels(job.sources["target"].reader(), 1),
+                   lambda: ScrambledLabels(job.sources["target"].reader(), 2)):
+        readers = {"train": job.sources["train"].reader(), "val": job.sources["val"].reader(),
+                   "target": target()}
+        result = fit_fold(job, torch.device("cpu"), readers=readers)
         outcomes.append(([{k: v for k, v in h.items() if k != "seconds"}
-                          for h in fold["history"]], preds["probs"]))
+                          for h in result.record.history], result.predictions.probs))
     assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
@@ -103,7 +102,7 @@ def test_ray_path_trains_what_the_local_path_trains(cross, ray_session):
     exp = ExperimentConfig.from_dict(exp_rec["config"])
     setup = plan_transfer(exp_rec["source_shards"], exp_rec["target_shards"], exp,
                           cross / "ray_runs", "ray")
-    assert run_ray(setup, [True]) == [True]
+    assert run_transfer(setup, [True]) == [True]
     local = json.loads((run / "adaptation" / "folds" / "target:casme2" / "predictions.json")
                        .read_text())
     ray_preds = json.loads((cross / "ray_runs" / "ray" / "adaptation" / "folds" /

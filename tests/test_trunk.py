@@ -10,12 +10,15 @@ import pytest
 import torch
 from tiny import TINY
 
+from mer_ray.data.folds import FoldSplit
 from mer_ray.data.prepare import PrepareConfig, prepare_shards
+from mer_ray.data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader, clips_root
 from mer_ray.model.inputs import clips_to_tensor
+from mer_ray.train.build import TrunkMismatch, build_model
 from mer_ray.train.config import ExperimentConfig
-from mer_ray.train.fold import build_model, fit_fold
-from mer_ray.train.local import LocalSplit
-from mer_ray.train.trunk import TOKEN_COLUMNS, TrunkMismatch, ensure_trunk_tokens
+from mer_ray.train.fold import fit_fold
+from mer_ray.train.job import FoldJob, SplitSource
+from mer_ray.train.trunk import ensure_trunk_tokens
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 EXP = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true"])
@@ -31,8 +34,8 @@ def test_tokens_are_the_trunk_of_each_clip(tokens, tiny_shards):
     marker = json.loads((root / "tokens.json").read_text())
     assert marker["fingerprint"] == fingerprint and marker["clips"] == 9
     subjects = ("006", "007", "008")
-    shared = LocalSplit(tiny_shards, subjects, root, TOKEN_COLUMNS)
-    frames = LocalSplit(tiny_shards, subjects)
+    shared = SubjectReader(root, subjects, TOKEN_COLUMNS)
+    frames = SubjectReader(clips_root(tiny_shards), subjects, CLIP_COLUMNS)
     order = {k: i for i, k in enumerate(zip(frames.columns["subject"], frames.columns["clip"]))}
     idx = [order[k] for k in zip(shared.columns["subject"], shared.columns["clip"])]
     assert sorted(idx) == list(range(9))
@@ -62,16 +65,18 @@ def test_tokens_reused_and_keyed_by_the_trunk(tokens, tiny_shards):
 
 def test_fold_refuses_tokens_of_another_trunk(tokens, tiny_shards):
     root, fingerprint = tokens
-    split = {"test": "006", "val": ["007"], "train": ["008"]}
-    sources = {n: LocalSplit(tiny_shards, tuple(s if isinstance(s, list) else [s]), root,
-                             TOKEN_COLUMNS) for n, s in split.items()}
-    other = EXP.with_values({"train.seed": 1})
+    split = FoldSplit("006", ("007",), ("008",))
+    sources = {"test": SplitSource(str(root), ("006",)), "val": SplitSource(str(root), ("007",)),
+               "train": SplitSource(str(root), ("008",))}
+
+    def job(exp):
+        return FoldJob("006", exp, ("negative", "positive", "surprise"), split, sources,
+                       (1, 1, 1), columns=TOKEN_COLUMNS, token_fingerprint=fingerprint)
+
     with pytest.raises(TrunkMismatch, match="006"):
-        fit_fold(other, ["negative", "positive", "surprise"], split, sources,
-                 torch.device("cpu"), token_fingerprint=fingerprint)
-    fold, preds, _ = fit_fold(EXP, ["negative", "positive", "surprise"], split, sources,
-                              torch.device("cpu"), token_fingerprint=fingerprint)
-    assert fold["trunk_tokens"] == fingerprint[:16] and len(preds["keys"]) == 3
+        fit_fold(job(EXP.with_values({"train.seed": 1})), torch.device("cpu"))
+    result = fit_fold(job(EXP), torch.device("cpu"))
+    assert result.record.trunk_tokens == fingerprint[:16] and len(result.predictions.keys) == 3
 
 
 def test_tokens_of_clips_aligned_again_are_not_reused(tokens, tiny_shards, tmp_path):

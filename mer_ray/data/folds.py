@@ -1,19 +1,16 @@
 """The fold split, in one place: leave-one-subject-out with validation from training subjects.
 
 ``loso_splits`` gives one ``FoldSplit`` per subject. A split refuses to exist if any subject is
-in two of its sets, and ``fold_datasets`` reads each set from its own subject partitions only, so
-no test-subject row can reach training or validation.
+in two of its sets, and each set is read from its own subjects' partitions only
+(``shards.SubjectReader``), so no test-subject row can reach training or validation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from .prepare import CLIPS_DIR
 
 
 class LeakageError(ValueError):
@@ -32,12 +29,8 @@ class FoldSplit:
             raise ValueError(f"fold {self.test}: no training subjects left")
 
     def to_dict(self) -> dict:
-        """Plain lists, for configs that cross process boundaries (Tune, Ray Train)."""
+        """Plain lists, for records (fold.json)."""
         return {"test": self.test, "val": list(self.val), "train": list(self.train)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FoldSplit:
-        return cls(data["test"], tuple(data["val"]), tuple(data["train"]))
 
 
 def check_disjoint(train: Iterable[str], val: Iterable[str], test: Iterable[str]) -> None:
@@ -82,67 +75,3 @@ def loso_splits(labels_by_subject: Mapping[str, Iterable], n_val: int = 2,
         val = draw_validation(rest, labels, n_val, np.random.default_rng([seed, i]))
         folds.append(FoldSplit(test, val, tuple(s for s in rest if s not in val)))
     return folds
-
-
-def shard_subjects(shards: str | Path) -> list[str]:
-    """Subjects present in a shard folder (its ``clips/subject=...`` partitions)."""
-    root = Path(shards) / CLIPS_DIR
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no shards here; create them with 'mer-ray prepare'")
-    return sorted(p.name.split("=", 1)[1] for p in root.iterdir()
-                  if p.is_dir() and p.name.startswith("subject="))
-
-
-def subject_labels(shards: str | Path) -> dict[str, set[int]]:
-    """label_ids per subject, read from the shard files' label column only."""
-    import pyarrow.parquet as pq
-
-    out = {}
-    for s in shard_subjects(shards):
-        table = pq.read_table(Path(shards) / CLIPS_DIR / f"subject={s}", columns=["label_id"])
-        out[s] = set(table.column("label_id").to_pylist())
-    return out
-
-
-def _read_subjects(root: Path, subjects: tuple[str, ...]):
-    """The ``subject=...`` partitions of ``root`` (clip shards, or trunk tokens) for these
-    subjects only, as a Ray Dataset."""
-    import ray.data
-    from ray.data.datasource import Partitioning
-
-    paths = [str(root / f"subject={s}") for s in subjects]
-    missing = [p for p in paths if not Path(p).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"no shards for subject(s) {missing} under {root}")
-    # Reads request no CPU: a fold worker holds the CPUs while it consumes these shards, and a
-    # read waiting for a free CPU would wait for ever on a machine whose CPUs all train. Ray
-    # 2.60's second read path adds a file-listing step that always asks for one CPU, so the
-    # first path is used here (the dataset keeps the context it was built with).
-    ctx = ray.data.DataContext.get_current()
-    previous, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
-    try:
-        return ray.data.read_parquet(paths, partitioning=Partitioning("hive", base_dir=str(root)),
-                                     num_cpus=0)
-    finally:
-        ctx.use_datasource_v2 = previous
-
-
-@dataclass
-class FoldData:
-    split: FoldSplit
-    train: object  # ray.data.Dataset
-    val: object | None
-    test: object
-
-
-def fold_datasets(shards: str | Path, split: FoldSplit, root: str | Path | None = None) -> FoldData:
-    """Train / validation / test Ray Datasets of one fold, each reading only its own subjects'
-    partitions (partition pruning by path). ``root``: another subject-partitioned folder to read
-    instead of the clip shards (the shared trunk tokens)."""
-    root = Path(root) if root is not None else Path(shards) / CLIPS_DIR
-    return FoldData(
-        split,
-        _read_subjects(root, split.train),
-        _read_subjects(root, split.val) if split.val else None,
-        _read_subjects(root, (split.test,)),
-    )

@@ -1,15 +1,12 @@
 """Aligned frame shards: manifest clips -> T aligned frames each -> Parquet, partitioned by subject.
 
 The per-clip work (read the span, sample T frames, align each) runs in Ray Data ``map_batches``
-tasks, so it spreads over every core of a machine or every node of a cluster. Output layout::
-
-    SHARDS/clips/subject=006/<file>.parquet   one row per clip, frames (T, S, S, 3) uint8
-    SHARDS/rejected.parquet                   every clip not in clips/, with stage and reason
-    SHARDS/manifest.parquet                   the manifest the shards were made from
-    SHARDS/prepare.json                       settings, class names, counts, code version,
-                                              and ``shards_id``
-    SHARDS/trunk/...                          derived later (frozen-trunk tokens); removed
-                                              whenever the clips are written again
+tasks, so it spreads over every core of a machine or every node of a cluster. The layout it
+writes is described in ``shards.py``: one row per clip under ``clips/subject=<id>/``, frames
+(T, S, S, 3) uint8; ``rejected.parquet`` (every clip not in clips/, with stage and reason);
+``manifest.parquet``; ``prepare.json`` (settings, class names, counts, code version, annotation
+files and ``shards_id``). The derived ``trunk/`` folder is removed whenever the clips are
+written again.
 
 ``shards_id`` hashes what the shards are made of (every manifest row and the prepare settings).
 What is derived from the shards (trunk tokens, LOSO runs) records it, so shards aligned again
@@ -33,9 +30,8 @@ from .align import AlignGeometry, NoFaceError, align_clip
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
 from .sampling import uniform_indices
+from .shards import CLIPS_DIR, PREPARE_JSON, TRUNK_DIR
 
-CLIPS_DIR = "clips"
-TRUNK_DIR = "trunk"  # derived from clips/ (mer_ray.train.trunk)
 META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "offset",
                 "source"]
 # Short prepare-stage rejection reasons; details go to ``notes``.
@@ -223,16 +219,9 @@ def prepare_shards(
         "annotation_files": [{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
         **(extra_meta or {}),
     }
-    (out / "prepare.json").write_text(json.dumps(meta_json, indent=1))
+    (out / PREPARE_JSON).write_text(json.dumps(meta_json, indent=1))
     return PrepareResult(out, good_count, rejected, seconds, frames_aligned,
                          {k: int(v) for k, v in per_class.items()})
-
-
-def read_prepare_meta(shards: str | Path) -> dict:
-    path = Path(shards) / "prepare.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a shard folder; create one with 'mer-ray prepare'")
-    return json.loads(path.read_text())
 
 
 def prepare_config_from_dict(data: dict) -> PrepareConfig:

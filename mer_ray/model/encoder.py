@@ -10,7 +10,6 @@ blocks + final norm + pooling), so trunk tokens can be computed once per frame a
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import warnings
@@ -23,7 +22,7 @@ from torch.nn import functional as F
 
 from .config import ModelConfig
 
-log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # random-init warnings this process has shown
 
 
 class SplitQKV(nn.Module):
@@ -139,8 +138,9 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
     msg = (f"{cfg.backbone} is RANDOMLY INITIALISED ({reason}). Results will be recorded with "
            f"pretrained=false and are not comparable to published DinoV2 numbers. Pass "
            f"backbone_weights=PATH to use a local copy of the weights.")
-    warnings.warn(msg, stacklevel=2)
-    log.warning(msg)
+    if msg not in _WARNED:  # once per process: every fold builds the model again
+        _WARNED.add(msg)
+        warnings.warn(msg, stacklevel=2)
     return make(init_values=cfg.random_init_layerscale), False, "random init"
 
 

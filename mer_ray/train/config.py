@@ -30,11 +30,14 @@ class TrainConfig:
     translate: float = _f(0.03, "translation range +- fraction of the size (ours)")
     cache_trunk: bool = _f(False, "train from cached frozen-trunk tokens (no pixel augmentation)")
     shuffle_labels: bool = _f(False, "control run: permute training/validation labels per fold")
-    use_gpu: str | bool = _f("auto", "auto | true | false: one GPU per fold worker")
+    use_gpu: str | bool = _f("auto", "auto | true | false: folds train on GPUs (auto: when "
+                                     "the cluster has them)")
+    gpus_per_fold: float = _f(1.0, "share of a GPU each fold worker holds (0.25: four folds "
+                                   "share one GPU)")
     cpus_per_fold: int = _f(1, "CPUs for each fold worker (also its torch threads)")
     fold_resources: dict = _f(None, "extra custom resources per fold worker, e.g. {fold_slot: 1}")
     max_failures: int = _f(2, "retries of a failed fold worker, from its last checkpoint")
-    max_concurrent_folds: int = _f(0, "0: as many as resources allow")
+    max_concurrent_folds: int = _f(0, "folds training at once; 0: as many as resources allow")
 
     def __post_init__(self):
         checks = [
@@ -47,6 +50,8 @@ class TrainConfig:
             (0 < self.scale_min <= self.scale_max, "need 0 < scale_min <= scale_max"),
             (self.use_gpu in ("auto", True, False), "use_gpu must be auto, true or false"),
             (self.cpus_per_fold >= 1, "cpus_per_fold must be >= 1"),
+            (0 < self.gpus_per_fold <= 1 or float(self.gpus_per_fold).is_integer(),
+             "gpus_per_fold must be a fraction in (0, 1] or a whole number"),
         ]
         validate("TrainConfig", checks)
 

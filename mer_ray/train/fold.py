@@ -1,47 +1,31 @@
-"""One LOSO fold as it runs on its Ray Train worker: train, early-stop on validation, predict test.
+"""One fold's training, top to bottom: build the model, train epochs while validation says so,
+predict the test subject once with the best-validation weights. No Ray in here: the runner
+(``runner.py``) calls ``fit_fold`` in a Ray Train worker or in this process alike.
 
-The test subject is touched exactly once, after training, with the best-validation weights.
-Every epoch writes a checkpoint (the latest state plus the best weights so far); a retried or
-resumed fold continues from it and, because every random draw is derived from (seed, epoch,
-step), ends with the same predictions as an uninterrupted run.
+The test subject is touched exactly once, after training. Every epoch can be checkpointed
+(``on_epoch``): the latest state plus the best weights so far; a retried or resumed fold
+continues from it and, because every random draw is derived from (seed, epoch, step), ends with
+the same predictions as an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import json
-import random
-import tempfile
+import contextlib
+import io
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..metrics import scores
 from ..model import MERLoss, MERNet
 from ..model.inputs import clips_to_tensor
 from ..model.losses import inverse_freq_weights
 from .augment import augment_clips
-from .config import ExperimentConfig
-
-COLUMNS = ["subject", "clip", "label_id", "frames"]
-STATE = "state.pt"
-FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
-# The best-validation weights of what trains (and every buffer), with the fingerprint of the
-# frozen rest: enough to rebuild the fold's model for ``mer-ray checkpoint``.
-FOLD_WEIGHTS = "weights.pt"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_model(exp: ExperimentConfig, num_classes: int) -> MERNet:
-    """The same initial weights in every fold and every process: seeded right before building."""
-    seed_everything(exp.train.seed)
-    return MERNet(exp.model, num_classes)
+from .build import TrunkMismatch, build_model, frozen_fingerprint, trunk_fingerprint
+from .config import ExperimentConfig, TrainConfig
+from .job import FoldJob, FoldRecord, FoldResult, Predictions
 
 
 def _generator(*parts: int) -> torch.Generator:
@@ -49,19 +33,23 @@ def _generator(*parts: int) -> torch.Generator:
 
 
 class FoldInputs:
-    """Batches of one fold's splits, streamed from Ray Data shards, or from trunk tokens computed
-    once per clip when ``cache_trunk`` is on (then there is no pixel augmentation)."""
+    """Batches of one fold's splits from its readers (``SubjectReader``: clips, or trunk tokens
+    computed once for all folds); with ``cache_trunk`` and clip readers, each clip's trunk tokens
+    are computed once here (no pixel augmentation then)."""
 
-    def __init__(self, net: MERNet, exp: ExperimentConfig, shards: dict, device,
-                 label_override: dict[str, int] | None, token_cache: dict | None = None):
-        self.net, self.exp, self.shards, self.device = net, exp, shards, device
+    def __init__(self, net: MERNet, exp: ExperimentConfig, readers: dict, device,
+                 label_override=None, token_cache: dict | None = None):
+        self.net, self.exp, self.readers, self.device = net, exp, readers, device
         self.override = label_override or {}
         # clip key -> trunk tokens; may be shared by folds of one process (same frozen trunk)
         self.token_cache = {} if token_cache is None else token_cache
         self.cached = {}
         if exp.train.cache_trunk:
-            for name in shards:
+            for name in readers:
                 self.cached[name] = self._encode(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.readers
 
     def _labels(self, batch) -> tuple[list[str], torch.Tensor]:
         keys = [f"{s}/{c}" for s, c in zip(batch["subject"], batch["clip"])]
@@ -73,7 +61,7 @@ class FoldInputs:
         kwargs = {}
         if shuffle_seed is not None:
             kwargs = {"local_shuffle_buffer_size": 4 * bs, "local_shuffle_seed": shuffle_seed}
-        yield from self.shards[name].iter_batches(batch_size=bs, batch_format="numpy", **kwargs)
+        yield from self.readers[name].iter_batches(batch_size=bs, batch_format="numpy", **kwargs)
 
     def _encode(self, name: str):
         keys, labels, tokens = [], [], []
@@ -113,23 +101,34 @@ class FoldInputs:
                 x = augment_clips(x, tc, _generator(tc.seed, epoch, step, 3))
             yield {"clips": x.to(self.device)}, labels.to(self.device), keys
 
+    def target_inputs(self, epoch: int):
+        """Unlabelled target clips (domain adaptation), cycled as long as training needs them;
+        the order is a function of (seed, epoch, pass) like everything else."""
+        for k in range(10**6):
+            got = False
+            for inp, _, _ in self.batches("target", epoch * 1000 + 500 + k):
+                got = True
+                yield inp
+            if not got:
+                return
 
-def frozen_fingerprint(net: MERNet) -> str:
-    """sha256 over the parameters that never train (the backbone outside LoRA): a rebuilt model
-    whose frozen weights differ (other pretrained weights, another random init) is refused."""
-    import hashlib
 
-    h = hashlib.sha256()
-    for name, p in net.named_parameters():
-        if not p.requires_grad:
-            h.update(name.encode())
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+@contextlib.contextmanager
+def norm_statistics_frozen(net: nn.Module):
+    """Batch normalisation uses, and does not update, its running statistics in here: a forward
+    pass over clips that must not shape them (domain-adaptation target clips) runs inside."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.training]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.train()
 
 
 def weights_blob(net: MERNet, best: dict[str, torch.Tensor]) -> bytes:
-    import io
-
     buf = io.BytesIO()
     torch.save({"state": best, "frozen_fingerprint": frozen_fingerprint(net)}, buf)
     return buf.getvalue()
@@ -155,175 +154,141 @@ def predict(net: MERNet, data: FoldInputs, name: str):
     return keys, torch.cat(labels).numpy(), torch.cat(probs).numpy()
 
 
-def fit_fold(exp: ExperimentConfig, class_names: list[str], split: dict, sources: dict,
-             device, label_override: dict | None = None,
-             train_label_counts: list[int] | None = None, resume: dict | None = None,
-             save=None, token_cache: dict | None = None,
-             predict_test: bool = True,
-             token_fingerprint: str | None = None) -> tuple[dict, dict, bytes]:
-    """Train one fold and predict its test subject; no Ray in here.
-
-    ``sources`` maps "train" / "val" / "test" (and "target": unlabelled clips for domain
-    adaptation, consistency term only) to objects with Ray Data's ``iter_batches``
-    (a ``DataIterator`` on a worker, ``LocalSplit`` in process). ``resume`` is a saved state
-    (``{"model", "optimizer", "fold"}``); ``save(state, files, metrics)`` is called after every
-    epoch and once at the end with the fold record files. ``predict_test=False`` (hyper-parameter search) never reads the test subject at
-    all: the record then has validation figures only. ``token_fingerprint``: the sources hold
-    shared trunk tokens (``trunk.py``) made by the trunk with this fingerprint; a fold whose
-    own trunk differs refuses them. Returns (fold record, predictions, best weights as
-    ``FOLD_WEIGHTS`` bytes).
-    """
-    tc = exp.train
-    classes = list(range(len(class_names)))
-    net = build_model(exp, len(classes))
-    if token_fingerprint is not None:
-        from .trunk import TrunkMismatch, trunk_fingerprint
-
+def _build_checked(job: FoldJob) -> MERNet:
+    """The fold's model; a fold reading shared trunk tokens must have built the trunk that
+    made them."""
+    net = build_model(job.experiment, len(job.class_names))
+    if job.token_fingerprint is not None:
         own = trunk_fingerprint(net)
-        if own != token_fingerprint:
-            raise TrunkMismatch(f"fold {split['test']}: the shared trunk tokens were made by "
-                                f"trunk {token_fingerprint[:16]}, this fold built {own[:16]}")
-    net = net.to(device)
-    trainable = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(trainable, lr=tc.lr)
-    weights = None
-    if exp.loss.class_weights == "inverse_freq":
-        counts = torch.tensor(train_label_counts)
-        weights = inverse_freq_weights(torch.repeat_interleave(torch.arange(len(counts)), counts),
-                                       len(classes)).to(device)
-    loss_fn = MERLoss(exp.loss, weights).to(device)
-    t_start = time.perf_counter()
-    if not predict_test:
-        sources = {k: v for k, v in sources.items() if k != "test"}
-    data = FoldInputs(net, exp, sources, device, label_override, token_cache)
+        if own != job.token_fingerprint:
+            raise TrunkMismatch(f"fold {job.key}: the shared trunk tokens were made by trunk "
+                                f"{job.token_fingerprint[:16]}, this fold built {own[:16]}")
+    return net
 
-    st = {"epoch": 0, "best_uf1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
-          "best": None, "elapsed": 0.0, "done": False}
+
+def _class_weights(job: FoldJob, device) -> torch.Tensor | None:
+    if job.experiment.loss.class_weights != "inverse_freq":
+        return None
+    counts = torch.tensor(job.label_counts)
+    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return inverse_freq_weights(labels, len(counts)).to(device)
+
+
+def _fresh_state() -> dict:
+    """Everything about a fold's progress that a checkpoint must carry (plain types and
+    tensors only: it is read back with ``torch.load(weights_only=True)``)."""
+    return {"epoch": 0, "best_uf1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
+            "best": None, "elapsed": 0.0, "attempts": []}
+
+
+def _keeps_training(st: dict, tc: TrainConfig) -> bool:
+    return st["epoch"] < tc.max_epochs and st["bad_epochs"] < tc.patience
+
+
+def _train_epoch(net: MERNet, opt, loss_fn: MERLoss, data: FoldInputs, epoch: int) -> dict:
+    net.train()
+    sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
+    targets = data.target_inputs(epoch) if "target" in data else None
+    for inp, y, _ in data.batches("train", epoch):
+        out = net(**inp)
+        tout = None
+        if targets is not None:
+            with norm_statistics_frozen(net):  # target clips never shape the statistics
+                tout = net(**next(targets))
+        parts = loss_fn(out, y, target=tout)
+        opt.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        opt.step()
+        for k in sums:
+            sums[k] += float(parts[k].detach()) * len(y)
+        n += len(y)
+    return {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}
+
+
+def _select(net: MERNet, data: FoldInputs, st: dict, row: dict, classes: list[int]) -> None:
+    """Model selection on validation UF1 only; without validation subjects the last epoch."""
+    if "val" not in data:
+        st.update(best_epoch=row["epoch"], best=_trainable_state(net))
+        return
+    _, vy, vp = predict(net, data, "val")
+    val = scores(vy, vp.argmax(1), classes)
+    row.update(val_uf1=val.uf1, val_uar=val.uar)
+    if val.uf1 > st["best_uf1"]:
+        st.update(best_uf1=val.uf1, best_epoch=row["epoch"], bad_epochs=0,
+                  best=_trainable_state(net))
+    else:
+        st["bad_epochs"] += 1
+
+
+def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
+             token_cache: dict | None = None, readers: dict | None = None) -> FoldResult:
+    """Train one fold and, if its job has a test split, predict it once.
+
+    ``resume``: a checkpoint ``on_epoch`` was given (``{"model", "optimizer", "fold"}``);
+    ``on_epoch(checkpoint, row)`` is called after every epoch but the last. ``token_cache``:
+    clip -> trunk tokens, shared by folds of one process. ``readers``: split name -> reader
+    (default: the job's sources, read now).
+    """
+    t_start = time.perf_counter()
+    exp, tc = job.experiment, job.experiment.train
+    classes = list(range(len(job.class_names)))
+    net = _build_checked(job).to(device)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=tc.lr)
+    loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
+    if readers is None:
+        readers = {name: src.reader(job.columns) for name, src in job.sources.items()
+                   if name != "test"}  # the test split is read once, after training
+    data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
+
+    st = _fresh_state()
     if resume is not None:
         net.load_state_dict(resume["model"], strict=False)
         opt.load_state_dict(resume["optimizer"])
         st = resume["fold"]
     before = st["elapsed"]  # compute time of earlier attempts (a retried or resumed fold)
     # Each start of this fold, and the epoch it started from: a retried worker shows up here.
-    st.setdefault("attempts", []).append({"start_epoch": st["epoch"],
-                                          "started_at": round(time.time(), 3)})
+    st["attempts"].append({"start_epoch": st["epoch"], "started_at": round(time.time(), 3)})
+    t_first = time.perf_counter()
 
-    def checkpoint(files: dict[str, bytes] | None = None, metrics: dict | None = None):
-        st["elapsed"] = before + time.perf_counter() - t_start
-        if save is not None:
-            save({"model": _trainable_state(net), "optimizer": opt.state_dict(), "fold": st},
-                 files or {}, metrics or {})
-
-    def target_inputs(epoch: int):
-        """Unlabelled target clips (domain adaptation), cycled as long as training needs them;
-        the order is a function of (seed, epoch, pass) like everything else."""
-        for k in range(10**6):
-            got = False
-            for inp, _, _ in data.batches("target", epoch * 1000 + 500 + k):
-                got = True
-                yield inp
-            if not got:
-                return
-
-    epoch = st["epoch"]
-    while epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
+    while _keeps_training(st, tc):
         t0 = time.perf_counter()
-        net.train()
-        sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
-        targets = target_inputs(epoch) if "target" in sources else None
-        for inp, y, _ in data.batches("train", epoch):
-            tout = net(**next(targets)) if targets is not None else None
-            parts = loss_fn(net(**inp), y, target=tout)
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            opt.step()
-            for k in sums:
-                sums[k] += float(parts[k].detach()) * len(y)
-            n += len(y)
-        row = {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}
-        if "val" in sources:
-            _, vy, vp = predict(net, data, "val")
-            val = scores(vy, vp.argmax(1), classes)
-            row.update(val_uf1=val.uf1, val_uar=val.uar)
-            if val.uf1 > st["best_uf1"]:
-                st.update(best_uf1=val.uf1, best_epoch=epoch, bad_epochs=0,
-                          best=_trainable_state(net))
-            else:
-                st["bad_epochs"] += 1
-        else:  # no validation subjects: the last epoch is the model
-            st.update(best_epoch=epoch, best=_trainable_state(net))
+        row = _train_epoch(net, opt, loss_fn, data, st["epoch"])
+        _select(net, data, st, row, classes)
         row["seconds"] = time.perf_counter() - t0
         st["history"].append(row)
-        epoch += 1
-        st["epoch"] = epoch
-        if epoch < tc.max_epochs and st["bad_epochs"] < tc.patience:
-            checkpoint(metrics={k: v for k, v in row.items() if isinstance(v, (int, float))})
+        st["epoch"] += 1
+        if on_epoch is not None and _keeps_training(st, tc):
+            st["elapsed"] = before + time.perf_counter() - t_start
+            on_epoch({"model": _trainable_state(net), "optimizer": opt.state_dict(), "fold": st},
+                     row)
+    t_last = time.perf_counter()
 
-    # The single look at the test subject, with the best-validation weights.
-    net.load_state_dict(st["best"], strict=False)
-    if not predict_test:
-        return {"val_subjects": list(split["val"]), "train_subjects": list(split["train"]),
-                "epochs_run": epoch, "best_epoch": st["best_epoch"],
-                "best_val_uf1": st["best_uf1"], "history": st["history"]}, {}, b""
-    keys, ty, tp = predict(net, data, "test")
-    test = scores(ty, tp.argmax(1), classes)
-    fold = {
-        "test_subject": split["test"], "val_subjects": list(split["val"]),
-        "train_subjects": list(split["train"]), "epochs_run": epoch,
-        "best_epoch": st["best_epoch"], "best_val_uf1": st["best_uf1"],
-        "stopped_early": st["bad_epochs"] >= tc.patience, "test_uf1": test.uf1,
-        "test_uar": test.uar, "n_test": len(keys), "history": st["history"],
-        "seconds": round(before + time.perf_counter() - t_start, 2), "device": str(device),
-        "pretrained": net.pretrained, "weights_source": net.encoder.weights_source,
-        "cache_trunk": tc.cache_trunk, "augmented": tc.augment and not tc.cache_trunk,
-        "trunk_tokens": token_fingerprint[:16] if token_fingerprint else None,
-        "attempts": st["attempts"],
-        "adaptation_clips": "target" in sources,
-    }
-    preds = {"keys": keys, "labels": ty.tolist(), "probs": tp.tolist()}
-    st["done"] = True
-    st["final_metrics"] = {"test_uf1": test.uf1, "best_val_uf1": st["best_uf1"],
-                           "epochs_run": epoch, "done": 1}
-    weights = weights_blob(net, st["best"])
-    checkpoint({FOLD_JSON: json.dumps(fold).encode(), FOLD_PREDS: json.dumps(preds).encode(),
-                FOLD_WEIGHTS: weights}, st["final_metrics"])
-    return fold, preds, weights
-
-
-def train_fold(config: dict) -> None:
-    """The Ray Train worker function. ``config``: experiment (dict), class_names, split (dict),
-    label_override (dict or None), train_label_counts (list)."""
-    import ray.train
-    import ray.train.torch
-
-    exp = ExperimentConfig.from_dict(config["experiment"])
-    torch.set_num_threads(exp.train.cpus_per_fold)
-    device = ray.train.torch.get_device()
-    names = ["train", "test"] + (["val"] if config["split"]["val"] else []) + \
-        (["target"] if config.get("adaptation") else [])
-    sources = {n: ray.train.get_dataset_shard(n) for n in names}
-
-    resume = None
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            resume = torch.load(Path(d) / STATE, map_location="cpu", weights_only=False)
-        if resume["fold"]["done"]:  # finished but not collected: hand the same result back
-            ray.train.report(resume["fold"]["final_metrics"], checkpoint=ckpt)
-            return
-
-    def save(state: dict, files: dict[str, bytes], metrics: dict) -> None:
-        if FOLD_JSON in files:  # where it ran is known only here
-            fold = json.loads(files[FOLD_JSON])
-            fold.update(node_id=ray.get_runtime_context().get_node_id(),
-                        node_ip=ray.util.get_node_ip_address())
-            files = {**files, FOLD_JSON: json.dumps(fold).encode()}
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(state, Path(tmp) / STATE)
-            for fname, blob in files.items():
-                (Path(tmp) / fname).write_bytes(blob)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-    fit_fold(exp, config["class_names"], config["split"], sources, device,
-             config.get("label_override"), config.get("train_label_counts"), resume, save,
-             token_fingerprint=config.get("token_fingerprint"))
+    net.load_state_dict(st["best"], strict=False)  # the best-validation weights
+    record = FoldRecord(
+        test_subject=job.split.test, val_subjects=list(job.split.val),
+        train_subjects=list(job.split.train), epochs_run=st["epoch"],
+        best_epoch=st["best_epoch"], best_val_uf1=st["best_uf1"],
+        stopped_early=st["bad_epochs"] >= tc.patience, history=st["history"], seconds=0.0,
+        device=str(device), pretrained=net.pretrained, weights_source=net.encoder.weights_source,
+        cache_trunk=tc.cache_trunk, augmented=tc.augment and not tc.cache_trunk,
+        trunk_tokens=job.token_fingerprint[:16] if job.token_fingerprint else None,
+        attempts=st["attempts"], adaptation_clips="target" in job.sources,
+        extra=dict(job.extra))
+    predictions, weights = None, b""
+    if job.predicts_test:
+        # The single look at the test subject, with the best-validation weights.
+        data.readers["test"] = job.sources["test"].reader(job.columns)
+        if tc.cache_trunk:
+            data.cached["test"] = data._encode("test")
+        keys, ty, tp = predict(net, data, "test")
+        test = scores(ty, tp.argmax(1), classes)
+        record.test_uf1, record.test_uar, record.n_test = test.uf1, test.uar, len(keys)
+        predictions = Predictions(keys, ty.tolist(), tp.tolist())
+        weights = weights_blob(net, st["best"])
+    end = time.perf_counter()
+    record.seconds = round(before + end - t_start, 2)
+    # this attempt's fixed costs around training: before the first step, after the last
+    record.timing = {"setup_s": round(t_first - t_start, 3),
+                              "train_s": round(t_last - t_first, 3),
+                              "finish_s": round(end - t_last, 3)}
+    return FoldResult(job.key, record, predictions, weights)

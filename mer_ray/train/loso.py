@@ -1,30 +1,37 @@
-"""Leave-one-subject-out on Ray: each fold is a one-worker TorchTrainer, run as a Tune trial.
+"""Leave-one-subject-out: plan the folds of a run, then train those without stored results.
 
-Folds run concurrently, as many as the cluster's resources allow. Each fold's Train run has a
-deterministic name under ``<storage>/<experiment>/train/fold-<subject>``, so running the same
-experiment again resumes: folds whose results exist are not retrained, and a fold that was
-interrupted continues from its last checkpoint.
+Each fold is a ``FoldJob`` (``job.py``) trained by the fold runner (``runner.py``): on Ray Train
+workers, as many at once as the cluster's fold slots allow, or in this process (``local``).
+A run lives under ``<storage>/<name>/``: ``experiment.json`` (what it is), ``folds/<subject>/``
+(each finished fold's records), ``train/fold-<subject>/state.pt`` (an unfinished fold's last
+epoch), ``logs/`` (the workers' output, for local storage), then ``summary.json`` and
+``predictions.parquet`` (``results.py``). Running the same run again resumes: finished folds
+are kept, unfinished ones continue from their last epoch.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..data.folds import FoldSplit, fold_datasets, loso_splits, subject_labels
-from ..data.prepare import read_prepare_meta
+from ..data.folds import FoldSplit, loso_splits
+from ..data.shards import (
+    CLIP_COLUMNS,
+    TOKEN_COLUMNS,
+    clip_labels,
+    clips_root,
+    label_counts,
+    read_prepare_meta,
+    subject_labels,
+)
 from ..storage import Storage, open_storage
 from .config import ExperimentConfig
-from .fold import COLUMNS, FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, train_fold
-from .trunk import TOKEN_COLUMNS, ensure_trunk_tokens
-
-CONTROLLER_POLL_S = "0.2"
+from .job import FoldJob, SplitSource, fold_done
+from .runner import Progress, fold_slots, pending, run_local, run_ray, wants_gpu
+from .trunk import ensure_trunk_tokens
 
 
 class ExperimentMismatch(ValueError):
@@ -33,124 +40,9 @@ class ExperimentMismatch(ValueError):
 
 def shuffled_labels(shards: str, split: FoldSplit, seed: int) -> dict[str, int]:
     """Control run: training and validation labels permuted among those clips (test untouched)."""
-    import pyarrow.parquet as pq
-
-    keys, labels = [], []
-    for s in split.train + split.val:
-        t = pq.read_table(Path(shards) / "clips" / f"subject={s}", columns=["clip", "label_id"])
-        keys += [f"{s}/{c}" for c in t.column("clip").to_pylist()]
-        labels += t.column("label_id").to_pylist()
+    keys, labels = clip_labels(shards, split.train + split.val)
     perm = np.random.default_rng([seed, 7919]).permutation(len(labels))
     return {k: int(labels[i]) for k, i in zip(keys, perm)}
-
-
-def label_counts(shards: str, subjects, n: int) -> list[int]:
-    """Clips per class id over the given subjects' shards."""
-    import pyarrow.parquet as pq
-
-    counts = Counter()
-    for s in subjects:
-        t = pq.read_table(Path(shards) / "clips" / f"subject={s}", columns=["label_id"])
-        counts.update(t.column("label_id").to_pylist())
-    return [counts.get(i, 0) for i in range(n)]
-
-
-def train_label_counts(shards: str, split: FoldSplit, n: int) -> list[int]:
-    return label_counts(shards, split.train, n)
-
-
-def fit_fold_trainer(exp: ExperimentConfig, class_names: list[str], split: dict,
-                     datasets: dict, label_override: dict | None, label_counts: list[int],
-                     run_name: str, train_storage: str, use_gpu: bool,
-                     token_fingerprint: str | None = None):
-    """One fold on its own one-worker ``TorchTrainer`` (retried from its last checkpoint by
-    ``FailureConfig``). Returns (fold record, predictions bytes, weights bytes, wall seconds,
-    start time)."""
-    import ray
-    import ray.train
-    from ray.data import ExecutionOptions
-    from ray.train.torch import TorchTrainer
-
-    tc = exp.train
-    resources = {"CPU": tc.cpus_per_fold, **(tc.fold_resources or {})}
-    # A worker's next ray.train.report waits until the controller has taken the previous one,
-    # and the controller looks once per health-check interval (2 s by default): with a
-    # checkpoint every epoch, that held a fold to one epoch per 2 s. Ray Train passes this
-    # variable from the process that builds the trainer to its controller; a value the user
-    # set is kept.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", CONTROLLER_POLL_S)
-    # The preemption watcher (one more actor process per fold) follows nodes that a cloud
-    # provider drains; a one-node cluster has no other node to move a fold to.
-    if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
-        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    trainer = TorchTrainer(
-        train_fold,
-        train_loop_config={
-            "experiment": exp.to_dict(), "class_names": class_names, "split": split,
-            "label_override": label_override, "train_label_counts": label_counts,
-            "adaptation": "target" in datasets, "token_fingerprint": token_fingerprint,
-        },
-        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu,
-                                               resources_per_worker=resources),
-        run_config=ray.train.RunConfig(
-            name=run_name, storage_path=train_storage,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
-        ),
-        datasets=datasets,
-        # One worker per fold: nothing to split. An unsplit dataset is read by the worker
-        # itself, where a split one needs a coordinator actor (a process) per dataset.
-        dataset_config=ray.train.DataConfig(
-            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
-    )
-    started, start = time.time(), time.perf_counter()
-    result = trainer.fit()
-    wall = time.perf_counter() - start
-    with result.checkpoint.as_directory() as d:
-        fold = json.loads((Path(d) / FOLD_JSON).read_text())
-        preds = (Path(d) / FOLD_PREDS).read_bytes()
-        weights = (Path(d) / FOLD_WEIGHTS).read_bytes()
-    return fold, preds, weights, wall, started
-
-
-def fold_driver(config: dict) -> None:
-    """Tune function trainable: builds and fits one fold's TorchTrainer, then stores its result."""
-    import ray.data
-    import ray.tune
-
-    exp = ExperimentConfig.from_dict(config["experiment"])
-    split = FoldSplit.from_dict(config["split"])
-    # One fold's few small reads: per-operator progress bars would only flood the job log.
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    # With the trunk cache, the folds read the tokens computed once for all of them.
-    tokens = config.get("tokens_root")
-    data = fold_datasets(config["shards"], split, tokens)
-    columns = TOKEN_COLUMNS if tokens else COLUMNS
-    datasets = {"train": data.train.select_columns(columns, num_cpus=0),
-                "test": data.test.select_columns(columns, num_cpus=0)}
-    if data.val is not None:
-        datasets["val"] = data.val.select_columns(columns, num_cpus=0)
-    override = shuffled_labels(config["shards"], split, exp.train.seed) \
-        if exp.train.shuffle_labels else None
-    fold, preds, weights, wall, started = fit_fold_trainer(
-        exp, config["class_names"], config["split"], datasets, override,
-        train_label_counts(config["shards"], split, len(config["class_names"])),
-        run_name=f"fold-{split.test}", train_storage=config["train_storage"],
-        use_gpu=config["use_gpu"], token_fingerprint=config.get("token_fingerprint"))
-    fold.update(wall_seconds=round(wall, 2), started_at=round(started, 3),
-                finished_at=round(started + wall, 3))
-    store_fold(open_storage(config["storage"]), config["name"], split.test, fold, preds, weights)
-    ray.tune.report({"test_subject": split.test, "best_val_uf1": fold["best_val_uf1"],
-                     "epochs_run": fold["epochs_run"]})
-
-
-def store_fold(storage: Storage, name: str, subject: str, fold: dict, preds: bytes,
-               weights: bytes) -> None:
-    """A finished fold's records; fold.json goes last, so its presence means the fold is done."""
-    where = (name, "folds", subject)
-    storage.write_atomic(weights, *where, FOLD_WEIGHTS)
-    storage.write_atomic(preds, *where, FOLD_PREDS)
-    storage.write_atomic(json.dumps(fold, indent=1).encode(), *where, FOLD_JSON)
 
 
 @dataclass
@@ -199,31 +91,7 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
 
 def completed_folds(setup: LosoSetup) -> set[str]:
     return {f.test for f in setup.folds
-            if setup.storage.exists(setup.name, "folds", f.test, FOLD_JSON)}
-
-
-def wants_gpu(exp: ExperimentConfig) -> bool:
-    """train.use_gpu resolved against the cluster: auto means "when the cluster has GPUs"."""
-    import ray
-
-    use_gpu = exp.train.use_gpu
-    return use_gpu is True or (use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
-
-
-def fold_slots(exp: ExperimentConfig, use_gpu: bool) -> int:
-    """How many folds the cluster can run at once with each fold's resources."""
-    import ray
-
-    tc = exp.train
-    res = ray.cluster_resources()
-    slots = int(res.get("CPU", 1) // tc.cpus_per_fold)
-    if use_gpu:
-        slots = min(slots, int(res.get("GPU", 0)))
-    for key, amount in (tc.fold_resources or {}).items():
-        slots = min(slots, int(res.get(key, 0) // amount))
-    if tc.max_concurrent_folds:
-        slots = min(slots, tc.max_concurrent_folds)
-    return max(slots, 1)
+            if fold_done(setup.storage, f"{setup.name}/folds/{f.test}")}
 
 
 def shared_trunk(setup: LosoSetup, use_gpu: bool, slots: int, compute: bool = True) -> dict:
@@ -239,40 +107,61 @@ def shared_trunk(setup: LosoSetup, use_gpu: bool, slots: int, compute: bool = Tr
     return {"tokens_root": str(found[0]), "token_fingerprint": found[1]}
 
 
-def run_folds(setup: LosoSetup) -> list[str]:
-    """Train every fold without stored results; returns the subjects trained now."""
-    import ray
-    import ray.tune
+def fold_job(setup: LosoSetup, split: FoldSplit, tokens: dict) -> FoldJob:
+    """One LOSO fold as a job: its subjects read from the clips, or from the shared tokens."""
+    root = tokens.get("tokens_root") or str(clips_root(setup.shards))
+    sources = {"train": SplitSource(root, split.train),
+               "test": SplitSource(root, (split.test,))}
+    if split.val:
+        sources["val"] = SplitSource(root, split.val)
+    tc = setup.exp.train
+    return FoldJob(
+        key=split.test, experiment=setup.exp, class_names=tuple(setup.class_names),
+        split=split, sources=sources,
+        label_counts=tuple(label_counts(setup.shards, split.train, len(setup.class_names))),
+        columns=TOKEN_COLUMNS if tokens else CLIP_COLUMNS,
+        label_override=shuffled_labels(setup.shards, split, tc.seed) if tc.shuffle_labels
+        else None,
+        token_fingerprint=tokens.get("token_fingerprint"), storage=setup.storage.uri,
+        record_dir=f"{setup.name}/folds/{split.test}",
+        checkpoint_dir=f"{setup.name}/train/fold-{split.test}")
 
-    done = completed_folds(setup)
-    pending = [f for f in setup.folds if f.test not in done]
-    if not pending:
+
+def log_dir(setup_storage: Storage, name: str) -> str | None:
+    """Where the workers' output goes: the run folder's ``logs/`` for local storage."""
+    local = setup_storage.local_path(name, "logs")
+    return local
+
+
+def run_folds(setup: LosoSetup, local: bool = False, progress: bool = True) -> list[str]:
+    """Train every fold without stored results; returns the subjects trained now. ``local``:
+    one after another in this process instead of on Ray Train workers (the same folds, the
+    same predictions)."""
+    todo = [f for f in setup.folds if f.test not in completed_folds(setup)]
+    if not todo:
         return []
-    use_gpu = wants_gpu(setup.exp)
-    base = {
-        "experiment": setup.exp.to_dict(), "class_names": setup.class_names,
-        "shards": setup.shards, "storage": setup.storage.uri, "name": setup.name,
-        "train_storage": f"{setup.storage.uri.rstrip('/')}/{setup.name}/train",
-        "use_gpu": use_gpu,
-    }
-    slots = fold_slots(setup.exp, use_gpu)
-    base.update(shared_trunk(setup, use_gpu, slots))
-    splits = [f.to_dict() for f in pending]
-    tuner = ray.tune.Tuner(
-        # The trial only drives its TorchTrainer: it must not hold a CPU that a fold worker needs.
-        ray.tune.with_resources(fold_driver, {"cpu": 0, "memory": 1}),
-        param_space={**base, "split": ray.tune.grid_search(splits)},
-        # A finished fold's trial process drives the next fold instead of a new process
-        # importing Ray Train and torch again (fold_driver keeps no state between folds).
-        tune_config=ray.tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
-        run_config=ray.tune.RunConfig(
-            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=f"{setup.storage.uri.rstrip('/')}/{setup.name}/tune",
-            verbose=0,
-        ),
-    )
-    results = tuner.fit()
-    failed = [r for r in results if r.error is not None]
-    if failed:
-        raise RuntimeError(f"{len(failed)} fold(s) failed; first error: {failed[0].error}")
-    return [f.test for f in pending]
+    tc = setup.exp.train
+    if local:
+        # The tokens the Ray folds read are used when they exist for this trunk (then both
+        # paths train on the same tokens); otherwise each clip is encoded once in this process.
+        tokens = shared_trunk(setup, False, 1, compute=False)
+        jobs = [fold_job(setup, f, tokens) for f in todo]
+        bar = Progress(len(jobs), 1, setup.name) if progress else None
+        if bar:
+            bar.begin(len(setup.folds) - len(todo))
+        run_local(jobs, progress=bar)
+    else:
+        use_gpu = wants_gpu(tc)
+        slots = fold_slots(tc, use_gpu)
+        tokens = shared_trunk(setup, use_gpu, slots)
+        jobs = pending([fold_job(setup, f, tokens) for f in todo])
+        bar = Progress(len(jobs), min(slots, len(jobs)), setup.name) if progress else None
+        logs = log_dir(setup.storage, setup.name)
+        if bar:
+            bar.begin(len(setup.folds) - len(jobs))
+            if logs:
+                print(f"worker output: {logs}/slot-*.log", flush=True)
+        run_ray(jobs, tc, f"{setup.storage.uri.rstrip('/')}/{setup.name}/train/ray", bar, logs)
+    if progress and bar:
+        bar.end()
+    return [f.test for f in todo]

@@ -11,20 +11,20 @@ from ..console import show
 from ..data.adapters.megc import source_dataset
 from ..metrics import loso_scores, scores
 from ..provenance import code_version
-from .loso import FOLD_JSON, FOLD_PREDS, LosoSetup
+from .job import FoldRecord, fold_done, read_result
+from .loso import LosoSetup
 
 
-def collect(setup: LosoSetup) -> tuple[pl.DataFrame, list[dict]]:
+def collect(setup: LosoSetup) -> tuple[pl.DataFrame, list[FoldRecord]]:
     rows, folds = [], []
     names = setup.class_names
     for f in setup.folds:
-        where = (setup.name, "folds", f.test)
-        if not setup.storage.exists(*where, FOLD_JSON):
-            raise RuntimeError(f"fold {f.test} has no results in {setup.storage.path(*where)}")
-        fold = json.loads(setup.storage.read_bytes(*where, FOLD_JSON))
-        preds = json.loads(setup.storage.read_bytes(*where, FOLD_PREDS))
+        where = f"{setup.name}/folds/{f.test}"
+        if not fold_done(setup.storage, where):
+            raise RuntimeError(f"fold {f.test} has no results in {setup.storage.path(where)}")
+        fold, preds = read_result(setup.storage, where)
         folds.append(fold)
-        for key, y, p in zip(preds["keys"], preds["labels"], preds["probs"]):
+        for key, y, p in zip(preds.keys, preds.labels, preds.probs):
             subject, clip = key.split("/", 1)
             pred = max(range(len(p)), key=p.__getitem__)
             rows.append({"fold": f.test, "subject": subject, "clip": clip, "label": y,
@@ -54,11 +54,11 @@ def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
 def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
     preds, folds = collect(setup)
     classes = list(range(len(setup.class_names)))
-    per_fold = [(preds.filter(pl.col("fold") == f["test_subject"])["label"].to_list(),
-                 preds.filter(pl.col("fold") == f["test_subject"])["prediction"].to_list())
+    per_fold = [(preds.filter(pl.col("fold") == f.test_subject)["label"].to_list(),
+                 preds.filter(pl.col("fold") == f.test_subject)["prediction"].to_list())
                 for f in folds]
     m = loso_scores(per_fold, classes)
-    pretrained = sorted({f["pretrained"] for f in folds})
+    pretrained = sorted({f.pretrained for f in folds})
     cache = setup.exp.train.cache_trunk
     summary = {
         "name": setup.name,
@@ -84,20 +84,20 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
             **({"per_dataset": per_dataset_scores(preds, len(classes))}
                if setup.data_meta.get("dataset") == "megc" else {}),
         },
-        "folds": [{"test_subject": f["test_subject"], "val_subjects": f["val_subjects"],
+        "folds": [{"test_subject": f.test_subject, "val_subjects": f.val_subjects,
                    "uf1": pf["uf1"], "uar": pf["uar"], "n": pf["n"],
                    "classes_absent": [setup.class_names[c] for c in pf["absent"]],
-                   "best_epoch": f["best_epoch"], "epochs_run": f["epochs_run"],
-                   "best_val_uf1": f["best_val_uf1"], "worker_seconds": f["seconds"],
-                   "wall_seconds": f.get("wall_seconds"), "node_ip": f["node_ip"],
-                   "node_id": f["node_id"], "device": f["device"]}
+                   "best_epoch": f.best_epoch, "epochs_run": f.epochs_run,
+                   "best_val_uf1": f.best_val_uf1, "worker_seconds": f.seconds,
+                   "wall_seconds": f.wall_seconds, "node_ip": f.node_ip,
+                   "node_id": f.node_id, "device": f.device, "timing": f.timing}
                   for f, pf in zip(folds, m["per_fold"])],
         "config": setup.exp.to_dict(),
         "config_hash": setup.exp.hash(),
         "seed": setup.exp.train.seed,
         "code_version": code_version(),
         "pretrained": pretrained[0] if len(pretrained) == 1 else pretrained,
-        "weights_source": folds[0]["weights_source"] if folds else None,
+        "weights_source": folds[0].weights_source if folds else None,
         "augmentation": "none: trained from cached frozen-trunk tokens" if cache else
                         ("flip + affine on training clips" if setup.exp.train.augment else "none"),
         "control_shuffled_labels": setup.exp.train.shuffle_labels,

@@ -18,7 +18,6 @@ tokens instead of frames; the control run (shuffled labels) and a resumed run re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -27,25 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.prepare import CLIPS_DIR, TRUNK_DIR, read_prepare_meta
+from ..data.shards import (
+    CLIP_COLUMNS,
+    TOKEN_COLUMNS,  # noqa: F401  (what the token folders hold)
+    TRUNK_DIR,
+    clips_root,
+    ray_dataset,
+    read_prepare_meta,
+    shard_subjects,
+)
+from .build import TrunkMismatch, build_model, trunk_fingerprint
 from .config import ExperimentConfig
 
-TOKEN_COLUMNS = ["subject", "clip", "label_id", "tokens"]
 MARKER = "tokens.json"
 BATCH = 16  # clips per forward pass; the same in every executor
-
-
-class TrunkMismatch(RuntimeError):
-    """Tokens computed by another trunk than the one this process built."""
-
-
-def trunk_fingerprint(net) -> str:
-    """sha256 over the trunk's parameter names and values and the input size."""
-    h = hashlib.sha256(f"S={net.cfg.image_size}".encode())
-    for name, p in net.encoder.trunk_parameters():
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def encode_frames(net, frames: np.ndarray, device) -> np.ndarray:
@@ -60,8 +54,6 @@ class TrunkEncoder:
 
     def __init__(self, experiment: dict, num_classes: int, threads: int, use_gpu: bool,
                  fingerprint: str):
-        from .fold import build_model
-
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.net = build_model(ExperimentConfig.from_dict(experiment), num_classes)
@@ -97,9 +89,7 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     ``compute=False``, None when there is no finished folder."""
     import ray.data
 
-    from ..data.folds import _read_subjects, shard_subjects
     from ..provenance import code_version
-    from .fold import COLUMNS, build_model
 
     if not exp.model.trunk_frozen:
         raise ValueError("finetune='full' trains the whole backbone: there is no frozen trunk "
@@ -120,8 +110,8 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     tc = exp.train
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
-    clips = _read_subjects(Path(shards) / CLIPS_DIR, tuple(shard_subjects(shards)))
-    tokens = clips.select_columns(COLUMNS, num_cpus=0).map_batches(
+    clips = ray_dataset(clips_root(shards), shard_subjects(shards))
+    tokens = clips.select_columns(list(CLIP_COLUMNS), num_cpus=0).map_batches(
         TrunkEncoder, batch_size=BATCH, batch_format="numpy",
         fn_constructor_kwargs={"experiment": exp.to_dict(), "num_classes": num_classes,
                                "threads": tc.cpus_per_fold, "use_gpu": use_gpu,

@@ -1,0 +1,54 @@
+"""Building the fold model the same way everywhere, and fingerprints of its frozen weights.
+
+Every fold, search trial, trunk-token pass and model file builds the network here: seeded right
+before building, so every process gets the same initial weights. The fingerprints name frozen
+weights: ``trunk_fingerprint`` the cached trunk (which tokens a fold may read),
+``frozen_fingerprint`` everything that never trains (which backbone a stored fold belongs to).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import numpy as np
+import torch
+
+from ..model import MERNet
+from .config import ExperimentConfig
+
+
+class TrunkMismatch(RuntimeError):
+    """Tokens computed by another trunk than the one this process built."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(exp: ExperimentConfig, num_classes: int) -> MERNet:
+    """The same initial weights in every fold and every process: seeded right before building."""
+    seed_everything(exp.train.seed)
+    return MERNet(exp.model, num_classes)
+
+
+def trunk_fingerprint(net: MERNet) -> str:
+    """sha256 over the trunk's parameter names and values and the input size."""
+    h = hashlib.sha256(f"S={net.cfg.image_size}".encode())
+    for name, p in net.encoder.trunk_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def frozen_fingerprint(net: MERNet) -> str:
+    """sha256 over the parameters that never train (the backbone outside LoRA): a rebuilt model
+    whose frozen weights differ (other pretrained weights, another random init) is refused."""
+    h = hashlib.sha256()
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
