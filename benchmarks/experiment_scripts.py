@@ -49,7 +49,8 @@ def main() -> None:
         ("sensitivity.py", ["--max-folds", "2", "--values", "0.1", "0.5"]),
         ("lora_vs_full.py", ["--max-folds", "2"]),
         ("cross_dataset.py", []),
-        ("sweep.py", ["--max-folds", "2", "--num-samples", "2", "--sweep-folds", "1"]),
+        ("sweep.py", ["--max-folds", "2", "--trials", "2", "--inner-folds", "1"]),
+        ("sweep.py", ["--flat", "--max-folds", "2", "--num-samples", "2", "--sweep-folds", "1"]),
     ]
     rows = []
     for script, extra in scripts:

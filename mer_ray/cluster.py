@@ -1,8 +1,21 @@
-"""Starting or joining Ray, the same way for every command."""
+"""Starting or joining Ray, the same way for every command, with a quiet console.
+
+A command's console shows what a researcher wants: what it is doing, one line per finished
+fold, the tables. Ray's own messages go to files instead:
+
+- messages Ray logs in this driver process (start-up, Ray Data's executions) go to the file
+  ``ensure_ray`` is given (the commands use ``<storage>/logs/<time>-<command>.log``);
+- the fold workers' output goes to ``<storage>/<run>/logs/slot-<n>.log`` (``train/runner.py``);
+- every Ray process's raw log stays in Ray's session folder (``<RAY_TMPDIR>/session_*/logs``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+from pathlib import Path
 
 # Ray keeps at most about one idle worker process per CPU and ends the others after a second.
 # A LOSO starts many short-lived workers (Ray Data reads that hold no CPU, a fold's helper
@@ -13,23 +26,95 @@ import os
 IDLE_WORKERS_ENV = "RAY_num_workers_soft_limit"
 
 
+# Ray starts at most one worker process per CPU at a time, and says so on the console when more
+# are asked for; the fold slots' Train runs ask for several each (controller, worker, helpers).
+STARTUP_ENV = "RAY_worker_maximum_startup_concurrency"
+
+
 def keep_idle_workers(cpus: int | None = None) -> None:
     """Let a Ray started from this process keep ``max(16, 4 x cpus)`` idle worker processes
-    (the variable is read when Ray starts)."""
-    os.environ.setdefault(IDLE_WORKERS_ENV, str(max(16, 4 * (cpus or os.cpu_count() or 1))))
+    and start up to 8 at once (the variables are read when Ray starts)."""
+    cpus = cpus or os.cpu_count() or 1
+    os.environ.setdefault(IDLE_WORKERS_ENV, str(max(16, 4 * cpus)))
+    os.environ.setdefault(STARTUP_ENV, str(max(8, cpus)))
 
 
-def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
-    """Join the cluster named by RAY_ADDRESS (as under ``ray job submit``), else start a local
-    Ray. Does nothing when Ray is already initialised in this process."""
+def ray_messages_to(log_file: str | Path) -> Path:
+    """Ray's loggers in this process write to ``log_file`` instead of the console (their file
+    handlers, into Ray's session folder, stay)."""
     import ray
+    import ray.data  # noqa: F401  (sets up Ray Data's loggers, which are then redirected)
+
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    names = ["ray"] + [n for n in logging.root.manager.loggerDict if n.startswith("ray.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if logger.propagate and name != "ray":
+            continue  # reaches "ray"'s handlers
+        for h in list(logger.handlers):
+            if not isinstance(h, logging.FileHandler):
+                logger.removeHandler(h)
+        logger.addHandler(handler)
+    return log_file
+
+
+def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = None,
+               log_file: str | Path | None = None) -> None:
+    """Join the cluster named by RAY_ADDRESS (as under ``ray job submit``), else start a local
+    Ray. Does nothing when Ray is already initialised in this process. With ``log_file``,
+    Ray's messages go there instead of the console (and workers' output never reaches the
+    driver's console)."""
+    import ray
+    import ray.data
 
     if ray.is_initialized():
         return
+    quiet = log_file is not None
+    if quiet:
+        ray_messages_to(log_file)
     address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
+    # Processes a local Ray starts here (its services) write their stderr to the log too.
+    with _stderr_to(log_file if quiet else None):
+        if address:
+            ray.init(address=address, log_to_driver=not quiet, configure_logging=not quiet)
+        else:
+            keep_idle_workers(num_cpus)
+            ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory,
+                     include_dashboard=False, log_to_driver=not quiet,
+                     configure_logging=not quiet)
+    if quiet:
+        # progress bars of Ray Data's passes would interleave with the command's own lines
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        print(f"Ray's messages: {log_file}; every Ray process's log: {_session_logs()}",
+              flush=True)
+
+
+@contextlib.contextmanager
+def _stderr_to(path):
+    """File descriptor 2 of this process (and of what it starts meanwhile) appended to
+    ``path``."""
+    if path is None:
+        yield
         return
-    keep_idle_workers(num_cpus)
-    ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory,
-             include_dashboard=False, log_to_driver=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _session_logs() -> str:
+    import ray
+
+    try:
+        return str(Path(ray._private.worker._global_node.get_session_dir_path()) / "logs")
+    except AttributeError:  # joined a remote cluster: its head node holds them
+        return "the head node's Ray session folder (session_latest/logs)"

@@ -50,6 +50,9 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
                    help="scales every action-unit amplitude of the synthetic set")
     p.add_argument("--synthetic-no-distractors", action="store_true",
                    help="synthetic set without blinks, head drift and flicker")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat the run with this many training seeds (train.seed, +1, ...) and "
+                        "report the mean and standard deviation over them")
     p.add_argument("--local", action="store_true",
                    help="train the folds one after another in this process instead of on Ray "
                         "Train workers (smoke runs; the results are the same)")
@@ -87,6 +90,18 @@ def ensure_shards(dataset: str, root: Path, protocol: str, frames: int, size: in
     return shards
 
 
+def driver_log(args: argparse.Namespace) -> Path:
+    """Where this command's Ray messages go: ``<storage>/logs/`` (``<workdir>/logs/`` when the
+    storage is remote)."""
+    import time
+
+    from .storage import open_storage
+
+    local = open_storage(args.storage_path).local_path("logs")
+    base = Path(local) if local else args.workdir / "logs"
+    return base / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(sys.argv[0]).stem or 'mer-ray'}.log"
+
+
 def prepare_data(dataset: str, args: argparse.Namespace):
     """The config and the aligned shards the arguments ask for: (experiment config, data root,
     shard folder). Starts (or joins) Ray."""
@@ -94,7 +109,7 @@ def prepare_data(dataset: str, args: argparse.Namespace):
     from .train.config import load_experiment
 
     exp = load_experiment(args.config, args.overrides)
-    ensure_ray()
+    ensure_ray(log_file=driver_log(args))
     root, shards = dataset_shards(dataset, args.data_root, args, exp.model.image_size,
                                   args.protocol, annotations=args.annotations)
     return exp, root, shards
@@ -116,12 +131,83 @@ def run_loso(exp, shards: Path, args: argparse.Namespace, name: str | None,
     return summary
 
 
+def run_seeded(exp, shards: Path, args: argparse.Namespace, name: str,
+               extra: dict | None = None) -> dict:
+    """A LOSO run, or with ``--seeds N`` the same run with N training seeds: the figures (the
+    mean and standard deviation over seeds then), their 95 % bootstrap interval over test
+    subjects (of the mean over seeds), and the runs' names and summaries."""
+    import statistics
+
+    from .metrics import bootstrap_interval
+    from .train.results import subject_predictions
+
+    n = max(1, args.seeds)
+    if n == 1:
+        s = run_loso(exp, shards, args, name, extra)
+        m = s["metrics"]
+        return {"runs": [name], "summaries": [s], "seeds": [exp.train.seed],
+                **{k: m[k] for k in ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar",
+                                     "uf1_ci95", "uar_ci95")}}
+    seeds = [exp.train.seed + i for i in range(n)]
+    names = [f"{name}-seed{sd}" for sd in seeds]
+    summaries = [run_loso(exp.with_values({"train.seed": sd}), shards, args, nm,
+                          {**(extra or {}), "seeds_of": name})
+                 for sd, nm in zip(seeds, names)]
+
+    def over_seeds(key):
+        vals = [s["metrics"][key] for s in summaries]
+        return statistics.mean(vals), statistics.stdev(vals)
+
+    from .storage import open_storage
+
+    storage = open_storage(args.storage_path)
+    ci = bootstrap_interval([subject_predictions(storage, nm) for nm in names],
+                            range(len(summaries[0]["class_names"])), seed=exp.train.seed)
+    (uf1, uf1_sd), (uar, uar_sd) = over_seeds("uf1"), over_seeds("uar")
+    return {"runs": names, "summaries": summaries, "seeds": seeds,
+            "uf1": uf1, "uf1_std": uf1_sd, "uar": uar, "uar_std": uar_sd,
+            "per_fold_mean_uf1": over_seeds("per_fold_mean_uf1")[0],
+            "per_fold_mean_uar": over_seeds("per_fold_mean_uar")[0],
+            "uf1_ci95": ci["uf1"], "uar_ci95": ci["uar"]}
+
+
+def _pm(row: dict, key: str) -> str:
+    """A figure in %, with +- std over seeds when there are several."""
+    text = f"{100 * row[key]:.2f}"
+    if f"{key}_std" in row:
+        text += f" +- {100 * row[f'{key}_std']:.2f}"
+    ci = row.get(f"{key}_ci95")
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
 def main(dataset: str, description: str, argv: list[str] | None = None) -> dict:
     args = build_parser(dataset, description).parse_args(argv)
     exp, root, shards = prepare_data(dataset, args)
-    return run_loso(exp, shards, args, args.name,
-                    {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
-                     "data_root": str(root)})
+    extra = {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
+             "data_root": str(root)}
+    if args.seeds <= 1:
+        return run_loso(exp, shards, args, args.name, extra)
+    from .console import show
+    from .storage import open_storage
+
+    name = args.name or f"{dataset}-{args.protocol}-{exp.hash()}"
+    res = run_seeded(exp, shards, args, name, extra)
+    rows = [{"row": f"seed {sd}", "run": run, **{k: s["metrics"][k] for k in (
+                "uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar", "uf1_ci95",
+                "uar_ci95")},
+             "pretrained": s["pretrained"], "synthetic": s["synthetic"]}
+            for sd, run, s in zip(res["seeds"], res["runs"], res["summaries"])]
+    combined = {k: res[k] for k in ("uf1", "uf1_std", "uar", "uar_std", "uf1_ci95",
+                                    "uar_ci95", "seeds", "runs")}
+    open_storage(args.storage_path).write_atomic(json.dumps(
+        {"grid": "seeds", "title": f"{name}: {len(res['seeds'])} training seeds",
+         "rows": rows, "combined": combined}, indent=1).encode(), f"{name}-seeds.json")
+    show(["run", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]"],
+         [(r["row"], _pm(r, "uf1"), _pm(r, "uar")) for r in rows]
+         + [("mean +- std over seeds", _pm(combined, "uf1"), _pm(combined, "uar"))],
+         title=f"{name}: the same LOSO with {len(res['seeds'])} training seeds (interval of "
+               f"the mean: bootstrap over test subjects)")
+    return combined
 
 
 def grid_main(dataset: str, description: str, rows: list[tuple[str, list[str]]], prefix: str,
@@ -143,26 +229,28 @@ def grid_main(dataset: str, description: str, rows: list[tuple[str, list[str]]],
         # Named by the configuration: a row that repeats another (lambda1 = 0.1 with lambda2 =
         # 0.5 sits on both sensitivity curves) reuses its folds instead of training them again.
         name = f"{args.name or prefix}-{exp.hash()}"
-        summary = run_loso(exp, shards, args, name,
-                           {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
-                            "data_root": str(root), "grid": prefix, "row": label,
-                            "row_overrides": overrides})
-        m = summary["metrics"]
-        out.append({"row": label, "run": name, "overrides": overrides,
-                    **{k: m[k] for k in ("uf1", "uar", "per_fold_mean_uf1",
-                                         "per_fold_mean_uar")},
+        res = run_seeded(exp, shards, args, name,
+                         {"command": [Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
+                          "data_root": str(root), "grid": prefix, "row": label,
+                          "row_overrides": overrides})
+        summary = res["summaries"][0]
+        out.append({"row": label, "run": name if len(res["runs"]) == 1 else res["runs"],
+                    "overrides": overrides,
+                    **{k: v for k, v in res.items() if k not in ("runs", "summaries")},
                     "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
                     **(row_extras[len(out)] if row_extras else {})})
-        table.append((label, f"{100 * m['uf1']:.2f}", f"{100 * m['uar']:.2f}",
-                      f"{100 * m['per_fold_mean_uf1']:.2f}", f"{100 * m['per_fold_mean_uar']:.2f}",
-                      summary["n_folds"]))
+        table.append((label, _pm(out[-1], "uf1"), _pm(out[-1], "uar"),
+                      f"{100 * res['per_fold_mean_uf1']:.2f}",
+                      f"{100 * res['per_fold_mean_uar']:.2f}", summary["n_folds"]))
     open_storage(args.storage_path).write_atomic(
         json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
         f"{args.name or prefix}.json")
     synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
     weights = "" if out and out[0]["pretrained"] else ", random-init backbone"
-    show(["row", "UF1 % (all folds)", "UAR % (all folds)", "UF1 % (fold mean)",
-          "UAR % (fold mean)", "folds"], table, title=f"{title}{synthetic}{weights}")
+    seeds = f", mean +- std over {args.seeds} seeds" if args.seeds > 1 else ""
+    show(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
+          "UF1 % (fold mean)", "UAR % (fold mean)", "folds"], table,
+         title=f"{title}{synthetic}{weights}{seeds}")
     return out
 
 
@@ -243,7 +331,7 @@ def cross_main(description: str, argv: list[str] | None = None) -> list[dict]:
         p.error("a target must differ from the source")
     conditions = {"both": [False, True], "none": [False], "adapt": [True]}[args.conditions]
     exp = load_experiment(args.config, args.overrides)
-    ensure_ray()
+    ensure_ray(log_file=driver_log(args))
     src_root, src = dataset_shards(args.source, roots.get(args.source), args,
                                    exp.model.image_size, seed=SYNTH_SEEDS[args.source],
                                    annotations=args.annotations)

@@ -85,3 +85,54 @@ def loso_scores(folds: Sequence[tuple[Sequence[int], Sequence[int]]],
         "per_fold": [{"uf1": s.uf1, "uar": s.uar, "n": s.n, "absent": s.absent}
                      for s in per_fold],
     }
+
+
+def bootstrap_interval(by_subject, labels: Sequence[int], resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> dict:
+    """Percentile bootstrap interval of the aggregate UF1 and UAR over test subjects.
+
+    ``by_subject`` maps each test subject to its (true labels, predictions). Each resample draws
+    as many subjects as there are, with replacement, concatenates their predictions and scores
+    them as the aggregate figure is scored (subjects, not clips, are the unit: clips of one
+    subject are not independent). Seeded, so the interval is part of a reproducible result.
+    A list of such mappings (one per training seed, over the same subjects) gives the interval
+    of the mean over seeds: each resample's subjects are scored in every seed's run and the
+    figures averaged.
+    """
+    runs = by_subject if isinstance(by_subject, list) else [by_subject]
+    subjects = sorted(runs[0])
+    if any(sorted(r) != subjects for r in runs):
+        raise ValueError("every seed's run must have the same test subjects")
+    labels = list(labels)
+    idx = {c: i for i, c in enumerate(labels)}
+    k = len(labels)
+    # Each subject as a confusion matrix: a resample's matrix is the sum of its subjects'.
+    mats = np.zeros((len(runs), len(subjects), k, k), np.int64)
+    for r, run in enumerate(runs):
+        for n, s in enumerate(subjects):
+            for t, p in zip(*run[s]):
+                mats[r, n, idx[t], idx[p]] += 1
+    rng = np.random.default_rng([seed, 1000003])
+    draws = rng.integers(0, len(subjects), size=(resamples, len(subjects)))
+    uf1s, uars = np.empty(resamples), np.empty(resamples)
+    for i, pick in enumerate(draws):
+        figures = [_uf1_uar(mats[r, pick].sum(axis=0)) for r in range(len(runs))]
+        uf1s[i], uars[i] = np.mean([f[0] for f in figures]), np.mean([f[1] for f in figures])
+    tail = (1 - level) / 2 * 100
+    lo, hi = tail, 100 - tail
+    return {"uf1": [float(np.nanpercentile(uf1s, lo)), float(np.nanpercentile(uf1s, hi))],
+            "uar": [float(np.nanpercentile(uars, lo)), float(np.nanpercentile(uars, hi))],
+            "level": level, "resamples": resamples, "seed": seed, "unit": "test subject"}
+
+
+def _uf1_uar(cm: np.ndarray) -> tuple[float, float]:
+    """UF1 and UAR of a confusion matrix, with ``scores``' rules for absent classes."""
+    tp = np.diag(cm).astype(float)
+    n_true, n_pred = cm.sum(axis=1), cm.sum(axis=0)
+    present = (n_true + n_pred) > 0
+    f1 = 2 * tp / np.maximum(n_true + n_pred, 1)
+    rec = tp / np.maximum(n_true, 1)
+    uf1 = float(f1[present].mean()) if present.any() else float("nan")
+    has_true = n_true > 0
+    uar = float(rec[has_true].mean()) if has_true.any() else float("nan")
+    return uf1, uar

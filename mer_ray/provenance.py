@@ -23,3 +23,52 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def provenance(backbone_weights: str | None = None, devices: list[str] | None = None) -> dict:
+    """What produced a result beyond its configuration: the code version, the versions of the
+    libraries that compute it, where it ran, and the sha256 of a backbone weights file given
+    by path (the file itself is not stored with results)."""
+    import platform
+
+    out = {
+        "code_version": code_version(),
+        "python": platform.python_version(),
+        **{name: _version(name) for name in ("torch", "timm", "peft", "ray", "numpy")},
+        "devices": sorted(set(devices or [])),
+    }
+    if backbone_weights:
+        p = Path(backbone_weights)
+        out["backbone_weights"] = {"path": str(p),
+                                   "sha256": _sha256(str(p.resolve())) if p.is_file() else None}
+    return out
+
+
+def device_name(device) -> str:
+    """'cpu', or the GPU's model name ('cuda:0 NVIDIA H100 80GB HBM3')."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"{device} {torch.cuda.get_device_name(device)}"
+    return str(device)

@@ -74,6 +74,8 @@ def load_runs(runs: list[Path]) -> pl.DataFrame:
             "folds": s["n_folds"], "clips": s["n_clips"], "uf1": m["uf1"], "uar": m["uar"],
             "fold_mean_uf1": m["per_fold_mean_uf1"], "fold_mean_uar": m["per_fold_mean_uar"],
             "control": bool(s.get("control_shuffled_labels")),
+            "uf1_ci95": m.get("uf1_ci95"), "uar_ci95": m.get("uar_ci95"),
+            "search_informed": bool(s.get("search_informed")), "nested": "nested" in s,
         })
     return pl.DataFrame(rows)
 
@@ -129,9 +131,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *["| " + " | ".join(r) + " |" for r in rows]]
 
 
-def _pct(v: float, best: bool) -> str:
+def _pct(v: float, best: bool, ci=None, std=None) -> str:
     text = f"{100 * v:.2f}"
-    return f"**{text}**" if best else text
+    if std is not None:
+        text += f" ± {100 * std:.2f}"
+    text = f"**{text}**" if best else text
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _overlaps(a, b) -> str:
+    if not a or not b:
+        return "-"
+    return "yes" if a[0] <= b[1] and b[0] <= a[1] else "no"
+
+
+def _run_name(run) -> str:
+    return ", ".join(f"`{r}`" for r in run) if isinstance(run, list) else f"`{run}`"
 
 
 def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
@@ -148,12 +163,32 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
         return lines + [""]
     best = {k: max(r[k] for r in rows) for k in ("uf1", "uar", "per_fold_mean_uf1",
                                                   "per_fold_mean_uar")}
-    lines += _table(["row", "UF1 % (all folds)", "UAR % (all folds)", "UF1 % (fold mean)",
-                     "UAR % (fold mean)", "run"],
-                    [[r["row"], *(_pct(r[k], r[k] == best[k]) for k in best), f"`{r['run']}`"]
+    top = max(rows, key=lambda r: r["uf1"])
+    lines += _table(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
+                     "UF1 % (fold mean)", "UAR % (fold mean)", "UF1 CI overlaps best's",
+                     "run"],
+                    [[r["row"],
+                      *(_pct(r[k], r[k] == best[k], r.get(f"{k}_ci95"), r.get(f"{k}_std"))
+                        for k in ("uf1", "uar")),
+                      *(_pct(r[k], r[k] == best[k]) for k in ("per_fold_mean_uf1",
+                                                               "per_fold_mean_uar")),
+                      "(best)" if r is top else _overlaps(r.get("uf1_ci95"),
+                                                          top.get("uf1_ci95")),
+                      _run_name(r["run"])]
                      for r in rows])
+    seeds = rows[0].get("seeds") if rows else None
     lines += ["", "Best in bold. All folds: UF1/UAR over every fold's predictions concatenated "
-                  "(primary); fold mean: the mean of per-fold figures.", ""]
+                  "(primary), with its 95 % bootstrap interval over test subjects; fold mean: "
+                  "the mean of per-fold figures. A row whose interval overlaps the best row's "
+                  "is not shown to differ from it."
+              + (f" Mean ± standard deviation over {len(seeds)} training seeds."
+                 if seeds and len(seeds) > 1 else ""), ""]
+    if grid["grid"] == "seeds" and grid.get("combined"):
+        c = grid["combined"]
+        lines += [f"Over the seeds ({', '.join(map(str, c['seeds']))}): UF1 "
+                  f"{_pct(c['uf1'], False, c['uf1_ci95'], c['uf1_std'])}, UAR "
+                  f"{_pct(c['uar'], False, c['uar_ci95'], c['uar_std'])} (interval of the "
+                  f"mean over seeds).", ""]
     if grid["grid"] == "lora_vs_full" and all("accounting" in r for r in rows):
         acc = [r["accounting"] for r in rows]
         lines += [f"Table 7 columns (S={acc[0]['image_size']}, T={acc[0]['frames']}; training "
@@ -184,12 +219,11 @@ def sweep_section(path: Path) -> list[str]:
     lines = [f"### Sweep `{path.parent.name}`", "", f"From `{path}`.", "",
              f"- Objective: {sweep['objective']}. Sweep folds, by test subject: "
              f"{', '.join(sweep['sweep_folds'])}.",
-             f"- Chosen: {chosen} (validation UF1 {sweep['best_val_uf1']:.3f}). The figures to "
-             f"report are the test figures of the run `{path.parent.name}-best` (if it was "
-             f"run).",
+             f"- Chosen: {chosen} (validation UF1 {sweep['best_val_uf1']:.3f}). The run "
+             f"`{path.parent.name}-best` (if it was run) tests subjects that took part in this "
+             f"search: its figures are search-informed; report a nested search's instead.",
              f"- Subjects the search trained or validated on: "
-             f"{', '.join(sweep['search_subjects'])}. A LOSO fold testing one of them is not "
-             f"independent of the search (a nested search is the strict protocol).", ""]
+             f"{', '.join(sweep['search_subjects'])}.", ""]
     trials_file = path.parent / "trials.parquet"
     if not trials_file.is_file():
         return lines + [f"(no `{trials_file.name}` beside it)", ""]
@@ -260,16 +294,24 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
         best_uf1, best_uar = table["uf1"].max(), table["uar"].max()
         lines += ["## Runs", ""]
         lines += _table(
-            ["run", "data", "folds", "clips", "UF1 % (all)", "UAR % (all)", "UF1 % (fold mean)",
-             "UAR % (fold mean)", "pretrained", "synthetic", "config", "code"],
-            [[f"`{r['run']}`" + (" (shuffled-label control)" if r["control"] else ""),
+            ["run", "data", "folds", "clips", "UF1 % (all) [95 % CI]", "UAR % (all) [95 % CI]",
+             "UF1 % (fold mean)", "UAR % (fold mean)", "pretrained", "synthetic", "config",
+             "code"],
+            [[f"`{r['run']}`" + (" (shuffled-label control)" if r["control"] else "")
+              + (" **SEARCH-INFORMED**" if r["search_informed"] else "")
+              + (" (nested search)" if r["nested"] else ""),
               f"{r['dataset']} {r['protocol'] or ''}".strip(), str(r["folds"]), str(r["clips"]),
-              _pct(r["uf1"], r["uf1"] == best_uf1), _pct(r["uar"], r["uar"] == best_uar),
+              _pct(r["uf1"], r["uf1"] == best_uf1, r["uf1_ci95"]),
+              _pct(r["uar"], r["uar"] == best_uar, r["uar_ci95"]),
               f"{100 * r['fold_mean_uf1']:.2f}", f"{100 * r['fold_mean_uar']:.2f}",
               "yes" if r["pretrained"] else "NO", "YES" if r["synthetic"] else "no",
               f"`{r['config_hash']}`", f"`{r['code_version']}`"]
              for r in table.iter_rows(named=True)])
         lines.append("")
+        if table["search_informed"].any():
+            lines += ["**SEARCH-INFORMED**: the run's configuration was chosen by a search that "
+                      "trained or validated on its test subjects; its figures are not an "
+                      "unbiased estimate. Report a nested search's figures instead.", ""]
         for r in runs:
             s = json.loads((r / "summary.json").read_text())
             slug = _slug(s["name"])
@@ -288,6 +330,19 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
                             [[c["label_name"], str(c["clips"]), str(c["correct"]),
                               f"{c['correct'] / c['clips']:.3f}"]
                              for c in per_class.iter_rows(named=True)])
+            if s.get("nested"):
+                outer = s["nested"]["outer_folds"]
+                lines += ["", f"Nested search: {s['nested']['trials']} configurations per outer "
+                              f"fold, each scored on {s['nested']['inner_folds']} inner fold(s); "
+                              f"the outer subject never took part in its own search.", ""]
+                keys = sorted({k for o in outer.values() for k in o["chosen_params"]})
+                lines += _table(["outer subject", *keys, "inner validation UF1",
+                                 "subjects searched on"],
+                                [[o, *(f"{v['chosen_params'][k]:.4g}"
+                                       if isinstance(v["chosen_params"].get(k), float)
+                                       else str(v["chosen_params"].get(k)) for k in keys),
+                                  f"{v['best_val_uf1']:.3f}", str(len(v["search_subjects"]))]
+                                 for o, v in outer.items()])
             per_dataset = s["metrics"].get("per_dataset")
             if per_dataset:
                 m = s["metrics"]

@@ -47,3 +47,32 @@ def test_aggregate_differs_from_per_fold_mean():
     assert fold2.absent == [0]
     assert out["per_fold_mean"]["uf1"] == pytest.approx((1.0 + fold2.uf1) / 2)
     assert not math.isclose(out["per_fold_mean"]["uf1"], out["aggregate"]["uf1"])
+
+
+def test_bootstrap_interval_over_subjects():
+    import numpy as np
+
+    from mer_ray.metrics import bootstrap_interval, scores
+
+    rng = np.random.default_rng(0)
+    by_subject = {}
+    for i in range(12):
+        y = rng.integers(0, 3, 10)
+        p = np.where(rng.random(10) < 0.7, y, rng.integers(0, 3, 10))
+        by_subject[f"s{i:02d}"] = (y.tolist(), p.tolist())
+    ci = bootstrap_interval(by_subject, [0, 1, 2], resamples=500, seed=3)
+    point = scores(sum((v[0] for v in by_subject.values()), []),
+                   sum((v[1] for v in by_subject.values()), []), [0, 1, 2])
+    assert ci["uf1"][0] < point.uf1 < ci["uf1"][1] and ci["uar"][0] < point.uar < ci["uar"][1]
+    assert ci == bootstrap_interval(by_subject, [0, 1, 2], resamples=500, seed=3)  # seeded
+    assert ci["unit"] == "test subject" and ci["resamples"] == 500
+    # subjects that all look alike leave nothing to resample: the interval closes
+    same = {f"s{i}": ([0, 1, 2], [0, 1, 1]) for i in range(5)}
+    flat = bootstrap_interval(same, [0, 1, 2], resamples=200)
+    assert flat["uf1"][0] == pytest.approx(flat["uf1"][1])
+    # several seeds' runs: the interval of their mean, between the runs' own
+    other = {s: (y, y) for s, (y, _) in by_subject.items()}  # a perfect run
+    both = bootstrap_interval([by_subject, other], [0, 1, 2], resamples=500, seed=3)
+    assert ci["uf1"][0] < both["uf1"][0] and both["uf1"][1] <= 1.0
+    with pytest.raises(ValueError, match="same test subjects"):
+        bootstrap_interval([by_subject, {"x": ([0], [0])}], [0, 1, 2])

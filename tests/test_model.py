@@ -337,3 +337,101 @@ def test_accounting_table7_columns(capsys):
     assert cli(["model-info", "--size", str(S), "--frames", str(T), "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "full_finetune" in out and "trainable (M)" in out
+
+
+@pytest.mark.parametrize("backbone,size", [("vit_small_patch14_dinov2", 56),
+                                           ("vit_base_patch14_dinov2", 224)])
+def test_float16_tokens_keep_logits_within_1e_3(backbone, size):
+    """Cached trunk tokens are stored in float16. With DinoV2-like token magnitudes (the
+    residual stream's typical values ~10, a few massive-activation channels ~300) and a head
+    whose logits are as large as a trained one's, the logits from float16 tokens stay within
+    1e-3 of the float32 path (bfloat16, with 8 bits of mantissa, does not: ~3e-3)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        net = MERNet(ModelConfig(backbone=backbone, image_size=size, pretrained=False), C).eval()
+    with torch.no_grad():
+        net.classifier.weight.mul_(100.0)  # logits of a few units, as after training
+    d, n = net.encoder.vit.embed_dim, 1 + (size // 14) ** 2
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randn(4, 8, n, d, generator=g) * 10
+    tokens[..., :3] *= 30
+    with torch.no_grad():
+        exact = net(tokens=tokens)["logits"]
+        half = net(tokens=tokens.half())["logits"]
+    assert exact.abs().max() > 1.0
+    assert (exact - half).abs().max() < 1e-3
+
+
+class Tokens:
+    """An in-memory reader of trunk tokens (S=56: 17 tokens of ViT-S width)."""
+
+    def __init__(self, n, scale, seed):
+        g = np.random.default_rng(seed)
+        self.batch = {"subject": np.array(["a"] * n), "clip": np.arange(n).astype(str),
+                      "label_id": g.integers(0, C, n),
+                      "tokens": (g.standard_normal((n, T, 17, 384)) * scale).astype(np.float16)}
+
+    def iter_batches(self, batch_size, **kw):
+        for i in range(0, len(self.batch["clip"]), batch_size):
+            yield {k: v[i:i + batch_size] for k, v in self.batch.items()}
+
+
+def test_bf16_autocast_trains_and_fp32_stays_exact():
+    from mer_ray.model import MERLoss as Loss
+    from mer_ray.train.build import build_model
+    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.train.fold import FoldInputs, _train_epoch, autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    exp = ExperimentConfig().with_overrides(["model.image_size=56", "model.pretrained=false",
+                                             "train.cache_trunk=true", "train.batch_size=8"])
+    reader = Tokens(16, 1.0, 3)
+
+    def train(amp, epochs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = build_model(exp, C)
+        data = FoldInputs(net, exp, {"train": reader}, cpu)
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+        losses = [_train_epoch(net, opt, Loss(exp.loss), data, e, amp)["train_ce"]
+                  for e in range(epochs)]
+        return net, losses
+
+    _, bf16 = train(torch.bfloat16, 8)
+    assert bf16[-1] < 0.8 * bf16[0]  # it learns (16 clips: it can fit them)
+    a, fp32_a = train(None, 2)
+    b, fp32_b = train(None, 2)
+    assert fp32_a == fp32_b  # the fp32 path is exactly repeatable
+    tok = torch.from_numpy(reader.batch["tokens"][:4])
+    with torch.no_grad():
+        assert torch.equal(a.eval()(tokens=tok)["logits"], b.eval()(tokens=tok)["logits"])
+        assert a(tokens=tok)["logits"].dtype == torch.float32
+
+
+def test_target_clips_never_move_the_batch_statistics():
+    """Domain adaptation with onset-relative input: the unlabelled target clips' forward pass
+    inside a training step leaves BatchNorm's running statistics as the source batches set
+    them (the target's forward uses them, never updates them)."""
+    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.train.fold import FoldInputs, _train_epoch
+
+    exp = ExperimentConfig().with_overrides(["model.image_size=56", "model.pretrained=false",
+                                             "model.onset_relative=true",
+                                             "train.cache_trunk=true", "train.batch_size=4"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mer_ray.train.build import build_model
+
+        net = build_model(exp, C)
+    readers = {"train": Tokens(8, 1.0, 0), "target": Tokens(8, 50.0, 1)}
+    data = FoldInputs(net, exp, readers, torch.device("cpu"))
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    from mer_ray.model import MERLoss as Loss
+
+    _train_epoch(net, opt, Loss(exp.loss), data, 0)
+    bn = net.onset_norm
+    # two source batches of 4 were counted; the two target batches beside them were not
+    assert int(bn.num_batches_tracked) == 2

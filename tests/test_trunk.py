@@ -26,7 +26,7 @@ EXP = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true"])
 
 @pytest.fixture(scope="module")
 def tokens(tiny_shards, ray_session):
-    return ensure_trunk_tokens(tiny_shards, EXP, 3)
+    return ensure_trunk_tokens(tiny_shards, EXP, 3, where="ray")  # the Ray Data pass
 
 
 def test_tokens_are_the_trunk_of_each_clip(tokens, tiny_shards):
@@ -47,6 +47,24 @@ def test_tokens_are_the_trunk_of_each_clip(tokens, tiny_shards):
     assert shared.columns["tokens"].shape == own.shape  # (clips, T, 1 + patches, D)
     np.testing.assert_allclose(shared.columns["tokens"].astype(np.float32),
                                own.astype(np.float32), atol=2e-2, rtol=1e-2)
+
+
+def test_pass_in_this_process_writes_the_same_tokens(tokens, tiny_shards, tmp_path):
+    """A small pass runs in the driver ("auto"): the same folder layout and the same tokens as
+    the Ray Data pass."""
+    root, fingerprint = tokens
+    copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards, copy, ignore=shutil.ignore_patterns("trunk"))
+    here, same = ensure_trunk_tokens(copy, EXP, 3)  # auto: tiny, so in this process
+    assert same == fingerprint
+    assert json.loads((here / "tokens.json").read_text())["computed"] == "here"
+    subjects = ("006", "007", "008")
+    a = SubjectReader(root, subjects, TOKEN_COLUMNS).columns
+    b = SubjectReader(here, subjects, TOKEN_COLUMNS).columns
+    assert list(a["clip"]) == list(b["clip"]) and (a["label_id"] == b["label_id"]).all()
+    assert b["tokens"].dtype == np.float16 and b["tokens"].shape == a["tokens"].shape
+    np.testing.assert_allclose(a["tokens"].astype(np.float32), b["tokens"].astype(np.float32),
+                               atol=1e-2)
 
 
 def test_tokens_reused_and_keyed_by_the_trunk(tokens, tiny_shards):

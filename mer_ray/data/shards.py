@@ -99,7 +99,7 @@ def _column(table, name: str) -> np.ndarray:
     import pyarrow as pa
 
     col = table.column(name).combine_chunks()
-    if isinstance(col.type, pa.ExtensionType):  # registered (Ray imported): its storage list
+    if isinstance(col.type, pa.BaseExtensionType):  # Ray's or Arrow's tensor type
         shape, col = tuple(col.type.shape), col.storage
     else:
         meta = table.schema.field(name).metadata or {}

@@ -35,6 +35,9 @@ class ModelConfig:
     pretrained: bool = described(True, "ask timm for DinoV2's published weights (needs a hub or cache); "
                                 "random init with a warning when they cannot be had")
     backbone_weights: str | None = described(None, "local safetensors / torch state dict, loaded strictly")
+    require_pretrained: bool = described(
+        False, "stop with a message instead of training a randomly initialised backbone when "
+               "no DinoV2 weights can be had (paper-scale runs)")
     random_init_layerscale: float = described(
         1.0, "LayerScale gamma of a randomly initialised backbone (ours). timm's 1e-5 scales every "
              "block's output down so far that a random network is the patch embedding and LoRA "

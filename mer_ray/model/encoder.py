@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .config import ModelConfig
 
@@ -41,6 +40,17 @@ class SplitQKV(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.q(x), self.k(x), self.v(x)], dim=-1)
+
+
+def pooling_matrix(n: int, g: int) -> torch.Tensor:
+    """(g, n) averaging matrix: row i averages positions floor(i n / g) .. ceil((i + 1) n / g)
+    - 1, the cells of adaptive average pooling from n to g. Pooling as two small matrix
+    products has a deterministic backward pass on GPUs, where adaptive pooling's has none."""
+    m = torch.zeros(g, n)
+    for i in range(g):
+        a, b = (i * n) // g, -(-((i + 1) * n) // g)
+        m[i, a:b] = 1.0 / (b - a)
+    return m
 
 
 class WeightsError(ValueError):
@@ -135,6 +145,14 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
     reason = ("pretrained weights were asked for but the hub cannot be reached and no cached "
               "copy exists" if cfg.pretrained else "pretrained is off and no backbone_weights "
               "file was given")
+    if cfg.require_pretrained:
+        raise WeightsError(
+            f"{cfg.backbone}: DinoV2 weights are required (model.require_pretrained) but none "
+            f"can be had: {reason}. Give them with --set model.backbone_weights=PATH (timm or "
+            f"original DinoV2 format; timm's file is model.safetensors of hf-hub:timm/"
+            f"{cfg.backbone}.lvd142m, fetched where the hub can be reached), make the hub "
+            f"reachable (or its cache: HF_HUB_CACHE), or set model.require_pretrained=false to "
+            f"train a randomly initialised backbone (results then record pretrained=false).")
     msg = (f"{cfg.backbone} is RANDOMLY INITIALISED ({reason}). Results will be recorded with "
            f"pretrained=false and are not comparable to published DinoV2 numbers. Pass "
            f"backbone_weights=PATH to use a local copy of the weights.")
@@ -209,7 +227,8 @@ class FrameEncoder(nn.Module):
             side = self.cfg.image_size // 14
             grid = x[:, self.num_prefix_tokens:].transpose(1, 2).reshape(
                 x.shape[0], -1, side, side)
-            return F.adaptive_avg_pool2d(grid, self.cfg.frame_grid).flatten(1)
+            pool = pooling_matrix(side, self.cfg.frame_grid).to(grid)
+            return torch.einsum("ia,ndab,jb->ndij", pool, grid, pool).flatten(1)
         if self.cfg.frame_feature == "cls":
             return cls
         if self.cfg.frame_feature == "mean_patch":

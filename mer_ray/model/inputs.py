@@ -13,6 +13,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def clips_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 frames (B, T, S, S, 3) -> float32 (B, T, 3, S, S), ImageNet-normalised."""
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = frames.copy()  # read-only buffers (Arrow) cannot back a tensor
     x = torch.as_tensor(frames)
     if x.dtype != torch.uint8 or x.ndim != 5 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (B, T, S, S, 3), got {tuple(x.shape)} {x.dtype}")

@@ -74,8 +74,8 @@ def conv_same(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     one channel and thousands of columns; on the CPU oneDNN's kernels for that shape are
     several times slower than ATen's own, the backward above all (about 64 ms against 18 ms
     for a batch of 16 at D = 3456, forward and backward). Same values either way."""
-    if x.is_cuda or not torch.is_grad_enabled():
-        return conv(x)  # inference and export: the plain module
+    if x.is_cuda or not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
+        return conv(x)  # inference, export and mixed precision: the plain module
     return _NativeConv.apply(x, conv.weight, conv.bias)
 
 

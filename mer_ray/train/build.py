@@ -22,6 +22,18 @@ class TrunkMismatch(RuntimeError):
     """Tokens computed by another trunk than the one this process built."""
 
 
+def set_determinism(on: bool) -> None:
+    """Deterministic algorithms only, or the fastest ones. cuBLAS needs its workspace setting
+    before its first use in the process, so this runs before a fold touches the GPU."""
+    import os
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

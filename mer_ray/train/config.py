@@ -37,6 +37,11 @@ class TrainConfig:
     cpus_per_fold: int = _f(1, "CPUs for each fold worker (also its torch threads)")
     fold_resources: dict = _f(None, "extra custom resources per fold worker, e.g. {fold_slot: 1}")
     max_failures: int = _f(2, "retries of a failed fold worker, from its last checkpoint")
+    precision: str = _f("auto", "fp32 | bf16 | auto: bf16 autocast for forward passes (auto: on "
+                                "a GPU that supports it, fp32 elsewhere); losses and metrics "
+                                "stay fp32")
+    deterministic: bool = _f(True, "deterministic algorithms only (torch, cuBLAS, cuDNN): "
+                                   "the same run gives the same predictions on a GPU too")
     max_concurrent_folds: int = _f(0, "folds training at once; 0: as many as resources allow")
 
     def __post_init__(self):
@@ -50,6 +55,7 @@ class TrainConfig:
             (0 < self.scale_min <= self.scale_max, "need 0 < scale_min <= scale_max"),
             (self.use_gpu in ("auto", True, False), "use_gpu must be auto, true or false"),
             (self.cpus_per_fold >= 1, "cpus_per_fold must be >= 1"),
+            (self.precision in ("fp32", "bf16", "auto"), "precision must be fp32, bf16 or auto"),
             (0 < self.gpus_per_fold <= 1 or float(self.gpus_per_fold).is_integer(),
              "gpus_per_fold must be a fraction in (0, 1] or a whole number"),
         ]

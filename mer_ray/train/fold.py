@@ -22,8 +22,15 @@ from ..metrics import scores
 from ..model import MERLoss, MERNet
 from ..model.inputs import clips_to_tensor
 from ..model.losses import inverse_freq_weights
+from ..provenance import device_name
 from .augment import augment_clips
-from .build import TrunkMismatch, build_model, frozen_fingerprint, trunk_fingerprint
+from .build import (
+    TrunkMismatch,
+    build_model,
+    frozen_fingerprint,
+    set_determinism,
+    trunk_fingerprint,
+)
 from .config import ExperimentConfig, TrainConfig
 from .job import FoldJob, FoldRecord, FoldResult, Predictions
 
@@ -142,11 +149,14 @@ def _trainable_state(net: MERNet) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict(net: MERNet, data: FoldInputs, name: str):
+def predict(net: MERNet, data: FoldInputs, name: str, amp: torch.dtype | None = None):
     net.eval()
     keys, labels, probs = [], [], []
+    device = next(net.parameters()).device
     for inp, y, k in data.batches(name):
-        probs.append(torch.softmax(net(**inp)["logits"].float(), -1).cpu())
+        with _autocast(amp, device):
+            logits = net(**inp)["logits"]
+        probs.append(torch.softmax(logits.float(), -1).cpu())
         labels.append(y.cpu())
         keys += k
     if not keys:
@@ -185,16 +195,44 @@ def _keeps_training(st: dict, tc: TrainConfig) -> bool:
     return st["epoch"] < tc.max_epochs and st["bad_epochs"] < tc.patience
 
 
-def _train_epoch(net: MERNet, opt, loss_fn: MERLoss, data: FoldInputs, epoch: int) -> dict:
+def autocast_dtype(precision: str, device) -> torch.dtype | None:
+    """The dtype forward passes autocast to: bf16 when asked (or, with "auto", on a GPU that
+    supports it), None for plain fp32."""
+    device = torch.device(device)
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def _autocast(dtype: torch.dtype | None, device):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def _fp32(out: dict) -> dict:
+    """Network outputs in fp32: losses and metrics are computed in full precision."""
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in out.items()}
+
+
+def _train_epoch(net: MERNet, opt, loss_fn: MERLoss, data: FoldInputs, epoch: int,
+                 amp: torch.dtype | None = None) -> dict:
     net.train()
     sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
     targets = data.target_inputs(epoch) if "target" in data else None
+    device = next(net.parameters()).device
     for inp, y, _ in data.batches("train", epoch):
-        out = net(**inp)
-        tout = None
-        if targets is not None:
-            with norm_statistics_frozen(net):  # target clips never shape the statistics
-                tout = net(**next(targets))
+        with _autocast(amp, device):
+            out = net(**inp)
+            tout = None
+            if targets is not None:
+                with norm_statistics_frozen(net):  # target clips never shape the statistics
+                    tout = net(**next(targets))
+        if amp is not None:
+            out, tout = _fp32(out), (_fp32(tout) if tout is not None else None)
         parts = loss_fn(out, y, target=tout)
         opt.zero_grad(set_to_none=True)
         parts["total"].backward()
@@ -205,12 +243,13 @@ def _train_epoch(net: MERNet, opt, loss_fn: MERLoss, data: FoldInputs, epoch: in
     return {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}
 
 
-def _select(net: MERNet, data: FoldInputs, st: dict, row: dict, classes: list[int]) -> None:
+def _select(net: MERNet, data: FoldInputs, st: dict, row: dict, classes: list[int],
+            amp: torch.dtype | None = None) -> None:
     """Model selection on validation UF1 only; without validation subjects the last epoch."""
     if "val" not in data:
         st.update(best_epoch=row["epoch"], best=_trainable_state(net))
         return
-    _, vy, vp = predict(net, data, "val")
+    _, vy, vp = predict(net, data, "val", amp)
     val = scores(vy, vp.argmax(1), classes)
     row.update(val_uf1=val.uf1, val_uar=val.uar)
     if val.uf1 > st["best_uf1"]:
@@ -231,6 +270,8 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
     """
     t_start = time.perf_counter()
     exp, tc = job.experiment, job.experiment.train
+    set_determinism(tc.deterministic)
+    amp = autocast_dtype(tc.precision, device)
     classes = list(range(len(job.class_names)))
     net = _build_checked(job).to(device)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=tc.lr)
@@ -252,8 +293,8 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
 
     while _keeps_training(st, tc):
         t0 = time.perf_counter()
-        row = _train_epoch(net, opt, loss_fn, data, st["epoch"])
-        _select(net, data, st, row, classes)
+        row = _train_epoch(net, opt, loss_fn, data, st["epoch"], amp)
+        _select(net, data, st, row, classes, amp)
         row["seconds"] = time.perf_counter() - t0
         st["history"].append(row)
         st["epoch"] += 1
@@ -269,18 +310,18 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
         train_subjects=list(job.split.train), epochs_run=st["epoch"],
         best_epoch=st["best_epoch"], best_val_uf1=st["best_uf1"],
         stopped_early=st["bad_epochs"] >= tc.patience, history=st["history"], seconds=0.0,
-        device=str(device), pretrained=net.pretrained, weights_source=net.encoder.weights_source,
+        device=device_name(device), pretrained=net.pretrained, weights_source=net.encoder.weights_source,
         cache_trunk=tc.cache_trunk, augmented=tc.augment and not tc.cache_trunk,
         trunk_tokens=job.token_fingerprint[:16] if job.token_fingerprint else None,
         attempts=st["attempts"], adaptation_clips="target" in job.sources,
-        extra=dict(job.extra))
+        precision=str(amp).replace("torch.", "") if amp else "fp32", extra=dict(job.extra))
     predictions, weights = None, b""
     if job.predicts_test:
         # The single look at the test subject, with the best-validation weights.
         data.readers["test"] = job.sources["test"].reader(job.columns)
         if tc.cache_trunk:
             data.cached["test"] = data._encode("test")
-        keys, ty, tp = predict(net, data, "test")
+        keys, ty, tp = predict(net, data, "test", amp)
         test = scores(ty, tp.argmax(1), classes)
         record.test_uf1, record.test_uar, record.n_test = test.uf1, test.uar, len(keys)
         predictions = Predictions(keys, ty.tolist(), tp.tolist())

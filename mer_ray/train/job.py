@@ -124,6 +124,7 @@ class FoldRecord:
     trunk_tokens: str | None
     attempts: list[dict]
     adaptation_clips: bool
+    precision: str = "fp32"  # what forward passes ran in (fp32, or bfloat16 autocast)
     test_uf1: float | None = None
     test_uar: float | None = None
     n_test: int = 0

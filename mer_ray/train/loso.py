@@ -57,7 +57,11 @@ class LosoSetup:
 
 
 def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Path,
-              name: str | None = None, max_folds: int | None = None) -> LosoSetup:
+              name: str | None = None, max_folds: int | None = None,
+              identity: dict | None = None) -> LosoSetup:
+    """The folds of a run and its folder; a folder that holds another run (other configuration,
+    other clips, or another ``identity``: e.g. a nested search's space and budget) is
+    refused."""
     shards = str(Path(shards).resolve())
     meta = read_prepare_meta(shards)
     folds = loso_splits(subject_labels(shards), exp.train.val_subjects, exp.train.seed)
@@ -70,7 +74,8 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
               "folds": [f.test for f in folds],
               # what a model trained here needs at prediction time (mer-ray checkpoint)
               "class_names": meta["class_names"], "preprocess": meta.get("config"),
-              **{k: meta.get(k) for k in ("dataset", "protocol", "synthetic")}}
+              **{k: meta.get(k) for k in ("dataset", "protocol", "synthetic")},
+              **({"identity": identity} if identity else {})}
     if storage.exists(name, "experiment.json"):
         old = json.loads(storage.read_bytes(name, "experiment.json"))
         if old["config_hash"] != exp.hash() or old["shards"] != shards:
@@ -78,6 +83,11 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
                 f"{storage.path(name)} holds a run with config {old['config_hash']} on "
                 f"{old['shards']}; this one is {exp.hash()} on {shards}. Use another --name "
                 f"or remove that folder.")
+        if old.get("identity") != identity:
+            raise ExperimentMismatch(
+                f"{storage.path(name)} holds a run of another kind or search "
+                f"({old.get('identity')}); this one is {identity}. Use another --name or "
+                f"remove that folder.")
         if old.get("shards_id") != meta.get("shards_id"):
             raise ExperimentMismatch(
                 f"{storage.path(name)} holds a run on {shards} as it was when aligned from "

@@ -9,8 +9,8 @@ import polars as pl
 
 from ..console import show
 from ..data.adapters.megc import source_dataset
-from ..metrics import loso_scores, scores
-from ..provenance import code_version
+from ..metrics import bootstrap_interval, loso_scores, scores
+from ..provenance import code_version, provenance
 from .job import FoldRecord, fold_done, read_result
 from .loso import LosoSetup
 
@@ -31,6 +31,15 @@ def collect(setup: LosoSetup) -> tuple[pl.DataFrame, list[FoldRecord]]:
                          "label_name": names[y], "prediction": pred,
                          "prediction_name": names[pred], "probabilities": p})
     return pl.DataFrame(rows), folds
+
+
+def subject_predictions(storage, name: str) -> dict[str, tuple[list[int], list[int]]]:
+    """A stored run's (true labels, predicted labels) per test subject."""
+    import io
+
+    preds = pl.read_parquet(io.BytesIO(storage.read_bytes(name, "predictions.parquet")))
+    return {s: (g["label"].to_list(), g["prediction"].to_list())
+            for (s,), g in preds.group_by("subject", maintain_order=True)}
 
 
 def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
@@ -58,6 +67,11 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
                  preds.filter(pl.col("fold") == f.test_subject)["prediction"].to_list())
                 for f in folds]
     m = loso_scores(per_fold, classes)
+    by_subject = {s: (g["label"].to_list(), g["prediction"].to_list())
+                  for (s,), g in preds.group_by("subject", maintain_order=True)} \
+        if preds.height else {}
+    ci = bootstrap_interval(by_subject, classes, seed=setup.exp.train.seed) if by_subject \
+        else None
     pretrained = sorted({f.pretrained for f in folds})
     cache = setup.exp.train.cache_trunk
     summary = {
@@ -72,6 +86,10 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
         "metrics": {
             "primary": "aggregate: UF1/UAR over all folds' predictions concatenated",
             "uf1": m["aggregate"]["uf1"], "uar": m["aggregate"]["uar"],
+            # 95 % percentile bootstrap over test subjects of the aggregate figures
+            "uf1_ci95": ci["uf1"] if ci else None, "uar_ci95": ci["uar"] if ci else None,
+            "bootstrap": {k: ci[k] for k in ("resamples", "seed", "unit", "level")}
+            if ci else None,
             "per_fold_mean_uf1": m["per_fold_mean"]["uf1"],
             "per_fold_mean_uar": m["per_fold_mean"]["uar"],
             "per_class_recall": {setup.class_names[int(c)]: r
@@ -96,11 +114,14 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
         "config_hash": setup.exp.hash(),
         "seed": setup.exp.train.seed,
         "code_version": code_version(),
+        "provenance": provenance(setup.exp.model.backbone_weights, [f.device for f in folds]),
         "pretrained": pretrained[0] if len(pretrained) == 1 else pretrained,
         "weights_source": folds[0].weights_source if folds else None,
         "augmentation": "none: trained from cached frozen-trunk tokens" if cache else
                         ("flip + affine on training clips" if setup.exp.train.augment else "none"),
         "control_shuffled_labels": setup.exp.train.shuffle_labels,
+        # True when the configuration was chosen by a search that saw these test subjects
+        "search_informed": False,
         "shards": setup.shards,
         "data": {k: setup.data_meta.get(k) for k in ("root", "config", "clips", "per_class")},
         **(extra or {}),
@@ -109,6 +130,10 @@ def summarise(setup: LosoSetup, extra: dict | None = None) -> dict:
     setup.storage.write_atomic(json.dumps(summary, indent=1).encode(), setup.name,
                                "summary.json")
     return summary
+
+
+def _interval(ci) -> str:
+    return f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
 
 
 def print_summary(summary: dict, where: str) -> None:
@@ -125,8 +150,15 @@ def print_summary(summary: dict, where: str) -> None:
         flags.append("backbone NOT pretrained")
     if summary["control_shuffled_labels"]:
         flags.append("CONTROL: training labels shuffled")
+    if summary.get("search_informed"):
+        flags.append("SEARCH-INFORMED: its test subjects helped choose the configuration, "
+                     "report the nested figure instead")
+    if summary.get("nested"):
+        flags.append("nested search: each fold's configuration chosen without its subject")
     show(["figure", "UF1", "UAR"],
          [("all folds' predictions (primary)", f"{m['uf1']:.4f}", f"{m['uar']:.4f}"),
+          ("  95 % interval (bootstrap over test subjects)", _interval(m.get("uf1_ci95")),
+           _interval(m.get("uar_ci95"))),
           ("mean over folds", f"{m['per_fold_mean_uf1']:.4f}",
            f"{m['per_fold_mean_uar']:.4f}")],
          title=f"LOSO, {summary['n_folds']} folds, {summary['n_clips']} test clips"

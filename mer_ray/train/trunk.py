@@ -3,7 +3,9 @@
 With ``train.cache_trunk`` the patch embedding and the blocks before the LoRA blocks never
 change, and every fold builds the same trunk (same seed, same weights), so every fold would
 compute the same tokens for the same clip. ``ensure_trunk_tokens`` computes them once, in a Ray
-Data pass over the clip shards (actors holding a fold's resources), and writes::
+Data pass over the clip shards (actors holding a fold's resources), or, when the whole pass is
+a few seconds of compute, in this process (starting encoder actors would cost more than the
+pass: on the 2-core demo, 22 s against 3 s), and writes::
 
     SHARDS/trunk/<fingerprint>/subject=006/*.parquet   subject, clip, label_id,
                                                        tokens (T, L, D) float16
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,20 +84,58 @@ def read_marker(root: Path) -> dict | None:
         return None
 
 
+# Passes estimated below this many floating-point operations run in this process (about 10 s
+# on a 2-core CPU: the demo's 4.6e11 took 4.8 s here, its Ray Data pass 18 s).
+HERE_MAX_FLOPS = 1e12
+
+
+def pass_flops(shards: str | Path, exp: ExperimentConfig, net) -> float:
+    """Rough cost of encoding every clip: frames x tokens x trunk blocks x 24 D^2."""
+    meta = read_prepare_meta(shards)
+    frames = meta.get("clips", 0) * meta.get("config", {}).get("frames", 8)
+    tokens = 1 + (exp.model.image_size // 14) ** 2
+    dim = net.encoder.vit.embed_dim
+    return float(frames * tokens * net.encoder.split * 24 * dim * dim)
+
+
+def encode_here(shards: str | Path, net, out: Path, device) -> None:
+    """The token pass in this process: each subject's clips in batches of ``BATCH``, written
+    as the Ray Data pass writes them (one folder per subject)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..data.shards import SubjectReader, subject_dir
+
+    net = net.to(device).eval()
+    for subject in shard_subjects(shards):
+        reader = SubjectReader(clips_root(shards), (subject,), CLIP_COLUMNS)
+        clips, labels, tokens = [], [], []
+        for batch in reader.iter_batches(batch_size=BATCH):
+            clips += list(batch["clip"])
+            labels += [int(y) for y in batch["label_id"]]
+            tokens.append(encode_frames(net, batch["frames"], device))
+        tokens = np.concatenate(tokens)
+        table = pa.table({"clip": clips, "label_id": pa.array(labels, pa.int64()),
+                          "tokens": pa.FixedShapeTensorArray.from_numpy_ndarray(tokens)})
+        folder = subject_dir(out, subject)
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, folder / "part-0.parquet")
+
+
 def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: int,
                         use_gpu: bool = False, slots: int = 1,
-                        compute: bool = True) -> tuple[Path, str] | None:
+                        compute: bool = True, where: str = "auto") -> tuple[Path, str] | None:
     """(token folder, trunk fingerprint) for these shards and this configuration's trunk,
-    computing the tokens if no finished folder exists (Ray must then be initialised). With
-    ``compute=False``, None when there is no finished folder."""
-    import ray.data
-
+    computing the tokens if no finished folder exists. ``where``: "ray" (a Ray Data pass;
+    Ray must be initialised), "here" (this process), or "auto" ("here" for a pass of at most
+    ``HERE_MAX_FLOPS``). With ``compute=False``, None when there is no finished folder."""
     from ..provenance import code_version
 
     if not exp.model.trunk_frozen:
         raise ValueError("finetune='full' trains the whole backbone: there is no frozen trunk "
                          "to share")
-    fingerprint = trunk_fingerprint(build_model(exp, num_classes))
+    net = build_model(exp, num_classes)
+    fingerprint = trunk_fingerprint(net)
     shards_id = read_prepare_meta(shards).get("shards_id")
     root = token_root(shards, fingerprint)
     marker = read_marker(root)
@@ -107,26 +148,46 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     partial = root.with_name(f"{root.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)  # an unfinished pass (no marker)
-    tc = exp.train
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    clips = ray_dataset(clips_root(shards), shard_subjects(shards))
-    tokens = clips.select_columns(list(CLIP_COLUMNS), num_cpus=0).map_batches(
-        TrunkEncoder, batch_size=BATCH, batch_format="numpy",
-        fn_constructor_kwargs={"experiment": exp.to_dict(), "num_classes": num_classes,
-                               "threads": tc.cpus_per_fold, "use_gpu": use_gpu,
-                               "fingerprint": fingerprint},
-        num_cpus=tc.cpus_per_fold, num_gpus=1 if use_gpu else 0,
-        resources=tc.fold_resources or None, concurrency=(1, max(1, slots)))
-    tokens.write_parquet(str(partial), partition_cols=["subject"])
+    if where == "auto":
+        where = "here" if pass_flops(shards, exp, net) <= HERE_MAX_FLOPS else "ray"
+    if where == "here":
+        encode_here(shards, net, partial,
+                    torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"))
+    else:
+        ray_pass(shards, exp, num_classes, use_gpu, slots, fingerprint, partial)
     partial.rename(root)
     import pyarrow.parquet as pq
 
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
     (root / MARKER).write_text(json.dumps({
         "fingerprint": fingerprint, "clips": n, "shards": str(Path(shards).resolve()),
-        "shards_id": shards_id,
+        "shards_id": shards_id, "computed": where,
         "backbone": exp.model.backbone, "image_size": exp.model.image_size,
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
     }, indent=1))
     return root, fingerprint
+
+
+def ray_pass(shards, exp: ExperimentConfig, num_classes: int, use_gpu: bool, slots: int,
+             fingerprint: str, out: Path) -> None:
+    """The token pass as Ray Data actors holding a fold's resources, up to ``slots`` of them."""
+    import ray.data
+
+    tc = exp.train
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    clips = ray_dataset(clips_root(shards), shard_subjects(shards))
+    with warnings.catch_warnings():
+        # max_restarts has no named parameter (yet): the remote-args hook is the way to it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tokens = clips.select_columns(list(CLIP_COLUMNS), num_cpus=0).map_batches(
+            TrunkEncoder, batch_size=BATCH, batch_format="numpy",
+            fn_constructor_kwargs={"experiment": exp.to_dict(), "num_classes": num_classes,
+                                   "threads": tc.cpus_per_fold, "use_gpu": use_gpu,
+                                   "fingerprint": fingerprint},
+            num_cpus=tc.cpus_per_fold, num_gpus=tc.gpus_per_fold if use_gpu else 0,
+            resources=tc.fold_resources or None,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, slots)),
+            # a lost encoder fails the pass (rerun whole), never restarts half-way
+            ray_remote_args_fn=lambda: {"max_restarts": 0})
+    tokens.write_parquet(str(out), partition_cols=["subject"])
