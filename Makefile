@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RAY_TMPDIR ?= /tmp/merray
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +15,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: a LOSO on the synthetic default set (no --data-root), then its report.
 demo: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)
-	$(BIN)/python experiments/loso_samm.py --config experiments/configs/demo.yaml \
+	$(BIN)/mer-ray train --config experiments/configs/demo.yaml \
 		--workdir data/demo --storage-path data/demo/results --name demo
 	$(BIN)/mer-ray report data/demo/results --out data/demo/report
 
+# Every tier: unit, Ray and end-to-end tests (CI runs this).
 test: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)
+	$(BIN)/python -m pytest -q -m ""
+
+# The unit tier only: no Ray, seconds.
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

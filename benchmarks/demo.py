@@ -3,7 +3,7 @@ synthetic sets that took no part in choosing them.
 
     python benchmarks/demo.py [--workdir /tmp/merdemo] [--eval-seeds 20 21 22]
 
-Runs ``experiments/loso_samm.py`` with ``experiments/configs/demo.yaml`` in a fresh work folder:
+Runs ``mer-ray train`` with ``experiments/configs/demo.yaml`` in a fresh work folder:
 
 - ``demo``: exactly what ``make demo`` runs, on the default set (seed 0), its wall time
   including rendering the set, aligning it, the shared trunk tokens, training and the report;
@@ -35,14 +35,14 @@ from mer_ray.console import show  # noqa: E402
 
 
 def run(workdir: Path, name: str, extra: list[str], report: bool = False) -> tuple[float, dict]:
-    cmd = [sys.executable, "experiments/loso_samm.py", "--config", "experiments/configs/demo.yaml",
+    cmd = [sys.executable, "-m", "mer_ray", "train", "--config", "experiments/configs/demo.yaml",
            "--workdir", str(workdir), "--storage-path", str(workdir / "results"), "--name", name,
            *extra]
     start = time.perf_counter()
     with open(workdir / f"{name}.log", "w") as log:
         subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
         if report:  # `make demo` ends by writing the report
-            subprocess.run([sys.executable, "-m", "mer_ray.cli", "report",
+            subprocess.run([sys.executable, "-m", "mer_ray", "report",
                             str(workdir / "results"), "--out", str(workdir / "report")],
                            cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start

@@ -53,9 +53,10 @@ def sizes(cpu: bool) -> dict:
 
 
 def model_config(sz: dict, **kw):
-    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.config import ExperimentConfig
 
-    over = [f"model.backbone={sz['backbone']}", f"model.image_size={sz['size']}",
+    over = [f"model.backbone={sz['backbone']}", f"data.size={sz['size']}",
+            f"data.frames={sz['frames']}",
             "model.pretrained=false", "model.frame_feature=cls"]
     over += [f"{k.replace('__', '.')}={v}" for k, v in kw.items()]
     return ExperimentConfig().with_overrides(over)
@@ -64,7 +65,7 @@ def model_config(sz: dict, **kw):
 def step_memory_and_speed(sz: dict, device: torch.device) -> list[dict]:
     """Steps 1 and 2: peak memory of a training step and clips/s, per setting."""
     from mer_ray.model import MERLoss
-    from mer_ray.train.build import build_model
+    from mer_ray.model.build import build_model
     from mer_ray.train.fold import _autocast, _fp32
 
     rows = []
@@ -155,16 +156,18 @@ class GpuSampler:
 def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
     """Steps 3 and 4: the synthetic LOSO through Ray, one fold per GPU and four per GPU (twice,
     for determinism)."""
+    from mer_ray.config import DataConfig
     from mer_ray.data.synth import generate
-    from mer_ray.experiment import ensure_shards
-    from mer_ray.train.job import read_result
+    from mer_ray.experiments.data import ensure_shards
+    from mer_ray.records import read_result
     from mer_ray.train.loso import plan_loso, run_folds, shared_trunk
     from mer_ray.train.results import summarise
     from mer_ray.train.runner import fold_slots, wants_gpu
 
     generate(work / "synth", "samm", sz["subjects"], sz["clips"], "3class", seed=0,
              progress=False)
-    shards = ensure_shards("samm", work / "synth", "3class", sz["frames"], sz["size"], work,
+    shards = ensure_shards("samm", work / "synth", "3class",
+                           DataConfig(frames=sz["frames"], size=sz["size"]), work,
                            synthetic=True)
     rows, preds = [], {}
     for label, share in (("1 fold per GPU", 1.0), ("4 folds per GPU", 0.25),
@@ -196,8 +199,8 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
 
 def predict_latency(sz: dict, device: torch.device, repeats: int = 20) -> dict:
     """Step 5: model time per clip, eager and torch.export, on the device."""
-    from mer_ray.inference import ExportedMER
-    from mer_ray.train.build import build_model
+    from mer_ray.model.build import build_model
+    from mer_ray.serving.export import ExportedMER
 
     exp = model_config(sz)
     with warnings.catch_warnings():

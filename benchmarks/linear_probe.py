@@ -30,13 +30,14 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mer_ray.config import variant  # noqa: E402
 from mer_ray.console import show  # noqa: E402
 from mer_ray.data.manifest import build_manifest, included  # noqa: E402
 from mer_ray.data.prepare import PrepareConfig, prepare_clip  # noqa: E402
 from mer_ray.data.synth import generate  # noqa: E402
 from mer_ray.data.synth.render import RenderConfig  # noqa: E402
 from mer_ray.metrics import scores  # noqa: E402
-from mer_ray.model import MERNet, variant  # noqa: E402
+from mer_ray.model import MERNet  # noqa: E402
 from mer_ray.model.inputs import clips_to_tensor  # noqa: E402
 
 

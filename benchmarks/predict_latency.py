@@ -21,22 +21,18 @@ from pathlib import Path
 
 import torch
 
+from mer_ray.config import ExperimentConfig
 from mer_ray.console import show
 from mer_ray.data.align import AlignGeometry
 from mer_ray.data.manifest import build_manifest, included
 from mer_ray.data.prepare import PrepareConfig
 from mer_ray.data.synth import generate
 from mer_ray.data.synth.render import RenderConfig
-from mer_ray.inference import (
-    LoadedModel,
-    export_model,
-    load_exported,
-    make_checkpoint,
-    read_aligned_clip,
-)
 from mer_ray.model import MERNet
 from mer_ray.model.inputs import clips_to_tensor
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.serving.export import export_model, load_exported  # noqa: E402
+from mer_ray.serving.modelfile import LoadedModel, make_checkpoint  # noqa: E402
+from mer_ray.serving.predict import read_aligned_clip  # noqa: E402
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -27,11 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from mer_ray.config import load_experiment  # noqa: E402
 from mer_ray.console import show  # noqa: E402
 from mer_ray.data.synth import generate  # noqa: E402
-from mer_ray.experiment import SYNTH_SIZE, ensure_shards  # noqa: E402
-from mer_ray.train.config import load_experiment  # noqa: E402
-from mer_ray.train.job import read_result  # noqa: E402
+from mer_ray.data.synth.render import RenderConfig  # noqa: E402
+from mer_ray.experiments.data import SYNTH_INTENSITY, SYNTH_SIZE, ensure_shards  # noqa: E402
+from mer_ray.records import read_result  # noqa: E402
 from mer_ray.train.loso import plan_loso, run_folds, shared_trunk  # noqa: E402
 from mer_ray.train.results import summarise  # noqa: E402
 
@@ -55,21 +56,23 @@ def main() -> None:
 
     cpus = os.cpu_count() or 1
     if args.tiny:
-        exp = load_experiment(None, ["model.image_size=56", "model.pretrained=false",
+        exp = load_experiment(None, ["data.size=56", "data.frames=4", "model.pretrained=false",
                                      "train.max_epochs=3", "train.val_subjects=1",
                                      "train.batch_size=4", "train.cache_trunk=true"])
-        subjects, clips, frames = 4, 1, 4
+        subjects, clips, intensity = 4, 1, 1.0
     else:
         exp = load_experiment(REPO / "experiments" / "configs" / "demo.yaml")
-        (subjects, clips), frames = SYNTH_SIZE, 8
+        (subjects, clips), intensity = SYNTH_SIZE, SYNTH_INTENSITY
+    frames = exp.data.frames
     with tempfile.TemporaryDirectory(prefix="meroverhead-") as tmp:
         work = args.workdir or Path(tmp)
         if not (work / "synth" / "synth.json").is_file():
-            generate(work / "synth", "samm", subjects, clips, "3class", seed=0, progress=False)
+            generate(work / "synth", "samm", subjects, clips, "3class", seed=0, progress=False,
+                     render=RenderConfig(intensity=intensity))
         t = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         init_s = time.perf_counter() - t
-        shards = ensure_shards("samm", work / "synth", "3class", frames, exp.model.image_size,
+        shards = ensure_shards("samm", work / "synth", "3class", exp.data,
                                work, synthetic=True)
         timings = {}
         for label, local in (("plain loop", True), ("Ray", False)):
@@ -93,7 +96,7 @@ def main() -> None:
           ("Ray (Train workers, one per slot)", f"{ray_s:.1f}", rs, rf,
            f"{ray_sum['metrics']['uf1']:.3f}"),
           ("ratio Ray / plain", f"{ray_s / local_s:.2f}", "", "", "")],
-         title=f"{len(local_sum['folds'])}-fold LOSO, S={exp.model.image_size}, T={frames}, "
+         title=f"{len(local_sum['folds'])}-fold LOSO, S={exp.data.size}, T={frames}, "
                f"{exp.train.max_epochs} epochs max, {cpus} CPUs, random-init backbone "
                f"({'tiny' if args.tiny else 'demo settings'})")
     print(f"Ray start-up (call to first fold start, once per run): {ray_start:.1f} s; "

@@ -15,8 +15,9 @@ import warnings
 
 import torch
 
+from mer_ray.config import variant
 from mer_ray.console import show
-from mer_ray.model import LossConfig, MERLoss, MERNet, variant
+from mer_ray.model import LossConfig, MERLoss, MERNet
 
 
 def steps_per_second(net, loss_fn, batch_input, labels, steps, cached):

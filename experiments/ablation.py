@@ -6,23 +6,19 @@
 Rows (cumulative, as in Table 6): baseline = frozen DinoV2, mean over frames, fusion head;
 +LoRA; +LoRA +SFA; +LoRA +DGAT; all three. Table A2: all three with DGAT's LSTM removed.
 Without --data-root it runs on a synthetic CASME II-layout set and says so.
+
+The same as `mer-ray grid ablation ...`: every option of `mer-ray grid --help`.
 """
 
 import sys
 from pathlib import Path
 
+# Under `ray job submit --working-dir .` the package arrives with the job, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.experiment import grid_main  # noqa: E402
-
-ROWS = [
-    ("baseline", ["model.finetune=frozen", "model.use_sfa=false", "model.use_dgat=false"]),
-    ("+LoRA", ["model.use_sfa=false", "model.use_dgat=false"]),
-    ("+LoRA+SFA", ["model.use_dgat=false"]),
-    ("+LoRA+DGAT", ["model.use_sfa=false"]),
-    ("all (LoRA+SFA+DGAT)", []),
-    ("all, DGAT without LSTM (A2)", ["model.use_lstm=false"]),
-]
+from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    grid_main("casme2", __doc__, ROWS, "ablation", "Ablation, Table 6 / A2 layout")
+    code = main(["grid", "ablation", *sys.argv[1:]])
+    if code:
+        sys.exit(code)

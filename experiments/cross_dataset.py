@@ -8,14 +8,19 @@ without and with domain adaptation (unlabelled target clips in the consistency t
 A dataset given no --root is a synthetic set in its layout, seeded differently per dataset
 (SAMM 0, CASME II 1, SMIC 2), so the two sides of a transfer are different sets; the table says
 when the data were synthetic. Early stopping uses validation subjects drawn from the source only.
+
+The same as `mer-ray transfer ...`: every option of `mer-ray transfer --help`.
 """
 
 import sys
 from pathlib import Path
 
+# Under `ray job submit --working-dir .` the package arrives with the job, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.experiment import cross_main  # noqa: E402
+from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    cross_main(__doc__)
+    code = main(["transfer", *sys.argv[1:]])
+    if code:
+        sys.exit(code)

@@ -7,6 +7,8 @@
 --data-root holds part_A/spNO.*/<recording>/color/ (or data/part_A/...) and the label sheet
 cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx. Without --data-root it runs on a synthetic
 CAS(ME)^3-layout set and says so.
+
+The same as `mer-ray train --dataset casme3 ...`: every option of `mer-ray train --help`.
 """
 
 import sys
@@ -15,7 +17,9 @@ from pathlib import Path
 # Under `ray job submit --working-dir .` the package arrives with the job, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.experiment import main  # noqa: E402
+from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    main("casme3", __doc__)
+    code = main(["train", "--dataset", "casme3", *sys.argv[1:]])
+    if code:
+        sys.exit(code)

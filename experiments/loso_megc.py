@@ -11,6 +11,8 @@ over each dataset's part.
 organisers' combined_3class_gt.csv, which then decides membership and labels. Without
 --data-root it runs on a synthetic composite (three synthetic sets in the three layouts) and
 says so.
+
+The same as `mer-ray train --dataset megc ...`: every option of `mer-ray train --help`.
 """
 
 import sys
@@ -19,7 +21,9 @@ from pathlib import Path
 # Under `ray job submit --working-dir .` the package arrives with the job, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.experiment import main  # noqa: E402
+from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    main("megc", __doc__)
+    code = main(["train", "--dataset", "megc", *sys.argv[1:]])
+    if code:
+        sys.exit(code)

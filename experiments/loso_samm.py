@@ -4,6 +4,8 @@
     ray job submit --working-dir . -- python experiments/loso_samm.py --data-root /shared/SAMM
 
 Without --data-root it runs on a synthetic SAMM-layout set and says so.
+
+The same as `mer-ray train --dataset samm ...`: every option of `mer-ray train --help`.
 """
 
 import sys
@@ -12,7 +14,9 @@ from pathlib import Path
 # Under `ray job submit --working-dir .` the package arrives with the job, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.experiment import main  # noqa: E402
+from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    main("samm", __doc__)
+    code = main(["train", "--dataset", "samm", *sys.argv[1:]])
+    if code:
+        sys.exit(code)

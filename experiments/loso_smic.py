@@ -3,6 +3,8 @@
     python experiments/loso_smic.py --data-root /data/SMIC
 
 Without --data-root it runs on a synthetic SMIC-layout set and says so.
+
+The same as `mer-ray train --dataset smic ...`: every option of `mer-ray train --help`.
 """
 
 import sys
@@ -11,7 +13,9 @@ from pathlib import Path
 # Under `ray job submit --working-dir .` the package arrives with the job, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.experiment import main  # noqa: E402
+from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    main("smic", __doc__)
+    code = main(["train", "--dataset", "smic", *sys.argv[1:]])
+    if code:
+        sys.exit(code)

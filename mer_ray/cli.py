@@ -1,37 +1,180 @@
-"""The ``mer-ray`` command: one subcommand per pipeline step.
+"""The ``mer-ray`` command (also ``python -m mer_ray``): every job from one front door.
 
-    mer-ray synth     write a synthetic dataset in a real dataset's format
-    mer-ray manifest  one row per annotated clip, with exclusion reasons
-    mer-ray prepare   align faces and write Parquet shards (Ray Data)
+Data:
+    mer-ray synth       write a synthetic dataset in a real dataset's format
+    mer-ray manifest    one row per annotated clip, with exclusion reasons
+    mer-ray prepare     align faces and write Parquet shards (Ray Data)
+Experiments:
+    mer-ray train       a LOSO run, from a dataset root, from prepared shards, or on the
+                        synthetic default
+    mer-ray grid        a grid of LOSO runs: ablation, sensitivity, lora-vs-full, or a YAML file
+    mer-ray transfer    cross-dataset transfer, with and without domain adaptation (Table 5)
+    mer-ray sweep       hyper-parameter search: nested LOSO (default) or flat
+    mer-ray report      Markdown (and LaTeX / CSV tables) + PNG figures from stored results
+    mer-ray config      every configuration field with its default and help; --show: the
+                        resolved configuration and its hash
+Models:
     mer-ray model-info  parameters, GFLOPs and peak memory per model variant
-    mer-ray checkpoint  one self-contained model file from a LOSO run's fold
-    mer-ray predict   label a video or a folder of frames, optionally with an explanation PNG
-    mer-ray export    the whole model as a torch.export (.pt2) file that needs only torch
-    mer-ray report    Markdown + PNG figures from run folders and experiment grids
+    mer-ray checkpoint  one self-contained model file from a run's fold
+    mer-ray predict     label a video or a folder of frames, optionally with an explanation PNG
+    mer-ray export      the whole model as a torch.export (.pt2) file that needs only torch
+
+Errors print one line naming the file or setting and what to do, and exit 2 (``--debug``
+shows the traceback); Ctrl+C exits 130, leaving runs and searches resumable.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
 
+from .config import (
+    VARIANTS,
+    ExperimentConfig,
+    config_fields,
+    load_experiment,
+    variant,
+)
 from .console import show
 from .data.adapters import DATASETS
+from .data.annotations import AnnotationError
+from .data.frames import FrameError
 from .data.labels import ALL_PROTOCOLS as PROTOCOLS
+from .data.labels import protocols_of
+from .data.synth.layouts import LAYOUTS
+
+# Heavy modules (torch, Ray, the model) are imported inside the commands that use them: the
+# data commands, `config` and `--help` answer in a fraction of a second.
 
 
-def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
+# -- argument groups shared by the commands ----------------------------------------------------
+
+def _data_args(p: argparse.ArgumentParser, default: str | None = "samm",
+               synthetic: bool = True, shards: bool = False) -> None:
+    p.add_argument("--dataset", default=default, required=default is None, choices=DATASETS)
+    p.add_argument("--data-root", "--root", dest="data_root", type=Path, default=None,
+                   help="the dataset's folder" + ("; omitted: a synthetic set in the dataset's "
+                                                  "layout (said loudly)" if synthetic else ""))
+    if shards:
+        p.add_argument("--shards", type=Path, default=None,
+                       help="train on shards made by 'mer-ray prepare' (instead of "
+                            "--data-root); dataset and protocol come from their prepare.json")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
                    help="3class (every dataset), 5class (samm, casme2), 7class / 4class "
                         "(casme3)")
     p.add_argument("--annotations", type=Path, default=None,
-                   help="the annotation file, when it is not in --root or several versions "
-                        "are (SAMM, CASME II, CAS(ME)^3 sheets; MEGC: combined_3class_gt.csv)")
+                   help="the annotation file, when it is not in the data root or several "
+                        "versions are (SAMM, CASME II, CAS(ME)^3 sheets; MEGC: "
+                        "combined_3class_gt.csv)")
+    if synthetic:
+        g = p.add_argument_group("synthetic default (no --data-root)")
+        g.add_argument("--synthetic-subjects", type=int, default=None,
+                       help="subjects (the MEGC composite: per part); default 8 (MEGC: 3)")
+        g.add_argument("--synthetic-clips", type=int, default=4, help="clips per class "
+                                                                     "and subject")
+        g.add_argument("--synthetic-seed", type=int, default=0)
+        g.add_argument("--synthetic-intensity", type=float, default=None,
+                       help="scales every action-unit amplitude (default 1.5)")
+        g.add_argument("--synthetic-no-distractors", action="store_true",
+                       help="no blinks, head drift or flicker: only the expression moves")
+    p.add_argument("--workdir", type=Path, default=Path("data"),
+                   help="where synthetic sets and aligned shards are written")
 
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration ('mer-ray config' lists every field)")
+    g.add_argument("--config", type=Path, default=None,
+                   help="YAML with sections data, model, loss, train")
+    g.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=VALUE", help="override, e.g. model.lora_rank=16")
+    g.add_argument("--frames", type=int, default=None, help="T: the same as --set data.frames=T")
+    g.add_argument("--size", type=int, default=None, help="S: the same as --set data.size=S")
+
+
+def _run_args(p: argparse.ArgumentParser, seeds: bool = True) -> None:
+    g = p.add_argument_group("running")
+    g.add_argument("--storage-path", default="results",
+                   help="where runs are stored: a folder or a pyarrow URI (s3://...)")
+    g.add_argument("--name", default=None, help="run name (default: dataset-protocol-"
+                                                "confighash)")
+    g.add_argument("--max-folds", type=int, default=None, help="only the first N folds (smoke)")
+    g.add_argument("--local", action="store_true",
+                   help="train the folds one after another in this process instead of on Ray "
+                        "Train workers (the same predictions)")
+    if seeds:
+        g.add_argument("--seeds", type=int, default=1,
+                       help="repeat with this many training seeds (train.seed, +1, ...): mean "
+                            "+- std")
+    g.add_argument("--tracking", choices=("mlflow", "tensorboard"), default=None,
+                   help="log each fold's epochs and each run's summary (off by default)")
+    g.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI or TensorBoard folder (default: under the storage)")
+
+
+def experiment_config(args) -> ExperimentConfig:
+    overrides = list(args.overrides)
+    if getattr(args, "frames", None):
+        overrides.append(f"data.frames={args.frames}")
+    if getattr(args, "size", None):
+        overrides.append(f"data.size={args.size}")
+    return load_experiment(args.config, overrides)
+
+
+def _synthetic(args):
+    from .experiments.data import SYNTH_INTENSITY, SyntheticSet
+
+    return SyntheticSet(subjects=args.synthetic_subjects, clips=args.synthetic_clips,
+                        seed=args.synthetic_seed,
+                        intensity=SYNTH_INTENSITY if args.synthetic_intensity is None
+                        else args.synthetic_intensity,
+                        distractors=not args.synthetic_no_distractors)
+
+
+def _start_ray(args, command: str) -> None:
+    from .cluster import ensure_ray
+    from .experiments.data import driver_log
+
+    ensure_ray(log_file=driver_log(args.storage_path, args.workdir, command))
+
+
+def _check_protocol(args) -> None:
+    if args.protocol not in protocols_of(args.dataset):
+        raise ValueError(f"dataset {args.dataset!r} has no protocol {args.protocol!r} "
+                         f"(offered: {', '.join(protocols_of(args.dataset))})")
+
+
+def _shards_for(args, exp: ExperimentConfig) -> tuple[Path, dict]:
+    """(shards, what to record about the data) for train / grid / sweep."""
+    from .data.shards import read_prepare_meta
+    from .experiments.data import dataset_shards
+
+    if getattr(args, "shards", None):
+        if args.data_root is not None:
+            raise ValueError("give --shards or --data-root, not both")
+        meta = read_prepare_meta(args.shards)
+        return args.shards, {"data_root": meta.get("root")}
+    _check_protocol(args)
+    root, shards = dataset_shards(args.dataset, args.data_root, args.protocol, exp.data,
+                                  args.workdir, _synthetic(args), annotations=args.annotations)
+    return shards, {"data_root": str(root)}
+
+
+def _options(args, extra: dict):
+    from .experiments.loso import RunOptions
+
+    return RunOptions(storage_path=args.storage_path, max_folds=args.max_folds,
+                      local=args.local, seeds=getattr(args, "seeds", 1),
+                      tracking=args.tracking, tracking_uri=args.tracking_uri, extra=extra)
+
+
+def _command(args) -> dict:
+    return {"command": ["mer-ray", *args.argv]}
+
+
+# -- data --------------------------------------------------------------------------------------
 
 def _manifest_tables(manifest) -> None:
     from .data.manifest import annotation_files, summary_counts
@@ -54,7 +197,7 @@ def cmd_synth(args) -> int:
     res = generate(args.out, args.layout, args.subjects, args.clips_per_class, args.protocol,
                    args.seed, args.preview,
                    RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
-                                 distractors=not args.no_distractors))
+                                distractors=not args.no_distractors))
     per_class = Counter(c.label for c in res.clips)
     show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
          title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {args.subjects} "
@@ -66,11 +209,18 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _need_root(args) -> Path:
+    if args.data_root is None:
+        raise ValueError(f"mer-ray {args.command} needs --data-root (the dataset's folder)")
+    return args.data_root
+
+
 def cmd_manifest(args) -> int:
     from .data.manifest import build_manifest
 
-    m = build_manifest(args.dataset, args.root, args.protocol, annotations=args.annotations,
-                       check_frames=not args.no_frame_check)
+    _check_protocol(args)
+    m = build_manifest(args.dataset, _need_root(args), args.protocol,
+                       annotations=args.annotations, check_frames=not args.no_frame_check)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     m.write_parquet(args.out)
     _manifest_tables(m)
@@ -83,45 +233,182 @@ def cmd_manifest(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .cluster import ensure_ray
-    from .data.align import AlignGeometry
     from .data.labels import class_names
     from .data.manifest import build_manifest, read_manifest
-    from .data.prepare import PrepareConfig, prepare_shards
+    from .data.prepare import prepare_shards
     from .data.synth import is_synthetic
+    from .experiments.data import prepare_config
 
-    cfg = PrepareConfig(frames=args.frames, size=args.size,
-                        geometry=AlignGeometry(eye_y=args.eye_y, inter_ocular=args.inter_ocular))
+    exp = experiment_config(args)
+    _check_protocol(args)
+    root = _need_root(args)
     if args.manifest:
         manifest = read_manifest(args.manifest)
     else:
-        manifest = build_manifest(args.dataset, args.root, args.protocol,
+        manifest = build_manifest(args.dataset, root, args.protocol,
                                   annotations=args.annotations)
-    ensure_ray()
+    ensure_ray(log_file=args.out / "logs" / "prepare.log")
     res = prepare_shards(
-        manifest, args.out, cfg, class_names=class_names(args.dataset, args.protocol),
-        workers=args.workers, overwrite=args.overwrite,
+        manifest, args.out, prepare_config(exp.data),
+        class_names=class_names(args.dataset, args.protocol), workers=args.workers,
+        overwrite=args.overwrite,
         extra_meta={"dataset": args.dataset, "protocol": args.protocol,
-                    "root": str(args.root), "synthetic": is_synthetic(args.root)},
+                    "root": str(Path(root).resolve()), "synthetic": is_synthetic(root),
+                    "annotations": str(args.annotations.resolve()) if args.annotations
+                    else None},
     )
     show(["class", "clips"], sorted(res.per_class.items()) + [("total", res.clips)],
-         title=f"shards in {res.out / 'clips'}")
+         title=f"shards in {res.out / 'clips'} (T={exp.data.frames}, S={exp.data.size})")
     if res.rejected.height:
         counts = Counter(zip(res.rejected["stage"].to_list(), res.rejected["reason"].to_list()))
         show(["stage", "reason", "clips"], [(s, r, n) for (s, r), n in sorted(counts.items())],
              title=f"rejected clips (details in {res.out / 'rejected.parquet'})")
     rate = res.frames_aligned / res.seconds if res.seconds else 0.0
     print(f"{res.frames_aligned} frames aligned in {res.seconds:.1f} s ({rate:.1f} frames/s)")
+    print(f"train on them: mer-ray train --shards {args.out}"
+          + (f" --frames {exp.data.frames}" if exp.data.frames != 8 else "")
+          + (f" --size {exp.data.size}" if exp.data.size != 224 else ""))
     if args.strict and res.rejected.height:
         print("--strict: some clips were rejected (see the table above)", file=sys.stderr)
         return 3
     return 0
 
 
+# -- experiments -------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from .experiments.loso import train
+
+    exp = experiment_config(args)
+    _start_ray(args, "train")
+    shards, data = _shards_for(args, exp)
+    train(exp, shards, _options(args, {**_command(args), **data}), args.name)
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from .experiments.grid import accounting, grid_spec, lora_vs_full_table, run_grid
+
+    base = experiment_config(args)
+    rows, prefix, title = grid_spec(args.grid, *([args.values] if args.values else []))
+    extras = accounting(base, rows) if prefix == "lora_vs_full" else None
+    _start_ray(args, "grid")
+    shards, data = _shards_for(args, base)
+    out = run_grid(base, shards, _options(args, {**_command(args), **data}), rows, prefix,
+                   title, args.name, extras)
+    if extras:
+        lora_vs_full_table(out)
+    return 0
+
+
+def cmd_transfer(args) -> int:
+    from .experiments.data import SYNTH_SEEDS, dataset_shards
+    from .experiments.transfer import run_cross
+
+    if args.protocol != "3class":
+        raise ValueError("cross-dataset transfer uses the 3-class protocol (one label space)")
+    roots = {}
+    for item in args.data_roots:
+        key, _, path = item.partition("=")
+        if key not in DATASETS or not path:
+            raise ValueError(f"--data-root {item!r}: expected DATASET=PATH with DATASET in "
+                             f"{', '.join(DATASETS)}")
+        roots[key] = Path(path)
+    targets = args.targets or ["casme2", "smic"]
+    if args.source in targets:
+        raise ValueError("a target must differ from the source")
+    conditions = {"both": [False, True], "none": [False], "adapt": [True]}[args.conditions]
+    exp = experiment_config(args)
+    _start_ray(args, "transfer")
+
+    def shards(ds, annotations=None):
+        return dataset_shards(ds, roots.get(ds), "3class", exp.data, args.workdir,
+                              _synthetic(args), seed=SYNTH_SEEDS.get(ds, 0),
+                              annotations=annotations)
+
+    src_root, src = shards(args.source, args.annotations)
+    target_shards, target_roots = {}, {}
+    for target in targets:
+        target_roots[target], target_shards[target] = shards(target)
+    run_cross(exp, args.source, src, target_shards, conditions, args.storage_path, args.name,
+              args.local, {**_command(args), "source_root": str(src_root),
+                           "target_roots": {k: str(v) for k, v in target_roots.items()}})
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .experiments.loso import run_loso
+    from .experiments.sweep import SweepInterrupted, read_space, run_sweep, tune_space
+    from .train.loso import plan_loso
+
+    space = read_space(args.space)  # a bad space fails before any work
+    exp = experiment_config(args)
+    _start_ray(args, "sweep")
+    shards, data = _shards_for(args, exp)
+    extra = {**_command(args), **data}
+    if not args.flat:
+        from .experiments.nested import nested_record, plan_nested, run_nested
+        from .train.results import print_summary, summarise
+
+        plan = plan_nested(shards, exp, args.storage_path, args.name, space, args.trials,
+                           args.inner_folds, args.max_folds)
+        try:
+            run_nested(plan)
+        except SweepInterrupted as stopped:
+            print(stopped, file=sys.stderr)
+            return 130
+        summary = summarise(plan.setup, {**extra, "nested": nested_record(plan)})
+        print_summary(summary, plan.setup.storage.path(plan.setup.name))
+        return 0
+    name = args.name or f"sweep-{Path(shards).name}-{exp.hash()}"
+    setup = plan_loso(shards, exp, args.storage_path, name)
+    try:
+        best, table = run_sweep(setup, tune_space(space), args.num_samples, args.sweep_folds,
+                                args.asha, args.study_db, exp.train.seed)
+    except SweepInterrupted as stopped:
+        # never a pick from a partial search: the state is saved, the same command resumes
+        print(stopped, file=sys.stderr)
+        return 130
+    show(list(table.columns), table.rows(),
+         title=f"sweep {name}: objective = mean validation UF1 over the sweep folds")
+    print(f"best configuration: {best}")
+    if not args.no_final:
+        record = json.loads(setup.storage.read_bytes(name, "sweep.json"))
+        run_loso(exp.with_values(best), shards, _options(args, extra), f"{name}-best",
+                 {"sweep": name, "best_params": best, "search_informed": True,
+                  "search_subjects": record["search_subjects"]})
+    return 0
+
+
+def cmd_config(args) -> int:
+    if args.show or args.config or args.overrides or args.frames or args.size:
+        import yaml
+
+        exp = experiment_config(args)
+        print(yaml.safe_dump(exp.to_dict(), sort_keys=False).rstrip())
+        print(f"# config hash: {exp.hash()}")
+        return 0
+    rows = [(f["key"], f["type"], json.dumps(f["default"]), f["help"]) for f in config_fields()]
+    show(["field", "type", "default", "help"], rows,
+         title=f"{len(rows)} configuration fields: set them in a YAML file (--config, sections "
+               f"data / model / loss / train) or with --set section.field=value")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    report = write_report(args.paths, args.out, tuple(args.format.split(",")))
+    print(f"report: {report} (figures in {report.parent / 'figures'})")
+    return 0
+
+
+# -- models ------------------------------------------------------------------------------------
+
 def cmd_model_info(args) -> int:
     from dataclasses import replace
 
     from .model.accounting import model_stats
-    from .model.config import variant
 
     names = args.variant or ["full", "full_finetune"]
     rows = []
@@ -142,7 +429,7 @@ def cmd_model_info(args) -> int:
 
 
 def cmd_checkpoint(args) -> int:
-    from .inference import checkpoint_from_run, save_checkpoint
+    from .serving.modelfile import checkpoint_from_run, save_checkpoint
 
     ckpt = checkpoint_from_run(args.run, args.fold, args.backbone_weights)
     out = save_checkpoint(ckpt, args.out)
@@ -157,14 +444,13 @@ def cmd_checkpoint(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import json
-
-    from .inference import load_checkpoint, predict_clip
+    from .serving.modelfile import load_checkpoint
+    from .serving.predict import predict_clip
 
     model = load_checkpoint(args.checkpoint)
     result, clip = predict_clip(model, args.input, args.onset, args.offset)
     if args.explain:
-        from .explain import attributions, explain_figure, summary_values
+        from .serving.explain import attributions, explain_figure, summary_values
 
         att = attributions(model.net, clip["frames"])
         title = (f"{Path(args.input).name} frames {result['span'][0]}..{result['span'][1]}: "
@@ -194,7 +480,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .inference import export_model, load_checkpoint
+    from .serving.export import export_model
+    from .serving.modelfile import load_checkpoint
 
     model = load_checkpoint(args.checkpoint)
     res = export_model(model, args.out, batch_max=args.max_batch)
@@ -207,19 +494,12 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    from .report import write_report
-
-    report = write_report(args.paths, args.out)
-    print(f"report: {report} (figures in {report.parent / 'figures'})")
-    return 0
-
+# -- the parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.synth.layouts import LAYOUTS
-
     parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic micro-expression dataset")
@@ -237,30 +517,109 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("manifest", help="list annotated clips with exclusion reasons")
-    _add_dataset_args(p)
+    _data_args(p, default=None, synthetic=False)
     p.add_argument("--out", required=True, type=Path, help="manifest.parquet to write")
     p.add_argument("--no-frame-check", action="store_true",
                    help="read the annotations only (frames not yet on disk)")
-    p.add_argument("--strict", action="store_true", help="exit non-zero if any clip is excluded")
+    p.add_argument("--strict", action="store_true", help="exit 3 if any clip is excluded")
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("prepare", help="align faces and write Parquet shards with Ray Data")
-    _add_dataset_args(p)
+    _data_args(p, default=None, synthetic=False)
+    _config_args(p)
     p.add_argument("--out", required=True, type=Path, help="shard folder to write")
     p.add_argument("--manifest", type=Path, default=None,
                    help="use this manifest instead of building one")
-    p.add_argument("--frames", type=int, default=8, help="T, frames sampled per clip")
-    p.add_argument("--size", type=int, default=224, help="S, aligned size (multiple of 14)")
-    p.add_argument("--eye-y", type=float, default=0.38, help="eye height, fraction of S")
-    p.add_argument("--inter-ocular", type=float, default=0.32, help="eye distance, fraction of S")
     p.add_argument("--workers", type=int, default=None,
                    help="concurrent Ray Data tasks (default: all CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
-    p.add_argument("--strict", action="store_true", help="exit non-zero if any clip is rejected")
+    p.add_argument("--strict", action="store_true", help="exit 3 if any clip is rejected")
     p.set_defaults(func=cmd_prepare)
 
+    p = sub.add_parser("train", help="a LOSO run (the synthetic default without a data root)")
+    _data_args(p, shards=True)
+    _config_args(p)
+    _run_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("grid", help="a grid of LOSO runs in the paper's table layout")
+    p.add_argument("grid", help="ablation | sensitivity | lora-vs-full | FILE.yaml (rows of "
+                                "{label, set: [section.field=value, ...]})")
+    p.add_argument("--values", type=float, nargs="+", default=None,
+                   help="sensitivity: the lambda values (default 0 0.05 0.1 0.3 0.5 1)")
+    _data_args(p, default="casme2", shards=True)
+    _config_args(p)
+    _run_args(p)
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("transfer", help="cross-dataset transfer (Table 5)")
+    p.add_argument("--source", default="samm", choices=DATASETS)
+    p.add_argument("--target", dest="targets", action="append", default=None,
+                   choices=DATASETS, help="repeatable; default: casme2 and smic")
+    p.add_argument("--data-root", "--root", dest="data_roots", action="append", default=[],
+                   metavar="DATASET=PATH",
+                   help="a dataset's folder, e.g. casme2=/data/CASME2 (repeatable); a dataset "
+                        "without one is a synthetic set seeded differently per dataset")
+    p.add_argument("--conditions", default="both", choices=("both", "none", "adapt"),
+                   help="without adaptation, with it, or both")
+    p.add_argument("--protocol", default="3class", choices=("3class",))
+    p.add_argument("--annotations", type=Path, default=None,
+                   help="the source's annotation file, when it is not in its folder")
+    p.add_argument("--workdir", type=Path, default=Path("data"))
+    g = p.add_argument_group("synthetic sets (datasets without --data-root)")
+    g.add_argument("--synthetic-subjects", type=int, default=None)
+    g.add_argument("--synthetic-clips", type=int, default=4)
+    g.add_argument("--synthetic-seed", type=int, default=0, help="(each dataset's own seed "
+                                                                 "is used)")
+    g.add_argument("--synthetic-intensity", type=float, default=None)
+    g.add_argument("--synthetic-no-distractors", action="store_true")
+    _config_args(p)
+    _run_args(p, seeds=False)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("sweep", help="hyper-parameter search: nested LOSO (default) or flat")
+    _data_args(p, shards=True)
+    _config_args(p)
+    _run_args(p, seeds=False)
+    s = p.add_argument_group("search")
+    s.add_argument("--space", type=Path,
+                   default=Path(__file__).resolve().parent.parent / "experiments" / "configs"
+                   / "sweep_space.yaml", help="search space YAML (section.field: {type, ...})")
+    s.add_argument("--trials", type=int, default=8,
+                   help="nested: configurations each outer fold's search tries")
+    s.add_argument("--inner-folds", type=int, default=2,
+                   help="nested: inner folds each configuration is scored on")
+    s.add_argument("--flat", action="store_true",
+                   help="one search on a few folds, then a LOSO with the pick (its figures are "
+                        "search-informed)")
+    s.add_argument("--num-samples", type=int, default=16, help="--flat: trials")
+    s.add_argument("--sweep-folds", type=int, default=3, help="--flat: folds each trial trains")
+    s.add_argument("--asha", action="store_true", help="--flat: stop weak trials early (ASHA)")
+    s.add_argument("--study-db", default=None,
+                   help="--flat: keep the Optuna study in this SQLite file (optuna-dashboard)")
+    s.add_argument("--no-final", action="store_true",
+                   help="--flat: skip the best configuration's LOSO")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="Markdown (+ LaTeX / CSV tables) and PNG figures")
+    p.add_argument("paths", nargs="+",
+                   help="run folders, grid files (ablation.json, ...), or folders or URIs "
+                        "holding them")
+    p.add_argument("--out", type=Path, default=Path("report"), help="report folder to write")
+    p.add_argument("--format", default="md",
+                   help="comma-separated: md (always), latex, csv: the paper-layout tables "
+                        "also as LaTeX tabular / CSV files under OUT/tables/")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("config", help="every configuration field, or a resolved configuration")
+    p.add_argument("--show", action="store_true",
+                   help="print the configuration that --config / --set resolve to, and its "
+                        "hash")
+    _config_args(p)
+    p.set_defaults(func=cmd_config)
+
     p = sub.add_parser("model-info", help="parameters, GFLOPs per clip and peak memory")
-    p.add_argument("--variant", action="append", default=None,
+    p.add_argument("--variant", action="append", default=None, choices=list(VARIANTS),
                    help="a model variant (repeatable; default: full and full_finetune)")
     p.add_argument("--backbone", default="vit_small_patch14_dinov2",
                    choices=("vit_small_patch14_dinov2", "vit_base_patch14_dinov2"))
@@ -271,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_model_info)
 
     p = sub.add_parser("checkpoint", help="a self-contained model file from a LOSO run's fold")
-    p.add_argument("run", help="the run folder (or URI) a loso_*.py script wrote")
+    p.add_argument("run", help="the run folder (or URI) 'mer-ray train' wrote")
     p.add_argument("--fold", default=None,
                    help="test subject of the fold to take (default: best validation UF1)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
@@ -295,25 +654,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help=".pt2 file to write")
     p.add_argument("--max-batch", type=int, default=256, help="largest batch the file accepts")
     p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("report", help="Markdown + PNG figures from stored results")
-    p.add_argument("paths", nargs="+",
-                   help="run folders, grid files (ablation.json, ...) or folders holding them")
-    p.add_argument("--out", type=Path, default=Path("report"), help="report folder to write")
-    p.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data.annotations import AnnotationError
-    from .data.frames import FrameError
+    """Run one command; returns its exit status (0, 2 on an error, 3 for --strict, 130 when
+    interrupted)."""
+    from .experiments.sweep import SweepInterrupted
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"mer-ray {args.command}: interrupted; running the same command again resumes",
+              file=sys.stderr)
+        return 130
+    except SweepInterrupted as stopped:
+        print(f"mer-ray {args.command}: {stopped}", file=sys.stderr)
+        return 130
     except (AnnotationError, FrameError, FileNotFoundError, FileExistsError, ValueError,
-            OSError) as exc:
+            RuntimeError, OSError) as exc:
+        if args.debug:
+            raise
         print(f"mer-ray {args.command}: error: {exc}", file=sys.stderr)
+        if isinstance(exc, RuntimeError):
+            print("(run with --debug for the traceback; Ray's messages are in the log files "
+                  "named above)", file=sys.stderr)
         return 2
 
 

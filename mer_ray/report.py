@@ -2,7 +2,8 @@
 
 Inputs are run folders (holding ``summary.json``), grid files (``ablation.json``,
 ``sensitivity.json``, ``lora_vs_full.json``, ``cross.json``, a sweep's best run...) or folders
-holding either; folders are searched recursively. The report has:
+holding either, local or behind a pyarrow URI (s3://, gs://, file://): they are read through
+the storage layer. Folders are searched recursively. The report has:
 
 - a header saying whether any backbone was randomly initialised and any data synthetic;
 - a table comparing every run (UF1/UAR over all folds' predictions, the primary figure, and the
@@ -16,25 +17,100 @@ holding either; folders are searched recursively. The report has:
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
 import polars as pl
+import pyarrow.fs as pafs
+
+from .storage import Storage
 
 
-def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path], list[Path]]:
-    """(run folders, grid files, sweep files) under ``paths``, each once, in a stable order."""
+class Node:
+    """A file or folder of stored results, local or behind a pyarrow URI (s3://...): the
+    report reads through the storage layer, as the runs were written."""
+
+    def __init__(self, storage: Storage, path: str):
+        self.storage, self.path = storage, path.rstrip("/")
+
+    def __truediv__(self, name: str) -> Node:
+        return Node(self.storage, f"{self.path}/{name}")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Node) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __str__(self) -> str:
+        return self.path if self.storage.local_path() else \
+            f"{self.storage.uri.rstrip('/')}/{self.path[len(self.storage.root):].lstrip('/')}"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0]
+
+    @property
+    def parent(self) -> Node:
+        return Node(self.storage, self.path.rsplit("/", 1)[0])
+
+    def _info(self):
+        return self.storage.fs.get_file_info(self.path)
+
+    def exists(self) -> bool:
+        return self._info().type != pafs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        return self._info().type == pafs.FileType.File
+
+    def read_bytes(self) -> bytes:
+        with self.storage.fs.open_input_stream(self.path) as fh:
+            return fh.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def read_parquet(self) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(self.read_bytes()))
+
+    def files(self, suffix: str) -> list[Node]:
+        """Every file below this folder whose name ends with ``suffix``, in a stable order."""
+        sel = pafs.FileSelector(self.path, recursive=True)
+        return sorted((Node(self.storage, i.path) for i in self.storage.fs.get_file_info(sel)
+                       if i.type == pafs.FileType.File and i.path.endswith(suffix)),
+                      key=lambda n: n.path)
+
+
+def _node(path: str | Path) -> Node:
+    """A local path or a URI as a Node (the storage opened at its folder)."""
+    text = str(path)
+    if "://" in text:
+        fs, inner = pafs.FileSystem.from_uri(text)
+        return Node(Storage(fs, inner, text), inner)
+    local = str(Path(text).expanduser().resolve())
+    return Node(Storage(pafs.LocalFileSystem(), local, local), local)
+
+
+def find_inputs(paths: list[str | Path]) -> tuple[list[Node], list[Node], list[Node]]:
+    """(run folders, grid files, sweep files) under ``paths`` (folders, files or URIs), each
+    once, in a stable order."""
     runs, grids, sweeps = [], [], []
-    for p in map(Path, paths):
+    for given in paths:
+        p = _node(given)
         if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise FileNotFoundError(f"{given}: no such file or folder")
         if p.is_file():
             candidates = [p]
         else:
-            skip = {"folds", "train", "tune"}  # per-fold records and Ray's own files
-            candidates = [c for c in sorted(p.rglob("*.json"))
-                          if not skip & set(c.relative_to(p).parts[:-1])]
+            skip = {"folds", "train", "tune", "search", "logs", "mlruns", "tensorboard"}
+            candidates = [c for c in p.files(".json")
+                          if not skip & set(c.path[len(p.path):].split("/")[:-1])]
             candidates = [c for c in candidates if c.name == "summary.json"] + \
                 [c for c in candidates if c.name != "summary.json"]
         for c in candidates:
@@ -44,7 +120,7 @@ def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path], list[P
             elif c.name == "sweep.json":
                 if c not in sweeps:
                     sweeps.append(c)
-            elif c.suffix == ".json" and c not in grids and _is_grid(c):
+            elif c.name.endswith(".json") and c not in grids and _is_grid(c):
                 grids.append(c)
     if not runs and not grids and not sweeps:
         raise FileNotFoundError(f"no results under {', '.join(map(str, paths))}: expected run "
@@ -53,7 +129,7 @@ def find_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path], list[P
     return runs, grids, sweeps
 
 
-def _is_grid(path: Path) -> bool:
+def _is_grid(path: Node) -> bool:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -61,7 +137,7 @@ def _is_grid(path: Path) -> bool:
     return isinstance(data, dict) and "grid" in data and isinstance(data.get("rows"), list)
 
 
-def load_runs(runs: list[Path]) -> pl.DataFrame:
+def load_runs(runs: list[Node]) -> pl.DataFrame:
     rows = []
     for r in runs:
         s = json.loads((r / "summary.json").read_text())
@@ -126,17 +202,63 @@ def fold_bars_png(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+class Bold(str):
+    """A table cell shown in bold (the best figure of a column)."""
+
+
+def _md(cell: str) -> str:
+    return f"**{cell}**" if isinstance(cell, Bold) else str(cell)
+
+
+def _table(header: list[str], rows: list[list[str]], export: list | None = None,
+           name: str | None = None) -> list[str]:
+    """A Markdown table; with ``export`` and ``name``, also kept for the LaTeX / CSV files."""
+    if export is not None and name:
+        export.append((name, header, rows))
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(r) + " |" for r in rows]]
+            *["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]]
 
 
 def _pct(v: float, best: bool, ci=None, std=None) -> str:
     text = f"{100 * v:.2f}"
     if std is not None:
         text += f" ± {100 * std:.2f}"
-    text = f"**{text}**" if best else text
-    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+    text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+    return Bold(text) if best else text
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "±": r"$\pm$", "→": r"$\rightarrow$"}
+
+
+def _latex_text(text: str) -> str:
+    text = str(text).replace("`", "")
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def latex_table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    """A LaTeX ``tabular`` (booktabs rules) with the best figures in bold."""
+    def cell(c):
+        return rf"\textbf{{{_latex_text(c)}}}" if isinstance(c, Bold) else _latex_text(c)
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_text(caption)}}}",
+             r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(_latex_text(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(header: list[str], rows: list[list[str]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows([[str(c).replace("`", "") for c in r] for r in rows])
+    return buf.getvalue()
 
 
 def _overlaps(a, b) -> str:
@@ -149,8 +271,10 @@ def _run_name(run) -> str:
     return ", ".join(f"`{r}`" for r in run) if isinstance(run, list) else f"`{run}`"
 
 
-def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
+def grid_section(grid: dict, source: Node, figures: Path,
+                 export: list | None = None) -> list[str]:
     rows = grid["rows"]
+    stem = _slug(source.stem)
     lines = [f"### {grid.get('title') or grid['grid']}", "", f"From `{source}`.", ""]
     if grid["grid"] == "cross_dataset":
         best_uf1 = max(r["uf1"] for r in rows)
@@ -159,7 +283,7 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
                         [[f"{r['source'].upper()} → {r['target'].upper()}",
                           "yes" if r["adaptation"] else "no", _pct(r["uf1"], r["uf1"] == best_uf1),
                           _pct(r["uar"], r["uar"] == best_uar), str(r["n_target_clips"])]
-                         for r in rows])
+                         for r in rows], export, stem)
         return lines + [""]
     best = {k: max(r[k] for r in rows) for k in ("uf1", "uar", "per_fold_mean_uf1",
                                                   "per_fold_mean_uar")}
@@ -175,7 +299,7 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
                       "(best)" if r is top else _overlaps(r.get("uf1_ci95"),
                                                           top.get("uf1_ci95")),
                       _run_name(r["run"])]
-                     for r in rows])
+                     for r in rows], export, stem)
     seeds = rows[0].get("seeds") if rows else None
     lines += ["", "Best in bold. All folds: UF1/UAR over every fold's predictions concatenated "
                   "(primary), with its 95 % bootstrap interval over test subjects; fold mean: "
@@ -202,7 +326,7 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
                           "-" if a["training_memory_mb"] is None
                           else f"{a['training_memory_mb']:.0f}",
                           "-" if a["peak_rss_mb"] is None else f"{a['peak_rss_mb']:.0f}"]
-                         for r, a in zip(rows, acc)])
+                         for r, a in zip(rows, acc)], export, f"{stem}_accounting")
         lines.append("")
     if grid["grid"] == "sensitivity":
         png = figures / f"{_slug(source.stem)}_curves.png"
@@ -211,7 +335,7 @@ def grid_section(grid: dict, source: Path, figures: Path) -> list[str]:
     return lines
 
 
-def sweep_section(path: Path) -> list[str]:
+def sweep_section(path: Node) -> list[str]:
     """A sweep: what it optimised, what it chose, which subjects it saw, and every trial."""
     sweep = json.loads(path.read_text())
     chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -227,7 +351,7 @@ def sweep_section(path: Path) -> list[str]:
     trials_file = path.parent / "trials.parquet"
     if not trials_file.is_file():
         return lines + [f"(no `{trials_file.name}` beside it)", ""]
-    trials = pl.read_parquet(trials_file).sort(
+    trials = trials_file.read_parquet().sort(
         [sweep["metric"], "trial_id"], descending=[True, False], nulls_last=True)
     params = list(sweep["best_params"])
     lines += _table(["trial", *params, "validation UF1", "folds done", "epochs", "error"],
@@ -267,7 +391,17 @@ def sensitivity_png(rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(paths: list[str | Path], out: str | Path) -> Path:
+FORMATS = ("md", "latex", "csv")
+
+
+def write_report(paths: list[str | Path], out: str | Path,
+                 formats: tuple[str, ...] = ("md",)) -> Path:
+    """report.md (always) and figures; with "latex" / "csv" in ``formats``, every paper-layout
+    table (the runs, each grid, Table 7's accounting) also as ``tables/<name>.tex`` / ``.csv``."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown report format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    export: list = []
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,7 +440,7 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
               f"{100 * r['fold_mean_uf1']:.2f}", f"{100 * r['fold_mean_uar']:.2f}",
               "yes" if r["pretrained"] else "NO", "YES" if r["synthetic"] else "no",
               f"`{r['config_hash']}`", f"`{r['code_version']}`"]
-             for r in table.iter_rows(named=True)])
+             for r in table.iter_rows(named=True)], export, "runs")
         lines.append("")
         if table["search_informed"].any():
             lines += ["**SEARCH-INFORMED**: the run's configuration was chosen by a search that "
@@ -317,7 +451,7 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
             slug = _slug(s["name"])
             confusion_png(s, figures / f"{slug}_confusion.png")
             fold_bars_png(s, figures / f"{slug}_folds.png")
-            preds = pl.read_parquet(r / "predictions.parquet")
+            preds = (r / "predictions.parquet").read_parquet()
             per_class = (preds.group_by("label_name").agg(
                 clips=pl.len(), correct=(pl.col("label") == pl.col("prediction")).sum())
                 .sort("label_name"))
@@ -359,11 +493,24 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
     if grid_data:
         lines += ["## Experiment grids", ""]
         for g, data in grid_data:
-            lines += grid_section(data, g, figures)
+            lines += grid_section(data, g, figures, export)
     if sweeps:
         lines += ["## Hyper-parameter sweeps", ""]
         for sw in sweeps:
             lines += sweep_section(sw)
+    written = []
+    for name, header, rows in export:
+        caption = f"{name}: UF1 / UAR in %, best in bold"
+        for fmt, suffix in (("latex", "tex"), ("csv", "csv")):
+            if fmt in formats:
+                path = out / "tables" / f"{name}.{suffix}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(latex_table(header, rows, caption) if fmt == "latex"
+                                else csv_table(header, rows))
+                written.append(path)
+    if written:
+        lines += ["## Tables for papers", "",
+                  *[f"- `{p.relative_to(out)}`" for p in written], ""]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report

@@ -13,6 +13,14 @@ keep_idle_workers(2)
 Path(os.environ["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that start Ray (the session's, through any fixture) are marked ``ray``: the default
+    run (``make test-fast``) leaves them out, ``make test`` runs everything."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One small local Ray for the whole test session (ray.init costs seconds here)."""
@@ -41,7 +49,8 @@ def synth_samm(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_shards(synth_samm, ray_session, tmp_path_factory):
     """Aligned shards of ``synth_samm`` at S=28, T=4: the LOSO and sweep tests' data."""
-    from mer_ray.experiment import ensure_shards
+    from mer_ray.config import DataConfig
+    from mer_ray.experiments.data import ensure_shards
 
-    return ensure_shards("samm", synth_samm, "3class", frames=4, size=28,
+    return ensure_shards("samm", synth_samm, "3class", DataConfig(frames=4, size=28),
                          workdir=tmp_path_factory.mktemp("loso_shards"), synthetic=True)

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from formats import CASME2_HEADER, casme2_sheet, samm_sheet, tiny_frames, video
 
 from mer_ray.cli import main as cli
 from mer_ray.data.annotations import AnnotationError, parse_frame, parse_subject
 from mer_ray.data.frames import frame_number, index_frames
 from mer_ray.data.manifest import build_manifest
+from tests.helpers.formats import CASME2_HEADER, casme2_sheet, samm_sheet, tiny_frames, video
 
 
 def _by_clip(m: pl.DataFrame) -> dict[str, dict]:
@@ -192,7 +192,7 @@ def test_cli_error_names_file(tmp_path, capsys):
 def test_casme3_frame_layout_and_recordings(tmp_path):
     """Part A as distributed: data/part_A/spNO.1/a/color/<index>.jpg (depth/ beside it), the
     label sheet in annotation/; a sheet 'J' found in folder 'j'; two clips in one recording."""
-    from formats import casme3_sheet
+    from tests.helpers.formats import casme3_sheet
 
     base = tmp_path / "casme3" / "data" / "part_A"
     tiny_frames(base / "spNO.1" / "a" / "color", [f"{n}.jpg" for n in range(100, 160)])

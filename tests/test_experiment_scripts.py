@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import write_config
+
+from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +42,8 @@ def test_ablation_grid(ray_session, tmp_path, monkeypatch, capsys):
     # the report: one section per run, the grid in the paper's layout with the best in bold
     from mer_ray.cli import main as cli
 
-    assert cli(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
+    assert cli(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"),
+                "--format", "md,latex,csv"]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "**SYNTHETIC**" in text and "**randomly initialised**" in text
     for r in grid["rows"]:
@@ -55,6 +57,14 @@ def test_ablation_grid(ray_session, tmp_path, monkeypatch, capsys):
     for line, r in zip(table, grid["rows"]):
         cell = line.split("|")[2].strip()
         assert cell.startswith("**") == (r["uf1"] == best), (cell, r["uf1"], best)
+    # the same table for papers: LaTeX tabular and CSV, best in bold in the LaTeX
+    tex = (tmp_path / "report" / "tables" / "ablation.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\textbf{" in tex and r"+LoRA+SFA" in tex
+    import csv
+
+    rows = list(csv.reader((tmp_path / "report" / "tables" / "ablation.csv").open()))
+    assert rows[0][0] == "row" and [r[0] for r in rows[1:]] == [r["row"] for r in grid["rows"]]
+    assert float(rows[1][1].split()[0]) == pytest.approx(100 * grid["rows"][0]["uf1"], abs=0.01)
 
 
 def test_sensitivity_curves(ray_session, tmp_path, monkeypatch):
@@ -121,3 +131,43 @@ def test_megc_composite_loso_scores_each_dataset(ray_session, tmp_path, monkeypa
     text = write_report([tmp_path / "runs"], tmp_path / "report").read_text()
     assert "Composite (MEGC convention)" in text
     assert f"| smic | 1 | 3 | {100 * per['smic']['uf1']:.2f} |" in text
+
+
+def test_script_and_its_cli_twin_predict_the_same(ray_session, tmp_path, monkeypatch):
+    """experiments/loso_samm.py and `mer-ray train --dataset samm` are one door: the same
+    options give the same predictions."""
+    import polars as pl
+
+    from mer_ray.cli import main as cli
+
+    run_script("loso_samm.py", tmp_path, monkeypatch, "--name", "script")
+    args = ["train", "--dataset", "samm", "--config", str(tmp_path / "tiny.yaml"), "--workdir",
+            str(tmp_path / "w"), "--storage-path", str(tmp_path / "runs"), "--frames", "4",
+            "--max-folds", "1", "--synthetic-subjects", "3", "--synthetic-clips", "1",
+            "--local", "--name", "cli"]
+    assert cli(args) == 0
+    a = pl.read_parquet(tmp_path / "runs" / "script" / "predictions.parquet")
+    b = pl.read_parquet(tmp_path / "runs" / "cli" / "predictions.parquet")
+    assert a.height > 0 and a.equals(b)
+
+
+def test_synth_prepare_then_train_on_the_shards(ray_session, tmp_path, capsys):
+    """The README's pipeline: mer-ray synth, mer-ray prepare --out X, mer-ray train --shards X;
+    a run whose data section disagrees with the shards' T and S is refused."""
+    from mer_ray.cli import main as cli
+
+    write_config(tmp_path / "tiny.yaml")
+    assert cli(["synth", "--out", str(tmp_path / "syn"), "--layout", "casme2", "--subjects", "3",
+                "--clips-per-class", "1", "--seed", "4"]) == 0
+    assert cli(["prepare", "--dataset", "casme2", "--data-root", str(tmp_path / "syn"),
+                "--out", str(tmp_path / "shards"), "--frames", "4", "--size", "28"]) == 0
+    assert "mer-ray train --shards" in capsys.readouterr().out
+    train = ["train", "--shards", str(tmp_path / "shards"), "--config", str(tmp_path / "tiny.yaml"),
+             "--storage-path", str(tmp_path / "runs"), "--local", "--max-folds", "1"]
+    assert cli(train + ["--name", "fromshards"]) == 0
+    summary = json.loads((tmp_path / "runs" / "fromshards" / "summary.json").read_text())
+    assert summary["dataset"] == "casme2" and summary["n_folds"] == 1
+    assert summary["config"]["data"]["frames"] == 4 and summary["config"]["data"]["size"] == 28
+    capsys.readouterr()
+    assert cli(train + ["--frames", "8", "--name", "mismatch"]) == 2
+    assert "prepared with T=4, S=28" in capsys.readouterr().err

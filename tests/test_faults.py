@@ -12,11 +12,17 @@ import time
 
 import psutil
 import pytest
-from resume import committed_epoch, no_partial_files, reference, same_predictions, wait_for
-from tiny import FAULT, TINY
 
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig
 from mer_ray.train.loso import plan_loso, run_folds
+from tests.helpers.resume import (
+    committed_epoch,
+    no_partial_files,
+    reference,
+    same_predictions,
+    wait_for,
+)
+from tests.helpers.tiny import FAULT, TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from formats import casme2_sheet, casme3_sheet, megc_gt, samm_sheet
 
 from mer_ray.data.adapters.megc import source_dataset
 from mer_ray.data.annotations import AnnotationError, file_sha256
 from mer_ray.data.labels import THREE_CLASSES, class_names, protocol
 from mer_ray.data.manifest import annotation_files, build_manifest, included
+from tests.helpers.formats import casme2_sheet, casme3_sheet, megc_gt, samm_sheet
 
 SAMM_EMOTIONS = {"Anger": 57, "Contempt": 12, "Happiness": 26, "Surprise": 15, "Other": 26,
                  "Disgust": 9, "Fear": 8, "Sadness": 6}

@@ -6,11 +6,11 @@ import json
 import polars as pl
 import polars.testing  # noqa: F401
 import pytest
-from tiny import TINY as BASE
 
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig
 from mer_ray.train.loso import ExperimentMismatch, completed_folds, plan_loso, run_folds
 from mer_ray.train.results import summarise
+from tests.helpers.tiny import TINY as BASE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

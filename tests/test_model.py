@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mer_ray.model import VARIANTS, LossConfig, MERLoss, MERNet, ModelConfig, from_dict, variant
-from mer_ray.model.config import load_yaml
+from mer_ray.config import VARIANTS, from_dict, load_yaml, variant
+from mer_ray.model import LossConfig, MERLoss, MERNet, ModelConfig
 from mer_ray.model.dgat import FrameGraphAttention
 from mer_ray.model.encoder import SplitQKV, WeightsError
 from mer_ray.model.losses import koleo
@@ -274,7 +274,7 @@ def test_config_from_dict_and_yaml(tmp_path):
 
 
 def test_overrides_read_exponent_floats():
-    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.config import ExperimentConfig
 
     exp = ExperimentConfig().with_overrides(["train.lr=1e-3", "loss.lambda1=0"])
     assert exp.train.lr == 1e-3 and isinstance(exp.train.lr, float)
@@ -378,9 +378,9 @@ class Tokens:
 
 
 def test_bf16_autocast_trains_and_fp32_stays_exact():
+    from mer_ray.config import ExperimentConfig
     from mer_ray.model import MERLoss as Loss
-    from mer_ray.train.build import build_model
-    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.model.build import build_model
     from mer_ray.train.fold import FoldInputs, _train_epoch, autocast_dtype
 
     cpu = torch.device("cpu")
@@ -415,7 +415,7 @@ def test_target_clips_never_move_the_batch_statistics():
     """Domain adaptation with onset-relative input: the unlabelled target clips' forward pass
     inside a training step leaves BatchNorm's running statistics as the source batches set
     them (the target's forward uses them, never updates them)."""
-    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.config import ExperimentConfig
     from mer_ray.train.fold import FoldInputs, _train_epoch
 
     exp = ExperimentConfig().with_overrides(["model.image_size=56", "model.pretrained=false",
@@ -423,7 +423,7 @@ def test_target_clips_never_move_the_batch_statistics():
                                              "train.cache_trunk=true", "train.batch_size=4"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from mer_ray.train.build import build_model
+        from mer_ray.model.build import build_model
 
         net = build_model(exp, C)
     readers = {"train": Tokens(8, 1.0, 0), "target": Tokens(8, 50.0, 1)}

@@ -18,18 +18,19 @@ NODES, FOLDS = 2, 6
 
 @pytest.fixture(scope="module")
 def six_subject_shards(ray_session, tmp_path_factory):
+    from mer_ray.config import DataConfig
     from mer_ray.data.synth import generate
-    from mer_ray.experiment import ensure_shards
+    from mer_ray.experiments.data import ensure_shards
 
     root = tmp_path_factory.mktemp("six")
     generate(root / "synth", "samm", subjects=FOLDS, clips_per_class=1, protocol="3class",
              seed=2, progress=False)
-    return ensure_shards("samm", root / "synth", "3class", frames=4, size=28, workdir=root,
+    return ensure_shards("samm", root / "synth", "3class", DataConfig(frames=4, size=28), root,
                          synthetic=True)
 
 
 def test_folds_packed_on_gpu_nodes(six_subject_shards, tmp_path):
-    script = Path(__file__).with_name("multinode_loso.py")
+    script = Path(__file__).parent / "helpers" / "multinode_loso.py"
     log = tmp_path / "driver.log"
     with open(log, "w") as sink:  # a pipe nobody reads can fill up and block the driver
         proc = subprocess.run([sys.executable, str(script), str(six_subject_shards),

@@ -11,11 +11,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from tiny import write_config
 
-from mer_ray.nested import plan_nested, run_nested
-from mer_ray.sweep import read_space
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig
+from mer_ray.experiments.nested import plan_nested, run_nested
+from mer_ray.experiments.sweep import read_space
+from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent

@@ -9,20 +9,20 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from tiny import TINY
 
 from mer_ray.cli import main as cli
+from mer_ray.config import ExperimentConfig
 from mer_ray.data.frames import index_frames, read_frames
-from mer_ray.explain import PANELS
-from mer_ray.inference import (
+from mer_ray.serving.explain import PANELS
+from mer_ray.serving.modelfile import (
     CheckpointError,
     checkpoint_from_run,
     load_checkpoint,
-    predict_clip,
     save_checkpoint,
 )
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.serving.predict import predict_clip
 from mer_ray.train.loso import plan_loso, run_folds
+from tests.helpers.tiny import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -10,18 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mer_ray.cli import main as cli
-from mer_ray.data.folds import (
-    FoldSplit,
-    LeakageError,
-    fold_datasets,
-    loso_splits,
-    shard_subjects,
-    subject_labels,
-)
+from mer_ray.data.folds import FoldSplit, LeakageError, loso_splits
 from mer_ray.data.frames import index_frames
 from mer_ray.data.labels import class_names
 from mer_ray.data.manifest import build_manifest, included
 from mer_ray.data.prepare import PrepareConfig, prepare_clip, prepare_shards
+from mer_ray.data.shards import SubjectReader, clips_root, shard_subjects, subject_labels
 from mer_ray.data.synth import generate
 
 pytestmark = pytest.mark.ray
@@ -67,12 +61,15 @@ def test_fold_reader_disjoint_and_pruned(shards):
     assert [f.test for f in folds] == ["006", "007", "008"]
     assert folds == loso_splits(labels, n_val=1, seed=0)  # seeded
     for split in folds:
-        data = fold_datasets(out, split)
-        seen = {name: {r["subject"] for r in ds.select_columns(["subject"]).take_all()}
-                for name, ds in
-                (("train", data.train), ("val", data.val), ("test", data.test))}
+        # each split reads its own subjects' partitions only
+        readers = {name: SubjectReader(clips_root(out), subjects, ["subject", "clip"])
+                   for name, subjects in (("train", split.train), ("val", split.val),
+                                          ("test", (split.test,)))}
+        seen = {name: set(r.columns["subject"]) for name, r in readers.items()}
         assert seen == {"train": set(split.train), "val": set(split.val), "test": {split.test}}
-        assert data.test.count() == 3
+        assert len(readers["test"]) == 3
+        with pytest.raises(FileNotFoundError, match="nobody"):
+            SubjectReader(clips_root(out), ("nobody",))
 
 
 def test_overlapping_subjects_refused():

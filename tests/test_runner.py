@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from tiny import TINY
 
+from mer_ray.config import ExperimentConfig, TrainConfig
+from mer_ray.records import STATE, FoldRecord, Predictions
 from mer_ray.storage import open_storage
-from mer_ray.train.config import ExperimentConfig, TrainConfig
-from mer_ray.train.job import STATE, FoldRecord, Predictions, SplitSource
+from mer_ray.train.job import SplitSource
 from mer_ray.train.loso import fold_job, plan_loso
 from mer_ray.train.runner import (
     FoldFailed,
@@ -21,6 +21,7 @@ from mer_ray.train.runner import (
     run_local,
     slots_for,
 )
+from tests.helpers.tiny import TINY
 
 EXP = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=3", "train.patience=3"])
 

@@ -7,11 +7,11 @@ import shutil
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from tiny import TINY, write_config
 
-from mer_ray.sweep import load_space, run_sweep, sweep_folds
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig
+from mer_ray.experiments.sweep import load_space, run_sweep, sweep_folds
 from mer_ray.train.loso import plan_loso
+from tests.helpers.tiny import TINY, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

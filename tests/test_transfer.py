@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import write_config
 
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig
+from mer_ray.experiments.transfer import plan_transfer, run_transfer, transfer_job
 from mer_ray.train.fold import fit_fold
-from mer_ray.transfer import plan_transfer, run_transfer, transfer_job
+from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def test_target_labels_cannot_steer_training(cross):
     """The same adaptation run with the target's labels withheld or scrambled two ways: the
     training history and the learnt weights are identical."""
     exp = ExperimentConfig().with_overrides([f"{k}={v}" for k, v in [
-        ("model.image_size", 28), ("model.pretrained", "false"), ("model.sfa_dim", 32),
+        ("data.size", 28), ("data.frames", 4), ("model.pretrained", "false"), ("model.sfa_dim", 32),
         ("model.dgat_dim", 32), ("model.fusion_dim", 32), ("train.max_epochs", 2),
         ("train.val_subjects", 1), ("train.batch_size", 4), ("train.cache_trunk", "true")]])
     w = cross / "w"

@@ -8,17 +8,17 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from tiny import TINY
 
+from mer_ray.config import ExperimentConfig
 from mer_ray.data.folds import FoldSplit
 from mer_ray.data.prepare import PrepareConfig, prepare_shards
 from mer_ray.data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader, clips_root
+from mer_ray.model.build import TrunkMismatch, build_model
 from mer_ray.model.inputs import clips_to_tensor
-from mer_ray.train.build import TrunkMismatch, build_model
-from mer_ray.train.config import ExperimentConfig
 from mer_ray.train.fold import fit_fold
 from mer_ray.train.job import FoldJob, SplitSource
 from mer_ray.train.trunk import ensure_trunk_tokens
+from tests.helpers.tiny import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 EXP = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true"])

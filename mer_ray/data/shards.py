@@ -52,6 +52,24 @@ def read_prepare_meta(shards: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def check_prepared(shards: str | Path, data) -> dict:
+    """prepare.json of shards a run is about to train on; shards prepared with another T, S or
+    alignment geometry than ``data`` (a ``config.DataConfig``) are refused."""
+    meta = read_prepare_meta(shards)
+    made = meta.get("config", {})
+    geometry = made.get("geometry", {})
+    have = (made.get("frames"), made.get("size"), geometry.get("eye_y"),
+            geometry.get("inter_ocular"))
+    want = (data.frames, data.size, data.eye_y, data.inter_ocular)
+    if have != want:
+        raise ValueError(
+            f"{shards}: prepared with T={have[0]}, S={have[1]}, eye_y={have[2]}, "
+            f"inter_ocular={have[3]}; this run's data section says T={want[0]}, S={want[1]}, "
+            f"eye_y={want[2]}, inter_ocular={want[3]}. Set data.frames / data.size (--frames / "
+            f"--size) to the shards', or prepare shards for these settings.")
+    return meta
+
+
 def shard_subjects(shards: str | Path) -> list[str]:
     """Subjects present in a shard folder (its ``clips/subject=...`` partitions)."""
     root = clips_root(shards)

@@ -1,7 +1,8 @@
-"""The recognition model (METHOD.md sections 2-6): one module per part."""
+"""The recognition model (METHOD.md sections 2-6): one module per part, and ``build``: the
+same network built the same way everywhere, with fingerprints of its frozen weights."""
 
-from .config import VARIANTS, LossConfig, ModelConfig, from_dict, variant
+from ..config import LossConfig, ModelConfig
 from .losses import MERLoss
 from .network import MERNet
 
-__all__ = ["VARIANTS", "LossConfig", "MERLoss", "MERNet", "ModelConfig", "from_dict", "variant"]
+__all__ = ["LossConfig", "MERLoss", "MERNet", "ModelConfig"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .network import MERNet
 
 
@@ -126,7 +126,7 @@ def _rss_steps(cfg: ModelConfig, num_classes: int, frames: int, batch: int) -> i
 _PROBE = """
 import json, sys
 from mer_ray.model.accounting import _rss_steps
-from mer_ray.model.config import ModelConfig, from_dict
+from mer_ray.config import ModelConfig, from_dict
 a = json.loads(sys.stdin.read())
 print(_rss_steps(from_dict(ModelConfig, a["cfg"]), a["classes"], a["frames"], a["batch"]))
 """

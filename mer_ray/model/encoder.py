@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 _WARNED: set[str] = set()  # random-init warnings this process has shown
 

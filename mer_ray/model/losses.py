@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import LossConfig
+from ..config import LossConfig
 
 
 def koleo(y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .dgat import DGAT
 from .encoder import FrameEncoder
 from .fusion import DynamicConvFusion

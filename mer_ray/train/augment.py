@@ -7,7 +7,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 def augment_clips(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:

@@ -18,21 +18,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import ExperimentConfig, TrainConfig
 from ..metrics import scores
 from ..model import MERLoss, MERNet
-from ..model.inputs import clips_to_tensor
-from ..model.losses import inverse_freq_weights
-from ..provenance import device_name
-from .augment import augment_clips
-from .build import (
+from ..model.build import (
     TrunkMismatch,
     build_model,
     frozen_fingerprint,
     set_determinism,
     trunk_fingerprint,
 )
-from .config import ExperimentConfig, TrainConfig
-from .job import FoldJob, FoldRecord, FoldResult, Predictions
+from ..model.inputs import clips_to_tensor
+from ..model.losses import inverse_freq_weights
+from ..provenance import device_name
+from ..records import FoldRecord, Predictions
+from .augment import augment_clips
+from .job import FoldJob, FoldResult
 
 
 def _generator(*parts: int) -> torch.Generator:
@@ -260,13 +261,15 @@ def _select(net: MERNet, data: FoldInputs, st: dict, row: dict, classes: list[in
 
 
 def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
-             token_cache: dict | None = None, readers: dict | None = None) -> FoldResult:
+             token_cache: dict | None = None, readers: dict | None = None,
+             every_epoch=None) -> FoldResult:
     """Train one fold and, if its job has a test split, predict it once.
 
     ``resume``: a checkpoint ``on_epoch`` was given (``{"model", "optimizer", "fold"}``);
     ``on_epoch(checkpoint, row)`` is called after every epoch but the last. ``token_cache``:
     clip -> trunk tokens, shared by folds of one process. ``readers``: split name -> reader
-    (default: the job's sources, read now).
+    (default: the job's sources, read now). ``every_epoch(row)``: after every epoch, the
+    last included (tracking).
     """
     t_start = time.perf_counter()
     exp, tc = job.experiment, job.experiment.train
@@ -298,6 +301,8 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
         row["seconds"] = time.perf_counter() - t0
         st["history"].append(row)
         st["epoch"] += 1
+        if every_epoch is not None:
+            every_epoch(row)
         if on_epoch is not None and _keeps_training(st, tc):
             st["elapsed"] = before + time.perf_counter() - t_start
             on_epoch({"model": _trainable_state(net), "optimizer": opt.state_dict(), "fold": st},

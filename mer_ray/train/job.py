@@ -6,28 +6,20 @@ turns a job into a ``FoldResult``; the runner (``runner.py``) decides where that
 process, or a Ray Train worker) and stores the result. LOSO folds, search trials, and
 cross-dataset transfer runs are all fold jobs.
 
-Records a finished fold leaves under ``record_dir`` (``store_result``), ``fold.json`` last, so
-its presence means the fold is done::
-
-    weights.pt         best-validation weights of what trains, and the frozen part's fingerprint
-    predictions.json   keys ("subject/clip"), labels, class probabilities of the test clips
-    fold.json          the ``FoldRecord``
+A finished fold's records go under ``record_dir`` (``store_result``; the layout is in
+``records.py``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
 from ..data.shards import CLIP_COLUMNS, SubjectReader
-from .config import ExperimentConfig
-
-FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
-FOLD_WEIGHTS = "weights.pt"
-STATE = "state.pt"  # a fold's latest epoch checkpoint, under ``checkpoint_dir``
+from ..records import FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, FoldRecord, Predictions
 
 
 @dataclass(frozen=True)
@@ -82,73 +74,11 @@ class FoldJob:
     record_dir: str = ""
     checkpoint_dir: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    tracking: Any = None  # a tracking.TrackingSpec: where its epochs are logged, or None
 
     @property
     def predicts_test(self) -> bool:
         return "test" in self.sources
-
-
-@dataclass
-class Predictions:
-    keys: list[str]
-    labels: list[int]
-    probs: list[list[float]]
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Predictions:
-        return cls(**json.loads(data))
-
-
-@dataclass
-class FoldRecord:
-    """fold.json: how a fold was trained and what it scored. Test fields are None for a fold
-    that never reads its test subject."""
-
-    test_subject: str
-    val_subjects: list[str]
-    train_subjects: list[str]
-    epochs_run: int
-    best_epoch: int
-    best_val_uf1: float
-    stopped_early: bool
-    history: list[dict]
-    seconds: float  # compute time of every attempt together
-    device: str
-    pretrained: bool
-    weights_source: str | None
-    cache_trunk: bool
-    augmented: bool
-    trunk_tokens: str | None
-    attempts: list[dict]
-    adaptation_clips: bool
-    precision: str = "fp32"  # what forward passes ran in (fp32, or bfloat16 autocast)
-    test_uf1: float | None = None
-    test_uar: float | None = None
-    n_test: int = 0
-    # where and when it ran (filled by the runner)
-    wall_seconds: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    node_id: str | None = None
-    node_ip: str | None = None
-    resources: dict = field(default_factory=dict)  # what the fold's worker held (Ray)
-    timing: dict = field(default_factory=dict)  # setup_s, train_s, finish_s, store_s
-    extra: dict = field(default_factory=dict)  # e.g. transfer: source, target, adaptation
-
-    def to_json(self) -> bytes:
-        data = asdict(self)
-        data.update(data.pop("extra"))
-        return json.dumps(data, indent=1).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> FoldRecord:
-        raw = json.loads(data)
-        known = {f.name for f in fields(cls)}
-        extra = {k: v for k, v in raw.items() if k not in known}
-        return cls(**{k: v for k, v in raw.items() if k in known and k != "extra"}, extra=extra)
 
 
 @dataclass
@@ -165,12 +95,3 @@ def store_result(storage, job: FoldJob, result: FoldResult) -> None:
     storage.write_atomic(result.weights, job.record_dir, FOLD_WEIGHTS)
     storage.write_atomic(result.predictions.to_json(), job.record_dir, FOLD_PREDS)
     storage.write_atomic(result.record.to_json(), job.record_dir, FOLD_JSON)
-
-
-def fold_done(storage, record_dir: str) -> bool:
-    return storage.exists(record_dir, FOLD_JSON)
-
-
-def read_result(storage, record_dir: str) -> tuple[FoldRecord, Predictions]:
-    return (FoldRecord.from_json(storage.read_bytes(record_dir, FOLD_JSON)),
-            Predictions.from_json(storage.read_bytes(record_dir, FOLD_PREDS)))

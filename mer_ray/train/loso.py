@@ -17,19 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ExperimentConfig
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import (
     CLIP_COLUMNS,
     TOKEN_COLUMNS,
+    check_prepared,
     clip_labels,
     clips_root,
     label_counts,
-    read_prepare_meta,
     subject_labels,
 )
+from ..records import fold_done
 from ..storage import Storage, open_storage
-from .config import ExperimentConfig
-from .job import FoldJob, SplitSource, fold_done
+from .job import FoldJob, SplitSource
 from .runner import Progress, fold_slots, pending, run_local, run_ray, wants_gpu
 from .trunk import ensure_trunk_tokens
 
@@ -63,7 +64,7 @@ def plan_loso(shards: str | Path, exp: ExperimentConfig, storage_path: str | Pat
     other clips, or another ``identity``: e.g. a nested search's space and budget) is
     refused."""
     shards = str(Path(shards).resolve())
-    meta = read_prepare_meta(shards)
+    meta = check_prepared(shards, exp.data)
     folds = loso_splits(subject_labels(shards), exp.train.val_subjects, exp.train.seed)
     if max_folds:
         folds = folds[:max_folds]
@@ -117,7 +118,7 @@ def shared_trunk(setup: LosoSetup, use_gpu: bool, slots: int, compute: bool = Tr
     return {"tokens_root": str(found[0]), "token_fingerprint": found[1]}
 
 
-def fold_job(setup: LosoSetup, split: FoldSplit, tokens: dict) -> FoldJob:
+def fold_job(setup: LosoSetup, split: FoldSplit, tokens: dict, tracker=None) -> FoldJob:
     """One LOSO fold as a job: its subjects read from the clips, or from the shared tokens."""
     root = tokens.get("tokens_root") or str(clips_root(setup.shards))
     sources = {"train": SplitSource(root, split.train),
@@ -134,7 +135,7 @@ def fold_job(setup: LosoSetup, split: FoldSplit, tokens: dict) -> FoldJob:
         else None,
         token_fingerprint=tokens.get("token_fingerprint"), storage=setup.storage.uri,
         record_dir=f"{setup.name}/folds/{split.test}",
-        checkpoint_dir=f"{setup.name}/train/fold-{split.test}")
+        checkpoint_dir=f"{setup.name}/train/fold-{split.test}", tracking=tracker)
 
 
 def log_dir(setup_storage: Storage, name: str) -> str | None:
@@ -143,10 +144,11 @@ def log_dir(setup_storage: Storage, name: str) -> str | None:
     return local
 
 
-def run_folds(setup: LosoSetup, local: bool = False, progress: bool = True) -> list[str]:
+def run_folds(setup: LosoSetup, local: bool = False, progress: bool = True,
+              tracker=None) -> list[str]:
     """Train every fold without stored results; returns the subjects trained now. ``local``:
     one after another in this process instead of on Ray Train workers (the same folds, the
-    same predictions)."""
+    same predictions). ``tracker``: a ``tracking.TrackingSpec`` (each fold logs its epochs)."""
     todo = [f for f in setup.folds if f.test not in completed_folds(setup)]
     if not todo:
         return []
@@ -155,7 +157,7 @@ def run_folds(setup: LosoSetup, local: bool = False, progress: bool = True) -> l
         # The tokens the Ray folds read are used when they exist for this trunk (then both
         # paths train on the same tokens); otherwise each clip is encoded once in this process.
         tokens = shared_trunk(setup, False, 1, compute=False)
-        jobs = [fold_job(setup, f, tokens) for f in todo]
+        jobs = [fold_job(setup, f, tokens, tracker) for f in todo]
         bar = Progress(len(jobs), 1, setup.name) if progress else None
         if bar:
             bar.begin(len(setup.folds) - len(todo))
@@ -164,7 +166,7 @@ def run_folds(setup: LosoSetup, local: bool = False, progress: bool = True) -> l
         use_gpu = wants_gpu(tc)
         slots = fold_slots(tc, use_gpu)
         tokens = shared_trunk(setup, use_gpu, slots)
-        jobs = pending([fold_job(setup, f, tokens) for f in todo])
+        jobs = pending([fold_job(setup, f, tokens, tracker) for f in todo])
         bar = Progress(len(jobs), min(slots, len(jobs)), setup.name) if progress else None
         logs = log_dir(setup.storage, setup.name)
         if bar:

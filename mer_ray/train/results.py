@@ -11,7 +11,7 @@ from ..console import show
 from ..data.adapters.megc import source_dataset
 from ..metrics import bootstrap_interval, loso_scores, scores
 from ..provenance import code_version, provenance
-from .job import FoldRecord, fold_done, read_result
+from ..records import FoldRecord, fold_done, read_result
 from .loso import LosoSetup
 
 

@@ -40,10 +40,12 @@ from pathlib import Path
 
 import torch
 
+from ..config import TrainConfig
+from ..records import STATE, fold_done
 from ..storage import open_storage
-from .config import TrainConfig
+from ..tracking import FoldTracker
 from .fold import fit_fold
-from .job import STATE, FoldJob, FoldResult, fold_done, store_result
+from .job import FoldJob, FoldResult, store_result
 
 CONTROLLER_POLL_S = "0.2"
 QUEUE_POLL_S = 0.5
@@ -81,6 +83,8 @@ def run_job(job: FoldJob, device, token_cache: dict | None = None, on_epoch=None
     started, t0 = time.time(), time.perf_counter()
     storage = open_storage(job.storage) if job.storage else None
     resume = load_checkpoint(storage, job) if storage else None
+    tracker = FoldTracker(job.tracking, job.key, job.experiment.to_dict()) \
+        if job.tracking else None
 
     def save(state: dict, row: dict) -> None:
         if storage is not None:
@@ -88,9 +92,17 @@ def run_job(job: FoldJob, device, token_cache: dict | None = None, on_epoch=None
         if on_epoch is not None:
             on_epoch(state, row)
 
+    def epoch_done(row: dict) -> None:
+        if tracker is not None:
+            tracker.epoch(row)
+
     before_fit = time.perf_counter() - t0
-    result = fit_fold(job, device, resume, save, token_cache)
+    result = fit_fold(job, device, resume, save, token_cache, every_epoch=epoch_done)
     rec = result.record
+    if tracker is not None:
+        tracker.end({"test_uf1": rec.test_uf1, "test_uar": rec.test_uar,
+                     "best_val_uf1": rec.best_val_uf1, "best_epoch": rec.best_epoch,
+                     "epochs_run": rec.epochs_run})
     rec.timing["setup_s"] = round(rec.timing["setup_s"] + before_fit, 3)
     rec.wall_seconds = round(time.perf_counter() - t0, 2)
     rec.started_at, rec.finished_at = round(started, 3), round(started + rec.wall_seconds, 3)

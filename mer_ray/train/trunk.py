@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ExperimentConfig
 from ..data.shards import (
     CLIP_COLUMNS,
     TOKEN_COLUMNS,  # noqa: F401  (what the token folders hold)
@@ -38,8 +39,7 @@ from ..data.shards import (
     read_prepare_meta,
     shard_subjects,
 )
-from .build import TrunkMismatch, build_model, trunk_fingerprint
-from .config import ExperimentConfig
+from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
 
 MARKER = "tokens.json"
 BATCH = 16  # clips per forward pass; the same in every executor

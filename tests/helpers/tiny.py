@@ -6,7 +6,7 @@ import yaml
 
 # S=28 frames, narrow heads, one validation subject, one epoch: seconds per fold on a CPU.
 TINY = [
-    "model.image_size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
+    "data.frames=4", "data.size=28", "model.pretrained=false", "model.sfa_dim=32", "model.dgat_dim=32",
     "model.fusion_dim=32", "train.max_epochs=1", "train.val_subjects=1", "train.batch_size=4",
 ]
 

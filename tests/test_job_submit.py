@@ -16,10 +16,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from resume import committed_epoch, no_partial_files, reference, same_predictions, wait_for
-from tiny import FAULT, write_config
 
-from mer_ray.train.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig
+from tests.helpers.resume import (
+    committed_epoch,
+    no_partial_files,
+    reference,
+    same_predictions,
+    wait_for,
+)
+from tests.helpers.tiny import FAULT, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent

@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from .data.folds import FoldSplit, loso_splits
-from .data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, clips_root, label_counts, subject_labels
-from .storage import open_storage
-from .train.config import ExperimentConfig
-from .train.job import FoldJob, SplitSource, fold_done
+from ..config import ExperimentConfig
+from ..data.folds import FoldSplit, loso_splits
+from ..data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, clips_root, label_counts, subject_labels
+from ..records import fold_done
+from ..storage import open_storage
+from ..train.job import FoldJob, SplitSource
 
 # Settings that change the frozen trunk: searching one of them means the shared tokens of the
 # base configuration do not fit every trial, so trials read the clips instead.
@@ -85,8 +86,8 @@ def outer_fold(config: dict, context: dict) -> None:
     import torch
     from ray import tune
 
+    from ..train.runner import run_job, trunk_cache_key
     from .sweep import optuna_space
-    from .train.runner import run_job, trunk_cache_key
 
     ctx = context
     outer: FoldSplit = ctx["outer_splits"][config["outer"]]
@@ -172,8 +173,8 @@ def outer_fold(config: dict, context: dict) -> None:
 def plan_nested(shards: str | Path, exp: ExperimentConfig, storage_path: str, name: str | None,
                 space: dict[str, dict], trials: int, inner_folds: int,
                 max_folds: int | None = None) -> NestedPlan:
-    from .data.shards import read_prepare_meta
-    from .train.loso import plan_loso
+    from ..data.shards import read_prepare_meta
+    from ..train.loso import plan_loso
 
     meta = read_prepare_meta(shards)
     name = name or f"nested-{meta.get('dataset', 'data')}-{meta.get('protocol', '')}-" \
@@ -189,8 +190,8 @@ def run_nested(plan: NestedPlan, progress: bool = True) -> list[str]:
     concurrently as Tune trials. Returns the outer subjects trained now."""
     import ray.tune
 
-    from .train.loso import completed_folds, shared_trunk
-    from .train.runner import fold_resources, fold_slots, wants_gpu
+    from ..train.loso import completed_folds, shared_trunk
+    from ..train.runner import fold_resources, fold_slots, wants_gpu
 
     setup = plan.setup
     tc = setup.exp.train

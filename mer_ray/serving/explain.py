@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model.inputs import clips_to_tensor
+from ..model.inputs import clips_to_tensor
 
 PANELS = ("frames", "saliency", "dgat_attention", "sfa_w", "sfa_experts", "probabilities")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mer_ray.train.job import STATE
+from mer_ray.records import STATE
 from mer_ray.train.loso import plan_loso, run_folds
 
 

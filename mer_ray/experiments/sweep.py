@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.folds import FoldSplit
-from .model.config import load_yaml
-from .train.config import ExperimentConfig
+from ..config import ExperimentConfig, load_yaml
+from ..data.folds import FoldSplit
 
 METRIC = "val_uf1"
 
@@ -131,7 +130,7 @@ def trial(params: dict[str, Any], context: dict) -> None:
     import torch
     from ray import tune
 
-    from .train.runner import run_job, trunk_cache_key
+    from ..train.runner import run_job, trunk_cache_key
 
     exp = ExperimentConfig.from_dict(context["experiment"]).with_values(params)
     torch.set_num_threads(exp.train.cpus_per_fold)
@@ -164,8 +163,8 @@ def trial(params: dict[str, Any], context: dict) -> None:
 
 def search_jobs(context: dict, exp: ExperimentConfig):
     """The sweep folds as fold jobs with training and validation splits only."""
-    from .data.shards import clips_root
-    from .train.job import FoldJob, SplitSource
+    from ..data.shards import clips_root
+    from ..train.job import FoldJob, SplitSource
 
     root = str(clips_root(context["shards"]))
     for split, counts in zip(context["folds"], context["label_counts"]):
@@ -198,8 +197,8 @@ def run_sweep(setup, space: dict[str, Any], num_samples: int, n_folds: int,
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from .data.shards import label_counts
-    from .train.runner import fold_resources, fold_slots, wants_gpu
+    from ..data.shards import label_counts
+    from ..train.runner import fold_resources, fold_slots, wants_gpu
 
     tc = setup.exp.train
     use_gpu = wants_gpu(tc)

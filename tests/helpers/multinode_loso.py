@@ -2,7 +2,7 @@
 (``ray.cluster_utils.Cluster``) whose nodes offer logical GPUs, folds packed two to a GPU
 (``train.gpus_per_fold=0.5``), then the same LOSO in process.
 
-    python tests/multinode_loso.py SHARDS OUT NODES FOLDS
+    python tests/helpers/multinode_loso.py SHARDS OUT NODES FOLDS
 
 Writes OUT/schedule.json: per fold the node it ran on, what its worker held, and the
 wall-clock span of each fold, so the test can check placement, packing and concurrency.
@@ -14,16 +14,16 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository
 
-from tiny import TINY  # noqa: E402  (tests/, this script's folder)
+from tests.helpers.tiny import TINY  # noqa: E402
 
 
 def main(shards: str, out: str, nodes: int, folds: int) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from mer_ray.train.config import ExperimentConfig
+    from mer_ray.config import ExperimentConfig
     from mer_ray.train.loso import plan_loso, run_folds
     from mer_ray.train.results import summarise
     from mer_ray.train.runner import fold_slots

@@ -14,8 +14,8 @@ import random
 import numpy as np
 import torch
 
-from ..model import MERNet
-from .config import ExperimentConfig
+from ..config import ExperimentConfig
+from .network import MERNet
 
 
 class TrunkMismatch(RuntimeError):

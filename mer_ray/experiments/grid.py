@@ -1,0 +1,132 @@
+"""Grids of LOSO runs: one run per row (a label and config overrides on top of the base
+configuration), then one table in the paper's layout and a grid file ``mer-ray report`` reads.
+
+Named grids: ``ablation`` (Table 6 rows, then Table A2's: the model variant registry
+``config.ABLATION``), ``sensitivity`` (Figure 3: lambda1 with lambda2 = 0.5, lambda2 with
+lambda1 = 0.1), ``lora-vs-full`` (Table 7: LoRA against full fine-tuning, with the accounting:
+trainable parameters, GFLOPs, memory). Any other grid is a YAML file::
+
+    title: Learning rate
+    rows:
+      - {label: "lr 1e-4", set: [train.lr=1e-4]}
+      - {label: "lr 1e-3", set: [train.lr=1e-3]}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..config import ABLATION, VARIANTS, ExperimentConfig, load_yaml
+from ..console import show
+from ..model.accounting import model_stats
+from ..storage import open_storage
+from .loso import RunOptions, pm, run_seeded
+
+SENSITIVITY = (0.0, 0.05, 0.1, 0.3, 0.5, 1.0)
+NAMED = ("ablation", "sensitivity", "lora-vs-full")
+
+
+def ablation_rows() -> list[tuple[str, list[str]]]:
+    return [(VARIANTS[v].label, VARIANTS[v].overrides()) for v in ABLATION]
+
+
+def sensitivity_rows(values=SENSITIVITY) -> list[tuple[str, list[str]]]:
+    rows = [(f"lambda1={v:g} (lambda2=0.5)", [f"loss.lambda1={v}", "loss.lambda2=0.5"])
+            for v in values]
+    rows += [(f"lambda2={v:g} (lambda1=0.1)", ["loss.lambda1=0.1", f"loss.lambda2={v}"])
+             for v in values]
+    return rows
+
+
+# Both rows train from pixels: the frozen-trunk cache does not apply to full fine-tuning.
+LORA_VS_FULL = [("LoRA", ["model.finetune=lora", "train.cache_trunk=false"]),
+                ("full fine-tuning", ["model.finetune=full", "train.cache_trunk=false"])]
+
+
+def grid_spec(grid: str, values=SENSITIVITY) -> tuple[list[tuple[str, list[str]]], str, str]:
+    """(rows, file prefix, title) of a named grid or a grid file."""
+    if grid == "ablation":
+        return ablation_rows(), "ablation", "Ablation, Table 6 / A2 layout"
+    if grid == "sensitivity":
+        return sensitivity_rows(values), "sensitivity", "Loss-weight sensitivity (Figure 3)"
+    if grid in ("lora-vs-full", "lora_vs_full"):
+        return LORA_VS_FULL, "lora_vs_full", "LoRA vs full fine-tuning"
+    path = Path(grid)
+    if not path.is_file():
+        raise FileNotFoundError(f"{grid}: neither a named grid ({', '.join(NAMED)}) nor a grid "
+                                f"file (YAML with 'rows: [{{label, set}}]')")
+    spec = load_yaml(path)
+    rows = spec.get("rows")
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, dict) and "label" in r for r in rows):
+        raise ValueError(f"{path}: expected 'rows:' with a list of {{label: ..., set: [...]}}")
+    return ([(str(r["label"]), [str(s) for s in r.get("set") or []]) for r in rows],
+            path.stem, str(spec.get("title") or path.stem))
+
+
+def accounting(base: ExperimentConfig, rows: list[tuple[str, list[str]]]) -> list[dict]:
+    """Table 7's columns for each row, measured before any training (they do not depend on
+    it): trainable parameters, GFLOPs per clip, training memory (on a GPU the allocator's peak;
+    on a CPU the itemised count beside the peak RSS of a process taking two steps)."""
+    out = []
+    for label, overrides in rows:
+        exp = base.with_overrides(overrides)
+        st = model_stats(label, exp.model, exp.data.frames, rss=not torch.cuda.is_available())
+        out.append({"accounting": {
+            "trainable_params": st.trainable_params, "total_params": st.total_params,
+            "gflops_forward": st.gflops_forward, "gflops_train": st.gflops_train,
+            "training_memory_mb": st.peak_memory_mb, "memory_kind": st.memory_kind,
+            "peak_rss_mb": st.peak_rss_mb, "frames": exp.data.frames,
+            "image_size": exp.data.size}})
+    return out
+
+
+def run_grid(base: ExperimentConfig, shards: str | Path, opts: RunOptions,
+             rows: list[tuple[str, list[str]]], prefix: str, title: str,
+             name: str | None = None, row_extras: list[dict] | None = None) -> list[dict]:
+    """One LOSO per row, one table (UF1/UAR over all folds' predictions with their interval,
+    and the mean over folds), one grid file ``<name or prefix>.json`` in the storage."""
+    out, table = [], []
+    for label, overrides in rows:
+        exp = base.with_overrides(overrides)
+        # Named by the configuration: a row that repeats another (lambda1 = 0.1 with lambda2 =
+        # 0.5 sits on both sensitivity curves) reuses its folds instead of training them again.
+        run = f"{name or prefix}-{exp.hash()}"
+        res = run_seeded(exp, shards, opts, run, {"grid": prefix, "row": label,
+                                                   "row_overrides": overrides})
+        summary = res["summaries"][0]
+        out.append({"row": label, "run": run if len(res["runs"]) == 1 else res["runs"],
+                    "overrides": overrides,
+                    **{k: v for k, v in res.items() if k not in ("runs", "summaries")},
+                    "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
+                    **(row_extras[len(out)] if row_extras else {})})
+        table.append((label, pm(out[-1], "uf1"), pm(out[-1], "uar"),
+                      f"{100 * res['per_fold_mean_uf1']:.2f}",
+                      f"{100 * res['per_fold_mean_uar']:.2f}", summary["n_folds"]))
+    open_storage(opts.storage_path).write_atomic(
+        json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
+        f"{name or prefix}.json")
+    synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
+    weights = "" if out and out[0]["pretrained"] else ", random-init backbone"
+    seeds = f", mean +- std over {opts.seeds} seeds" if opts.seeds > 1 else ""
+    show(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
+          "UF1 % (fold mean)", "UAR % (fold mean)", "folds"], table,
+         title=f"{title}{synthetic}{weights}{seeds}")
+    return out
+
+
+def lora_vs_full_table(rows: list[dict]) -> None:
+    """Table 7's layout: the accounting beside each row's UF1/UAR."""
+    acc = [r["accounting"] for r in rows]
+    show(["", "trainable (M)", "params (M)", "GFLOPs/clip fwd", "GFLOPs/clip train",
+          "training memory MB", "peak RSS MB (CPU process)", "UF1 % (all folds)",
+          "UAR % (all folds)"],
+         [(r["row"], f"{a['trainable_params'] / 1e6:.2f}", f"{a['total_params'] / 1e6:.2f}",
+           f"{a['gflops_forward']:.1f}", f"{a['gflops_train']:.1f}",
+           f"{a['training_memory_mb']:.0f} ({a['memory_kind']})",
+           "-" if a["peak_rss_mb"] is None else f"{a['peak_rss_mb']:.0f}",
+           f"{100 * r['uf1']:.2f}", f"{100 * r['uar']:.2f}") for r, a in zip(rows, acc)],
+         title=f"Table 7 layout, S={acc[0]['image_size']}, T={acc[0]['frames']}")
