@@ -19,7 +19,8 @@ On a GPU (ViT-B/14, S = 224, T = 8, batch 16, synthetic clips):
 
 The backbone is randomly initialised (the machine cannot reach a hub): these are speed and
 memory figures, not accuracy. With ``--cpu`` (or no GPU) every step runs at a tiny size (ViT-S,
-S = 28, T = 2, batch 2, 3 subjects, 1 epoch) so the tests keep the script working.
+S = 28, T = 2, batch 2, 3 subjects of which 2 are test folds, 1 epoch, one fold slot) so the
+tests keep the script working.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ from mer_ray.console import show  # noqa: E402
 
 def sizes(cpu: bool) -> dict:
     if cpu:
+        # one fold slot: on 2 cores, starting two slots' Train runs costs more than it saves
         return {"backbone": "vit_small_patch14_dinov2", "size": 28, "frames": 2, "batch": 2,
-                "subjects": 3, "clips": 1, "steps": 2, "epochs": 1}
+                "subjects": 3, "clips": 1, "steps": 2, "epochs": 1, "max_slots": 1,
+                "max_folds": 2}
     return {"backbone": "vit_base_patch14_dinov2", "size": 224, "frames": 8, "batch": 16,
             "subjects": 8, "clips": 4, "steps": 10, "epochs": 8}
 
@@ -174,9 +177,10 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
                          ("4 folds per GPU, again", 0.25)):
         exp = model_config(sz, train__cache_trunk="true", train__max_epochs=sz["epochs"],
                            train__patience=sz["epochs"], train__gpus_per_fold=share,
-                           train__use_gpu="true" if gpu else "false")
+                           train__use_gpu="true" if gpu else "false",
+                           train__max_concurrent_folds=sz.get("max_slots", 0))
         name = label.replace(" ", "-").replace(",", "")
-        setup = plan_loso(shards, exp, work / "runs", name=name)
+        setup = plan_loso(shards, exp, work / "runs", name=name, max_folds=sz.get("max_folds"))
         shared_trunk(setup, wants_gpu(exp.train), fold_slots(exp.train, gpu))
         start = time.perf_counter()
         with GpuSampler() as util:

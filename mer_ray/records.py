@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, field, fields
 FOLD_JSON, FOLD_PREDS = "fold.json", "predictions.json"
 FOLD_WEIGHTS = "weights.pt"
 STATE = "state.pt"  # a fold's latest epoch checkpoint, under its checkpoint folder
+# While this file exists beside it, a fold waits after committing each epoch checkpoint: a
+# known point at which to stop a worker or driver (the fault tests use it).
+PAUSE = "pause"
 EXPERIMENT_JSON = "experiment.json"
 
 

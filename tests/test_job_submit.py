@@ -1,10 +1,11 @@
 """End to end, as a user on a cluster: ray start --head, ray job submit, a driver killed and the
 job submitted again, results, stop.
 
-Named to run last: it starts a second Ray (its own temp dir, ports and process group) and takes
-it down again without touching the test session's Ray.
+It starts a second Ray (its own temp dir, ports and process group) and takes it down again
+without touching the test session's Ray.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 from mer_ray.config import ExperimentConfig
 from tests.helpers.resume import (
     committed_epoch,
+    hold,
     no_partial_files,
     reference,
     same_predictions,
@@ -46,9 +48,23 @@ def job_driver(work: Path):
     return None
 
 
+def train_workers(head_pid: int) -> list:
+    """The Ray Train worker processes of the cluster ``ray start`` (``head_pid``) runs."""
+    try:
+        procs = psutil.Process(head_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            if any("ray::RayTrainWorker" in c for c in p.cmdline()):
+                out.append(p)
+    return out
+
+
 def test_job_killed_and_submitted_again_resumes(tmp_path):
     """As a user on a cluster: ray start --head, ray job submit of a 2-fold LOSO; the job's
-    driver is killed (SIGKILL) while the second fold trains; the same job submitted again keeps
+    driver is killed (SIGKILL) while the second fold is held at its first epoch checkpoint; the same job submitted again keeps
     the finished fold as it was, continues the second from its checkpoint and succeeds, with
     the predictions of an undisturbed run; then the head stops."""
     bin_dir = str(Path(sys.executable).parent)
@@ -76,6 +92,7 @@ def test_job_killed_and_submitted_again_resumes(tmp_path):
     config = write_config(tmp_path / "fault.yaml", tuple(FAULT + ["train.max_concurrent_folds=1"]))
     results = work / "results" / "job"
     folds = results / "folds"
+    gate = hold(results / "train" / "fold-007")  # the second fold waits at its first checkpoint
     try:
         deadline = time.time() + 90
         while subprocess.run([f"{bin_dir}/ray", "job", "list", "--address", address], env=env,
@@ -107,6 +124,18 @@ def test_job_killed_and_submitted_again_resumes(tmp_path):
         driver = wait_for(lambda: job_driver(work), "the job's driver process", timeout=30)
         driver.kill()  # SIGKILL: no clean-up handler runs
         driver.wait(timeout=60)
+        # Ray ends the dead driver's actors (owner death), usually within seconds but not on
+        # a promise; the held fold worker must be gone before the gate opens, or it could
+        # finish the fold on its own. One still there after a minute is killed here, as a
+        # node failure would.
+        grace = time.time() + 60
+        while train_workers(head.pid) and time.time() < grace:
+            time.sleep(0.2)
+        for proc in train_workers(head.pid):
+            proc.kill()
+        wait_for(lambda: not train_workers(head.pid), "the killed job's fold worker to end",
+                 timeout=60, poll=0.2)
+        gate.unlink()
         assert not (folds / "007" / "fold.json").exists()  # the second fold had not finished
         assert not (results / "summary.json").exists()
         finished = (folds / "006" / "fold.json").read_text()

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-NODES, FOLDS = 2, 6
+NODES, FOLDS = 2, 4
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from ..records import STATE, fold_done
+from ..records import PAUSE, STATE, fold_done
 from ..storage import open_storage
 from ..tracking import FoldTracker
 from .fold import fit_fold
@@ -89,6 +89,8 @@ def run_job(job: FoldJob, device, token_cache: dict | None = None, on_epoch=None
     def save(state: dict, row: dict) -> None:
         if storage is not None:
             storage.write_atomic(_checkpoint_bytes(state), job.checkpoint_dir, STATE)
+            while storage.exists(job.checkpoint_dir, PAUSE):  # held at a committed epoch
+                time.sleep(0.1)
         if on_epoch is not None:
             on_epoch(state, row)
 

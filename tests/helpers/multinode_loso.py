@@ -30,7 +30,7 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
 
     warnings.simplefilter("ignore")
     exp = ExperimentConfig().with_overrides(TINY + [
-        "train.max_epochs=2", "train.use_gpu=true", "train.gpus_per_fold=0.5"])
+        "train.use_gpu=true", "train.gpus_per_fold=0.5"])
     cluster = Cluster(initialize_head=True, head_node_args={
         # The head has CPUs but no GPU: only the folds' GPU share keeps them off it.
         "num_cpus": 2, "object_store_memory": 150_000_000, "include_dashboard": False})

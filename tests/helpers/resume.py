@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mer_ray.records import STATE
+from mer_ray.records import PAUSE, STATE
 from mer_ray.train.loso import plan_loso, run_folds
 
 
@@ -48,3 +48,13 @@ def no_partial_files(root: Path) -> None:
     assert not leftovers, leftovers
     for p in root.rglob("fold.json"):
         json.loads(p.read_text())  # every record that exists is whole
+
+
+def hold(train_dir: Path) -> Path:
+    """Make the fold whose checkpoints go to ``train_dir`` wait after each committed epoch
+    checkpoint until the returned file is deleted: whatever the test kills meanwhile is killed
+    while the fold is unfinished, however loaded the machine."""
+    train_dir.mkdir(parents=True, exist_ok=True)
+    gate = train_dir / PAUSE
+    gate.touch()
+    return gate

@@ -10,9 +10,9 @@ TINY = [
     "model.fusion_dim=32", "train.max_epochs=1", "train.val_subjects=1", "train.batch_size=4",
 ]
 
-# The fault tests: many short epochs with the trunk cache, a checkpoint per epoch and time to
-# kill in between.
-FAULT = ["train.max_epochs=6", "train.patience=6", "train.cache_trunk=true"]
+# The fault tests: a few short epochs with the trunk cache and a checkpoint per epoch; the tests
+# hold the fold at its first committed checkpoint (``hold``) while they kill something.
+FAULT = ["train.max_epochs=3", "train.patience=3", "train.cache_trunk=true"]
 
 
 def write_config(path: Path, extra: tuple[str, ...] = ()) -> Path:
