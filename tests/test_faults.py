@@ -48,9 +48,14 @@ def test_killed_fold_worker_resumes_from_its_checkpoint(tiny_shards, ray_session
     thread.start()
 
     def worker_pid():  # Ray names its actor processes "ray::<class>[.<method>]"
-        for proc in psutil.process_iter(["cmdline"]):
-            if any("ray::RayTrainWorker" in part for part in proc.info["cmdline"] or []):
-                return proc.pid
+        # Only this session's Ray (started by this process): another Ray on the machine may
+        # be training folds of its own.
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if any("ray::RayTrainWorker" in part for part in proc.cmdline()):
+                    return proc.pid
+            except psutil.Error:  # ended meanwhile
+                continue
         return None
 
     pid = wait_for(worker_pid, "the fold's Ray Train worker", poll=0.2)
