@@ -6,11 +6,9 @@ multi-node test shows in-process and Ray training give the same predictions)."""
 
 import json
 import os
-import signal
 import threading
 import time
 
-import psutil
 import pytest
 
 from mer_ray.config import ExperimentConfig
@@ -21,6 +19,7 @@ from tests.helpers.resume import (
     no_partial_files,
     reference,
     same_predictions,
+    train_workers,
     wait_for,
 )
 from tests.helpers.tiny import FAULT, TINY
@@ -47,21 +46,12 @@ def test_killed_fold_worker_resumes_from_its_checkpoint(tiny_shards, ray_session
     thread = threading.Thread(target=drive)
     thread.start()
 
-    def worker_pid():  # Ray names its actor processes "ray::<class>[.<method>]"
-        # Only this session's Ray (started by this process): another Ray on the machine may
-        # be training folds of its own.
-        for proc in psutil.Process().children(recursive=True):
-            try:
-                if any("ray::RayTrainWorker" in part for part in proc.cmdline()):
-                    return proc.pid
-            except psutil.Error:  # ended meanwhile
-                continue
-        return None
-
-    pid = wait_for(worker_pid, "the fold's Ray Train worker", poll=0.2)
+    # this session's Ray was started by this process
+    worker = wait_for(lambda: train_workers(os.getpid()), "the fold's Ray Train worker",
+                      poll=0.2)[0]
     wait_for(lambda: committed_epoch(runs / "fault" / "train" / "fold-006"),
              "the first committed epoch checkpoint")
-    os.kill(pid, signal.SIGKILL)  # held at its first checkpoint: the fold is unfinished
+    worker.kill()  # SIGKILL, while it is held at its first checkpoint: the fold is unfinished
     killed_at = time.time()
     gate.unlink()  # the restarted worker goes on
     thread.join(timeout=600)

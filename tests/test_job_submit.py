@@ -5,7 +5,6 @@ It starts a second Ray (its own temp dir, ports and process group) and takes it 
 without touching the test session's Ray.
 """
 
-import contextlib
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from tests.helpers.resume import (
     no_partial_files,
     reference,
     same_predictions,
+    train_workers,
     wait_for,
 )
 from tests.helpers.tiny import FAULT, write_config
@@ -46,20 +46,6 @@ def job_driver(work: Path):
         if any("loso_samm.py" in c for c in cmd) and str(work) in cmd:
             return proc
     return None
-
-
-def train_workers(head_pid: int) -> list:
-    """The Ray Train worker processes of the cluster ``ray start`` (``head_pid``) runs."""
-    try:
-        procs = psutil.Process(head_pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    out = []
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            if any("ray::RayTrainWorker" in c for c in p.cmdline()):
-                out.append(p)
-    return out
 
 
 def test_job_killed_and_submitted_again_resumes(tmp_path):

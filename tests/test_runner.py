@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mer_ray.config import ExperimentConfig, TrainConfig
-from mer_ray.records import STATE, FoldRecord, Predictions
+from mer_ray.records import PAUSE, STATE, FoldRecord, Predictions
 from mer_ray.storage import open_storage
 from mer_ray.train.job import SplitSource
 from mer_ray.train.loso import fold_job, plan_loso
@@ -88,6 +88,33 @@ def test_interrupted_fold_resumes_to_the_same_predictions(tiny_shards, tmp_path)
     blob = torch.load(io.BytesIO(storage.read_bytes(job.record_dir, "weights.pt")),
                       weights_only=True)
     assert set(blob) == {"state", "frozen_fingerprint"}
+
+
+def test_pause_file_holds_a_fold_at_its_committed_checkpoint(tiny_shards, tmp_path):
+    """While ``pause`` exists beside a fold's checkpoint the fold goes no further than the
+    checkpoint it has just committed; deleting the file lets it finish."""
+    import threading
+
+    from tests.helpers.resume import hold, wait_for
+
+    setup = plan_loso(tiny_shards, EXP, tmp_path / "runs", name="r", max_folds=1)
+    job = fold_job(setup, setup.folds[0], {})
+    storage = open_storage(job.storage)
+    gate = hold(tmp_path / "runs" / "r" / "train" / f"fold-{job.key}")
+    paused_at_epoch_end = []  # whether the pause file existed when each epoch went on
+    out = {}
+
+    def on_epoch(state, row):
+        paused_at_epoch_end.append(storage.exists(job.checkpoint_dir, PAUSE))
+
+    thread = threading.Thread(target=lambda: out.update(r=run_job(job, torch.device("cpu"),
+                                                                   on_epoch=on_epoch)))
+    thread.start()
+    wait_for(lambda: storage.exists(job.checkpoint_dir, STATE), "the first checkpoint")
+    gate.unlink()
+    thread.join(timeout=300)
+    assert paused_at_epoch_end == [False, False]  # never past a checkpoint while paused
+    assert out["r"].record.epochs_run == 3 and len(out["r"].record.attempts) == 1
 
 
 def test_failed_fold_does_not_stop_the_others(tiny_shards, tmp_path, capsys):

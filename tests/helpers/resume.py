@@ -1,10 +1,12 @@
 """What the fault tests check after a kill: registered checkpoints, whole files, predictions
 equal to an undisturbed in-process run."""
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from mer_ray.records import PAUSE, STATE
@@ -58,3 +60,19 @@ def hold(train_dir: Path) -> Path:
     gate = train_dir / PAUSE
     gate.touch()
     return gate
+
+
+def train_workers(root_pid: int) -> list:
+    """The Ray Train worker processes (Ray names actor processes "ray::<class>") among the
+    descendants of ``root_pid``: the process that started a Ray, or ``ray start``. Only that
+    Ray's: another Ray on the machine may be training folds of its own."""
+    try:
+        procs = psutil.Process(root_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):  # ended meanwhile
+            if any("ray::RayTrainWorker" in c for c in p.cmdline()):
+                out.append(p)
+    return out
