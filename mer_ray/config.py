@@ -238,7 +238,14 @@ class TrainConfig:
     scale_min: float = described(0.95, "smallest scale (ours)")
     scale_max: float = described(1.05, "largest scale (ours)")
     translate: float = described(0.03, "translation range +- fraction of the size (ours)")
-    cache_trunk: bool = described(False, "train from cached frozen-trunk tokens (no pixel augmentation)")
+    cache_trunk: bool = described(False, "train from cached frozen-trunk tokens (no pixel augmentation "
+                                  "beyond cached_views)")
+    cached_views: int = described(
+        1, "(ours) with cache_trunk: trunk tokens of this many views of every clip, computed once "
+           "with the other tokens: the clip as aligned and cached_views - 1 draws of the training "
+           "augmentation (flip + affine, one draw per clip and view, seeded by seed, clip and "
+           "view). Each epoch a training clip is seen through one of its views, drawn by seed "
+           "and epoch; validation and test clips only as aligned. 1: no augmentation")
     shuffle_labels: bool = described(False, "control run: permute training/validation labels per fold")
     use_gpu: str | bool = described("auto", "auto | true | false: folds train on GPUs (auto: when "
                                      "the cluster has them)")
@@ -265,11 +272,24 @@ class TrainConfig:
             (0 < self.scale_min <= self.scale_max, "need 0 < scale_min <= scale_max"),
             (self.use_gpu in ("auto", True, False), "use_gpu must be auto, true or false"),
             (self.cpus_per_fold >= 1, "cpus_per_fold must be >= 1"),
+            (self.cached_views >= 1, f"cached_views must be >= 1 (got {self.cached_views})"),
+            (self.cached_views == 1 or (self.cache_trunk and self.augment),
+             "cached_views > 1 needs cache_trunk and augment (the views are draws of the "
+             "training augmentation, cached with the trunk tokens)"),
             (self.precision in ("fp32", "bf16", "auto"), "precision must be fp32, bf16 or auto"),
             (0 < self.gpus_per_fold <= 1 or float(self.gpus_per_fold).is_integer(),
              "gpus_per_fold must be a fraction in (0, 1] or a whole number"),
         ]
         validate("TrainConfig", checks)
+
+    @property
+    def views_id(self) -> str | None:
+        """What the cached augmented views depend on, as a short hash (None: no views)."""
+        if self.cached_views <= 1:
+            return None
+        spec = [self.cached_views, self.seed, self.flip_p, self.rotate_deg, self.scale_min,
+                self.scale_max, self.translate]
+        return f"v{self.cached_views}-" + hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:8]
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}

@@ -7,6 +7,7 @@ without touching the test session's Ray.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,66 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def agent_start_timed_out(tmpdir: str) -> bool:
+    """Whether the newest Ray session under ``tmpdir`` ended because its raylet gave up
+    waiting for the dashboard agent's port file (Ray's wait is fixed; on a busy 2-core
+    machine the agent's start-up can take longer)."""
+    log = Path(tmpdir) / "ray" / "session_latest" / "logs" / "raylet.err"
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return False
+    return "Timed out waiting for file" in text and "agent" in text
+
+
+def start_head(bin_dir: str, env: dict) -> tuple[subprocess.Popen, str]:
+    """``ray start --head`` on free ports, up once ``ray job list`` answers. A head whose
+    raylet aborted while starting because its dashboard agent came up after Ray's fixed wait
+    is started again (at most three times): that happens before anything of the test has
+    run, and any other way the head fails fails the test."""
+    for attempt in range(3):
+        gcs, dash = free_port(), free_port()
+        # Every fixed-default port gets a free one: the test session's own Ray already holds
+        # the defaults (its dashboard agent on 52365 among them), and a head whose job agent
+        # cannot bind answers every submission with "No available agent".
+        ports = {name: free_port() for name in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+            "metrics-export-port", "ray-client-server-port", "node-manager-port",
+            "object-manager-port")}
+        head = subprocess.Popen(
+            [f"{bin_dir}/ray", "start", "--head", "--block", f"--port={gcs}",
+             f"--dashboard-port={dash}", "--num-cpus=2", "--object-store-memory=300000000",
+             "--disable-usage-stats", *(f"--{k}={v}" for k, v in ports.items())],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        address = f"http://127.0.0.1:{dash}"
+        deadline = time.time() + 120
+        while subprocess.run([f"{bin_dir}/ray", "job", "list", "--address", address], env=env,
+                             capture_output=True).returncode != 0:
+            assert time.time() < deadline, "the head node did not come up"
+            if head.poll() is not None:  # `ray start --block` exits when a Ray process dies
+                break
+            time.sleep(2)
+        else:
+            return head, address
+        stop_head(head)
+        assert agent_start_timed_out(env["RAY_TMPDIR"]), "ray start exited"
+        # the next attempt reads its own session log
+        shutil.rmtree(Path(env["RAY_TMPDIR"]) / "ray", ignore_errors=True)
+        print(f"head start {attempt + 1}: its dashboard agent came up too late; again")
+    raise AssertionError("the head node's dashboard agent never came up in time")
+
+
+def stop_head(head: subprocess.Popen) -> None:
+    try:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
+        head.wait(timeout=60)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
 def job_driver(work: Path):
     """The job's driver process (``ray job`` runs the entrypoint as a process of its own)."""
     for proc in psutil.process_iter(["cmdline"]):
@@ -60,20 +121,7 @@ def test_job_killed_and_submitted_again_resumes(tmp_path):
     Path(env["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([f"{bin_dir}/ray", "get-auth-token", "--generate"], env=env, check=True,
                    capture_output=True)
-    gcs, dash = free_port(), free_port()
-    # Every fixed-default port gets a free one: the test session's own Ray already holds the
-    # defaults (its dashboard agent on 52365 among them), and a head whose job agent cannot
-    # bind answers every submission with "No available agent".
-    ports = {name: free_port() for name in (
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
-        "metrics-export-port", "ray-client-server-port", "node-manager-port",
-        "object-manager-port")}
-    head = subprocess.Popen(
-        [f"{bin_dir}/ray", "start", "--head", "--block", f"--port={gcs}",
-         f"--dashboard-port={dash}", "--num-cpus=2", "--object-store-memory=300000000",
-         "--disable-usage-stats", *(f"--{k}={v}" for k, v in ports.items())],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    address = f"http://127.0.0.1:{dash}"
+    head, address = start_head(bin_dir, env)
     work = tmp_path / "work"
     config = write_config(tmp_path / "fault.yaml", tuple(FAULT + ["train.max_concurrent_folds=1"]))
     results = work / "results" / "job"
@@ -81,11 +129,6 @@ def test_job_killed_and_submitted_again_resumes(tmp_path):
     gate = hold(results / "train" / "fold-007")  # the second fold waits at its first checkpoint
     try:
         deadline = time.time() + 90
-        while subprocess.run([f"{bin_dir}/ray", "job", "list", "--address", address], env=env,
-                             capture_output=True).returncode != 0:
-            assert time.time() < deadline, "the head node did not come up"
-            assert head.poll() is None, "ray start exited"
-            time.sleep(2)
 
         def submit(*flags):
             return subprocess.run(
@@ -134,11 +177,7 @@ def test_job_killed_and_submitted_again_resumes(tmp_path):
         assert "succeeded" in logs
         assert "1 fold(s) already had results and were not retrained" in logs
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        stop_head(head)
     assert (folds / "006" / "fold.json").read_text() == finished
     assert (folds / "006" / "fold.json").stat().st_mtime_ns == mtime
     attempts = json.loads((folds / "007" / "fold.json").read_text())["attempts"]

@@ -93,3 +93,30 @@ def test_run_on_shards_aligned_from_other_data_refused(tiny_shards, tmp_path):
     (copy / "prepare.json").write_text(json.dumps(meta))
     with pytest.raises(ExperimentMismatch, match="other data"):
         plan_loso(copy, exp, tmp_path / "runs", name="r")
+
+
+def test_slots_start_before_their_jobs_and_end_when_none_come(tiny_shards, tmp_path):
+    """A slot pool starts its Train runs first and takes jobs submitted later (the LOSO driver
+    computes the trunk tokens meanwhile); a pool left without jobs ends its slots."""
+    import time
+
+    import ray
+
+    from mer_ray.train.loso import fold_job
+    from mer_ray.train.runner import SlotPool
+
+    setup = plan_loso(tiny_shards, ExperimentConfig().with_overrides(TINY), tmp_path / "runs",
+                      name="pool", max_folds=1)
+    ray_dir = str(tmp_path / "runs" / "pool" / "train" / "ray")
+    with SlotPool(setup.exp.train, 1, ray_dir, use_gpu=False) as pool:
+        deadline = time.monotonic() + 300  # a generous bound on a Train run's start
+        while ray.get(pool.queue.idle_slots.remote()) != [0]:
+            assert time.monotonic() < deadline, "the slot never asked for a job"
+            time.sleep(0.2)
+        pool.submit([fold_job(setup, setup.folds[0], {})])
+        assert pool.wait() == ["006"]
+    assert completed_folds(setup) == {"006"}
+
+    with SlotPool(setup.exp.train, 1, ray_dir, use_gpu=False) as idle:
+        pass
+    assert idle.wait() == [] and not any(t.is_alive() for t in idle.threads)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mer_ray.config import VARIANTS, from_dict, load_yaml, variant
+from mer_ray.config import VARIANTS, TrainConfig, from_dict, load_yaml, variant
 from mer_ray.model import LossConfig, MERLoss, MERNet, ModelConfig
 from mer_ray.model.dgat import FrameGraphAttention
 from mer_ray.model.encoder import SplitQKV, WeightsError
@@ -435,3 +435,13 @@ def test_target_clips_never_move_the_batch_statistics():
     bn = net.onset_norm
     # two source batches of 4 were counted; the two target batches beside them were not
     assert int(bn.num_batches_tracked) == 2
+
+
+@pytest.mark.parametrize("bad", [{"cached_views": 0}, {"cached_views": 2},
+                                 {"cached_views": 2, "cache_trunk": True, "augment": False}])
+def test_cached_views_need_the_trunk_cache_and_augmentation(bad):
+    with pytest.raises(ValueError, match="TrainConfig: cached_views"):
+        TrainConfig(**bad)
+    ok = TrainConfig(cached_views=2, cache_trunk=True)
+    assert ok.views_id.startswith("v2-") and TrainConfig().views_id is None
+    assert TrainConfig(cached_views=2, cache_trunk=True, seed=1).views_id != ok.views_id

@@ -115,3 +115,91 @@ def test_tokens_of_clips_aligned_again_are_not_reused(tokens, tiny_shards, tmp_p
                    class_names=("negative", "positive", "surprise"), overwrite=True)
     assert not (copy / "trunk").exists() and not (copy / "clips").exists()
     assert json.loads((copy / "prepare.json").read_text())["shards_id"] != meta["shards_id"]
+
+
+VIEWS = EXP.with_values({"train.cached_views": 3})
+SUBJECTS = ("006", "007", "008")
+
+
+def _by_key(columns: dict) -> dict[str, int]:
+    return {f"{s}/{c}": i for i, (s, c) in enumerate(zip(columns["subject"], columns["clip"]))}
+
+
+def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_path):
+    """train.cached_views: each clip's views are the trunk tokens of its augmentation draws,
+    in a folder of their own, the same from the Ray Data pass and from this process."""
+    from mer_ray.train.augment import clip_views
+
+    root, fingerprint = tokens
+    vroot, same = ensure_trunk_tokens(tiny_shards, VIEWS, 3, where="ray")
+    assert same == fingerprint and vroot != root
+    assert ensure_trunk_tokens(tiny_shards, EXP, 3, compute=False) == (root, fingerprint)
+    assert json.loads((vroot / "tokens.json").read_text())["cached_views"] == 3
+    got = SubjectReader(vroot, SUBJECTS, (*TOKEN_COLUMNS, "views")).columns
+    plain = SubjectReader(root, SUBJECTS, TOKEN_COLUMNS).columns
+    order = _by_key(plain)
+    idx = [order[k] for k in _by_key(got)]
+    np.testing.assert_allclose(got["tokens"].astype(np.float32),
+                               plain["tokens"][idx].astype(np.float32), atol=2e-2)
+    views = got["views"].astype(np.float32)
+    assert views.shape == (9, 2, *plain["tokens"].shape[1:])
+
+    frames = SubjectReader(clips_root(tiny_shards), SUBJECTS, CLIP_COLUMNS).columns
+    at = _by_key(frames)
+    keys = list(_by_key(got))
+    net = build_model(VIEWS, 3).eval()
+    clips = clips_to_tensor(frames["frames"][[at[k] for k in keys]])
+    with torch.no_grad():
+        own = net.trunk_tokens(clip_views(clips, keys, VIEWS.train).flatten(0, 1)).numpy()
+    np.testing.assert_allclose(views, own.reshape(views.shape), atol=2e-2, rtol=1e-2)
+    # two draws of the augmentation: unlike the clip and unlike each other
+    tok = got["tokens"].astype(np.float32)
+    assert np.abs(views[:, 0] - tok).mean() > 0.05 and np.abs(views[:, 0] - views[:, 1]).mean() > 0.05
+
+    copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards, copy, ignore=shutil.ignore_patterns("trunk"))
+    here, _ = ensure_trunk_tokens(copy, VIEWS, 3)  # tiny: in this process
+    assert json.loads((here / "tokens.json").read_text())["computed"] == "here"
+    local = SubjectReader(here, SUBJECTS, (*TOKEN_COLUMNS, "views")).columns
+    assert list(_by_key(local)) == keys
+    np.testing.assert_allclose(local["views"].astype(np.float32), views, atol=1e-2)
+
+
+def test_training_sees_views_and_validation_never(tokens, tiny_shards):
+    """Each epoch shows every training clip through one of its views (the draw a function of
+    seed and epoch); validation clips are read without views and seen as aligned."""
+    from mer_ray.train.fold import FoldInputs, _columns
+
+    vroot, fingerprint = ensure_trunk_tokens(tiny_shards, VIEWS, 3)
+    split = FoldSplit("006", ("007",), ("008",))
+    sources = {name: SplitSource(str(vroot), subjects) for name, subjects in
+               (("train", ("007", "008")), ("val", ("006",)))}
+    job = FoldJob("006", VIEWS, ("negative", "positive", "surprise"), split, sources, (2, 2, 2),
+                  columns=TOKEN_COLUMNS, token_fingerprint=fingerprint)
+    assert _columns(job, "train")[-1] == "views" and "views" not in _columns(job, "val")
+    readers = {name: src.reader(_columns(job, name)) for name, src in sources.items()}
+    data = FoldInputs(build_model(VIEWS, 3), VIEWS, readers, torch.device("cpu"))
+    keys, _, tok, views = data.cached["train"]
+    assert views is not None and views.shape[1] == 2 and data.cached["val"][3] is None
+
+    def shown(epoch):
+        out = {}
+        for inp, _, k in data.batches("train", epoch):
+            for key, t in zip(k, inp["tokens"]):
+                i = keys.index(key)
+                choices = [tok[i], *views[i]]
+                out[key] = next(v for v, c in enumerate(choices) if torch.equal(t, c))
+        return out
+
+    seen = [shown(e) for e in range(4)]
+    assert seen[0] == shown(0)  # the same draw again
+    assert any(v > 0 for s in seen for v in s.values())  # augmented views are shown
+    assert any(v == 0 for s in seen for v in s.values())  # and the clip as aligned
+    assert len({tuple(sorted(s.items())) for s in seen}) > 1  # another draw each epoch
+    vkeys, _, vtok, _ = data.cached["val"]
+    for inp, _, k in data.batches("val"):
+        for key, t in zip(k, inp["tokens"]):
+            assert torch.equal(t, vtok[vkeys.index(key)])
+
+    result = fit_fold(job, torch.device("cpu"))
+    assert result.record.augmented and result.record.cache_trunk

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import zlib
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -29,3 +31,19 @@ def augment_clips(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator)
     grid = F.affine_grid(theta, frames.shape, align_corners=False)
     out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.view(b, t, c, h, w)
+
+
+def view_generator(seed: int, key: str, view: int) -> torch.Generator:
+    """The generator of one clip's augmented view: a function of (seed, clip key, view) only, so
+    every process and every batch composition draws the same view."""
+    parts = [int(seed) % 2**32, zlib.crc32(key.encode()), int(view)]
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(parts).generate_state(1)[0]))
+
+
+def clip_views(x: torch.Tensor, keys: list[str], cfg: TrainConfig) -> torch.Tensor:
+    """x (B, T, 3, S, S) normalised clips -> (B, cfg.cached_views - 1, T, 3, S, S): each clip's
+    augmented views 1, 2, ... (view 0 is the clip itself), one draw of ``augment_clips`` each."""
+    views = [torch.cat([augment_clips(x[i:i + 1], cfg, view_generator(cfg.seed, k, v))
+                        for v in range(1, cfg.cached_views)])
+             for i, k in enumerate(keys)]
+    return torch.stack(views)

@@ -43,7 +43,9 @@ def _generator(*parts: int) -> torch.Generator:
 class FoldInputs:
     """Batches of one fold's splits from its readers (``SubjectReader``: clips, or trunk tokens
     computed once for all folds); with ``cache_trunk`` and clip readers, each clip's trunk tokens
-    are computed once here (no pixel augmentation then)."""
+    are computed once here. With ``train.cached_views`` > 1 the training clips' augmented views
+    come with their tokens (read, or computed here), and each epoch sees every training clip
+    through one of them; validation and test clips are only ever seen as aligned."""
 
     def __init__(self, net: MERNet, exp: ExperimentConfig, readers: dict, device,
                  label_override=None, token_cache: dict | None = None):
@@ -72,13 +74,18 @@ class FoldInputs:
         yield from self.readers[name].iter_batches(batch_size=bs, batch_format="numpy", **kwargs)
 
     def _encode(self, name: str):
-        keys, labels, tokens = [], [], []
+        """(keys, labels, tokens (N, T, L, D), views (N, V-1, T, L, D) or None)."""
+        tc = self.exp.train
+        with_views = name == "train" and tc.cached_views > 1
+        keys, labels, tokens, views = [], [], [], []
         for batch in self._stream(name, None):
             k, y = self._labels(batch)
+            keys += k
+            labels.append(y)
             if "tokens" in batch:  # read from the shared trunk tokens: nothing to compute
                 tokens.append(torch.from_numpy(np.ascontiguousarray(batch["tokens"])))
-                keys += k
-                labels.append(y)
+                if with_views:
+                    views.append(torch.from_numpy(np.ascontiguousarray(batch["views"])))
                 continue
             todo = [i for i, key in enumerate(k) if key not in self.token_cache]
             if todo:
@@ -86,19 +93,36 @@ class FoldInputs:
                 for i, tok in zip(todo, self.net.trunk_tokens(clips).half().cpu()):
                     self.token_cache[k[i]] = tok
             tokens.append(torch.stack([self.token_cache[key] for key in k]))
-            keys += k
-            labels.append(y)
-        return keys, torch.cat(labels), torch.cat(tokens)
+            if with_views:
+                vkeys = [f"{key}#{tc.views_id}" for key in k]
+                todo = [i for i, key in enumerate(vkeys) if key not in self.token_cache]
+                if todo:
+                    from .trunk import encode_views
+
+                    got = encode_views(self.net, batch["frames"][todo], [k[i] for i in todo],
+                                       tc, self.device)
+                    for i, v in zip(todo, torch.from_numpy(got)):
+                        self.token_cache[vkeys[i]] = v
+                views.append(torch.stack([self.token_cache[key] for key in vkeys]))
+        return keys, torch.cat(labels), torch.cat(tokens), (torch.cat(views) if views else None)
 
     def batches(self, name: str, epoch: int | None = None):
         """(model inputs, labels, clip keys); shuffled and augmented when ``epoch`` is given."""
         tc = self.exp.train
         if name in self.cached:
-            keys, labels, tokens = self.cached[name]
+            keys, labels, tokens, views = self.cached[name]
             order = torch.arange(len(keys)) if epoch is None else \
                 torch.randperm(len(keys), generator=_generator(tc.seed, epoch, 1))
+            pick = None
+            if views is not None and epoch is not None:  # one view per clip: 0 is as aligned
+                pick = torch.randint(0, views.shape[1] + 1, (len(keys),),
+                                     generator=_generator(tc.seed, epoch, 4))
             for idx in order.split(tc.batch_size):
-                yield ({"tokens": tokens[idx].to(self.device)}, labels[idx].to(self.device),
+                batch = tokens[idx]  # a copy (index tensor)
+                if pick is not None:
+                    shown = pick[idx] > 0
+                    batch[shown] = views[idx[shown], pick[idx][shown] - 1]
+                yield ({"tokens": batch.to(self.device)}, labels[idx].to(self.device),
                        [keys[i] for i in idx])
             return
         seed = None if epoch is None else int(_generator(tc.seed, epoch, 2).initial_seed() % 2**31)
@@ -163,6 +187,13 @@ def predict(net: MERNet, data: FoldInputs, name: str, amp: torch.dtype | None = 
     if not keys:
         return [], np.zeros(0, int), np.zeros((0, net.num_classes))
     return keys, torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+
+def _columns(job: FoldJob, split: str) -> tuple[str, ...]:
+    """What a split reads: the job's columns, plus the cached augmented views for training."""
+    if split == "train" and "tokens" in job.columns and job.experiment.train.cached_views > 1:
+        return (*job.columns, "views")
+    return tuple(job.columns)
 
 
 def _build_checked(job: FoldJob) -> MERNet:
@@ -280,7 +311,7 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=tc.lr)
     loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
     if readers is None:
-        readers = {name: src.reader(job.columns) for name, src in job.sources.items()
+        readers = {name: src.reader(_columns(job, name)) for name, src in job.sources.items()
                    if name != "test"}  # the test split is read once, after training
     data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
 
@@ -316,7 +347,8 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
         best_epoch=st["best_epoch"], best_val_uf1=st["best_uf1"],
         stopped_early=st["bad_epochs"] >= tc.patience, history=st["history"], seconds=0.0,
         device=device_name(device), pretrained=net.pretrained, weights_source=net.encoder.weights_source,
-        cache_trunk=tc.cache_trunk, augmented=tc.augment and not tc.cache_trunk,
+        cache_trunk=tc.cache_trunk,
+        augmented=tc.augment and (not tc.cache_trunk or tc.cached_views > 1),
         trunk_tokens=job.token_fingerprint[:16] if job.token_fingerprint else None,
         attempts=st["attempts"], adaptation_clips="target" in job.sources,
         precision=str(amp).replace("torch.", "") if amp else "fp32", extra=dict(job.extra))

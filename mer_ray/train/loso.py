@@ -11,6 +11,7 @@ are kept, unfinished ones continue from their last epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,8 @@ from ..data.shards import (
 from ..records import fold_done
 from ..storage import Storage, open_storage
 from .job import FoldJob, SplitSource
-from .runner import Progress, fold_slots, pending, run_local, run_ray, wants_gpu
-from .trunk import ensure_trunk_tokens
+from .runner import Progress, SlotPool, fold_slots, pending, run_local, wants_gpu
+from .trunk import ensure_trunk_tokens, pass_place
 
 
 class ExperimentMismatch(ValueError):
@@ -165,15 +166,26 @@ def run_folds(setup: LosoSetup, local: bool = False, progress: bool = True,
     else:
         use_gpu = wants_gpu(tc)
         slots = fold_slots(tc, use_gpu)
-        tokens = shared_trunk(setup, use_gpu, slots)
-        jobs = pending([fold_job(setup, f, tokens, tracker) for f in todo])
-        bar = Progress(len(jobs), min(slots, len(jobs)), setup.name) if progress else None
         logs = log_dir(setup.storage, setup.name)
-        if bar:
-            bar.begin(len(setup.folds) - len(jobs))
-            if logs:
-                print(f"worker output: {logs}/slot-*.log", flush=True)
-        run_ray(jobs, tc, f"{setup.storage.uri.rstrip('/')}/{setup.name}/train/ray", bar, logs)
+        ray_dir = f"{setup.storage.uri.rstrip('/')}/{setup.name}/train/ray"
+        # The slots start while the driver computes the trunk tokens, unless that pass needs
+        # the fold resources the slots would hold (a Ray Data pass).
+        early = not tc.cache_trunk or pass_place(setup.shards, setup.exp) == "here"
+        with contextlib.ExitStack() as stack:  # leaving it closes the pool's queue
+            pool = stack.enter_context(SlotPool(tc, min(slots, len(todo)), ray_dir, logs,
+                                                use_gpu)) if early else None
+            tokens = shared_trunk(setup, use_gpu, slots)
+            jobs = pending([fold_job(setup, f, tokens, tracker) for f in todo])
+            if pool is None:
+                pool = stack.enter_context(SlotPool(tc, min(slots, len(jobs)), ray_dir, logs,
+                                                    use_gpu))
+            bar = Progress(len(jobs), pool.slots, setup.name) if progress else None
+            if bar:
+                bar.begin(len(setup.folds) - len(jobs))
+                if logs:
+                    print(f"worker output: {logs}/slot-*.log", flush=True)
+            pool.submit(jobs)
+            pool.wait(bar)
     if progress and bar:
         bar.end()
     return [f.test for f in todo]

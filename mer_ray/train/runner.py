@@ -49,6 +49,7 @@ from .job import FoldJob, FoldResult, store_result
 
 CONTROLLER_POLL_S = "0.2"
 QUEUE_POLL_S = 0.5
+WAIT = "wait"  # the queue's answer to a slot while jobs may still come
 
 
 # -- one fold, anywhere -------------------------------------------------------------------------
@@ -270,19 +271,31 @@ def _queue_class():
         """Hands fold jobs to slots. A slot whose worker was restarted gets the fold it held
         back (it resumes from that fold's checkpoint)."""
 
-        def __init__(self, jobs: list[FoldJob]):
-            self.pending = deque(jobs)
+        def __init__(self, jobs: list[FoldJob] | None = None, open: bool = False):
+            self.pending = deque(jobs or [])
             self.assigned: dict[int, FoldJob] = {}
             self.events: list[tuple] = []
+            self.open = open  # more jobs may come (``add``) until ``close``
+            self.idle: set[int] = set()  # slots that asked while no job was there yet
 
-        def claim(self, slot: int) -> FoldJob | None:
+        def claim(self, slot: int) -> FoldJob | str | None:
+            """The slot's job; ``WAIT`` while the queue is empty but open; None when done."""
             job = self.assigned.get(slot)
             if job is not None:
                 return job
             if not self.pending:
+                if self.open:
+                    self.idle.add(slot)
+                    return WAIT
                 return None
             job = self.assigned[slot] = self.pending.popleft()
             return job
+
+        def add(self, jobs: list[FoldJob]) -> None:
+            self.pending.extend(jobs)
+
+        def close(self) -> None:
+            self.open = False
 
         def finish(self, slot: int, key: str, info: dict) -> None:
             self.assigned.pop(slot, None)
@@ -291,6 +304,9 @@ def _queue_class():
         def fail(self, slot: int, key: str, error: str) -> None:
             self.assigned.pop(slot, None)
             self.events.append(("failed", key, error))
+
+        def idle_slots(self) -> list[int]:
+            return sorted(self.idle)
 
         def poll(self, since: int) -> tuple[list[tuple], int, int]:
             return self.events[since:], len(self.assigned), len(self.pending)
@@ -337,7 +353,15 @@ def slot_worker(config: dict) -> None:
     held = {k: v for k, v in ctx.get_assigned_resources().items() if v}
     caches: dict[str, dict] = {}
     with _output_to(config.get("log_file")):
+        # What every fold's model needs, imported while the driver may still be preparing the
+        # jobs (the trunk tokens): otherwise the slot's first fold pays for it.
+        import peft  # noqa: F401
+        import timm  # noqa: F401
+
         while (job := ray.get(queue.claim.remote(slot))) is not None:
+            if job == WAIT:
+                time.sleep(QUEUE_POLL_S / 5)
+                continue
             cache = caches.setdefault(trunk_cache_key(job), {}) \
                 if job.experiment.train.cache_trunk and job.token_fingerprint is None else None
             try:
@@ -376,64 +400,106 @@ def _train_slot(slot: int, queue, tc: TrainConfig, use_gpu: bool, storage_uri: s
         errors[slot] = f"slot {slot}: {type(exc).__name__}: {exc}"
 
 
+class SlotPool:
+    """``slots`` Ray Train runs (one worker each) training the jobs of one queue. The slots
+    start when the pool does, so a driver can start them and then prepare the jobs (their
+    start-up and the preparation overlap): ``submit`` jobs, then ``wait``. Leaving the
+    ``with`` block closes the queue, so the slots end even when preparing failed. Ray must be
+    initialised. ``storage_uri``: where the slots' Train runs keep Ray's own records."""
+
+    def __init__(self, tc: TrainConfig, slots: int, storage_uri: str,
+                 log_dir: str | None = None, use_gpu: bool | None = None):
+        import ray
+
+        self.use_gpu = wants_gpu(tc) if use_gpu is None else use_gpu
+        self.slots = slots
+        # A worker's Train run checks on its controller once per health-check interval (2 s
+        # by default); Ray Train passes this variable from the process that builds the trainer
+        # to its controller. A value the user set is kept.
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", CONTROLLER_POLL_S)
+        # The preemption watcher (one more actor process per Train run) follows nodes that a
+        # cloud provider drains; a one-node cluster has no other node to move a fold to.
+        if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        self.queue = _queue_class().remote(open=True)
+        self.jobs: list[FoldJob] = []
+        self.slot_errors: dict[int, str] = {}
+        run_name = time.strftime("%Y%m%d-%H%M%S")
+        # fit() blocks while its run lasts: one thread per slot drives it (Tune trials or tasks
+        # would cost a process each).
+        self.threads = [threading.Thread(target=_train_slot, daemon=True,
+                                         args=(i, self.queue, tc, self.use_gpu, storage_uri,
+                                               run_name, log_dir, self.slot_errors))
+                        for i in range(slots)]
+        for t in self.threads:
+            t.start()
+
+    def __enter__(self) -> SlotPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, jobs: list[FoldJob]) -> None:
+        import ray
+
+        self.jobs += jobs
+        ray.get(self.queue.add.remote(jobs))
+
+    def close(self) -> None:
+        """No more jobs: each slot ends when the queue is empty."""
+        import ray
+
+        ray.get(self.queue.close.remote())
+
+    def wait(self, progress: Progress | None = None) -> list[str]:
+        """Close the queue and wait until every slot has ended; returns the keys of the folds
+        that finished, and raises ``FoldFailed`` naming those that did not."""
+        import ray
+
+        self.close()
+        seen, done, failed = 0, [], {}
+        while True:
+            alive = any(t.is_alive() for t in self.threads)
+            events, running, _ = ray.get(self.queue.poll.remote(seen))
+            seen += len(events)
+            for kind, key, info in events:
+                if kind == "done":
+                    done.append(key)
+                    if progress:
+                        progress.finished(key, info, running)
+                else:
+                    failed[key] = info
+                    if progress:
+                        progress.failed_fold(key, info)
+            if not alive:
+                break
+            time.sleep(QUEUE_POLL_S)
+        for t in self.threads:
+            t.join()
+        unfinished = [j.key for j in self.jobs if j.key not in done and j.key not in failed]
+        if failed or unfinished:
+            errors = dict(failed)
+            for key in unfinished:
+                errors[key] = "; ".join(self.slot_errors.values()) or "not trained"
+            raise FoldFailed(_failure_message(errors))
+        return done
+
+
 def run_ray(jobs: list[FoldJob], tc: TrainConfig, storage_uri: str,
             progress: Progress | None = None, log_dir: str | None = None) -> list[str]:
     """Every job on Ray Train workers, ``fold_slots`` of them at once; returns the keys of the
     folds that finished. Ray must be initialised. ``storage_uri``: where the slots' Train runs
     keep Ray's own records (``<storage>/train/ray/``)."""
-    import ray
-
     if not jobs:
         return []
     use_gpu = wants_gpu(tc)
     slots = min(fold_slots(tc, use_gpu), len(jobs))
     if progress is not None:
         progress.slots = slots
-    # A worker's Train run checks on its controller once per health-check interval (2 s by
-    # default); Ray Train passes this variable from the process that builds the trainer to its
-    # controller. A value the user set is kept.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", CONTROLLER_POLL_S)
-    # The preemption watcher (one more actor process per Train run) follows nodes that a cloud
-    # provider drains; a one-node cluster has no other node to move a fold to.
-    if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
-        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    queue = _queue_class().remote(jobs)
-    run_name = time.strftime("%Y%m%d-%H%M%S")
-    slot_errors: dict[int, str] = {}
-    # fit() blocks while its run lasts: one thread per slot drives it (Tune trials or tasks
-    # would cost a process each).
-    threads = [threading.Thread(target=_train_slot, daemon=True,
-                                args=(i, queue, tc, use_gpu, storage_uri, run_name, log_dir,
-                                      slot_errors))
-               for i in range(slots)]
-    for t in threads:
-        t.start()
-    seen, done, failed = 0, [], {}
-    while True:
-        alive = any(t.is_alive() for t in threads)
-        events, running, _ = ray.get(queue.poll.remote(seen))
-        seen += len(events)
-        for kind, key, info in events:
-            if kind == "done":
-                done.append(key)
-                if progress:
-                    progress.finished(key, info, running)
-            else:
-                failed[key] = info
-                if progress:
-                    progress.failed_fold(key, info)
-        if not alive:
-            break
-        time.sleep(QUEUE_POLL_S)
-    for t in threads:
-        t.join()
-    unfinished = [j.key for j in jobs if j.key not in done and j.key not in failed]
-    if failed or unfinished:
-        errors = dict(failed)
-        for key in unfinished:
-            errors[key] = "; ".join(slot_errors.values()) or "not trained"
-        raise FoldFailed(_failure_message(errors))
-    return done
+    with SlotPool(tc, slots, storage_uri, log_dir, use_gpu) as pool:
+        pool.submit(jobs)
+        return pool.wait(progress)
 
 
 def pending(jobs: list[FoldJob]) -> list[FoldJob]:

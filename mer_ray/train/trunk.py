@@ -10,6 +10,12 @@ pass: on the 2-core demo, 22 s against 3 s), and writes::
     SHARDS/trunk/<fingerprint>/subject=006/*.parquet   subject, clip, label_id,
                                                        tokens (T, L, D) float16
     SHARDS/trunk/<fingerprint>/tokens.json             what made them (written last)
+    SHARDS/trunk/<fingerprint>-<views_id>/             the same plus ``views``
+                                                       (V-1, T, L, D): augmented views
+
+With ``train.cached_views`` > 1 the pass also encodes each clip's augmented views (the training
+augmentation the trunk cache otherwise gives up, drawn once per clip and view); training clips
+are then seen through one of their views each epoch, validation and test clips never.
 
 The fingerprint is a hash of the trunk's weights and the input size: another backbone, other
 weights or another seed never read stale tokens, and a fold refuses tokens whose fingerprint is
@@ -52,6 +58,23 @@ def encode_frames(net, frames: np.ndarray, device) -> np.ndarray:
     return net.trunk_tokens(clips_to_tensor(frames).to(device)).half().cpu().numpy()
 
 
+def encode_views(net, frames: np.ndarray, keys: list[str], tc, device) -> np.ndarray:
+    """uint8 frames (B, T, S, S, 3) -> trunk tokens of each clip's augmented views
+    (B, tc.cached_views - 1, T, L, D) float16 (``augment.clip_views``), in passes of ``BATCH``."""
+    from ..model.inputs import clips_to_tensor
+    from .augment import clip_views
+
+    views = clip_views(clips_to_tensor(frames), list(keys), tc)  # (B, V-1, T, 3, S, S)
+    flat = views.flatten(0, 1)
+    out = torch.cat([net.trunk_tokens(flat[i:i + BATCH].to(device)).half().cpu()
+                     for i in range(0, len(flat), BATCH)])
+    return out.view(*views.shape[:2], *out.shape[1:]).numpy()
+
+
+def clip_keys(batch: dict) -> list[str]:
+    return [f"{s}/{c}" for s, c in zip(batch["subject"], batch["clip"])]
+
+
 class TrunkEncoder:
     """Ray Data actor: builds the fold model once, checks its trunk, encodes batches."""
 
@@ -59,7 +82,9 @@ class TrunkEncoder:
                  fingerprint: str):
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.net = build_model(ExperimentConfig.from_dict(experiment), num_classes)
+        exp = ExperimentConfig.from_dict(experiment)
+        self.train_cfg = exp.train
+        self.net = build_model(exp, num_classes)
         got = trunk_fingerprint(self.net)
         if got != fingerprint:  # e.g. a node whose weights cache holds other weights
             raise TrunkMismatch(f"this node built a trunk with fingerprint {got[:16]}, the "
@@ -68,13 +93,19 @@ class TrunkEncoder:
         self.net = self.net.to(self.device).eval()
 
     def __call__(self, batch: dict) -> dict:
-        return {"subject": batch["subject"], "clip": batch["clip"],
-                "label_id": batch["label_id"],
-                "tokens": encode_frames(self.net, batch["frames"], self.device)}
+        out = {"subject": batch["subject"], "clip": batch["clip"],
+               "label_id": batch["label_id"],
+               "tokens": encode_frames(self.net, batch["frames"], self.device)}
+        if self.train_cfg.cached_views > 1:
+            out["views"] = encode_views(self.net, batch["frames"], clip_keys(batch),
+                                        self.train_cfg, self.device)
+        return out
 
 
-def token_root(shards: str | Path, fingerprint: str) -> Path:
-    return Path(shards) / TRUNK_DIR / fingerprint[:16]
+def token_root(shards: str | Path, fingerprint: str, views_id: str | None = None) -> Path:
+    """The token folder of a trunk; with augmented views (``TrainConfig.views_id``) its own."""
+    name = fingerprint[:16] if views_id is None else f"{fingerprint[:16]}-{views_id}"
+    return Path(shards) / TRUNK_DIR / name
 
 
 def read_marker(root: Path) -> dict | None:
@@ -89,18 +120,29 @@ def read_marker(root: Path) -> dict | None:
 HERE_MAX_FLOPS = 1e12
 
 
-def pass_flops(shards: str | Path, exp: ExperimentConfig, net) -> float:
-    """Rough cost of encoding every clip: frames x tokens x trunk blocks x 24 D^2."""
+BACKBONE_SHAPES = {"vit_small_patch14_dinov2": (12, 384),  # (blocks, embedding width)
+                   "vit_base_patch14_dinov2": (12, 768)}
+
+
+def pass_flops(shards: str | Path, exp: ExperimentConfig) -> float:
+    """Rough cost of encoding every clip: frames x views x tokens x trunk blocks x 24 D^2."""
     meta = read_prepare_meta(shards)
     frames = meta.get("clips", 0) * meta.get("config", {}).get("frames", 8)
     tokens = 1 + (exp.model.image_size // 14) ** 2
-    dim = net.encoder.vit.embed_dim
-    return float(frames * tokens * net.encoder.split * 24 * dim * dim)
+    blocks, dim = BACKBONE_SHAPES[exp.model.backbone]
+    trunk_blocks = blocks - exp.model.lora_blocks if exp.model.uses_lora else blocks
+    return float(frames * exp.train.cached_views * tokens * trunk_blocks * 24 * dim * dim)
 
 
-def encode_here(shards: str | Path, net, out: Path, device) -> None:
+def pass_place(shards: str | Path, exp: ExperimentConfig) -> str:
+    """Where ``ensure_trunk_tokens(where="auto")`` computes a pass: "here" or "ray"."""
+    return "here" if pass_flops(shards, exp) <= HERE_MAX_FLOPS else "ray"
+
+
+def encode_here(shards: str | Path, net, out: Path, device, tc=None) -> None:
     """The token pass in this process: each subject's clips in batches of ``BATCH``, written
-    as the Ray Data pass writes them (one folder per subject)."""
+    as the Ray Data pass writes them (one folder per subject); with ``tc.cached_views`` > 1
+    each clip's augmented views too."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -109,14 +151,18 @@ def encode_here(shards: str | Path, net, out: Path, device) -> None:
     net = net.to(device).eval()
     for subject in shard_subjects(shards):
         reader = SubjectReader(clips_root(shards), (subject,), CLIP_COLUMNS)
-        clips, labels, tokens = [], [], []
+        clips, labels, tokens, views = [], [], [], []
         for batch in reader.iter_batches(batch_size=BATCH):
             clips += list(batch["clip"])
             labels += [int(y) for y in batch["label_id"]]
             tokens.append(encode_frames(net, batch["frames"], device))
-        tokens = np.concatenate(tokens)
-        table = pa.table({"clip": clips, "label_id": pa.array(labels, pa.int64()),
-                          "tokens": pa.FixedShapeTensorArray.from_numpy_ndarray(tokens)})
+            if tc is not None and tc.cached_views > 1:
+                views.append(encode_views(net, batch["frames"], clip_keys(batch), tc, device))
+        columns = {"clip": clips, "label_id": pa.array(labels, pa.int64()),
+                   "tokens": pa.FixedShapeTensorArray.from_numpy_ndarray(np.concatenate(tokens))}
+        if views:
+            columns["views"] = pa.FixedShapeTensorArray.from_numpy_ndarray(np.concatenate(views))
+        table = pa.table(columns)
         folder = subject_dir(out, subject)
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / "part-0.parquet")
@@ -137,10 +183,11 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     net = build_model(exp, num_classes)
     fingerprint = trunk_fingerprint(net)
     shards_id = read_prepare_meta(shards).get("shards_id")
-    root = token_root(shards, fingerprint)
+    views_id = exp.train.views_id
+    root = token_root(shards, fingerprint, views_id)
     marker = read_marker(root)
     if (marker is not None and marker.get("fingerprint") == fingerprint
-            and marker.get("shards_id") == shards_id):
+            and marker.get("shards_id") == shards_id and marker.get("views") == views_id):
         return root, fingerprint
     if not compute:
         return None
@@ -149,10 +196,11 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)  # an unfinished pass (no marker)
     if where == "auto":
-        where = "here" if pass_flops(shards, exp, net) <= HERE_MAX_FLOPS else "ray"
+        where = pass_place(shards, exp)
     if where == "here":
         encode_here(shards, net, partial,
-                    torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"))
+                    torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"),
+                    exp.train)
     else:
         ray_pass(shards, exp, num_classes, use_gpu, slots, fingerprint, partial)
     partial.rename(root)
@@ -161,7 +209,8 @@ def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: 
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
     (root / MARKER).write_text(json.dumps({
         "fingerprint": fingerprint, "clips": n, "shards": str(Path(shards).resolve()),
-        "shards_id": shards_id, "computed": where,
+        "shards_id": shards_id, "computed": where, "views": views_id,
+        "cached_views": exp.train.cached_views,
         "backbone": exp.model.backbone, "image_size": exp.model.image_size,
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
     }, indent=1))
