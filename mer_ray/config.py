@@ -18,7 +18,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("vit_small_patch14_dinov2", "vit_base_patch14_dinov2")
+# The timm DinoV2 backbones a run may use: name -> (blocks, embedding width).
+BACKBONES = {"vit_small_patch14_dinov2": (12, 384), "vit_base_patch14_dinov2": (12, 768)}
 FINETUNE = ("lora", "full", "frozen")
 FRAME_FEATURES = ("cls", "mean_patch", "cls_mean", "grid")
 CLASS_WEIGHTS = ("none", "inverse_freq")
@@ -179,7 +180,7 @@ class ModelConfig:
 
     def __post_init__(self):
         checks = [
-            (self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}"),
+            (self.backbone in BACKBONES, f"backbone must be one of {tuple(BACKBONES)}"),
             (self.image_size > 0 and self.image_size % 14 == 0,
              f"image_size must be a positive multiple of 14 (got {self.image_size})"),
             (self.finetune in FINETUNE, f"finetune must be one of {FINETUNE}"),

@@ -128,6 +128,11 @@ def _column(table, name: str) -> np.ndarray:
     return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), *shape)
 
 
+def clip_keys(batch: dict) -> list[str]:
+    """``subject/clip`` of each row of a batch: how a clip is named across splits and caches."""
+    return [f"{s}/{c}" for s, c in zip(batch["subject"], batch["clip"])]
+
+
 class SubjectReader:
     """The clips (or tokens) of some subjects, read from their partitions into memory, with the
     part of Ray Data's ``iter_batches`` interface the training loop uses. Rows keep the order

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig, TrainConfig
+from ..data.shards import clip_keys
 from ..metrics import scores
 from ..model import MERLoss, MERNet
 from ..model.build import (
@@ -34,6 +35,7 @@ from ..provenance import device_name
 from ..records import FoldRecord, Predictions
 from .augment import augment_clips
 from .job import FoldJob, FoldResult
+from .trunk import encode_views
 
 
 def _generator(*parts: int) -> torch.Generator:
@@ -62,7 +64,7 @@ class FoldInputs:
         return name in self.readers
 
     def _labels(self, batch) -> tuple[list[str], torch.Tensor]:
-        keys = [f"{s}/{c}" for s, c in zip(batch["subject"], batch["clip"])]
+        keys = clip_keys(batch)
         labels = [self.override.get(k, int(y)) for k, y in zip(keys, batch["label_id"])]
         return keys, torch.tensor(labels, dtype=torch.long)
 
@@ -97,8 +99,6 @@ class FoldInputs:
                 vkeys = [f"{key}#{tc.views_id}" for key in k]
                 todo = [i for i, key in enumerate(vkeys) if key not in self.token_cache]
                 if todo:
-                    from .trunk import encode_views
-
                     got = encode_views(self.net, batch["frames"][todo], [k[i] for i in todo],
                                        tc, self.device)
                     for i, v in zip(todo, torch.from_numpy(got)):

@@ -271,11 +271,11 @@ def _queue_class():
         """Hands fold jobs to slots. A slot whose worker was restarted gets the fold it held
         back (it resumes from that fold's checkpoint)."""
 
-        def __init__(self, jobs: list[FoldJob] | None = None, open: bool = False):
-            self.pending = deque(jobs or [])
+        def __init__(self):
+            self.pending: deque[FoldJob] = deque()
             self.assigned: dict[int, FoldJob] = {}
             self.events: list[tuple] = []
-            self.open = open  # more jobs may come (``add``) until ``close``
+            self.open = True  # more jobs may come (``add``) until ``close``
             self.idle: set[int] = set()  # slots that asked while no job was there yet
 
         def claim(self, slot: int) -> FoldJob | str | None:
@@ -421,7 +421,7 @@ class SlotPool:
         # cloud provider drains; a one-node cluster has no other node to move a fold to.
         if len([n for n in ray.nodes() if n.get("Alive")]) == 1:
             os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-        self.queue = _queue_class().remote(open=True)
+        self.queue = _queue_class().remote()
         self.jobs: list[FoldJob] = []
         self.slot_errors: dict[int, str] = {}
         run_name = time.strftime("%Y%m%d-%H%M%S")

@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ExperimentConfig
+from ..config import BACKBONES, ExperimentConfig
 from ..data.shards import (
     CLIP_COLUMNS,
     TOKEN_COLUMNS,  # noqa: F401  (what the token folders hold)
     TRUNK_DIR,
+    clip_keys,
     clips_root,
     ray_dataset,
     read_prepare_meta,
@@ -69,10 +70,6 @@ def encode_views(net, frames: np.ndarray, keys: list[str], tc, device) -> np.nda
     out = torch.cat([net.trunk_tokens(flat[i:i + BATCH].to(device)).half().cpu()
                      for i in range(0, len(flat), BATCH)])
     return out.view(*views.shape[:2], *out.shape[1:]).numpy()
-
-
-def clip_keys(batch: dict) -> list[str]:
-    return [f"{s}/{c}" for s, c in zip(batch["subject"], batch["clip"])]
 
 
 class TrunkEncoder:
@@ -120,16 +117,12 @@ def read_marker(root: Path) -> dict | None:
 HERE_MAX_FLOPS = 1e12
 
 
-BACKBONE_SHAPES = {"vit_small_patch14_dinov2": (12, 384),  # (blocks, embedding width)
-                   "vit_base_patch14_dinov2": (12, 768)}
-
-
 def pass_flops(shards: str | Path, exp: ExperimentConfig) -> float:
     """Rough cost of encoding every clip: frames x views x tokens x trunk blocks x 24 D^2."""
     meta = read_prepare_meta(shards)
     frames = meta.get("clips", 0) * meta.get("config", {}).get("frames", 8)
     tokens = 1 + (exp.model.image_size // 14) ** 2
-    blocks, dim = BACKBONE_SHAPES[exp.model.backbone]
+    blocks, dim = BACKBONES[exp.model.backbone]
     trunk_blocks = blocks - exp.model.lora_blocks if exp.model.uses_lora else blocks
     return float(frames * exp.train.cached_views * tokens * trunk_blocks * 24 * dim * dim)
 
