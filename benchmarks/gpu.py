@@ -34,7 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +68,8 @@ def step_memory_and_speed(sz: dict, device: torch.device) -> list[dict]:
     """Steps 1 and 2: peak memory of a training step and clips/s, per setting."""
     from mer_ray.model import MERLoss
     from mer_ray.model.build import build_model
-    from mer_ray.train.fold import _autocast, _fp32
+    from mer_ray.model.encoder import RANDOM
+    from mer_ray.train.fold import autocast, training_step
 
     rows = []
     b, t, s = sz["batch"], sz["frames"], sz["size"]
@@ -78,24 +78,17 @@ def step_memory_and_speed(sz: dict, device: torch.device) -> list[dict]:
     labels = torch.randint(0, 3, (b,), generator=gen).to(device)
     def measure(finetune: str, precision: str, cached: bool) -> dict:
         exp = model_config(sz, model__finetune=finetune)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            net = build_model(exp, 3).to(device).train()
+        net = build_model(exp, 3, RANDOM).to(device).train()
         amp = torch.bfloat16 if precision == "bf16" else None
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
         loss_fn = MERLoss(exp.loss).to(device)
         inputs = {"clips": clips}
         if cached:
-            with torch.no_grad(), _autocast(amp, device):
+            with torch.no_grad(), autocast(amp, device):
                 inputs = {"tokens": net.trunk_tokens(clips).half()}
 
-        def step():
-            with _autocast(amp, device):
-                out = net(**inputs)
-            parts = loss_fn(_fp32(out), labels)
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            opt.step()
+        def step():  # the training loop's own step
+            training_step(net, opt, loss_fn, inputs, labels, amp)
 
         step()  # the optimizer state exists from here on: it counts in the peak below
         if device.type == "cuda":
@@ -162,10 +155,9 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
     from mer_ray.config import DataConfig
     from mer_ray.data.synth import generate
     from mer_ray.experiments.data import ensure_shards
-    from mer_ray.records import read_result
-    from mer_ray.train.loso import plan_loso, run_folds, shared_trunk
-    from mer_ray.train.results import summarise
-    from mer_ray.train.runner import fold_slots, wants_gpu
+    from mer_ray.experiments.loso import plan_loso, shared_tokens, train_folds
+    from mer_ray.experiments.summary import summarise_run
+    from mer_ray.train.slots import fold_slots
 
     generate(work / "synth", "samm", sz["subjects"], sz["clips"], "3class", seed=0,
              progress=False)
@@ -181,13 +173,13 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
                            train__max_concurrent_folds=sz.get("max_slots", 0))
         name = label.replace(" ", "-").replace(",", "")
         setup = plan_loso(shards, exp, work / "runs", name=name, max_folds=sz.get("max_folds"))
-        shared_trunk(setup, wants_gpu(exp.train), fold_slots(exp.train, gpu))
+        shared_tokens(setup, gpu, fold_slots(exp.train, gpu))  # made before timing
         start = time.perf_counter()
         with GpuSampler() as util:
-            run_folds(setup, progress=False)
+            train_folds(setup)
         wall = time.perf_counter() - start
-        summary = summarise(setup)
-        recs = [read_result(setup.storage, f"{name}/folds/{f.test}") for f in setup.folds]
+        summary = summarise_run(setup.view())
+        recs = [setup.folder.read_fold(f.test) for f in setup.folds]
         preds[label] = {f.test: r[1].probs for f, r in zip(setup.folds, recs)}
         rows.append({"run": label, "gpus_per_fold": share, "slots": fold_slots(exp.train, gpu),
                      "folds": len(setup.folds), "wall_s": wall,
@@ -204,12 +196,11 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
 def predict_latency(sz: dict, device: torch.device, repeats: int = 20) -> dict:
     """Step 5: model time per clip, eager and torch.export, on the device."""
     from mer_ray.model.build import build_model
+    from mer_ray.model.encoder import RANDOM
     from mer_ray.serving.export import ExportedMER
 
     exp = model_config(sz)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = build_model(exp, 3).to(device).eval()
+    net = build_model(exp, 3, RANDOM).to(device).eval()
     frames = torch.randint(0, 255, (1, sz["frames"], sz["size"], sz["size"], 3),
                            dtype=torch.uint8).to(device)
     wrapped = ExportedMER(net).to(device).eval()

@@ -30,7 +30,6 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mer_ray.config import variant  # noqa: E402
 from mer_ray.console import show  # noqa: E402
 from mer_ray.data.manifest import build_manifest, included  # noqa: E402
 from mer_ray.data.prepare import PrepareConfig, prepare_clip  # noqa: E402
@@ -39,6 +38,7 @@ from mer_ray.data.synth.render import RenderConfig  # noqa: E402
 from mer_ray.metrics import scores  # noqa: E402
 from mer_ray.model import MERNet  # noqa: E402
 from mer_ray.model.inputs import clips_to_tensor  # noqa: E402
+from mer_ray.model.variants import variant  # noqa: E402
 
 
 def loso_probe(x: np.ndarray, y: np.ndarray, subjects: np.ndarray) -> float:
@@ -80,7 +80,7 @@ def main() -> None:
             torch.manual_seed(0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the table's column says whether it is random
-                net = MERNet(variant("full", image_size=size), 3).eval()
+                net = MERNet(variant("full"), 3, size).eval()
             pretrained = net.pretrained
             mean_d, grid_d = [], []
             with torch.no_grad():

@@ -16,7 +16,6 @@ import argparse
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ from mer_ray.data.prepare import PrepareConfig
 from mer_ray.data.synth import generate
 from mer_ray.data.synth.render import RenderConfig
 from mer_ray.model import MERNet
+from mer_ray.model.encoder import RANDOM
 from mer_ray.model.inputs import clips_to_tensor
 from mer_ray.serving.export import export_model, load_exported  # noqa: E402
 from mer_ray.serving.modelfile import LoadedModel, make_checkpoint  # noqa: E402
@@ -63,11 +63,8 @@ def main() -> None:
                  render=RenderConfig(frame_size=args.frame_size))
         clips = included(build_manifest("samm", root, "3class")).to_dicts()
         for size in args.sizes:
-            exp = ExperimentConfig().with_values({"model.image_size": size,
-                                                  "model.pretrained": False})
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                net = MERNet(exp.model, 3).eval()
+            exp = ExperimentConfig().with_values({"data.size": size, "model.pretrained": False})
+            net = MERNet(exp.model, 3, size, RANDOM).eval()
             pre = PrepareConfig(frames=args.frames, size=size, geometry=AlignGeometry())
             model = LoadedModel(net, exp, ["negative", "positive", "surprise"], pre,
                                 make_checkpoint(net, exp, ["negative", "positive", "surprise"],

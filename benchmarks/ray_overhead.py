@@ -32,9 +32,8 @@ from mer_ray.console import show  # noqa: E402
 from mer_ray.data.synth import generate  # noqa: E402
 from mer_ray.data.synth.render import RenderConfig  # noqa: E402
 from mer_ray.experiments.data import SYNTH_INTENSITY, SYNTH_SIZE, ensure_shards  # noqa: E402
-from mer_ray.records import read_result  # noqa: E402
-from mer_ray.train.loso import plan_loso, run_folds, shared_trunk  # noqa: E402
-from mer_ray.train.results import summarise  # noqa: E402
+from mer_ray.experiments.loso import plan_loso, shared_tokens, train_folds  # noqa: E402
+from mer_ray.experiments.summary import summarise_run  # noqa: E402
 
 
 def fixed_costs(summary: dict) -> tuple[str, str]:
@@ -76,15 +75,17 @@ def main() -> None:
                                work, synthetic=True)
         timings = {}
         for label, local in (("plain loop", True), ("Ray", False)):
-            setup = plan_loso(shards, exp, work / "runs", name=f"{label.replace(' ', '-')}-"
-                                                            f"{time.strftime('%H%M%S')}")
-            shared_trunk(setup, False, cpus)  # the same tokens for both, made before timing
+            # the plain loop trains one fold at a time with every core, the Ray slots one fold
+            # each with one core
+            run_exp = exp.with_values({"train.cpus_per_fold": cpus}) if local else exp
+            setup = plan_loso(shards, run_exp, work / "runs",
+                              name=f"{label.replace(' ', '-')}-{time.strftime('%H%M%S')}")
+            shared_tokens(setup, False, cpus)  # the same tokens for both, made before timing
             t, clock = time.perf_counter(), time.time()
-            run_folds(setup, local=local)
+            train_folds(setup, local=local)
             wall = time.perf_counter() - t
-            summary = summarise(setup)
-            first = min(read_result(setup.storage, f"{setup.name}/folds/{f.test}")[0].started_at
-                        for f in setup.folds)
+            summary = summarise_run(setup.view())
+            first = min(setup.folder.read_fold(f.test)[0].started_at for f in setup.folds)
             timings[label] = (wall, summary, first - clock)
         ray.shutdown()
     (local_s, local_sum, _), (ray_s, ray_sum, ray_start) = timings["plain loop"], timings["Ray"]

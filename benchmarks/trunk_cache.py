@@ -15,9 +15,9 @@ import warnings
 
 import torch
 
-from mer_ray.config import variant
 from mer_ray.console import show
 from mer_ray.model import LossConfig, MERLoss, MERNet
+from mer_ray.model.variants import variant
 
 
 def steps_per_second(net, loss_fn, batch_input, labels, steps, cached):
@@ -50,8 +50,8 @@ def main() -> None:
         torch.manual_seed(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            net = MERNet(variant("full", pretrained=False, image_size=size,
-                                 lora_blocks=args.lora_blocks), 3).train()
+            net = MERNet(variant("full", pretrained=False, lora_blocks=args.lora_blocks), 3,
+                         size).train()
         loss_fn = MERLoss(LossConfig())
         clips = torch.randn(args.batch, args.frames, 3, size, size)
         labels = torch.randint(0, 3, (args.batch,))

@@ -11,7 +11,7 @@ only (--trials configurations, each scored by its mean validation UF1 on --inner
 folds), then the chosen configuration trained on all other subjects and the outer subject
 predicted once. The outer predictions give the reported UF1/UAR; each outer fold records its
 chosen configuration and the subjects its search saw (never its own). Outer folds run
-concurrently as Ray Tune trials, on the shared trunk tokens.
+concurrently on the fold slots, like LOSO folds, on the shared trunk tokens.
 
 --flat: one Ray Tune + Optuna search on a few folds (--sweep-folds) whose training and
 validation subjects together cover most subjects, then the best configuration as a LOSO under

@@ -31,13 +31,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .config import (
-    VARIANTS,
-    ExperimentConfig,
-    config_fields,
-    load_experiment,
-    variant,
-)
+from .config import ExperimentConfig, config_fields, load_experiment
 from .console import show
 from .data.adapters import DATASETS
 from .data.annotations import AnnotationError
@@ -146,16 +140,16 @@ def _check_protocol(args) -> None:
                          f"(offered: {', '.join(protocols_of(args.dataset))})")
 
 
-def _shards_for(args, exp: ExperimentConfig) -> tuple[Path, dict]:
+def _shards_for(args, exp: ExperimentConfig):
     """(shards, what to record about the data) for train / grid / sweep."""
-    from .data.shards import read_prepare_meta
+    from .data.shards import Shards
     from .experiments.data import dataset_shards
 
     if getattr(args, "shards", None):
         if args.data_root is not None:
             raise ValueError("give --shards or --data-root, not both")
-        meta = read_prepare_meta(args.shards)
-        return args.shards, {"data_root": meta.get("root")}
+        shards = Shards.open(args.shards)
+        return shards, {"data_root": shards.meta.root}
     _check_protocol(args)
     root, shards = dataset_shards(args.dataset, args.data_root, args.protocol, exp.data,
                                   args.workdir, _synthetic(args), annotations=args.annotations)
@@ -235,9 +229,8 @@ def cmd_prepare(args) -> int:
     from .cluster import ensure_ray
     from .data.labels import class_names
     from .data.manifest import build_manifest, read_manifest
-    from .data.prepare import prepare_shards
+    from .data.prepare import PrepareConfig, prepare_shards
     from .data.synth import is_synthetic
-    from .experiments.data import prepare_config
 
     exp = experiment_config(args)
     _check_protocol(args)
@@ -249,7 +242,7 @@ def cmd_prepare(args) -> int:
                                   annotations=args.annotations)
     ensure_ray(log_file=args.out / "logs" / "prepare.log")
     res = prepare_shards(
-        manifest, args.out, prepare_config(exp.data),
+        manifest, args.out, PrepareConfig.from_data(exp.data),
         class_names=class_names(args.dataset, args.protocol), workers=args.workers,
         overwrite=args.overwrite,
         extra_meta={"dataset": args.dataset, "protocol": args.protocol,
@@ -337,46 +330,23 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments.loso import run_loso
-    from .experiments.sweep import SweepInterrupted, read_space, run_sweep, tune_space
-    from .train.loso import plan_loso
+    from .experiments.search_space import read_space
 
     space = read_space(args.space)  # a bad space fails before any work
     exp = experiment_config(args)
     _start_ray(args, "sweep")
     shards, data = _shards_for(args, exp)
-    extra = {**_command(args), **data}
-    if not args.flat:
-        from .experiments.nested import nested_record, plan_nested, run_nested
-        from .train.results import print_summary, summarise
+    opts = _options(args, {**_command(args), **data})
+    if args.flat:
+        from .experiments.flat_search import flat_search
 
-        plan = plan_nested(shards, exp, args.storage_path, args.name, space, args.trials,
-                           args.inner_folds, args.max_folds)
-        try:
-            run_nested(plan)
-        except SweepInterrupted as stopped:
-            print(stopped, file=sys.stderr)
-            return 130
-        summary = summarise(plan.setup, {**extra, "nested": nested_record(plan)})
-        print_summary(summary, plan.setup.storage.path(plan.setup.name))
+        flat_search(exp, shards, space, opts, args.name or f"sweep-{shards.root.name}-"
+                    f"{exp.hash()}", args.num_samples, args.sweep_folds, args.asha,
+                    args.study_db, final=not args.no_final)
         return 0
-    name = args.name or f"sweep-{Path(shards).name}-{exp.hash()}"
-    setup = plan_loso(shards, exp, args.storage_path, name)
-    try:
-        best, table = run_sweep(setup, tune_space(space), args.num_samples, args.sweep_folds,
-                                args.asha, args.study_db, exp.train.seed)
-    except SweepInterrupted as stopped:
-        # never a pick from a partial search: the state is saved, the same command resumes
-        print(stopped, file=sys.stderr)
-        return 130
-    show(list(table.columns), table.rows(),
-         title=f"sweep {name}: objective = mean validation UF1 over the sweep folds")
-    print(f"best configuration: {best}")
-    if not args.no_final:
-        record = json.loads(setup.storage.read_bytes(name, "sweep.json"))
-        run_loso(exp.with_values(best), shards, _options(args, extra), f"{name}-best",
-                 {"sweep": name, "best_params": best, "search_informed": True,
-                  "search_subjects": record["search_subjects"]})
+    from .experiments.nested_search import nested_search
+
+    nested_search(exp, shards, space, opts, args.name, args.trials, args.inner_folds)
     return 0
 
 
@@ -409,13 +379,14 @@ def cmd_model_info(args) -> int:
     from dataclasses import replace
 
     from .model.accounting import model_stats
+    from .model.variants import variant
 
     names = args.variant or ["full", "full_finetune"]
     rows = []
     for name in names:
-        cfg = replace(variant(name), backbone=args.backbone, image_size=args.size,
-                      pretrained=False)
-        st = model_stats(name, cfg, args.frames, memory=not args.no_memory, batch=args.batch)
+        cfg = replace(variant(name), backbone=args.backbone, pretrained=False)
+        st = model_stats(name, cfg, args.frames, args.size, memory=not args.no_memory,
+                         batch=args.batch)
         rows.append((name, cfg.finetune, st.backbone, f"{st.total_params / 1e6:.2f}",
                      f"{st.trainable_params / 1e6:.2f}", f"{st.gflops_forward:.1f}",
                      f"{st.gflops_train:.1f}",
@@ -495,6 +466,12 @@ def cmd_export(args) -> int:
 
 
 # -- the parser --------------------------------------------------------------------------------
+
+def _variants():
+    from .model.variants import VARIANTS
+
+    return VARIANTS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
@@ -619,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("model-info", help="parameters, GFLOPs per clip and peak memory")
-    p.add_argument("--variant", action="append", default=None, choices=list(VARIANTS),
+    p.add_argument("--variant", action="append", default=None, choices=list(_variants()),
                    help="a model variant (repeatable; default: full and full_finetune)")
     p.add_argument("--backbone", default="vit_small_patch14_dinov2",
                    choices=("vit_small_patch14_dinov2", "vit_base_patch14_dinov2"))
@@ -660,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status (0, 2 on an error, 3 for --strict, 130 when
     interrupted)."""
-    from .experiments.sweep import SweepInterrupted
+    from .experiments.flat_search import SweepInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

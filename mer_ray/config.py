@@ -6,7 +6,7 @@ machinery around it, in one place.
 **(ours)** choice of METHOD.md is a field. ``from_dict`` builds any section from plain values
 (YAML, ``--set section.field=value``, JSON records) with types coerced and unknown keys
 refused; ``config_fields`` lists every field with its default and help (``mer-ray config``).
-``VARIANTS`` is the registry of model variants: the ablation grid's rows and the tests read it.
+The model variants (the ablation grid's rows) are in ``model/variants.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,6 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = described("vit_small_patch14_dinov2", "timm DinoV2 ViT; vit_base for paper scale")
-    image_size: int = described(224, "S: aligned frame size, a multiple of the patch size 14")
     pretrained: bool = described(True, "ask timm for DinoV2's published weights (needs a hub or cache); "
                                 "random init with a warning when they cannot be had")
     backbone_weights: str | None = described(None, "local safetensors / torch state dict, loaded strictly")
@@ -181,8 +180,6 @@ class ModelConfig:
     def __post_init__(self):
         checks = [
             (self.backbone in BACKBONES, f"backbone must be one of {tuple(BACKBONES)}"),
-            (self.image_size > 0 and self.image_size % 14 == 0,
-             f"image_size must be a positive multiple of 14 (got {self.image_size})"),
             (self.finetune in FINETUNE, f"finetune must be one of {FINETUNE}"),
             (0 <= self.lora_blocks <= 12, "lora_blocks must be between 0 and 12"),
             (self.lora_rank > 0, f"lora_rank must be > 0 (got {self.lora_rank})"),
@@ -190,8 +187,7 @@ class ModelConfig:
             (0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)"),
             (self.random_init_layerscale > 0, "random_init_layerscale must be > 0"),
             (self.frame_feature in FRAME_FEATURES, f"frame_feature must be one of {FRAME_FEATURES}"),
-            (1 <= self.frame_grid <= self.image_size // 14,
-             f"frame_grid must be between 1 and the patches per side ({self.image_size // 14})"),
+            (self.frame_grid >= 1, f"frame_grid must be >= 1 (got {self.frame_grid})"),
             (0.0 < self.sfa_rho < 1.0, "sfa_rho must be in (0, 1)"),
             (self.sfa_experts >= 1, f"sfa_experts (K) must be >= 1 (got {self.sfa_experts})"),
             (self.dgat_heads >= 1 and self.dgat_dim % self.dgat_heads == 0,
@@ -285,21 +281,37 @@ class TrainConfig:
 
     @property
     def views_id(self) -> str | None:
-        """What the cached augmented views depend on, as a short hash (None: no views)."""
+        """What the cached augmented views depend on (``VIEW_FIELDS``), as a short hash (None:
+        no views)."""
         if self.cached_views <= 1:
             return None
-        spec = [self.cached_views, self.seed, self.flip_p, self.rotate_deg, self.scale_min,
-                self.scale_max, self.translate]
+        spec = [getattr(self, name) for name in VIEW_FIELDS]
         return f"v{self.cached_views}-" + hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:8]
 
 
+# The training settings the cached augmented views are drawn with (``TrainConfig.views_id``).
+VIEW_FIELDS = ("cached_views", "seed", "flip_p", "rotate_deg", "scale_min", "scale_max",
+               "translate")
+# The model settings that decide the frozen trunk's weights (with ``train.seed``: a random
+# backbone's initialisation); the frame settings (``data``) decide its input.
+TRUNK_FIELDS = ("backbone", "pretrained", "backbone_weights", "random_init_layerscale",
+                "finetune", "lora_blocks")
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+def token_fields() -> set[str]:
+    """Every ``section.field`` that changes the trunk tokens or their cached views a fold
+    reads: a search over one of them cannot share the base configuration's token folder."""
+    return ({f"data.{f.name}" for f in fields(DataConfig)}
+            | {f"model.{name}" for name in TRUNK_FIELDS}
+            | {f"train.{name}" for name in VIEW_FIELDS}
+            | {"train.cache_trunk", "train.augment"})
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A run's settings. The frame size lives in ``data.size`` only: ``model.image_size`` is
-    set from it (and read as an alias of it in records and overrides)."""
+    """A run's settings. The frames' settings (T, S, alignment) live in ``data`` only: the
+    model reads its input size from there."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -307,13 +319,14 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        if self.model.image_size != self.data.size:
-            object.__setattr__(self, "model", replace(self.model, image_size=self.data.size))
+        side = self.data.size // 14
+        validate("ExperimentConfig", [
+            (self.model.frame_grid <= side,
+             f"model.frame_grid must be at most the patches per side of data.size "
+             f"({side}; got {self.model.frame_grid})")])
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["model"]["image_size"]  # it is data.size
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
@@ -322,13 +335,6 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"ExperimentConfig: unknown section(s) {unknown}; use "
                              f"{', '.join(SECTIONS)}")
-        model, dat = data.setdefault("model", {}), data.setdefault("data", {})
-        if "image_size" in model:  # the frame size's older spelling
-            size = model.pop("image_size")
-            if "size" in dat and int(dat["size"]) != int(size):
-                raise ValueError(f"model.image_size ({size}) and data.size ({dat['size']}) "
-                                 f"differ: the frame size is data.size")
-            dat.setdefault("size", size)
         return cls(**{name: from_dict(kind, data.get(name)) for name, kind in SECTIONS.items()})
 
     def hash(self) -> str:
@@ -340,8 +346,6 @@ class ExperimentConfig:
         """Set ``{"section.field": value}``; numpy scalars become Python numbers."""
         data = self.to_dict()
         for key, value in values.items():
-            if key == "model.image_size":
-                key = "data.size"
             section, _, name = key.partition(".")
             if section not in data:
                 raise ValueError(f"{key!r}: unknown section {section!r}; use "
@@ -365,42 +369,7 @@ def config_fields() -> list[dict[str, Any]]:
     rows = []
     for section, kind in SECTIONS.items():
         for f in fields(kind):
-            if section == "model" and f.name == "image_size":
-                continue  # data.size
             default = f.default if f.default is not MISSING else f.default_factory()
             rows.append({"key": f"{section}.{f.name}", "type": str(f.type), "default": default,
                          "help": f.metadata.get("help", "")})
     return rows
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A model variant: its row label in the ablation grid and the model settings it changes."""
-
-    label: str
-    model: dict[str, Any]
-
-    def overrides(self) -> list[str]:
-        return [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
-                for k, v in self.model.items()]
-
-
-# The model variants. The ablation grid (paper Table 6, then Table A2) is ABLATION, in order;
-# "baseline" is DinoV2 alone (frozen, no SFA, no DGAT: mean over frames into the fusion head).
-VARIANTS: dict[str, Variant] = {
-    "baseline": Variant("baseline", {"finetune": "frozen", "use_sfa": False,
-                                     "use_dgat": False}),
-    "lora_only": Variant("+LoRA", {"use_sfa": False, "use_dgat": False}),
-    "no_dgat": Variant("+LoRA+SFA", {"use_dgat": False}),
-    "no_sfa": Variant("+LoRA+DGAT", {"use_sfa": False}),
-    "full": Variant("all (LoRA+SFA+DGAT)", {}),
-    "no_lstm": Variant("all, DGAT without LSTM (A2)", {"use_lstm": False}),
-    "full_finetune": Variant("full fine-tuning", {"finetune": "full"}),
-}
-ABLATION = ("baseline", "lora_only", "no_dgat", "no_sfa", "full", "no_lstm")
-
-
-def variant(name: str, **overrides) -> ModelConfig:
-    if name not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
-    return replace(ModelConfig(**VARIANTS[name].model), **overrides)

@@ -34,33 +34,46 @@ def _version(module: str) -> str | None:
         return None
 
 
-@lru_cache(maxsize=8)
-def _sha256(path: str) -> str:
+@lru_cache(maxsize=16)
+def file_sha256(path: str) -> str | None:
+    """The sha256 of a file (None when it is not there)."""
     import hashlib
 
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        return None
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(p, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def provenance(backbone_weights: str | None = None, devices: list[str] | None = None) -> dict:
-    """What produced a result beyond its configuration: the code version, the versions of the
-    libraries that compute it, where it ran, and the sha256 of a backbone weights file given
-    by path (the file itself is not stored with results)."""
+@lru_cache(maxsize=1)
+def libraries() -> dict[str, str | None]:
+    """The Python and library versions of this process (a driver's, or a fold worker's)."""
     import platform
 
-    out = {
-        "code_version": code_version(),
-        "python": platform.python_version(),
-        **{name: _version(name) for name in ("torch", "timm", "peft", "ray", "numpy")},
-        "devices": sorted(set(devices or [])),
-    }
-    if backbone_weights:
-        p = Path(backbone_weights)
-        out["backbone_weights"] = {"path": str(p),
-                                   "sha256": _sha256(str(p.resolve())) if p.is_file() else None}
+    return {"python": platform.python_version(),
+            **{name: _version(name) for name in ("torch", "timm", "peft", "ray", "numpy")}}
+
+
+def provenance(backbone: dict | None = None, devices: list[str] | None = None,
+               workers: list[dict] | None = None) -> dict:
+    """What produced a result beyond its configuration: the code version, the versions of the
+    libraries in the driver and in the processes that trained the folds (each distinct set
+    once), where it ran, and the backbone weights' source and sha256 (the file itself is not
+    stored with results)."""
+    out = {"code_version": code_version(), **libraries(),
+           "devices": sorted(set(devices or []))}
+    if workers:
+        distinct = []
+        for w in workers:
+            if w and w not in distinct:
+                distinct.append(w)
+        out["fold_workers"] = distinct
+    if backbone:
+        out["backbone_weights"] = backbone
     return out
 
 

@@ -73,6 +73,9 @@ class FoldRecord:
     node_id: str | None = None
     node_ip: str | None = None
     resources: dict = field(default_factory=dict)  # what the fold's worker held (Ray)
+    threads: int | None = None  # torch threads the fold trained with
+    libraries: dict = field(default_factory=dict)  # library versions of the fold's process
+    weights_sha256: str | None = None  # of the backbone weights file, when there is one
     timing: dict = field(default_factory=dict)  # setup_s, train_s, finish_s, store_s
     extra: dict = field(default_factory=dict)  # e.g. transfer: source, target, adaptation
 

@@ -351,8 +351,9 @@ def sweep_section(path: Node) -> list[str]:
     trials_file = path.parent / "trials.parquet"
     if not trials_file.is_file():
         return lines + [f"(no `{trials_file.name}` beside it)", ""]
-    trials = trials_file.read_parquet().sort(
-        [sweep["metric"], "trial_id"], descending=[True, False], nulls_last=True)
+    trials = trials_file.read_parquet()
+    order = "trial" if "trial" in trials.columns else "trial_id"  # ties: the earlier trial
+    trials = trials.sort([sweep["metric"], order], descending=[True, False], nulls_last=True)
     params = list(sweep["best_params"])
     lines += _table(["trial", *params, "validation UF1", "folds done", "epochs", "error"],
                     [[str(t["trial_id"]),

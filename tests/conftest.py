@@ -48,7 +48,8 @@ def synth_samm(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_shards(synth_samm, ray_session, tmp_path_factory):
-    """Aligned shards of ``synth_samm`` at S=28, T=4: the LOSO and sweep tests' data."""
+    """Aligned shards of ``synth_samm`` at S=28, T=4 (a ``data.shards.Shards``): the LOSO and
+    sweep tests' data."""
     from mer_ray.config import DataConfig
     from mer_ray.experiments.data import ensure_shards
 

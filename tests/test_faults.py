@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.train.loso import plan_loso, run_folds
+from mer_ray.experiments.loso import plan_loso, train_folds
 from tests.helpers.resume import (
     committed_epoch,
     hold,
@@ -39,7 +39,7 @@ def test_killed_fold_worker_resumes_from_its_checkpoint(tiny_shards, ray_session
 
     def drive():
         try:
-            outcome["trained"] = run_folds(setup)
+            outcome["trained"] = [r.test_subject for r in train_folds(setup)]
         except Exception as exc:  # reported by the assertion below
             outcome["error"] = exc
 

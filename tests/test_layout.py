@@ -107,3 +107,56 @@ def test_scripts_take_their_cli_twins_options(script, command):
     twin = options([sys.executable, "-m", "mer_ray", *command, "--help"])
     mine = options([sys.executable, f"experiments/{script}", "--help"])
     assert mine == twin and "--storage-path" in mine and "--set" in mine
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_rooms_stay_small():
+    """Modules a newcomer reads in one sitting: no file over 400 lines, no function over 80."""
+    long_files = {str(p.relative_to(REPO)): n for p in PACKAGE.rglob("*.py")
+                  if (n := len(p.read_text().splitlines())) > 400}
+    assert not long_files
+    long_functions = {f"{p.relative_to(REPO)}:{f.name}": f.end_lineno - f.lineno + 1
+                      for p in PACKAGE.rglob("*.py") for f in _functions(p)
+                      if f.end_lineno - f.lineno + 1 > 80}
+    assert not long_functions
+
+
+def _calls(path: Path, name: str):
+    """Calls of ``name`` (a bare or dotted callee ending in it) in a source file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            callee = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+            if callee == name:
+                yield node
+
+
+def test_one_home_each():
+    """A fold job is made in one module; the device is chosen by one function (no other
+    module names "cuda" or "cpu" for torch); prepare.json is opened in one module; no module
+    imports another's private names."""
+    home = {"FoldJob": {"mer_ray/train/fold_jobs.py"}, "TokenSource": {"mer_ray/train/trunk.py"}}
+    for name, allowed in home.items():
+        makers = {str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
+                  if any(_calls(p, name))}
+        assert makers <= allowed, (name, makers)
+    for p in PACKAGE.rglob("*.py"):
+        rel = str(p.relative_to(REPO))
+        for call in _calls(p, "device"):
+            literal = [a for a in call.args if isinstance(a, ast.Constant)]
+            assert not literal or rel == "mer_ray/train/device.py", (rel, call.lineno)
+        text = p.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if rel != "mer_ray/data/shards.py":
+                assert not (isinstance(node, ast.Constant) and node.value == "prepare.json"), rel
+                assert not (isinstance(node, ast.Name) and node.id == "PREPARE_JSON"), rel
+            if isinstance(node, ast.ImportFrom) and (node.level or "mer_ray" in (node.module
+                                                                               or "")):
+                private = [a.name for a in node.names
+                           if a.name.startswith("_") and not a.name.startswith("__")]
+                assert not private, (rel, node.module, private)

@@ -8,8 +8,10 @@ import polars.testing  # noqa: F401
 import pytest
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.train.loso import ExperimentMismatch, completed_folds, plan_loso, run_folds
-from mer_ray.train.results import summarise
+from mer_ray.data.shards import Shards
+from mer_ray.experiments.loso import plan_loso, train_folds
+from mer_ray.experiments.summary import summarise_run
+from mer_ray.train.run_folder import ExperimentMismatch
 from tests.helpers.tiny import TINY as BASE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -19,9 +21,9 @@ TINY = BASE + ["train.max_epochs=2"]
 
 def run(shards, storage, overrides, max_folds=2, name="tiny"):
     exp = ExperimentConfig().with_overrides(TINY + overrides)
-    setup = plan_loso(shards, exp, storage, name=name, max_folds=max_folds)
-    trained = run_folds(setup)
-    return setup, trained, summarise(setup)
+    run = plan_loso(shards, exp, storage, name=name, max_folds=max_folds)
+    trained = [r.test_subject for r in train_folds(run)]
+    return run, sorted(trained), summarise_run(run.view())
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,8 @@ def test_two_fold_loso_records_everything(two_folds):
 
 
 def test_fold_records_keep_subjects_apart(two_folds):
-    storage, (setup, _, _) = two_folds
-    for f in setup.folds:
+    storage, (run, _, _) = two_folds
+    for f in run.folds:
         fold = json.loads((storage / "tiny" / "folds" / f.test / "fold.json").read_text())
         train, val = set(fold["train_subjects"]), set(fold["val_subjects"])
         assert fold["test_subject"] not in train | val and not train & val
@@ -64,7 +66,7 @@ def test_rerun_resumes_without_retraining(two_folds, tiny_shards):
     storage, (_, _, first) = two_folds
     before = pl.read_parquet(storage / "tiny" / "predictions.parquet")
     setup, trained, again = run(tiny_shards, storage, [])
-    assert trained == [] and completed_folds(setup) == {"006", "007"}
+    assert trained == [] and setup.todo() == []
     pl.testing.assert_frame_equal(before,
                                   pl.read_parquet(storage / "tiny" / "predictions.parquet"))
     assert again["metrics"]["uf1"] == first["metrics"]["uf1"]
@@ -83,16 +85,16 @@ def test_run_on_shards_aligned_from_other_data_refused(tiny_shards, tmp_path):
     import shutil
 
     copy = tmp_path / "shards"
-    shutil.copytree(tiny_shards / "clips", copy / "clips")
-    shutil.copy(tiny_shards / "prepare.json", copy / "prepare.json")
+    shutil.copytree(tiny_shards.root / "clips", copy / "clips")
+    shutil.copy(tiny_shards.root / "prepare.json", copy / "prepare.json")
     exp = ExperimentConfig().with_overrides(TINY)
-    plan_loso(copy, exp, tmp_path / "runs", name="r")
-    plan_loso(copy, exp, tmp_path / "runs", name="r")  # same data: resumes
+    plan_loso(Shards.open(copy), exp, tmp_path / "runs", name="r")
+    plan_loso(Shards.open(copy), exp, tmp_path / "runs", name="r")  # same data: resumes
     meta = json.loads((copy / "prepare.json").read_text())
     meta["shards_id"] = "0" * 16
     (copy / "prepare.json").write_text(json.dumps(meta))
-    with pytest.raises(ExperimentMismatch, match="other data"):
-        plan_loso(copy, exp, tmp_path / "runs", name="r")
+    with pytest.raises(ExperimentMismatch, match="shards_id"):
+        plan_loso(Shards.open(copy), exp, tmp_path / "runs", name="r")
 
 
 def test_slots_start_before_their_jobs_and_end_when_none_come(tiny_shards, tmp_path):
@@ -102,21 +104,21 @@ def test_slots_start_before_their_jobs_and_end_when_none_come(tiny_shards, tmp_p
 
     import ray
 
-    from mer_ray.train.loso import fold_job
-    from mer_ray.train.runner import SlotPool
+    from mer_ray.train.fold_jobs import loso_jobs
+    from mer_ray.train.slots import SlotPool
 
-    setup = plan_loso(tiny_shards, ExperimentConfig().with_overrides(TINY), tmp_path / "runs",
-                      name="pool", max_folds=1)
-    ray_dir = str(tmp_path / "runs" / "pool" / "train" / "ray")
-    with SlotPool(setup.exp.train, 1, ray_dir, use_gpu=False) as pool:
+    run = plan_loso(tiny_shards, ExperimentConfig().with_overrides(TINY), tmp_path / "runs",
+                    name="pool", max_folds=1)
+    folder = run.folder
+    with SlotPool(run.exp.train, 1, folder.ray_dir, folder.logs_dir, use_gpu=False) as pool:
         deadline = time.monotonic() + 300  # a generous bound on a Train run's start
         while ray.get(pool.queue.idle_slots.remote()) != [0]:
             assert time.monotonic() < deadline, "the slot never asked for a job"
             time.sleep(0.2)
-        pool.submit([fold_job(setup, setup.folds[0], {})])
-        assert pool.wait() == ["006"]
-    assert completed_folds(setup) == {"006"}
+        pool.submit(loso_jobs(run.plan(), run.folds))
+        assert [r.test_subject for r in pool.wait()] == ["006"]
+    assert run.todo() == []
 
-    with SlotPool(setup.exp.train, 1, ray_dir, use_gpu=False) as idle:
+    with SlotPool(run.exp.train, 1, folder.ray_dir, None, use_gpu=False) as idle:
         pass
     assert idle.wait() == [] and not any(t.is_alive() for t in idle.threads)

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mer_ray.config import VARIANTS, TrainConfig, from_dict, load_yaml, variant
+from mer_ray.config import TrainConfig, from_dict, load_yaml
 from mer_ray.model import LossConfig, MERLoss, MERNet, ModelConfig
 from mer_ray.model.dgat import FrameGraphAttention
 from mer_ray.model.encoder import SplitQKV, WeightsError
 from mer_ray.model.losses import koleo
 from mer_ray.model.sfa import SFA, conv_same, frequency_split, low_pass_mask
+from mer_ray.model.variants import VARIANTS, variant
 
 S, T, C = 56, 4, 3
 
@@ -20,7 +21,7 @@ def make(name="full", **kw):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random-init warning is tested on its own
-        return MERNet(variant(name, pretrained=False, image_size=S, **kw), C)
+        return MERNet(variant(name, pretrained=False, **kw), C, S)
 
 
 @pytest.fixture(scope="module")
@@ -251,13 +252,26 @@ def test_grid_frame_feature_keeps_where_it_moved():
     assert net(torch.randn(2, T, 3, S, S))["logits"].shape == (2, C)
 
 
-@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"image_size": 100}, {"sfa_experts": 0},
+@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"sfa_experts": 0},
                                  {"finetune": "adapter"}, {"frame_feature": "max"},
-                                 {"frame_feature": "grid", "frame_grid": 17},
-                                 {"dgat_dim": 30, "dgat_heads": 4}])
+                                 {"frame_grid": 0}, {"dgat_dim": 30, "dgat_heads": 4}])
 def test_config_validation(bad):
     with pytest.raises(ValueError, match="ModelConfig"):
         ModelConfig(**bad)
+
+
+def test_frame_settings_have_one_home():
+    """The frame size is data.size only: the model has no size of its own, a grid finer than
+    its patches is refused where both are known, and the old model.image_size is unknown."""
+    from mer_ray.config import ExperimentConfig
+
+    with pytest.raises(ValueError, match="DataConfig: size"):
+        ExperimentConfig().with_values({"data.size": 100})
+    with pytest.raises(ValueError, match="frame_grid must be at most.*4"):
+        ExperimentConfig().with_values({"data.size": 56, "model.frame_grid": 5})
+    with pytest.raises(ValueError, match="image_size"):
+        ExperimentConfig().with_values({"model.image_size": 56})
+    assert "image_size" not in ExperimentConfig().to_dict()["model"]
 
 
 def test_config_from_dict_and_yaml(tmp_path):
@@ -314,7 +328,7 @@ def test_pretrained_without_hub_falls_back_loudly(monkeypatch, tmp_path):
 
     monkeypatch.setattr(encoder, "_WARNED", set())  # shown once per process: start afresh
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
-        net = MERNet(ModelConfig(pretrained=True, image_size=S), C)
+        net = MERNet(ModelConfig(pretrained=True), C, S)
     assert net.pretrained is False
 
 
@@ -322,16 +336,15 @@ def test_accounting_table7_columns(capsys):
     from mer_ray.cli import main as cli
     from mer_ray.model.accounting import model_stats, training_rss
 
-    lora = model_stats("full", variant("full", pretrained=False, image_size=S), T)
-    full = model_stats("full_finetune", variant("full_finetune", pretrained=False, image_size=S),
-                       T)
+    lora = model_stats("full", variant("full", pretrained=False), T, S)
+    full = model_stats("full_finetune", variant("full_finetune", pretrained=False), T, S)
     assert full.trainable_params == full.total_params > 10 * lora.trainable_params
     assert lora.gflops_forward == pytest.approx(full.gflops_forward, rel=0.01)
     assert full.gflops_train > 1.5 * lora.gflops_train > lora.gflops_forward > 0
     assert full.peak_memory_mb > lora.peak_memory_mb > 0
     # process RSS of a real training step: full fine-tuning holds gradients and Adam moments
     # for every backbone weight, at least one more copy of the parameters than LoRA does
-    lora_rss, full_rss = (training_rss(variant(name, pretrained=False, image_size=S), T)
+    lora_rss, full_rss = (training_rss(variant(name, pretrained=False), T, S)
                           for name in ("full", "full_finetune"))
     assert full_rss - lora_rss > full.total_params * 4 / 2**20 > 0
     assert cli(["model-info", "--size", str(S), "--frames", str(T), "--no-memory"]) == 0
@@ -349,7 +362,7 @@ def test_float16_tokens_keep_logits_within_1e_3(backbone, size):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        net = MERNet(ModelConfig(backbone=backbone, image_size=size, pretrained=False), C).eval()
+        net = MERNet(ModelConfig(backbone=backbone, pretrained=False), C, size).eval()
     with torch.no_grad():
         net.classifier.weight.mul_(100.0)  # logits of a few units, as after training
     d, n = net.encoder.vit.embed_dim, 1 + (size // 14) ** 2
@@ -381,12 +394,13 @@ def test_bf16_autocast_trains_and_fp32_stays_exact():
     from mer_ray.config import ExperimentConfig
     from mer_ray.model import MERLoss as Loss
     from mer_ray.model.build import build_model
-    from mer_ray.train.fold import FoldInputs, _train_epoch, autocast_dtype
+    from mer_ray.train.fold import _train_epoch, autocast_dtype
+    from mer_ray.train.fold_inputs import FoldInputs
 
     cpu = torch.device("cpu")
     assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
     assert autocast_dtype("bf16", cpu) is torch.bfloat16
-    exp = ExperimentConfig().with_overrides(["model.image_size=56", "model.pretrained=false",
+    exp = ExperimentConfig().with_overrides(["data.size=56", "model.pretrained=false",
                                              "train.cache_trunk=true", "train.batch_size=8"])
     reader = Tokens(16, 1.0, 3)
 
@@ -416,9 +430,10 @@ def test_target_clips_never_move_the_batch_statistics():
     inside a training step leaves BatchNorm's running statistics as the source batches set
     them (the target's forward uses them, never updates them)."""
     from mer_ray.config import ExperimentConfig
-    from mer_ray.train.fold import FoldInputs, _train_epoch
+    from mer_ray.train.fold import _train_epoch
+    from mer_ray.train.fold_inputs import FoldInputs
 
-    exp = ExperimentConfig().with_overrides(["model.image_size=56", "model.pretrained=false",
+    exp = ExperimentConfig().with_overrides(["data.size=56", "model.pretrained=false",
                                              "model.onset_relative=true",
                                              "train.cache_trunk=true", "train.batch_size=4"])
     with warnings.catch_warnings():

@@ -33,7 +33,7 @@ def test_folds_packed_on_gpu_nodes(six_subject_shards, tmp_path):
     script = Path(__file__).parent / "helpers" / "multinode_loso.py"
     log = tmp_path / "driver.log"
     with open(log, "w") as sink:  # a pipe nobody reads can fill up and block the driver
-        proc = subprocess.run([sys.executable, str(script), str(six_subject_shards),
+        proc = subprocess.run([sys.executable, str(script), str(six_subject_shards.root),
                                str(tmp_path), str(NODES), str(FOLDS)], stdout=sink,
                               stderr=subprocess.STDOUT, timeout=900)
     assert proc.returncode == 0, log.read_text()[-3000:]

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.nested import plan_nested, run_nested
-from mer_ray.experiments.sweep import read_space
+from mer_ray.data.shards import Shards
+from mer_ray.experiments.nested_search import plan_nested, run_nested
+from mer_ray.experiments.search_space import read_space
 from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -81,9 +82,9 @@ def test_scrambled_outer_labels_change_nothing_in_its_search(nested_run, tmp_pat
     record = json.loads((nested_run / "runs" / "nested" / "experiment.json").read_text())
     exp = ExperimentConfig.from_dict(record["config"])
     space = read_space(nested_run / "space.yaml")
-    plan = plan_nested(copy, exp, str(tmp_path / "runs"), "scrambled", space, 2, 1,
-                       max_folds=1)
-    run_nested(plan, progress=False)
+    plan = plan_nested(Shards.open(copy), exp, str(tmp_path / "runs"), "scrambled", space, 2,
+                       1, max_folds=1)
+    run_nested(plan)
     before = json.loads((nested_run / "runs" / "nested" / "search" / "006.json").read_text())
     after = json.loads((tmp_path / "runs" / "scrambled" / "search" / "006.json").read_text())
     assert after["chosen_params"] == before["chosen_params"]

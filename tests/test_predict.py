@@ -13,6 +13,8 @@ import torch
 from mer_ray.cli import main as cli
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.frames import index_frames, read_frames
+from mer_ray.experiments.loso import plan_loso, train_folds
+from mer_ray.experiments.summary import summarise_run
 from mer_ray.serving.explain import PANELS
 from mer_ray.serving.modelfile import (
     CheckpointError,
@@ -21,7 +23,6 @@ from mer_ray.serving.modelfile import (
     save_checkpoint,
 )
 from mer_ray.serving.predict import predict_clip
-from mer_ray.train.loso import plan_loso, run_folds
 from tests.helpers.tiny import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -33,13 +34,11 @@ def trained(tiny_shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     exp = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=2"])
     setup = plan_loso(tiny_shards, exp, root / "runs", name="tiny", max_folds=1)
-    run_folds(setup, local=True)
-    from mer_ray.train.results import summarise
-
-    summarise(setup)
+    train_folds(setup, local=True)
+    summarise_run(setup.view())
     run = root / "runs" / "tiny"
     model = save_checkpoint(checkpoint_from_run(str(run)), root / "model.pt")
-    manifest = pl.read_parquet(tiny_shards / "manifest.parquet")
+    manifest = pl.read_parquet(tiny_shards.root / "manifest.parquet")
     preds = pl.read_parquet(run / "predictions.parquet").join(
         manifest.select("subject", "clip", "source", "onset", "offset"), on=["subject", "clip"])
     return {"root": root, "run": run, "model": model, "preds": preds}

@@ -55,7 +55,12 @@ def test_shards_round_trip(shards):
 
 
 def test_fold_reader_disjoint_and_pruned(shards):
-    out, _, _ = shards
+    """Each split's reader returns the clips of its own subjects only. The check goes by the
+    clips' names as the files hold them, matched to their subject through the manifest (the
+    reader's ``subject`` column is written from the partition it opened, so it alone could not
+    show a reader that opened the wrong partition)."""
+    out, manifest, _ = shards
+    owner = dict(zip(manifest["clip"].to_list(), manifest["subject"].to_list()))
     labels = subject_labels(out)
     folds = loso_splits(labels, n_val=1, seed=0)
     assert [f.test for f in folds] == ["006", "007", "008"]
@@ -65,8 +70,12 @@ def test_fold_reader_disjoint_and_pruned(shards):
         readers = {name: SubjectReader(clips_root(out), subjects, ["subject", "clip"])
                    for name, subjects in (("train", split.train), ("val", split.val),
                                           ("test", (split.test,)))}
-        seen = {name: set(r.columns["subject"]) for name, r in readers.items()}
+        seen = {name: {owner[c] for c in r.columns["clip"]} for name, r in readers.items()}
         assert seen == {"train": set(split.train), "val": set(split.val), "test": {split.test}}
+        want = {name: sorted(c for c, s in owner.items() if s in subjects)
+                for name, subjects in (("train", split.train), ("val", split.val),
+                                       ("test", (split.test,)))}
+        assert {name: sorted(r.columns["clip"]) for name, r in readers.items()} == want
         assert len(readers["test"]) == 3
         with pytest.raises(FileNotFoundError, match="nobody"):
             SubjectReader(clips_root(out), ("nobody",))

@@ -9,18 +9,14 @@ import pytest
 import torch
 
 from mer_ray.config import ExperimentConfig, TrainConfig
+from mer_ray.experiments.loso import plan_loso
 from mer_ray.records import PAUSE, STATE, FoldRecord, Predictions
 from mer_ray.storage import open_storage
+from mer_ray.train.fold_jobs import loso_jobs
+from mer_ray.train.fold_run import run_job
 from mer_ray.train.job import SplitSource
-from mer_ray.train.loso import fold_job, plan_loso
-from mer_ray.train.runner import (
-    FoldFailed,
-    Progress,
-    fold_resources,
-    run_job,
-    run_local,
-    slots_for,
-)
+from mer_ray.train.runner import run_jobs
+from mer_ray.train.slots import FoldFailed, fold_resources, slots_for
 from tests.helpers.tiny import TINY
 
 EXP = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=3", "train.patience=3"])
@@ -53,18 +49,21 @@ class Killed(Exception):
     """Stands for a worker killed after its epoch checkpoint was written."""
 
 
-def test_interrupted_fold_resumes_to_the_same_predictions(tiny_shards, tmp_path):
-    setup = plan_loso(tiny_shards, EXP, tmp_path / "runs", name="r", max_folds=1)
-    job = fold_job(setup, setup.folds[0], {})
-    ref_setup = plan_loso(tiny_shards, EXP, tmp_path / "ref", name="r", max_folds=1)
-    reference = run_job(fold_job(ref_setup, ref_setup.folds[0], {}), torch.device("cpu"))
+def first_job(shards, storage, exp=EXP, folds=1, index=0):
+    run = plan_loso(shards, exp, storage, name="r", max_folds=folds)
+    return loso_jobs(run.plan(), run.folds)[index]
 
-    def die_after_first_epoch(state, row):
-        if row["epoch"] == 0:
+
+def test_interrupted_fold_resumes_to_the_same_predictions(tiny_shards, tmp_path):
+    job = first_job(tiny_shards, tmp_path / "runs")
+    reference = run_job(first_job(tiny_shards, tmp_path / "ref"), torch.device("cpu"))
+
+    def die_in_second_epoch(job, row, last):  # after the first epoch's checkpoint
+        if row["epoch"] == 1:
             raise Killed
 
     with pytest.raises(Killed):
-        run_job(job, torch.device("cpu"), on_epoch=die_after_first_epoch)
+        run_job(job, torch.device("cpu"), report=die_in_second_epoch)
     storage = open_storage(job.storage)
     blob = storage.read_bytes(job.checkpoint_dir, STATE)
     # the checkpoint is tensors and plain values only: loadable without running any code
@@ -97,37 +96,35 @@ def test_pause_file_holds_a_fold_at_its_committed_checkpoint(tiny_shards, tmp_pa
 
     from tests.helpers.resume import hold, wait_for
 
-    setup = plan_loso(tiny_shards, EXP, tmp_path / "runs", name="r", max_folds=1)
-    job = fold_job(setup, setup.folds[0], {})
+    job = first_job(tiny_shards, tmp_path / "runs")
     storage = open_storage(job.storage)
     gate = hold(tmp_path / "runs" / "r" / "train" / f"fold-{job.key}")
-    paused_at_epoch_end = []  # whether the pause file existed when each epoch went on
+    paused = []  # whether the pause file existed as each epoch ended (before its checkpoint)
     out = {}
 
-    def on_epoch(state, row):
-        paused_at_epoch_end.append(storage.exists(job.checkpoint_dir, PAUSE))
+    def report(job, row, last):
+        paused.append(storage.exists(job.checkpoint_dir, PAUSE))
 
     thread = threading.Thread(target=lambda: out.update(r=run_job(job, torch.device("cpu"),
-                                                                   on_epoch=on_epoch)))
+                                                                   report=report)))
     thread.start()
     wait_for(lambda: storage.exists(job.checkpoint_dir, STATE), "the first checkpoint")
     gate.unlink()
     thread.join(timeout=300)
-    assert paused_at_epoch_end == [False, False]  # never past a checkpoint while paused
+    # the first epoch ended while paused; no later epoch ran before the file was gone
+    assert paused == [True, False, False]
     assert out["r"].record.epochs_run == 3 and len(out["r"].record.attempts) == 1
 
 
 def test_failed_fold_does_not_stop_the_others(tiny_shards, tmp_path, capsys):
-    setup = plan_loso(tiny_shards, EXP.with_values({"train.max_epochs": 1}), tmp_path / "runs",
-                      name="r", max_folds=2)
-    good = fold_job(setup, setup.folds[1], {})
-    bad = fold_job(setup, setup.folds[0], {})
+    exp = EXP.with_values({"train.max_epochs": 1})
+    good = first_job(tiny_shards, tmp_path / "runs", exp, folds=2, index=1)
+    bad = first_job(tiny_shards, tmp_path / "runs", exp, folds=2, index=0)
     # its test subject's clips are not there
     bad = replace(bad, sources={**bad.sources,
                                 "test": SplitSource(bad.sources["test"].root, ("nobody",))})
-    bar = Progress(2, 1, "r")
     with pytest.raises(FoldFailed, match=r"(?s)1 fold\(s\) failed \(006\).*nobody"):
-        run_local([bad, good], threads=1, progress=bar)
+        run_jobs([bad, good], exp.train, local=True, title="r")
     out = capsys.readouterr().out
     assert "fold 006: FAILED" in out and "[2/2] fold 007: test UF1" in out
     storage = open_storage(good.storage)

@@ -1,6 +1,5 @@
 """The hyper-parameter search: Optuna trials through Tune, scored on validation only."""
 
-import contextlib
 import json
 import shutil
 
@@ -9,8 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.sweep import load_space, run_sweep, sweep_folds
-from mer_ray.train.loso import plan_loso
+from mer_ray.data.shards import Shards
+from mer_ray.experiments.flat_search import run_sweep, sweep_folds
+from mer_ray.experiments.loso import plan_loso
+from mer_ray.experiments.search_space import load_space
 from tests.helpers.tiny import TINY, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -37,7 +38,7 @@ def _scramble_test_labels(src, dst, subjects):
     """A copy of the shards where every clip of the given subjects is labelled class 0. (A
     rotation of the labels would leave UF1 unchanged for a model that predicts one class, and
     so could hide an objective that reads test labels.)"""
-    shutil.copytree(src, dst)
+    shutil.copytree(src.root, dst)
     for s in subjects:
         for f in (dst / "clips" / f"subject={s}").glob("*.parquet"):
             t = pq.read_table(f)
@@ -66,7 +67,7 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     section = text[text.index("### Sweep `sweep`"):]
     assert ", ".join(record["search_subjects"]) in section
     assert f"validation UF1 {record['best_val_uf1']:.3f}" in section
-    order = table.sort(["val_uf1", "trial_id"], descending=[True, False])["trial_id"].to_list()
+    order = table.sort(["val_uf1", "trial"], descending=[True, False])["trial_id"].to_list()
     assert [section.index(f"| {t} |") for t in order] == sorted(
         section.index(f"| {t} |") for t in order)
 
@@ -74,11 +75,12 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     # the same objective values, the same pick.
     scrambled = tmp_path / "scrambled"
     _scramble_test_labels(tiny_shards, scrambled, [fold.test])
-    setup2 = plan_loso(scrambled, exp, tmp_path / "b", name="sweep")
+    setup2 = plan_loso(Shards.open(scrambled), exp, tmp_path / "b", name="sweep")
     params = ["loss.lambda1", "model.lora_rank"]
     best2, table2 = run_sweep(setup2, load_space(space_file), num_samples=2, n_folds=1,
                               points=table.select(params).to_dicts())
-    assert table2.drop("trial_id").sort(params).equals(table.drop("trial_id").sort(params))
+    assert table2.drop("trial_id", "trial").sort(params).equals(
+        table.drop("trial_id", "trial").sort(params))
     value = {tuple(r[k] for k in params): r["val_uf1"] for r in table.to_dicts()}
     # the pick: the best value either way (ties are broken by trial order, which may differ)
     assert value[tuple(best2[k] for k in params)] == value[tuple(best[k] for k in params)] \
@@ -86,14 +88,18 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
 
 
 def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_path):
-    """A sweep driver stopped (SIGINT) after its first trial, run again with the same command:
-    the finished trial is kept as it was, the rest run, the table has every trial."""
+    """A sweep driver stopped (SIGINT) after its first trial while the second is held at its
+    start (the run's start gate lets one fold through), so the stop always lands mid-search:
+    exit 130, no pick. Run again (the gate gone, the final LOSO asked for this time): the
+    finished trial is kept as it was, the rest run, the table has every trial, and the pick's
+    LOSO is marked search-informed."""
     import os
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
+
+    from tests.helpers.resume import wait_for
 
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "space.yaml").write_text(SPACE)
@@ -102,53 +108,56 @@ def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_pat
     write_config(tmp_path / "tiny.yaml", ("train.max_concurrent_folds=1",))
     # The session's tiny set and its shards (reused, not aligned again).
     cmd = [sys.executable, "experiments/sweep.py", "--data-root", str(synth_samm),
-           "--workdir", str(tiny_shards.parent), "--storage-path", str(tmp_path / "runs"),
-           "--name", "sw", "--flat", "--num-samples", "3", "--sweep-folds", "1", "--no-final",
+           "--workdir", str(tiny_shards.root.parent), "--storage-path", str(tmp_path / "runs"),
+           "--name", "sw", "--flat", "--num-samples", "3", "--sweep-folds", "1",
            "--space", str(tmp_path / "space.yaml"),
            "--config", str(tmp_path / "tiny.yaml"), "--frames", "4"]
+    gate = tmp_path / "runs" / "sw" / "gate"
+    gate.mkdir(parents=True)
+    (gate / "allow").write_text("1")  # the first trial's fold goes on, the next one waits
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     # The driver's log goes to a file: a pipe nobody reads fills up and blocks the driver.
     log = tmp_path / "first.log"
     with open(log, "w") as sink:
-        first = subprocess.Popen(cmd, cwd=repo, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                 text=True, start_new_session=True)
+        first = subprocess.Popen([*cmd, "--no-final"], cwd=repo, env=env, stdout=sink,
+                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
     tune_dir = tmp_path / "runs" / "sw" / "tune"
-    deadline = time.time() + 300
-    finished = []
-    while not finished and first.poll() is None:
-        assert time.time() < deadline, (f"no trial finished in time; free: "
-                                        f"{ray_session.available_resources()}; log: "
-                                        f"{log.read_text()[-3000:]}")
-        finished = [p for p in tune_dir.glob("*/result.json") if p.stat().st_size > 0]
-        time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):  # it may have finished on its own
-        os.killpg(first.pid, signal.SIGINT)
-    code = first.wait(timeout=120)
-    trials = tmp_path / "runs" / "sw" / "trials.parquet"
-    # Whenever the signal lands: either the search was cut short (exit 130, no pick, no
-    # trials table) or it had already finished every trial (exit 0, a complete table).
-    if code == 0:
-        assert pl.read_parquet(trials).height == 3, log.read_text()[-3000:]
-    else:
-        assert code == 130, log.read_text()[-3000:]
-        assert not trials.exists()
-        assert "best configuration" not in log.read_text()
-    def completed(path):  # a trial that reported its (one) sweep fold
-        return any(json.loads(line).get("folds_done") == 1
-                   for line in path.read_text().splitlines() if line.strip())
 
+    def finished_and_next_held():
+        assert first.poll() is None, log.read_text()[-3000:]
+        done = [p for p in tune_dir.glob("*/result.json") if completed(p)]
+        return done and len(list(gate.glob("start-*"))) == 2
+
+    def completed(path):  # a trial that reported its (one) sweep fold
+        return path.stat().st_size > 0 and any(
+            json.loads(line).get("folds_done") == 1
+            for line in path.read_text().splitlines() if line.strip())
+
+    wait_for(finished_and_next_held, "the first trial, and the second held at the gate",
+             timeout=300, poll=0.5)
+    os.killpg(first.pid, signal.SIGINT)
+    assert first.wait(timeout=120) == 130, log.read_text()[-3000:]
+    assert not (tmp_path / "runs" / "sw" / "trials.parquet").exists()
+    assert "best configuration" not in log.read_text()
     done_before = {p.parent.name: p.read_text() for p in tune_dir.glob("*/result.json")
                    if completed(p)}
-    assert done_before  # at least the trial the test waited for
+    assert len(done_before) == 1  # exactly the trial the gate let through
 
-    again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    (gate / "allow").unlink()
+    again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming the sweep" in again.stdout
-    table = pl.read_parquet(trials)
+    table = pl.read_parquet(tmp_path / "runs" / "sw" / "trials.parquet")
     assert table.height == 3 and table["error"].is_null().all()
     assert (table["folds_done"] == 1).all()
-    for trial_dir, text in done_before.items():  # finished trials were not run again
+    for trial_dir, text in done_before.items():  # the finished trial was not run again
         assert (tune_dir / trial_dir / "result.json").read_text() == text
+    best = json.loads((tmp_path / "runs" / "sw-best" / "summary.json").read_text())
+    sweep = json.loads((tmp_path / "runs" / "sw" / "sweep.json").read_text())
+    assert best["search_informed"] is True and best["sweep"] == "sw"
+    assert best["search_subjects"] == sweep["search_subjects"]
+    assert best["best_params"] == sweep["best_params"]
+    assert "SEARCH-INFORMED" in again.stdout
 
 
 def test_asha_clock_is_epochs(tiny_shards, tmp_path):

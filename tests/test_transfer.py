@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.transfer import plan_transfer, run_transfer, transfer_job
+from mer_ray.data.shards import Shards
+from mer_ray.experiments.transfer import condition_jobs, plan_transfer, run_transfer
 from mer_ray.train.fold import fit_fold
 from tests.helpers.tiny import write_config
 
@@ -80,8 +81,9 @@ def test_target_labels_cannot_steer_training(cross):
     w = cross / "w"
     [samm] = w.glob("shards-samm-3class-T4-S28-*")
     [casme2] = w.glob("shards-casme2-3class-T4-S28-*")
-    setup = plan_transfer(samm, casme2, exp, cross / "scratch", "labels")
-    job = transfer_job(setup, True)
+    setup = plan_transfer(Shards.open(samm), Shards.open(casme2), exp, cross / "scratch",
+                          "labels")
+    [job] = condition_jobs(setup, [True])
     assert job.sources["target"].unlabelled  # what the runner reads: labels withheld
     outcomes = []
     for target in (lambda: job.sources["target"].reader(),
@@ -100,8 +102,8 @@ def test_ray_path_trains_what_the_local_path_trains(cross, ray_session):
     run = cross / "runs" / record["run"].split("/")[0]
     exp_rec = json.loads((run / "experiment.json").read_text())
     exp = ExperimentConfig.from_dict(exp_rec["config"])
-    setup = plan_transfer(exp_rec["source_shards"], exp_rec["target_shards"], exp,
-                          cross / "ray_runs", "ray")
+    setup = plan_transfer(Shards.open(exp_rec["source_shards"]),
+                          Shards.open(exp_rec["target_shards"]), exp, cross / "ray_runs", "ray")
     assert run_transfer(setup, [True]) == [True]
     local = json.loads((run / "adaptation" / "folds" / "target:casme2" / "predictions.json")
                        .read_text())

@@ -3,6 +3,7 @@ compute itself, reused, keyed by the trunk, and refused by a fold whose trunk di
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -12,21 +13,38 @@ import torch
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.folds import FoldSplit
 from mer_ray.data.prepare import PrepareConfig, prepare_shards
-from mer_ray.data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader, clips_root
+from mer_ray.data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, Shards, SubjectReader
 from mer_ray.model.build import TrunkMismatch, build_model
+from mer_ray.model.encoder import RANDOM
 from mer_ray.model.inputs import clips_to_tensor
 from mer_ray.train.fold import fit_fold
+from mer_ray.train.fold_inputs import FoldInputs
 from mer_ray.train.job import FoldJob, SplitSource
 from mer_ray.train.trunk import ensure_trunk_tokens
 from tests.helpers.tiny import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 EXP = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true"])
+CLASSES = ("negative", "positive", "surprise")
+
+
+def ensure(shards, exp, **kw):
+    """(token folder, fingerprint), or None: the trunk tokens of a random-init trunk."""
+    shards = shards if isinstance(shards, Shards) else Shards.open(shards)
+    got = ensure_trunk_tokens(shards, exp, RANDOM, **kw)
+    return None if got is None else (Path(got.root), got.fingerprint)
+
+
+def fold_job(exp, sources, split, tokens_root, fingerprint, counts=(1, 1, 1)):
+    from mer_ray.train.job import TokenSource
+
+    return FoldJob("006", exp, CLASSES, split, sources, counts, RANDOM,
+                   tokens=TokenSource(str(tokens_root), fingerprint, exp.train.views_id))
 
 
 @pytest.fixture(scope="module")
 def tokens(tiny_shards, ray_session):
-    return ensure_trunk_tokens(tiny_shards, EXP, 3, where="ray")  # the Ray Data pass
+    return ensure(tiny_shards, EXP, where="ray")  # the Ray Data pass
 
 
 def test_tokens_are_the_trunk_of_each_clip(tokens, tiny_shards):
@@ -35,12 +53,12 @@ def test_tokens_are_the_trunk_of_each_clip(tokens, tiny_shards):
     assert marker["fingerprint"] == fingerprint and marker["clips"] == 9
     subjects = ("006", "007", "008")
     shared = SubjectReader(root, subjects, TOKEN_COLUMNS)
-    frames = SubjectReader(clips_root(tiny_shards), subjects, CLIP_COLUMNS)
+    frames = SubjectReader(tiny_shards.clips, subjects, CLIP_COLUMNS)
     order = {k: i for i, k in enumerate(zip(frames.columns["subject"], frames.columns["clip"]))}
     idx = [order[k] for k in zip(shared.columns["subject"], shared.columns["clip"])]
     assert sorted(idx) == list(range(9))
     assert (shared.columns["label_id"] == frames.columns["label_id"][idx]).all()
-    net = build_model(EXP, 3).eval()
+    net = build_model(EXP, 3, RANDOM).eval()
     with torch.no_grad():
         own = net.trunk_tokens(clips_to_tensor(frames.columns["frames"][idx])).half().numpy()
     assert shared.columns["tokens"].dtype == np.float16
@@ -54,8 +72,8 @@ def test_pass_in_this_process_writes_the_same_tokens(tokens, tiny_shards, tmp_pa
     the Ray Data pass."""
     root, fingerprint = tokens
     copy = tmp_path / "shards"
-    shutil.copytree(tiny_shards, copy, ignore=shutil.ignore_patterns("trunk"))
-    here, same = ensure_trunk_tokens(copy, EXP, 3)  # auto: tiny, so in this process
+    shutil.copytree(tiny_shards.root, copy, ignore=shutil.ignore_patterns("trunk"))
+    here, same = ensure(copy, EXP)  # auto: tiny, so in this process
     assert same == fingerprint
     assert json.loads((here / "tokens.json").read_text())["computed"] == "here"
     subjects = ("006", "007", "008")
@@ -70,15 +88,15 @@ def test_pass_in_this_process_writes_the_same_tokens(tokens, tiny_shards, tmp_pa
 def test_tokens_reused_and_keyed_by_the_trunk(tokens, tiny_shards):
     root, fingerprint = tokens
     stamp = (root / "tokens.json").stat().st_mtime_ns
-    assert ensure_trunk_tokens(tiny_shards, EXP, 3, compute=False) == (root, fingerprint)
-    assert ensure_trunk_tokens(tiny_shards, EXP, 3) == (root, fingerprint)
+    assert ensure(tiny_shards, EXP, compute=False) == (root, fingerprint)
+    assert ensure(tiny_shards, EXP) == (root, fingerprint)
     assert (root / "tokens.json").stat().st_mtime_ns == stamp  # not computed again
     # Another seed is another random trunk: other tokens, in another folder.
     other = EXP.with_values({"train.seed": 1})
-    assert ensure_trunk_tokens(tiny_shards, other, 3, compute=False) is None
+    assert ensure(tiny_shards, other, compute=False) is None
     # Training settings outside the trunk share the tokens.
     same_trunk = EXP.with_values({"train.lr": 1e-2, "loss.lambda1": 0.3})
-    assert ensure_trunk_tokens(tiny_shards, same_trunk, 3, compute=False) == (root, fingerprint)
+    assert ensure(tiny_shards, same_trunk, compute=False) == (root, fingerprint)
 
 
 def test_fold_refuses_tokens_of_another_trunk(tokens, tiny_shards):
@@ -88,27 +106,37 @@ def test_fold_refuses_tokens_of_another_trunk(tokens, tiny_shards):
                "train": SplitSource(str(root), ("008",))}
 
     def job(exp):
-        return FoldJob("006", exp, ("negative", "positive", "surprise"), split, sources,
-                       (1, 1, 1), columns=TOKEN_COLUMNS, token_fingerprint=fingerprint)
+        return fold_job(exp, sources, split, root, fingerprint)
 
-    with pytest.raises(TrunkMismatch, match="006"):
+    with pytest.raises(TrunkMismatch, match="006.*random init.*libraries"):
         fit_fold(job(EXP.with_values({"train.seed": 1})), torch.device("cpu"))
     result = fit_fold(job(EXP), torch.device("cpu"))
     assert result.record.trunk_tokens == fingerprint[:16] and len(result.predictions.keys) == 3
+
+
+def test_fold_refuses_a_token_folder_without_its_views(tokens):
+    """A configuration with cached views (say a search trial's cached_views=3) pointed at the
+    folder of the plain tokens (or of other views) is refused, not trained on one view."""
+    root, fingerprint = tokens
+    split = FoldSplit("006", ("007",), ("008",))
+    sources = {"test": SplitSource(str(root), ("006",)), "val": SplitSource(str(root), ("007",)),
+               "train": SplitSource(str(root), ("008",))}
+    with pytest.raises(TrunkMismatch, match="views v3-"):
+        fit_fold(fold_job(VIEWS, sources, split, root, fingerprint), torch.device("cpu"))
 
 
 def test_tokens_of_clips_aligned_again_are_not_reused(tokens, tiny_shards, tmp_path):
     """Shards aligned again from other data carry another shards_id: the old tokens are stale."""
     root, fingerprint = tokens
     copy = tmp_path / "shards"
-    shutil.copytree(tiny_shards, copy)
-    assert ensure_trunk_tokens(copy, EXP, 3, compute=False) == (
-        copy / root.relative_to(tiny_shards), fingerprint)
+    shutil.copytree(tiny_shards.root, copy)
+    assert ensure(copy, EXP, compute=False) == (copy / root.relative_to(tiny_shards.root),
+                                                fingerprint)
     meta = json.loads((copy / "prepare.json").read_text())
     assert meta["shards_id"]
     meta["shards_id"] = "0" * 16  # what aligning other data into this folder leaves behind
     (copy / "prepare.json").write_text(json.dumps(meta))
-    assert ensure_trunk_tokens(copy, EXP, 3, compute=False) is None
+    assert ensure(copy, EXP, compute=False) is None
     # and aligning again removes what was derived from the old clips
     manifest = pl.read_parquet(copy / "manifest.parquet")
     prepare_shards(manifest.head(0), copy, PrepareConfig(frames=4, size=28),
@@ -131,9 +159,9 @@ def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_pat
     from mer_ray.train.augment import clip_views
 
     root, fingerprint = tokens
-    vroot, same = ensure_trunk_tokens(tiny_shards, VIEWS, 3, where="ray")
+    vroot, same = ensure(tiny_shards, VIEWS, where="ray")
     assert same == fingerprint and vroot != root
-    assert ensure_trunk_tokens(tiny_shards, EXP, 3, compute=False) == (root, fingerprint)
+    assert ensure(tiny_shards, EXP, compute=False) == (root, fingerprint)
     assert json.loads((vroot / "tokens.json").read_text())["cached_views"] == 3
     got = SubjectReader(vroot, SUBJECTS, (*TOKEN_COLUMNS, "views")).columns
     plain = SubjectReader(root, SUBJECTS, TOKEN_COLUMNS).columns
@@ -144,10 +172,10 @@ def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_pat
     views = got["views"].astype(np.float32)
     assert views.shape == (9, 2, *plain["tokens"].shape[1:])
 
-    frames = SubjectReader(clips_root(tiny_shards), SUBJECTS, CLIP_COLUMNS).columns
+    frames = SubjectReader(tiny_shards.clips, SUBJECTS, CLIP_COLUMNS).columns
     at = _by_key(frames)
     keys = list(_by_key(got))
-    net = build_model(VIEWS, 3).eval()
+    net = build_model(VIEWS, 3, RANDOM).eval()
     clips = clips_to_tensor(frames["frames"][[at[k] for k in keys]])
     with torch.no_grad():
         own = net.trunk_tokens(clip_views(clips, keys, VIEWS.train).flatten(0, 1)).numpy()
@@ -157,8 +185,8 @@ def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_pat
     assert np.abs(views[:, 0] - tok).mean() > 0.05 and np.abs(views[:, 0] - views[:, 1]).mean() > 0.05
 
     copy = tmp_path / "shards"
-    shutil.copytree(tiny_shards, copy, ignore=shutil.ignore_patterns("trunk"))
-    here, _ = ensure_trunk_tokens(copy, VIEWS, 3)  # tiny: in this process
+    shutil.copytree(tiny_shards.root, copy, ignore=shutil.ignore_patterns("trunk"))
+    here, _ = ensure(copy, VIEWS)  # tiny: in this process
     assert json.loads((here / "tokens.json").read_text())["computed"] == "here"
     local = SubjectReader(here, SUBJECTS, (*TOKEN_COLUMNS, "views")).columns
     assert list(_by_key(local)) == keys
@@ -168,17 +196,16 @@ def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_pat
 def test_training_sees_views_and_validation_never(tokens, tiny_shards):
     """Each epoch shows every training clip through one of its views (the draw a function of
     seed and epoch); validation clips are read without views and seen as aligned."""
-    from mer_ray.train.fold import FoldInputs, _columns
+    from mer_ray.train.fold import _read_columns
 
-    vroot, fingerprint = ensure_trunk_tokens(tiny_shards, VIEWS, 3)
+    vroot, fingerprint = ensure(tiny_shards, VIEWS)
     split = FoldSplit("006", ("007",), ("008",))
     sources = {name: SplitSource(str(vroot), subjects) for name, subjects in
                (("train", ("007", "008")), ("val", ("006",)))}
-    job = FoldJob("006", VIEWS, ("negative", "positive", "surprise"), split, sources, (2, 2, 2),
-                  columns=TOKEN_COLUMNS, token_fingerprint=fingerprint)
-    assert _columns(job, "train")[-1] == "views" and "views" not in _columns(job, "val")
-    readers = {name: src.reader(_columns(job, name)) for name, src in sources.items()}
-    data = FoldInputs(build_model(VIEWS, 3), VIEWS, readers, torch.device("cpu"))
+    job = fold_job(VIEWS, sources, split, vroot, fingerprint, (2, 2, 2))
+    assert _read_columns(job, "train")[-1] == "views" and "views" not in _read_columns(job, "val")
+    readers = {name: src.reader(_read_columns(job, name)) for name, src in sources.items()}
+    data = FoldInputs(build_model(VIEWS, 3, RANDOM), VIEWS, readers, torch.device("cpu"))
     keys, _, tok, views = data.cached["train"]
     assert views is not None and views.shape[1] == 2 and data.cached["val"][3] is None
 

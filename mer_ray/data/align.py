@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..config import DataConfig
+
 LEFT_EYE = slice(36, 42)  # image-left eye (the subject's right), points 36-41
 RIGHT_EYE = slice(42, 48)
 
@@ -23,8 +25,10 @@ RIGHT_EYE = slice(42, 48)
 class AlignGeometry:
     """Where the eyes land in the aligned output, as fractions of the output size S."""
 
-    eye_y: float = 0.38  # (ours) eye midpoint height: leaves the brows and the chin in frame
-    inter_ocular: float = 0.32  # (ours) distance between eye centres
+    # (ours) the defaults are DataConfig's: the eye midpoint's height leaves the brows and the
+    # chin in frame
+    eye_y: float = DataConfig.eye_y
+    inter_ocular: float = DataConfig.inter_ocular
     upsample_retry: int = 1  # detector upsampling tried when no face is found at 0
     # (ours) Several detections: the largest among those scoring at least this fraction of the
     # best score. The plain "largest" rule picks dlib's weak false positives on busy

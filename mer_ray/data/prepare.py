@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..config import DataConfig
 from .align import AlignGeometry, NoFaceError, align_clip
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
 from .sampling import uniform_indices
-from .shards import CLIPS_DIR, PREPARE_JSON, TRUNK_DIR
+from .shards import CLIPS_DIR, TRUNK_DIR, ShardMeta, write_prepare_meta
 
 META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "offset",
                 "source"]
@@ -42,18 +43,26 @@ NO_FRAMES = "frames missing on disk"
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    frames: int = 8  # T, sampled uniformly over onset..offset (METHOD.md section 1)
-    size: int = 224  # S, aligned output size in pixels; a multiple of the ViT patch (14)
+    """How ``prepare`` aligns clips: the frame settings (T, S, geometry; their defaults and
+    checks are ``DataConfig``'s) and how the work is cut up."""
+
+    frames: int = DataConfig.frames
+    size: int = DataConfig.size
     geometry: AlignGeometry = field(default_factory=AlignGeometry)
     clips_per_task: int = 4  # clips handed to one Ray Data task
     min_rows_per_file: int = 32  # keeps shard files at tens of MB, not one file per clip
 
     def __post_init__(self):
-        if self.frames < 1:
-            raise ValueError(f"frames must be at least 1 (got {self.frames})")
-        if self.size < 14 or self.size % 14:
-            raise ValueError(f"size must be a positive multiple of 14, the ViT patch size "
-                             f"(got {self.size})")
+        self.data_config()  # DataConfig's checks
+
+    @classmethod
+    def from_data(cls, data: DataConfig) -> PrepareConfig:
+        return cls(frames=data.frames, size=data.size,
+                   geometry=AlignGeometry(eye_y=data.eye_y, inter_ocular=data.inter_ocular))
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(frames=self.frames, size=self.size, eye_y=self.geometry.eye_y,
+                          inter_ocular=self.geometry.inter_ocular)
 
 
 def shards_identity(manifest: pl.DataFrame, cfg: PrepareConfig) -> str:
@@ -207,19 +216,18 @@ def prepare_shards(
     seconds = time.perf_counter() - start
     from ..provenance import code_version
 
-    meta_json = {
-        "config": {**asdict(cfg)},
-        "class_names": list(class_names),
-        "clips": good_count,
-        "per_class": {k: int(v) for k, v in sorted(per_class.items())},
-        "rejected": rejected.height,
-        "seconds": round(seconds, 2),
-        "code_version": code_version(),
-        "shards_id": shards_identity(manifest, cfg),
-        "annotation_files": [{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
-        **(extra_meta or {}),
-    }
-    (out / PREPARE_JSON).write_text(json.dumps(meta_json, indent=1))
+    extra = dict(extra_meta or {})
+    write_prepare_meta(out, ShardMeta(
+        class_names=tuple(class_names), config=asdict(cfg),
+        shards_id=shards_identity(manifest, cfg), clips=good_count,
+        per_class={k: int(v) for k, v in sorted(per_class.items())}, rejected=rejected.height,
+        seconds=round(seconds, 2), code_version=code_version(),
+        annotation_files=[{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
+        dataset=extra.pop("dataset", None), protocol=extra.pop("protocol", None),
+        synthetic=bool(extra.pop("synthetic", False)), root=extra.pop("root", None),
+        annotations=extra.pop("annotations", None)))
+    if extra:
+        raise ValueError(f"prepare_shards: unknown metadata {sorted(extra)}")
     return PrepareResult(out, good_count, rejected, seconds, frames_aligned,
                          {k: int(v) for k, v in per_class.items()})
 

@@ -9,6 +9,8 @@ and the readers every consumer uses.
     SHARDS/trunk/<fingerprint>/subject=<id>/   frozen-trunk tokens (``train/trunk.py``):
                                                TOKEN_COLUMNS
     SHARDS/trunk/<fingerprint>/tokens.json     what made the tokens (written last)
+    SHARDS/trunk/<fingerprint>-<views id>/     the same plus VIEWS_COLUMN: the tokens of
+                                               augmented views of each clip
 
 Every folder of clips or tokens is partitioned by subject (Hive style): a reader names the
 subjects it wants and never opens another subject's files, which is what keeps a fold's test
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,7 @@ TRUNK_DIR = "trunk"
 PREPARE_JSON = "prepare.json"
 CLIP_COLUMNS = ("subject", "clip", "label_id", "frames")
 TOKEN_COLUMNS = ("subject", "clip", "label_id", "tokens")
+VIEWS_COLUMN = "views"  # token folders with cached augmented views: (V-1, T, L, D) per clip
 
 
 def clips_root(shards: str | Path) -> Path:
@@ -45,29 +49,107 @@ def subject_dir(root: str | Path, subject: str) -> Path:
     return Path(root) / f"subject={subject}"
 
 
-def read_prepare_meta(shards: str | Path) -> dict:
+@dataclass(frozen=True)
+class ShardMeta:
+    """``prepare.json``: how a shard folder was made and what it holds."""
+
+    class_names: tuple[str, ...]
+    config: dict  # the PrepareConfig as written: frames, size, geometry, ...
+    shards_id: str | None = None  # a hash of the manifest rows and the settings
+    clips: int = 0
+    per_class: dict = field(default_factory=dict)
+    rejected: int = 0
+    dataset: str | None = None
+    protocol: str | None = None
+    synthetic: bool = False
+    root: str | None = None  # the data root the clips were read from
+    annotations: str | None = None  # the annotation file named with --annotations
+    annotation_files: list = field(default_factory=list)
+    code_version: str | None = None
+    seconds: float | None = None
+
+    @property
+    def data(self):
+        """The frame settings (T, S, alignment geometry) as a ``config.DataConfig``."""
+        from ..config import DataConfig
+
+        geometry = self.config.get("geometry", {})
+        return DataConfig(frames=self.config["frames"], size=self.config["size"],
+                          eye_y=geometry.get("eye_y", DataConfig.eye_y),
+                          inter_ocular=geometry.get("inter_ocular", DataConfig.inter_ocular))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ShardMeta:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in raw.items() if k in known}
+        return cls(**{**data, "class_names": tuple(raw["class_names"])})
+
+
+def is_shard_folder(path: str | Path) -> bool:
+    return (Path(path) / PREPARE_JSON).is_file()
+
+
+def read_prepare_meta(shards: str | Path) -> ShardMeta:
+    """The shard folder's ``prepare.json``; a folder without one is not a shard folder."""
     path = Path(shards) / PREPARE_JSON
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a shard folder; create one with 'mer-ray prepare'")
-    return json.loads(path.read_text())
+    try:
+        return ShardMeta.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a prepare.json mer-ray can read ({exc}); prepare the "
+                         f"shards again with 'mer-ray prepare --overwrite'") from None
 
 
-def check_prepared(shards: str | Path, data) -> dict:
-    """prepare.json of shards a run is about to train on; shards prepared with another T, S or
-    alignment geometry than ``data`` (a ``config.DataConfig``) are refused."""
-    meta = read_prepare_meta(shards)
-    made = meta.get("config", {})
-    geometry = made.get("geometry", {})
-    have = (made.get("frames"), made.get("size"), geometry.get("eye_y"),
-            geometry.get("inter_ocular"))
-    want = (data.frames, data.size, data.eye_y, data.inter_ocular)
-    if have != want:
-        raise ValueError(
-            f"{shards}: prepared with T={have[0]}, S={have[1]}, eye_y={have[2]}, "
-            f"inter_ocular={have[3]}; this run's data section says T={want[0]}, S={want[1]}, "
-            f"eye_y={want[2]}, inter_ocular={want[3]}. Set data.frames / data.size (--frames / "
-            f"--size) to the shards', or prepare shards for these settings.")
-    return meta
+def write_prepare_meta(shards: str | Path, meta: ShardMeta) -> None:
+    (Path(shards) / PREPARE_JSON).write_text(json.dumps(meta.to_dict(), indent=1))
+
+
+@dataclass(frozen=True)
+class Shards:
+    """An opened shard folder: where it is, its metadata, and its subjects' labels."""
+
+    root: Path
+    meta: ShardMeta
+
+    @classmethod
+    def open(cls, path: str | Path) -> Shards:
+        root = Path(path).expanduser().resolve()
+        return cls(root, read_prepare_meta(root))
+
+    @property
+    def clips(self) -> Path:
+        return clips_root(self.root)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.meta.class_names
+
+    def check(self, data) -> None:
+        """Refuse a run whose ``data`` section (T, S, alignment) differs from the shards'."""
+        made = self.meta.data
+        if made != data:
+            raise ValueError(
+                f"{self.root}: prepared with T={made.frames}, S={made.size}, eye_y={made.eye_y}, "
+                f"inter_ocular={made.inter_ocular}; this run's data section says "
+                f"T={data.frames}, S={data.size}, eye_y={data.eye_y}, "
+                f"inter_ocular={data.inter_ocular}. Leave the data settings out (the shards' "
+                f"own are used), or prepare shards for these settings.")
+
+    def subjects(self) -> list[str]:
+        return shard_subjects(self.root)
+
+    def subject_labels(self) -> dict[str, set[int]]:
+        return subject_labels(self.root)
+
+    def label_counts(self, subjects: Iterable[str]) -> list[int]:
+        return label_counts(self.root, subjects, len(self.class_names))
+
+    def clip_labels(self, subjects: Iterable[str]) -> tuple[list[str], list[int]]:
+        return clip_labels(self.root, subjects)
 
 
 def shard_subjects(shards: str | Path) -> list[str]:

@@ -5,18 +5,16 @@ prepare``; and where a command's Ray messages go.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DataConfig, ExperimentConfig
+from ..config import DataConfig
 from ..data.adapters import DATASETS
-from ..data.align import AlignGeometry
 from ..data.labels import class_names
 from ..data.manifest import build_manifest
 from ..data.prepare import PrepareConfig, prepare_shards
-from ..data.shards import check_prepared
+from ..data.shards import Shards, is_shard_folder
 from ..data.synth import generate, generate_composite, is_synthetic
 from ..data.synth.render import RenderConfig
 from ..storage import open_storage
@@ -61,43 +59,38 @@ class SyntheticSet:
         return "_".join(parts)
 
 
-def prepare_config(data: DataConfig) -> PrepareConfig:
-    return PrepareConfig(frames=data.frames, size=data.size,
-                         geometry=AlignGeometry(eye_y=data.eye_y,
-                                                inter_ocular=data.inter_ocular))
-
-
 def ensure_shards(dataset: str, root: Path, protocol: str, data: DataConfig, workdir: Path,
-                  synthetic: bool, annotations: Path | None = None) -> Path:
+                  synthetic: bool, annotations: Path | None = None) -> Shards:
     """Aligned shards for (root, protocol, T, S, geometry), prepared once and reused. The
     folder name carries the data root's name, so two data sets never share (and overwrite)
     one folder; shards made from another annotation file are made again."""
-    geometry = "" if (data.eye_y, data.inter_ocular) == (0.38, 0.32) else \
-        f"-E{data.eye_y:g}x{data.inter_ocular:g}"
+    default = DataConfig()
+    geometry = "" if (data.eye_y, data.inter_ocular) == (default.eye_y, default.inter_ocular) \
+        else f"-E{data.eye_y:g}x{data.inter_ocular:g}"
     shards = workdir / (f"shards-{dataset}-{protocol}-T{data.frames}-S{data.size}{geometry}-"
                         f"{root.resolve().name}")
     given = str(Path(annotations).resolve()) if annotations else None
-    meta_file = shards / "prepare.json"
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("root") == str(root.resolve()) and meta.get("dataset") == dataset \
-                and meta.get("annotations") == given:
+    if is_shard_folder(shards):
+        found = Shards.open(shards)
+        meta = found.meta
+        if meta.root == str(root.resolve()) and meta.dataset == dataset \
+                and meta.annotations == given:
             print(f"reusing aligned shards in {shards}")
-            return shards
+            return found
     manifest = build_manifest(dataset, root, protocol, annotations=annotations)
-    res = prepare_shards(manifest, shards, prepare_config(data),
+    res = prepare_shards(manifest, shards, PrepareConfig.from_data(data),
                          class_names=class_names(dataset, protocol), overwrite=True,
                          extra_meta={"dataset": dataset, "protocol": protocol,
                                      "root": str(root.resolve()), "synthetic": synthetic,
                                      "annotations": given})
     print(f"aligned {res.clips} clips into {shards} ({res.rejected.height} rejected, see "
           f"rejected.parquet)")
-    return shards
+    return Shards.open(shards)
 
 
 def dataset_shards(dataset: str, root: Path | None, protocol: str, data: DataConfig,
                    workdir: Path, synthetic: SyntheticSet, seed: int | None = None,
-                   annotations: Path | None = None) -> tuple[Path, Path]:
+                   annotations: Path | None = None) -> tuple[Path, Shards]:
     """(data root, aligned shards) of one dataset; a synthetic set in its layout when ``root``
     is None (said loudly). Ray must be running."""
     if dataset not in DATASETS:
@@ -121,12 +114,6 @@ def dataset_shards(dataset: str, root: Path | None, protocol: str, data: DataCon
         raise FileNotFoundError(f"{root}: data root not found (--data-root)")
     return root, ensure_shards(dataset, root, protocol, data, workdir, is_synthetic(root),
                                annotations)
-
-
-def check_shards(shards: str | Path, exp: ExperimentConfig) -> dict:
-    """prepare.json of shards a run is about to train on (refused when prepared with other
-    T / S / alignment than the run's ``data`` section)."""
-    return check_prepared(shards, exp.data)
 
 
 def driver_log(storage_path: str, workdir: Path, command: str) -> Path:

@@ -2,7 +2,7 @@
 configuration), then one table in the paper's layout and a grid file ``mer-ray report`` reads.
 
 Named grids: ``ablation`` (Table 6 rows, then Table A2's: the model variant registry
-``config.ABLATION``), ``sensitivity`` (Figure 3: lambda1 with lambda2 = 0.5, lambda2 with
+``model/variants.py``), ``sensitivity`` (Figure 3: lambda1 with lambda2 = 0.5, lambda2 with
 lambda1 = 0.1), ``lora-vs-full`` (Table 7: LoRA against full fine-tuning, with the accounting:
 trainable parameters, GFLOPs, memory). Any other grid is a YAML file::
 
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import ABLATION, VARIANTS, ExperimentConfig, load_yaml
+from ..config import ExperimentConfig, load_yaml
 from ..console import show
+from ..data.shards import Shards
 from ..model.accounting import model_stats
+from ..model.variants import ABLATION, VARIANTS
 from ..storage import open_storage
 from .loso import RunOptions, pm, run_seeded
 
@@ -74,7 +76,8 @@ def accounting(base: ExperimentConfig, rows: list[tuple[str, list[str]]]) -> lis
     out = []
     for label, overrides in rows:
         exp = base.with_overrides(overrides)
-        st = model_stats(label, exp.model, exp.data.frames, rss=not torch.cuda.is_available())
+        st = model_stats(label, exp.model, exp.data.frames, exp.data.size,
+                         rss=not torch.cuda.is_available())
         out.append({"accounting": {
             "trainable_params": st.trainable_params, "total_params": st.total_params,
             "gflops_forward": st.gflops_forward, "gflops_train": st.gflops_train,
@@ -84,7 +87,7 @@ def accounting(base: ExperimentConfig, rows: list[tuple[str, list[str]]]) -> lis
     return out
 
 
-def run_grid(base: ExperimentConfig, shards: str | Path, opts: RunOptions,
+def run_grid(base: ExperimentConfig, shards: Shards, opts: RunOptions,
              rows: list[tuple[str, list[str]]], prefix: str, title: str,
              name: str | None = None, row_extras: list[dict] | None = None) -> list[dict]:
     """One LOSO per row, one table (UF1/UAR over all folds' predictions with their interval,

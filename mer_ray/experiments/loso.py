@@ -1,5 +1,10 @@
-"""A LOSO run from aligned shards: its folds trained by the fold runner, its summary written and
-printed; with several training seeds, the same run once per seed and the mean and spread."""
+"""Leave-one-subject-out runs: plan the folds of a run and claim its folder, train the folds
+without stored results through the fold runner, write and print the summary; with several
+training seeds, the same run once per seed and the mean and spread.
+
+A run lives under ``<storage>/<name>/`` (``train/run_folder.py``). Running the same run again
+resumes it: finished folds are kept, unfinished ones continue from their last epoch.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,20 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..console import show
+from ..data.folds import FoldSplit, loso_splits
+from ..data.shards import Shards
 from ..metrics import bootstrap_interval
+from ..model.encoder import BackboneSource, resolve_backbone
+from ..records import FoldRecord
 from ..storage import open_storage
-from ..train.loso import plan_loso, run_folds
-from ..train.results import print_summary, subject_predictions, summarise
-from .data import check_shards
+from ..train.device import use_gpus
+from ..train.fold_jobs import FoldPlan, loso_jobs
+from ..train.job import TokenSource
+from ..train.run_folder import RunFolder
+from ..train.runner import run_jobs
+from ..train.slots import fold_slots
+from ..train.trunk import ensure_trunk_tokens, pass_place
+from .summary import RunView, print_summary, subject_predictions, summarise_run
 
 FIGURES = ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar", "uf1_ci95", "uar_ci95")
 
@@ -32,31 +46,115 @@ class RunOptions:
     extra: dict = field(default_factory=dict)  # recorded in every summary
 
 
-def default_name(shards: str | Path, exp: ExperimentConfig) -> str:
-    meta = check_shards(shards, exp)
-    return f"{meta.get('dataset', 'data')}-{meta.get('protocol', '')}-{exp.hash()}"
+@dataclass
+class LosoRun:
+    """A planned run: its folder (claimed), shards, configuration, folds and backbone."""
+
+    folder: RunFolder
+    shards: Shards
+    exp: ExperimentConfig
+    folds: list[FoldSplit]
+    backbone: BackboneSource
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def view(self) -> RunView:
+        return RunView(self.folder, self.exp, self.shards.class_names,
+                       tuple(f.test for f in self.folds), str(self.shards.root),
+                       self.shards.meta)
+
+    def plan(self, tokens: TokenSource | None = None, tracking=None) -> FoldPlan:
+        return FoldPlan(self.exp, self.shards, self.backbone, tokens, self.folder, tracking)
+
+    def todo(self) -> list[FoldSplit]:
+        return [f for f in self.folds if not self.folder.fold_done(f.test)]
 
 
-def run_loso(exp: ExperimentConfig, shards: str | Path, opts: RunOptions,
-             name: str | None = None, extra: dict | None = None) -> dict:
+def default_name(shards: Shards, exp: ExperimentConfig) -> str:
+    meta = shards.meta
+    return f"{meta.dataset or 'data'}-{meta.protocol or ''}-{exp.hash()}"
+
+
+def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
+              name: str | None = None, max_folds: int | None = None,
+              identity: dict | None = None) -> LosoRun:
+    """The folds of a run and its folder; a folder that holds another run (other
+    configuration, other clips, or another ``identity``: e.g. a nested search's space and
+    budget) is refused."""
+    shards.check(exp.data)
+    folds = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
+    if max_folds:
+        folds = folds[:max_folds]
+    folder = RunFolder.open(storage_path, name or default_name(shards, exp))
+    meta = shards.meta
+    folder.claim(
+        {"config_hash": exp.hash(), "config": exp.to_dict(), "shards": str(shards.root),
+         "shards_id": meta.shards_id, "folds": [f.test for f in folds],
+         # what a model trained here needs at prediction time (mer-ray checkpoint)
+         "class_names": list(meta.class_names), "preprocess": meta.config,
+         "dataset": meta.dataset, "protocol": meta.protocol, "synthetic": meta.synthetic},
+        {"config_hash": exp.hash(), "shards": str(shards.root), "shards_id": meta.shards_id,
+         **(identity or {})})
+    return LosoRun(folder, shards, exp, folds, resolve_backbone(exp.model))
+
+
+def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,
+                  compute: bool = True) -> TokenSource | None:
+    """With ``train.cache_trunk``: the token folder every fold reads (computed once here,
+    reused by later runs on the same shards, trunk and views); else, or when there is none
+    and ``compute`` is off, None."""
+    if not run.exp.train.cache_trunk:
+        return None
+    return ensure_trunk_tokens(run.shards, run.exp, run.backbone, use_gpu, slots, compute)
+
+
+def train_folds(run: LosoRun, local: bool = False, tracker=None) -> list[FoldRecord]:
+    """Train every fold without stored results; returns their records. ``local``: one after
+    another in this process instead of on Ray Train workers (the same folds, the same
+    predictions). ``tracker``: a ``tracking.TrackingSpec`` (each fold logs its epochs)."""
+    todo = run.todo()
+    if not todo:
+        return []
+    tc = run.exp.train
+    if local:
+        # The tokens the Ray folds read are used when they exist for this trunk (then both
+        # paths train on the same tokens); otherwise each clip is encoded once in this process.
+        tokens = shared_tokens(run, False, 1, compute=False)
+        return run_jobs(loso_jobs(run.plan(tokens, tracker), run.folds), tc, local=True,
+                        title=run.name)
+    use_gpu = use_gpus(tc.use_gpu, on_ray=True)
+
+    def jobs():
+        tokens = shared_tokens(run, use_gpu, fold_slots(tc, use_gpu))
+        return loso_jobs(run.plan(tokens, tracker), run.folds)
+
+    # The slots start while the driver computes the trunk tokens, unless that pass needs the
+    # fold resources the slots would hold (a Ray Data pass).
+    overlap = not tc.cache_trunk or pass_place(run.shards, run.exp) == "here"
+    return run_jobs(jobs if overlap else jobs(), tc, folder=run.folder, title=run.name,
+                    expected=len(todo))
+
+
+def run_loso(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str | None = None,
+             extra: dict | None = None) -> dict:
     """One LOSO run with its summary written and printed; returns the summary."""
     from ..tracking import log_summary, tracker_for
 
-    check_shards(shards, exp)
-    setup = plan_loso(shards, exp, opts.storage_path, name or default_name(shards, exp),
-                      opts.max_folds)
-    tracker = tracker_for(opts.tracking, opts.tracking_uri, setup)
-    trained = run_folds(setup, local=opts.local, tracker=tracker)
-    reused = len(setup.folds) - len(trained)
+    run = plan_loso(shards, exp, opts.storage_path, name, opts.max_folds)
+    tracker = tracker_for(opts.tracking, opts.tracking_uri, run.folder)
+    trained = train_folds(run, local=opts.local, tracker=tracker)
+    reused = len(run.folds) - len(trained)
     if reused:
         print(f"{reused} fold(s) already had results and were not retrained")
-    summary = summarise(setup, {**opts.extra, **(extra or {})})
-    log_summary(tracker, setup, summary)
-    print_summary(summary, setup.storage.path(setup.name))
+    summary = summarise_run(run.view(), {**opts.extra, **(extra or {})})
+    log_summary(tracker, run.folder, summary)
+    print_summary(summary, run.folder.where())
     return summary
 
 
-def run_seeded(exp: ExperimentConfig, shards: str | Path, opts: RunOptions, name: str,
+def run_seeded(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
                extra: dict | None = None) -> dict:
     """A LOSO run, or with ``opts.seeds`` > 1 the same run with each training seed: the
     figures (then the mean and standard deviation over seeds), their 95 % bootstrap interval
@@ -96,7 +194,7 @@ def pm(row: dict, key: str) -> str:
     return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
-def train(exp: ExperimentConfig, shards: str | Path, opts: RunOptions,
+def train(exp: ExperimentConfig, shards: Shards, opts: RunOptions,
           name: str | None = None) -> dict:
     """``mer-ray train``: one LOSO run, or with several seeds one per seed plus a table and a
     ``<name>-seeds.json`` grid file of them (which ``mer-ray report`` shows)."""
@@ -118,3 +216,4 @@ def train(exp: ExperimentConfig, shards: str | Path, opts: RunOptions,
          title=f"{name}: the same LOSO with {len(res['seeds'])} training seeds (interval of "
                f"the mean: bootstrap over test subjects)")
     return combined
+

@@ -19,161 +19,119 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..config import ExperimentConfig
 from ..console import show
-from ..data.folds import FoldSplit, draw_validation
-from ..data.shards import (
-    check_prepared,
-    clips_root,
-    label_counts,
-    shard_subjects,
-    subject_labels,
-)
-from ..storage import Storage, open_storage
-from ..train.job import FoldJob, SplitSource
-from ..train.loso import LosoSetup
-from ..train.results import summarise as loso_summarise
-from ..train.runner import Progress, pending, run_local, run_ray
+from ..data.folds import draw_validation
+from ..data.shards import Shards
+from ..model.encoder import BackboneSource, resolve_backbone
+from ..storage import open_storage
+from ..train.fold_jobs import FoldPlan, transfer_job
+from ..train.job import FoldJob
+from ..train.run_folder import RunFolder
+from ..train.runner import pending, run_jobs
+from .summary import RunView, summarise_run
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
 
 
 @dataclass
-class TransferSetup:
-    name: str
-    storage: Storage
-    source: str  # shard folders
-    target: str
-    source_meta: dict
-    target_meta: dict
-    class_names: list[str]
+class TransferRun:
+    folder: RunFolder
+    source: Shards
+    target: Shards
     exp: ExperimentConfig
+    backbone: BackboneSource
     val: tuple[str, ...]
     train: tuple[str, ...]
-    test: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
 
     @property
     def target_name(self) -> str:
-        return f"target:{self.target_meta.get('dataset', 'target')}"
+        return f"target:{self.target.meta.dataset or 'target'}"
 
 
-def plan_transfer(source: str | Path, target: str | Path, exp: ExperimentConfig,
-                  storage_path: str | Path, name: str | None = None) -> TransferSetup:
-    source, target = str(Path(source).resolve()), str(Path(target).resolve())
-    sm, tm = check_prepared(source, exp.data), check_prepared(target, exp.data)
-    if sm["class_names"] != tm["class_names"]:
-        raise ValueError(f"{source} and {target} have different classes ({sm['class_names']} vs "
-                         f"{tm['class_names']}); transfer needs one label space (use the "
-                         f"3-class protocol for both)")
-    for key in ("frames", "size"):
-        if sm["config"][key] != tm["config"][key]:
-            raise ValueError(f"{source} and {target} were prepared with different {key} "
-                             f"({sm['config'][key]} vs {tm['config'][key]})")
-    labels = subject_labels(source)
+def plan_transfer(source: Shards, target: Shards, exp: ExperimentConfig,
+                  storage_path: str, name: str | None = None) -> TransferRun:
+    source.check(exp.data)
+    target.check(exp.data)
+    if source.class_names != target.class_names:
+        raise ValueError(f"{source.root} and {target.root} have different classes "
+                         f"({list(source.class_names)} vs {list(target.class_names)}); "
+                         f"transfer needs one label space (use the 3-class protocol for both)")
+    labels = source.subject_labels()
     subjects = sorted(labels)
     val = draw_validation(subjects, labels, exp.train.val_subjects,
                           np.random.default_rng([exp.train.seed, 104729]))
     train = tuple(s for s in subjects if s not in val)
-    test = tuple(shard_subjects(target))
-    name = name or (f"{sm.get('dataset', 'source')}-to-{tm.get('dataset', 'target')}-"
-                    f"{exp.hash()}")
-    storage = open_storage(storage_path)
-    record = {"name": name, "config_hash": exp.hash(), "config": exp.to_dict(),
-              "source_shards": source, "target_shards": target,
-              "source": sm.get("dataset"), "target": tm.get("dataset"),
-              "class_names": sm["class_names"], "preprocess": sm.get("config"),
-              "val_subjects": list(val), "train_subjects": list(train),
-              "target_subjects": list(test)}
-    if storage.exists(name, "experiment.json"):
-        old = json.loads(storage.read_bytes(name, "experiment.json"))
-        if (old["config_hash"], old["source_shards"], old["target_shards"]) != \
-                (exp.hash(), source, target):
-            raise ValueError(f"{storage.path(name)} holds another transfer run; use another "
-                             f"--name or remove that folder")
-    else:
-        storage.write_atomic(json.dumps(record, indent=1).encode(), name, "experiment.json")
-    return TransferSetup(name, storage, source, target, sm, tm, sm["class_names"], exp, val,
-                         train, test)
+    sm, tm = source.meta, target.meta
+    folder = RunFolder.open(storage_path, name or f"{sm.dataset or 'source'}-to-"
+                                                  f"{tm.dataset or 'target'}-{exp.hash()}")
+    folder.claim({"config_hash": exp.hash(), "config": exp.to_dict(),
+                  "source_shards": str(source.root), "target_shards": str(target.root),
+                  "source": sm.dataset, "target": tm.dataset,
+                  "class_names": list(sm.class_names), "preprocess": sm.config,
+                  "val_subjects": list(val), "train_subjects": list(train),
+                  "target_subjects": target.subjects()},
+                 {"config_hash": exp.hash(), "source_shards": str(source.root),
+                  "target_shards": str(target.root), "source_id": sm.shards_id,
+                  "target_id": tm.shards_id})
+    return TransferRun(folder, source, target, exp, resolve_backbone(exp.model), val, train)
 
 
-def condition_dir(setup: TransferSetup, adapt: bool) -> str:
-    return f"{setup.name}/{CONDITIONS[adapt]}"
+def condition_jobs(run: TransferRun, conditions: list[bool]) -> list[FoldJob]:
+    plan = FoldPlan(run.exp, run.source, run.backbone, folder=run.folder)
+    return [transfer_job(plan, run.target, run.train, run.val, adapt, CONDITIONS[adapt],
+                         {"source": run.source.meta.dataset, "target": run.target.meta.dataset,
+                          "adaptation": adapt})
+            for adapt in conditions]
 
 
-def transfer_job(setup: TransferSetup, adapt: bool) -> FoldJob:
-    """One condition as a fold job: train and validate on the source's subjects, predict every
-    target clip once; with adaptation, the target clips join training unlabelled."""
-    src, tgt = str(clips_root(setup.source)), str(clips_root(setup.target))
-    sources = {"train": SplitSource(src, setup.train), "test": SplitSource(tgt, setup.test)}
-    if setup.val:
-        sources["val"] = SplitSource(src, setup.val)
-    if adapt:
-        sources["target"] = SplitSource(tgt, setup.test, unlabelled=True)
-    where = condition_dir(setup, adapt)
-    return FoldJob(
-        key=CONDITIONS[adapt], experiment=setup.exp, class_names=tuple(setup.class_names),
-        split=FoldSplit(setup.target_name, setup.val, setup.train), sources=sources,
-        label_counts=tuple(label_counts(setup.source, setup.train, len(setup.class_names))),
-        storage=setup.storage.uri, record_dir=f"{where}/folds/{setup.target_name}",
-        checkpoint_dir=f"{where}/train", extra={
-            "source": setup.source_meta.get("dataset"), "target": setup.target_meta.get("dataset"),
-            "adaptation": adapt})
+def run_transfer(run: TransferRun, conditions: list[bool], local: bool = False) -> list[bool]:
+    """Train the conditions without stored results (on Ray Train workers, or in this
+    process); returns those trained now."""
+    jobs = condition_jobs(run, conditions)
+    todo = {j.key for j in pending(jobs)}
+    run_jobs(jobs, run.exp.train, local=local, folder=run.folder, title=run.name)
+    return [a for a in conditions if CONDITIONS[a] in todo]
 
 
-def run_transfer(setup: TransferSetup, conditions: list[bool], local: bool = False) -> list[bool]:
-    """Train the conditions without stored results (on Ray Train workers, or in this process);
-    returns those trained now."""
-    jobs = pending([transfer_job(setup, a) for a in conditions])
-    if not jobs:
-        return []
-    bar = Progress(len(jobs), 1, setup.name)
-    bar.begin(len(conditions) - len(jobs))
-    if local:
-        run_local(jobs, progress=bar)
-    else:
-        run_ray(jobs, setup.exp.train, f"{setup.storage.uri.rstrip('/')}/{setup.name}/train/ray",
-                bar, setup.storage.local_path(setup.name, "logs"))
-    bar.end()
-    trained = {j.key for j in jobs}
-    return [a for a in conditions if CONDITIONS[a] in trained]
-
-
-def summarise(setup: TransferSetup, adapt: bool, extra: dict | None = None) -> dict:
-    """One condition's summary.json and predictions.parquet, in the LOSO summary's shape."""
-    # the single "fold" whose test set is the whole target dataset
-    one = FoldSplit(setup.target_name, setup.val, setup.train)
-    view = LosoSetup(f"{setup.name}/{CONDITIONS[adapt]}", setup.storage, setup.target,
-                     setup.class_names, [one], setup.exp,
-                     {**setup.target_meta,
-                      "synthetic": bool(setup.source_meta.get("synthetic"))
-                      or bool(setup.target_meta.get("synthetic"))})
-    return loso_summarise(view, {
-        "transfer": {"source": setup.source_meta.get("dataset"),
-                     "target": setup.target_meta.get("dataset"), "adaptation": adapt,
+def transfer_summary(run: TransferRun, adapt: bool, extra: dict | None = None) -> dict:
+    """One condition's summary.json and predictions.parquet, in the LOSO summary's shape: a
+    single "fold" whose test set is every target clip."""
+    folder = RunFolder(run.folder.storage, run.folder.rel(CONDITIONS[adapt]))
+    view = RunView(folder, run.exp, run.source.class_names, (run.target_name,),
+                   str(run.target.root), run.target.meta,
+                   synthetic=run.source.meta.synthetic or run.target.meta.synthetic)
+    return summarise_run(view, {
+        "transfer": {"source": run.source.meta.dataset, "target": run.target.meta.dataset,
+                     "adaptation": adapt,
                      "adaptation_data": ("target clips without labels, in the consistency "
                                          "term only" if adapt else None),
-                     "source_shards": setup.source, "target_shards": setup.target,
-                     "val_subjects": list(setup.val), "train_subjects": list(setup.train),
-                     "target_subjects": list(setup.test)},
+                     "source_shards": str(run.source.root),
+                     "target_shards": str(run.target.root), "val_subjects": list(run.val),
+                     "train_subjects": list(run.train),
+                     "target_subjects": run.target.subjects()},
         **(extra or {})})
 
 
-def run_cross(exp: ExperimentConfig, source: str, source_shards: Path,
-              targets: dict[str, Path], conditions: list[bool], storage_path: str,
+def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
+              targets: dict[str, Shards], conditions: list[bool], storage_path: str,
               name: str | None = None, local: bool = False, extra: dict | None = None) -> list[dict]:
     """Table 5: for each target (name -> its shards), train on the source, test on the target,
     without and with domain adaptation; one table, and ``<name or cross>.json``."""
     rows, table = [], []
     for target, target_shards in targets.items():
         run = f"{name or 'cross'}-{source}-to-{target}-{exp.hash()}"
-        setup = plan_transfer(source_shards, target_shards, exp, storage_path, run)
-        run_transfer(setup, conditions, local=local)
+        planned = plan_transfer(source_shards, target_shards, exp, storage_path, run)
+        run_transfer(planned, conditions, local=local)
         for adapt in conditions:
-            s = summarise(setup, adapt, extra)
+            s = transfer_summary(planned, adapt, extra)
             m = s["metrics"]
             rows.append({"source": source, "target": target, "adaptation": adapt,
                          "run": f"{run}/{CONDITIONS[adapt]}", "uf1": m["uf1"], "uar": m["uar"],

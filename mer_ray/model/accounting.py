@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..config import ModelConfig
+from .encoder import RANDOM
 from .network import MERNet
 
 
@@ -26,10 +26,9 @@ class ModelStats:
     peak_rss_mb: float | None = None  # see training_rss; None when not measured
 
 
-def _quiet_model(cfg: ModelConfig, num_classes: int) -> MERNet:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random init is expected when only counting
-        return MERNet(cfg, num_classes)
+def _counting_model(cfg: ModelConfig, num_classes: int, size: int) -> MERNet:
+    """The model's structure with a random backbone: counting needs no published weights."""
+    return MERNet(cfg, num_classes, size, RANDOM)
 
 
 def count_flops(net: MERNet, frames: int) -> tuple[float, float]:
@@ -39,7 +38,7 @@ def count_flops(net: MERNet, frames: int) -> tuple[float, float]:
     are O(T D log(T D)), far below the ViT's matrix products)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    s = net.cfg.image_size
+    s = net.size
     x = torch.randn(1, frames, 3, s, s)
     net.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fwd:
@@ -69,7 +68,7 @@ def training_memory(net: MERNet, frames: int, batch: int = 1) -> tuple[float, st
     statistics: parameters + gradients + Adam's two moments (trainable parameters only) + the
     activations autograd saves for the backward pass (unique storages, parameters excluded),
     the same quantities that make up a GPU's peak."""
-    s = net.cfg.image_size
+    s = net.size
     trainable = [p for p in net.parameters() if p.requires_grad]
     if torch.cuda.is_available():
         net = net.cuda()
@@ -110,13 +109,13 @@ def _peak_rss(reset: bool = False) -> int:
     raise OSError("no VmHWM in /proc/self/status")
 
 
-def _rss_steps(cfg: ModelConfig, num_classes: int, frames: int, batch: int) -> int:
+def _rss_steps(cfg: ModelConfig, num_classes: int, frames: int, size: int, batch: int) -> int:
     """In a fresh process: build the model, restart the peak-RSS mark (so construction
     transients do not count), take two Adam training steps; the peak RSS in bytes."""
     import gc
 
-    net = _quiet_model(cfg, num_classes)
-    x = torch.randn(batch, frames, 3, cfg.image_size, cfg.image_size)
+    net = _counting_model(cfg, num_classes, size)
+    x = torch.randn(batch, frames, 3, size, size)
     gc.collect()
     _peak_rss(reset=True)
     _adam_steps(net, x)
@@ -128,11 +127,13 @@ import json, sys
 from mer_ray.model.accounting import _rss_steps
 from mer_ray.config import ModelConfig, from_dict
 a = json.loads(sys.stdin.read())
-print(_rss_steps(from_dict(ModelConfig, a["cfg"]), a["classes"], a["frames"], a["batch"]))
+print(_rss_steps(from_dict(ModelConfig, a["cfg"]), a["classes"], a["frames"], a["size"],
+                 a["batch"]))
 """
 
 
-def training_rss(cfg: ModelConfig, frames: int, num_classes: int = 3, batch: int = 1) -> float:
+def training_rss(cfg: ModelConfig, frames: int, size: int, num_classes: int = 3,
+                 batch: int = 1) -> float:
     """Peak resident memory, in MB, of a fresh Python process while it takes two training
     steps with Adam on the CPU (Linux): what the operating system sees, the built model, torch
     and the Python runtime included (a process that only imports them is a few hundred MB);
@@ -142,7 +143,8 @@ def training_rss(cfg: ModelConfig, frames: int, num_classes: int = 3, batch: int
     import sys
     from dataclasses import asdict
 
-    args = {"cfg": asdict(cfg), "classes": num_classes, "frames": frames, "batch": batch}
+    args = {"cfg": asdict(cfg), "classes": num_classes, "frames": frames, "size": size,
+            "batch": batch}
     proc = subprocess.run([sys.executable, "-c", _PROBE], input=json.dumps(args),
                           capture_output=True, text=True, env={**os.environ,
                                                                "CUDA_VISIBLE_DEVICES": ""})
@@ -152,13 +154,14 @@ def training_rss(cfg: ModelConfig, frames: int, num_classes: int = 3, batch: int
     return int(proc.stdout.strip().splitlines()[-1]) / 2**20
 
 
-def model_stats(name: str, cfg: ModelConfig, frames: int, num_classes: int = 3,
+def model_stats(name: str, cfg: ModelConfig, frames: int, size: int, num_classes: int = 3,
                 memory: bool = True, batch: int = 1, rss: bool = False) -> ModelStats:
-    """Table 7 columns. ``rss``: also the peak RSS of a process training this model on the
-    CPU (a few seconds: a fresh process imports torch)."""
-    net = _quiet_model(cfg, num_classes)
+    """Table 7 columns for clips of ``frames`` frames of ``size`` pixels. ``rss``: also the
+    peak RSS of a process training this model on the CPU (a few seconds: a fresh process
+    imports torch)."""
+    net = _counting_model(cfg, num_classes, size)
     total, trainable = net.parameter_counts()
     fwd, train = count_flops(net, frames)
     mem, kind = training_memory(net, frames, batch) if memory else (None, "not measured")
-    peak_rss = training_rss(cfg, frames, num_classes, batch) if rss else None
+    peak_rss = training_rss(cfg, frames, size, num_classes, batch) if rss else None
     return ModelStats(name, cfg.backbone, total, trainable, fwd, train, mem, kind, peak_rss)

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 
 import numpy as np
 import torch
 
 from ..config import ExperimentConfig
+from .encoder import BackboneSource
 from .network import MERNet
+
+# Building seeds the process's global generators; two builds at once (threads of one process)
+# would draw from each other's seeded streams.
+_BUILD_LOCK = threading.Lock()
 
 
 class TrunkMismatch(RuntimeError):
@@ -40,15 +46,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(exp: ExperimentConfig, num_classes: int) -> MERNet:
-    """The same initial weights in every fold and every process: seeded right before building."""
-    seed_everything(exp.train.seed)
-    return MERNet(exp.model, num_classes)
+def build_model(exp: ExperimentConfig, num_classes: int,
+                source: BackboneSource | None = None) -> MERNet:
+    """The same initial weights in every fold and every process: seeded right before building,
+    one build at a time. ``source``: where the backbone weights come from, as the driver
+    decided (``encoder.resolve_backbone``); None decides here."""
+    with _BUILD_LOCK:
+        seed_everything(exp.train.seed)
+        return MERNet(exp.model, num_classes, exp.data.size, source)
 
 
 def trunk_fingerprint(net: MERNet) -> str:
     """sha256 over the trunk's parameter names and values and the input size."""
-    h = hashlib.sha256(f"S={net.cfg.image_size}".encode())
+    h = hashlib.sha256(f"S={net.size}".encode())
     for name, p in net.encoder.trunk_parameters():
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -122,26 +123,48 @@ def load_weights_strict(model: nn.Module, path: str | Path) -> None:
         )
 
 
-def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
-    """(timm ViT without classifier, whether the weights are pretrained, where they came from)."""
-    import timm
+@dataclass(frozen=True)
+class BackboneSource:
+    """Where a backbone's weights come from. Decided once (``resolve_backbone``, in the driver)
+    and sent with every fold job, so that every process builds the same trunk from the same
+    place instead of each probing the hub and its cache by itself. ``kind``: "file" (a weights
+    file: the user's, or a copy in the local hub cache), "hub" (timm downloads the published
+    weights) or "random"."""
 
-    def make(pretrained: bool = False, **kwargs):
-        return timm.create_model(cfg.backbone, pretrained=pretrained, img_size=cfg.image_size,
-                                 num_classes=0, **kwargs)
+    kind: str
+    path: str | None = None
+    label: str = ""  # what records call it: the file, "timm hub: NAME", "random init"
 
+    @property
+    def pretrained(self) -> bool:
+        return self.kind != "random"
+
+    def sha256(self) -> str | None:
+        """The weights file's sha256 (for "hub": the file timm downloaded into its cache)."""
+        from ..provenance import file_sha256
+
+        path = self.path
+        if self.kind == "hub":
+            name = self.label.removeprefix("timm hub: ")
+            path = str(_cached_hub_file(name) or "") or None
+        return file_sha256(path) if path else None
+
+
+RANDOM = BackboneSource("random", None, "random init")
+
+
+def resolve_backbone(cfg: ModelConfig) -> BackboneSource:
+    """Where ``cfg``'s backbone weights come from on this machine: the given file, the hub, a
+    copy in the local hub cache, or, loudly, none (random initialisation; an error instead with
+    ``model.require_pretrained``)."""
     if cfg.backbone_weights:
-        model = make()
-        load_weights_strict(model, cfg.backbone_weights)
-        return model, True, str(cfg.backbone_weights)
+        return BackboneSource("file", str(cfg.backbone_weights), str(cfg.backbone_weights))
     if cfg.pretrained:
         if _hub_reachable():
-            return make(pretrained=True), True, f"timm hub: {cfg.backbone}"
+            return BackboneSource("hub", None, f"timm hub: {cfg.backbone}")
         cached = _cached_hub_file(cfg.backbone)
         if cached is not None:
-            model = make()
-            load_weights_strict(model, cached)
-            return model, True, f"local hub cache: {cached}"
+            return BackboneSource("file", str(cached), f"local hub cache: {cached}")
     reason = ("pretrained weights were asked for but the hub cannot be reached and no cached "
               "copy exists" if cfg.pretrained else "pretrained is off and no backbone_weights "
               "file was given")
@@ -154,21 +177,44 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, bool, str]:
             f"reachable (or its cache: HF_HUB_CACHE), or set model.require_pretrained=false to "
             f"train a randomly initialised backbone (results then record pretrained=false).")
     msg = (f"{cfg.backbone} is RANDOMLY INITIALISED ({reason}). Results will be recorded with "
-           f"pretrained=false and are not comparable to published DinoV2 numbers. Pass "
-           f"backbone_weights=PATH to use a local copy of the weights.")
-    if msg not in _WARNED:  # once per process: every fold builds the model again
+           f"pretrained=false and are not comparable to published DinoV2 numbers. Give a local "
+           f"copy of the weights with --set model.backbone_weights=PATH.")
+    if msg not in _WARNED:  # once per process
         _WARNED.add(msg)
         warnings.warn(msg, stacklevel=2)
-    return make(init_values=cfg.random_init_layerscale), False, "random init"
+    return RANDOM
+
+
+def build_backbone(cfg: ModelConfig, size: int, source: BackboneSource | None = None
+                   ) -> tuple[nn.Module, BackboneSource]:
+    """(timm ViT without classifier for S = ``size``, where its weights came from). ``source``:
+    decided by the caller (``resolve_backbone``); None decides here."""
+    import timm
+
+    source = source or resolve_backbone(cfg)
+
+    def make(pretrained: bool = False, **kwargs):
+        return timm.create_model(cfg.backbone, pretrained=pretrained, img_size=size,
+                                 num_classes=0, **kwargs)
+
+    if source.kind == "file":
+        model = make()
+        load_weights_strict(model, source.path)
+    elif source.kind == "hub":
+        model = make(pretrained=True)
+    else:
+        model = make(init_values=cfg.random_init_layerscale)
+    return model, source
 
 
 class FrameEncoder(nn.Module):
     """Per-frame features (N, 3, S, S) -> (N, out_dim), with a cacheable frozen trunk."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, size: int, source: BackboneSource | None = None):
         super().__init__()
-        self.cfg = cfg
-        vit, self.pretrained, self.weights_source = build_backbone(cfg)
+        self.cfg, self.size = cfg, size
+        vit, self.source = build_backbone(cfg, size, source)
+        self.pretrained, self.weights_source = self.source.pretrained, self.source.label
         self.vit = vit
         n_blocks = len(vit.blocks)
         if cfg.lora_blocks > n_blocks:
@@ -224,7 +270,7 @@ class FrameEncoder(nn.Module):
         x = self.vit.norm(x)
         cls, patches = x[:, 0], x[:, self.num_prefix_tokens:].mean(dim=1)
         if self.cfg.frame_feature == "grid":
-            side = self.cfg.image_size // 14
+            side = self.size // 14
             grid = x[:, self.num_prefix_tokens:].transpose(1, 2).reshape(
                 x.shape[0], -1, side, side)
             pool = pooling_matrix(side, self.cfg.frame_grid).to(grid)

@@ -1,6 +1,6 @@
 """The whole network: frames -> encoder -> SFA and DGAT -> dynamic-convolution fusion -> logits.
 
-``MERNet(cfg, num_classes)(clips)`` takes normalised clips (B, T, 3, S, S) and returns a dict:
+``MERNet(cfg, num_classes, S)(clips)`` takes normalised clips (B, T, 3, S, S) and returns a dict:
 
 - ``logits`` (B, C), ``fused`` (B, d_f): the fused features KoLeo acts on
 - ``f_sfa`` (B, d_s), ``w`` (B, T), ``alpha_low`` / ``alpha_high`` (B, K)   when SFA is on
@@ -16,18 +16,22 @@ from torch import nn
 
 from ..config import ModelConfig
 from .dgat import DGAT
-from .encoder import FrameEncoder
+from .encoder import BackboneSource, FrameEncoder
 from .fusion import DynamicConvFusion
 from .sfa import SFA
 
 
 class MERNet(nn.Module):
-    def __init__(self, cfg: ModelConfig, num_classes: int):
+    def __init__(self, cfg: ModelConfig, num_classes: int, size: int,
+                 source: BackboneSource | None = None):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2 (got {num_classes})")
-        self.cfg, self.num_classes = cfg, num_classes
-        self.encoder = FrameEncoder(cfg)
+        if size < 14 or size % 14:
+            raise ValueError(f"the frame size must be a positive multiple of 14, the ViT patch "
+                             f"size (got {size})")
+        self.cfg, self.num_classes, self.size = cfg, num_classes, size
+        self.encoder = FrameEncoder(cfg, size, source)
         d = self.encoder.out_dim
         self.sfa = SFA(d, cfg.sfa_dim, cfg.sfa_experts, cfg.sfa_rho, cfg.eps) if cfg.use_sfa \
             else None

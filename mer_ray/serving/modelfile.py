@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +22,7 @@ from ..data.prepare import PrepareConfig, prepare_config_from_dict
 from ..data.shards import read_prepare_meta
 from ..model import MERNet
 from ..model.build import build_model, frozen_fingerprint
+from ..model.encoder import RANDOM
 from ..model.inputs import IMAGENET_MEAN, IMAGENET_STD
 from ..provenance import code_version
 from ..records import EXPERIMENT_JSON, FOLD_JSON, FOLD_WEIGHTS
@@ -47,15 +46,8 @@ class LoadedModel:
 
 
 def _build_structure(exp: ExperimentConfig, num_classes: int) -> MERNet:
-    cfg = replace(exp.model, pretrained=False, backbone_weights=None)
-    logger = logging.getLogger("mer_ray.model.encoder")
-    was, logger.disabled = logger.disabled, True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return MERNet(cfg, num_classes)
-    finally:
-        logger.disabled = was
+    """The network's structure; every weight then comes from the checkpoint."""
+    return MERNet(exp.model, num_classes, exp.data.size, RANDOM)
 
 
 def make_checkpoint(net: MERNet, exp: ExperimentConfig, class_names: list[str],
@@ -98,7 +90,7 @@ def checkpoint_from_run(run: str, fold: str | None = None,
     class_names, pre = record.get("class_names"), record.get("preprocess")
     if class_names is None or pre is None:  # runs recorded before these fields existed
         meta = read_prepare_meta(record["shards"])
-        class_names, pre = meta["class_names"], meta["config"]
+        class_names, pre = list(meta.class_names), meta.config
     folds = {}
     for s in storage.listdir("folds"):
         if storage.exists("folds", s, FOLD_JSON) and storage.exists("folds", s, FOLD_WEIGHTS):
@@ -141,11 +133,21 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found; make one with "
                               f"'mer-ray checkpoint RUN_DIR --out {path.name}'")
+    if path.suffix == ".pt2":
+        raise CheckpointError(
+            f"{path}: a torch.export program, not a model checkpoint: 'mer-ray predict' reads "
+            f"the .pt file 'mer-ray checkpoint' writes. Loading a .pt2 file (torch.export.load) "
+            f"unpickles it and can run code: load one only from a source you trust.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a mer-ray model checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]})") from None
+        # torch's own message suggests weights_only=False, which would run the file's code
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        why = "" if "weights_only" in str(exc) else f": {type(exc).__name__}: {first}"
+        raise CheckpointError(
+            f"{path}: not a mer-ray model checkpoint (it holds more than tensors and plain "
+            f"values, or is not a torch file{why}); make one with 'mer-ray checkpoint "
+            f"RUN_DIR --out {path.name}'") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a mer-ray model checkpoint (a LOSO run's fold "
                               f"checkpoint is converted with 'mer-ray checkpoint RUN_DIR')")

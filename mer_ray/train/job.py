@@ -1,10 +1,10 @@
 """What goes into training one fold and what comes out, as types.
 
 A ``FoldJob`` is everything one fold needs: the configuration, the split, where each split's
-clips are read from, label overrides, and where its records go. ``fit_fold`` (``fold.py``)
-turns a job into a ``FoldResult``; the runner (``runner.py``) decides where that happens (this
-process, or a Ray Train worker) and stores the result. LOSO folds, search trials, and
-cross-dataset transfer runs are all fold jobs.
+clips (or shared trunk tokens) are read from, where the backbone's weights come from, label
+overrides, and where its records go. Every experiment turns itself into fold jobs in one module
+(``fold_jobs.py``); ``runner.run_jobs`` runs a list of them; ``fold.fit_fold`` turns one job
+into a ``FoldResult``.
 
 A finished fold's records go under ``record_dir`` (``store_result``; the layout is in
 ``records.py``).
@@ -18,7 +18,8 @@ from typing import Any
 
 from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
-from ..data.shards import CLIP_COLUMNS, SubjectReader
+from ..data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader
+from ..model.encoder import BackboneSource
 from ..records import FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, FoldRecord, Predictions
 
 
@@ -54,12 +55,29 @@ class Unlabelled:
 
 
 @dataclass(frozen=True)
+class TokenSource:
+    """A folder of frozen-trunk tokens shared by the folds of a run (``trunk.py``), and what a
+    fold must find true of it before reading: the trunk's fingerprint and the cached views'
+    id. ``made_with``: the driver's side (weights source, pretrained, library versions), named
+    in the message when a fold's own trunk differs."""
+
+    root: str
+    fingerprint: str
+    views_id: str | None
+    made_with: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FoldJob:
     """One fold to train. ``sources`` maps "train" (required), "val", "test" and "target" to
     where their clips are read; without "test" the fold never reads a test subject (a search
-    trial) and its record has validation figures only. ``storage`` (a folder or URI) with
+    trial) and its record has validation figures only. ``backbone``: where the weights come
+    from, decided once by the driver. ``tokens``: the shared trunk tokens the sources point
+    into (None: the sources are clip folders). ``storage`` (a folder or URI) with
     ``record_dir`` and ``checkpoint_dir`` under it: where results and epoch checkpoints go;
-    None keeps everything in memory."""
+    None keeps everything in memory. ``search``: run where the fold runs, before it trains,
+    to choose its configuration (``search.choose(job)`` returns the job to train: a nested
+    search's outer fold)."""
 
     key: str
     experiment: ExperimentConfig
@@ -67,18 +85,24 @@ class FoldJob:
     split: FoldSplit
     sources: Mapping[str, SplitSource]
     label_counts: tuple[int, ...]
-    columns: tuple[str, ...] = CLIP_COLUMNS
+    backbone: BackboneSource
+    tokens: TokenSource | None = None
     label_override: Mapping[str, int] | None = None
-    token_fingerprint: str | None = None
     storage: str | None = None
     record_dir: str = ""
     checkpoint_dir: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
     tracking: Any = None  # a tracking.TrackingSpec: where its epochs are logged, or None
+    search: Any = None
+    gate: tuple[str, str] | None = None  # (storage, folder): a start gate (fold_run.py)
 
     @property
     def predicts_test(self) -> bool:
         return "test" in self.sources
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return TOKEN_COLUMNS if self.tokens is not None else CLIP_COLUMNS
 
 
 @dataclass

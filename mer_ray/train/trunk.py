@@ -36,17 +36,12 @@ import numpy as np
 import torch
 
 from ..config import BACKBONES, ExperimentConfig
-from ..data.shards import (
-    CLIP_COLUMNS,
-    TOKEN_COLUMNS,  # noqa: F401  (what the token folders hold)
-    TRUNK_DIR,
-    clip_keys,
-    clips_root,
-    ray_dataset,
-    read_prepare_meta,
-    shard_subjects,
-)
+from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, ray_dataset
 from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
+from ..model.encoder import BackboneSource
+from ..provenance import libraries
+from .device import fold_device
+from .job import TokenSource
 
 MARKER = "tokens.json"
 BATCH = 16  # clips per forward pass; the same in every executor
@@ -72,21 +67,28 @@ def encode_views(net, frames: np.ndarray, keys: list[str], tc, device) -> np.nda
     return out.view(*views.shape[:2], *out.shape[1:]).numpy()
 
 
+def made_with(backbone: BackboneSource) -> dict:
+    """What a process builds a trunk with, as a mismatch message names it."""
+    return {"weights": backbone.label, "pretrained": backbone.pretrained,
+            "libraries": libraries()}
+
+
 class TrunkEncoder:
     """Ray Data actor: builds the fold model once, checks its trunk, encodes batches."""
 
     def __init__(self, experiment: dict, num_classes: int, threads: int, use_gpu: bool,
-                 fingerprint: str):
+                 backbone: BackboneSource, fingerprint: str, driver: dict):
         torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.device = fold_device(use_gpu)
         exp = ExperimentConfig.from_dict(experiment)
         self.train_cfg = exp.train
-        self.net = build_model(exp, num_classes)
+        self.net = build_model(exp, num_classes, backbone)
         got = trunk_fingerprint(self.net)
-        if got != fingerprint:  # e.g. a node whose weights cache holds other weights
-            raise TrunkMismatch(f"this node built a trunk with fingerprint {got[:16]}, the "
-                                f"driver {fingerprint[:16]}: are the backbone weights the same "
-                                f"everywhere?")
+        if got != fingerprint:  # e.g. a node with other library versions
+            raise TrunkMismatch(f"this node built a trunk with fingerprint {got[:16]} "
+                                f"({made_with(backbone)}), the driver {fingerprint[:16]} "
+                                f"({driver}): are the backbone weights and library versions "
+                                f"the same everywhere?")
         self.net = self.net.to(self.device).eval()
 
     def __call__(self, batch: dict) -> dict:
@@ -105,9 +107,9 @@ def token_root(shards: str | Path, fingerprint: str, views_id: str | None = None
     return Path(shards) / TRUNK_DIR / name
 
 
-def read_marker(root: Path) -> dict | None:
+def read_marker(root: str | Path) -> dict | None:
     try:
-        return json.loads((root / MARKER).read_text())
+        return json.loads((Path(root) / MARKER).read_text())
     except (OSError, ValueError):
         return None
 
@@ -117,22 +119,21 @@ def read_marker(root: Path) -> dict | None:
 HERE_MAX_FLOPS = 1e12
 
 
-def pass_flops(shards: str | Path, exp: ExperimentConfig) -> float:
+def pass_flops(shards: Shards, exp: ExperimentConfig) -> float:
     """Rough cost of encoding every clip: frames x views x tokens x trunk blocks x 24 D^2."""
-    meta = read_prepare_meta(shards)
-    frames = meta.get("clips", 0) * meta.get("config", {}).get("frames", 8)
-    tokens = 1 + (exp.model.image_size // 14) ** 2
+    frames = shards.meta.clips * shards.meta.data.frames
+    tokens = 1 + (exp.data.size // 14) ** 2
     blocks, dim = BACKBONES[exp.model.backbone]
     trunk_blocks = blocks - exp.model.lora_blocks if exp.model.uses_lora else blocks
     return float(frames * exp.train.cached_views * tokens * trunk_blocks * 24 * dim * dim)
 
 
-def pass_place(shards: str | Path, exp: ExperimentConfig) -> str:
+def pass_place(shards: Shards, exp: ExperimentConfig) -> str:
     """Where ``ensure_trunk_tokens(where="auto")`` computes a pass: "here" or "ray"."""
     return "here" if pass_flops(shards, exp) <= HERE_MAX_FLOPS else "ray"
 
 
-def encode_here(shards: str | Path, net, out: Path, device, tc=None) -> None:
+def encode_here(shards: Shards, net, out: Path, device, tc=None) -> None:
     """The token pass in this process: each subject's clips in batches of ``BATCH``, written
     as the Ray Data pass writes them (one folder per subject); with ``tc.cached_views`` > 1
     each clip's augmented views too."""
@@ -142,8 +143,8 @@ def encode_here(shards: str | Path, net, out: Path, device, tc=None) -> None:
     from ..data.shards import SubjectReader, subject_dir
 
     net = net.to(device).eval()
-    for subject in shard_subjects(shards):
-        reader = SubjectReader(clips_root(shards), (subject,), CLIP_COLUMNS)
+    for subject in shards.subjects():
+        reader = SubjectReader(shards.clips, (subject,), CLIP_COLUMNS)
         clips, labels, tokens, views = [], [], [], []
         for batch in reader.iter_batches(batch_size=BATCH):
             clips += list(batch["clip"])
@@ -161,72 +162,81 @@ def encode_here(shards: str | Path, net, out: Path, device, tc=None) -> None:
         pq.write_table(table, folder / "part-0.parquet")
 
 
-def ensure_trunk_tokens(shards: str | Path, exp: ExperimentConfig, num_classes: int,
-                        use_gpu: bool = False, slots: int = 1,
-                        compute: bool = True, where: str = "auto") -> tuple[Path, str] | None:
-    """(token folder, trunk fingerprint) for these shards and this configuration's trunk,
-    computing the tokens if no finished folder exists. ``where``: "ray" (a Ray Data pass;
-    Ray must be initialised), "here" (this process), or "auto" ("here" for a pass of at most
+def ensure_trunk_tokens(shards: Shards, exp: ExperimentConfig, backbone: BackboneSource,
+                        use_gpu: bool = False, slots: int = 1, compute: bool = True,
+                        where: str = "auto") -> TokenSource | None:
+    """The token folder for these shards and this configuration's trunk and views, computing
+    the tokens if no finished folder exists. ``where``: "ray" (a Ray Data pass; Ray must be
+    initialised), "here" (this process), or "auto" ("here" for a pass of at most
     ``HERE_MAX_FLOPS``). With ``compute=False``, None when there is no finished folder."""
-    from ..provenance import code_version
-
     if not exp.model.trunk_frozen:
         raise ValueError("finetune='full' trains the whole backbone: there is no frozen trunk "
                          "to share")
-    net = build_model(exp, num_classes)
+    net = build_model(exp, len(shards.class_names), backbone)
     fingerprint = trunk_fingerprint(net)
-    shards_id = read_prepare_meta(shards).get("shards_id")
     views_id = exp.train.views_id
-    root = token_root(shards, fingerprint, views_id)
+    root = token_root(shards.root, fingerprint, views_id)
+    found = TokenSource(str(root), fingerprint, views_id, made_with(backbone))
     marker = read_marker(root)
     if (marker is not None and marker.get("fingerprint") == fingerprint
-            and marker.get("shards_id") == shards_id and marker.get("views") == views_id):
-        return root, fingerprint
+            and marker.get("shards_id") == shards.meta.shards_id
+            and marker.get("views") == views_id):
+        return found
     if not compute:
         return None
+    _compute_tokens(shards, exp, net, backbone, use_gpu, slots, where, found)
+    return found
+
+
+def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: BackboneSource,
+                    use_gpu: bool, slots: int, where: str, found: TokenSource) -> None:
+    """Encode every clip into ``found.root`` (through a ``.partial`` folder), then write the
+    marker that makes the folder finished."""
+    import pyarrow.parquet as pq
+
+    from ..provenance import code_version
+
     start = time.perf_counter()
+    root = Path(found.root)
     partial = root.with_name(f"{root.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)  # an unfinished pass (no marker)
     if where == "auto":
         where = pass_place(shards, exp)
     if where == "here":
-        encode_here(shards, net, partial,
-                    torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"),
-                    exp.train)
+        encode_here(shards, net, partial, fold_device(use_gpu), exp.train)
     else:
-        ray_pass(shards, exp, num_classes, use_gpu, slots, fingerprint, partial)
+        ray_pass(shards, exp, backbone, use_gpu, slots, found.fingerprint, partial)
     partial.rename(root)
-    import pyarrow.parquet as pq
-
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
     (root / MARKER).write_text(json.dumps({
-        "fingerprint": fingerprint, "clips": n, "shards": str(Path(shards).resolve()),
-        "shards_id": shards_id, "computed": where, "views": views_id,
-        "cached_views": exp.train.cached_views,
-        "backbone": exp.model.backbone, "image_size": exp.model.image_size,
+        "fingerprint": found.fingerprint, "clips": n, "shards": str(shards.root),
+        "shards_id": shards.meta.shards_id, "computed": where, "views": found.views_id,
+        "cached_views": exp.train.cached_views, **dict(found.made_with),
+        "backbone": exp.model.backbone, "image_size": exp.data.size,
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
     }, indent=1))
-    return root, fingerprint
 
 
-def ray_pass(shards, exp: ExperimentConfig, num_classes: int, use_gpu: bool, slots: int,
-             fingerprint: str, out: Path) -> None:
+def ray_pass(shards: Shards, exp: ExperimentConfig, backbone: BackboneSource, use_gpu: bool,
+             slots: int, fingerprint: str, out: Path) -> None:
     """The token pass as Ray Data actors holding a fold's resources, up to ``slots`` of them."""
     import ray.data
 
     tc = exp.train
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
-    clips = ray_dataset(clips_root(shards), shard_subjects(shards))
+    clips = ray_dataset(shards.clips, shards.subjects())
     with warnings.catch_warnings():
         # max_restarts has no named parameter (yet): the remote-args hook is the way to it
         warnings.simplefilter("ignore", DeprecationWarning)
         tokens = clips.select_columns(list(CLIP_COLUMNS), num_cpus=0).map_batches(
             TrunkEncoder, batch_size=BATCH, batch_format="numpy",
-            fn_constructor_kwargs={"experiment": exp.to_dict(), "num_classes": num_classes,
+            fn_constructor_kwargs={"experiment": exp.to_dict(),
+                                   "num_classes": len(shards.class_names),
                                    "threads": tc.cpus_per_fold, "use_gpu": use_gpu,
-                                   "fingerprint": fingerprint},
+                                   "backbone": backbone, "fingerprint": fingerprint,
+                                   "driver": made_with(backbone)},
             num_cpus=tc.cpus_per_fold, num_gpus=tc.gpus_per_fold if use_gpu else 0,
             resources=tc.fold_resources or None,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, slots)),

@@ -9,6 +9,7 @@ wall-clock span of each fold, so the test can check placement, packing and concu
 """
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -24,9 +25,16 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
     from ray.cluster_utils import Cluster
 
     from mer_ray.config import ExperimentConfig
-    from mer_ray.train.loso import plan_loso, run_folds
-    from mer_ray.train.results import summarise
-    from mer_ray.train.runner import fold_slots
+    from mer_ray.data.shards import Shards
+    from mer_ray.experiments.loso import plan_loso, train_folds
+    from mer_ray.experiments.summary import summarise_run
+    from mer_ray.train.device import LOGICAL_GPUS
+    from mer_ray.train.slots import fold_slots
+
+    # The nodes' GPUs are logical only: folds scheduled on them compute on the CPU. The
+    # variable reaches the workers through the cluster's processes, started after it is set.
+    os.environ[LOGICAL_GPUS] = "1"
+    shards = Shards.open(shards)
 
     warnings.simplefilter("ignore")
     exp = ExperimentConfig().with_overrides(TINY + [
@@ -47,14 +55,16 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
     t0 = time.time()
     print("cluster up", file=sys.stderr)
     setup = plan_loso(shards, exp, Path(out) / "runs", name="multi", max_folds=folds)
-    run_folds(setup)
+    train_folds(setup)
     print(f"ray LOSO {time.time() - t0:.1f} s", file=sys.stderr)
-    summarise(setup)
+    summarise_run(setup.view())
     ray.shutdown()
     cluster.shutdown()
-    single = plan_loso(shards, exp, Path(out) / "runs", name="single", max_folds=folds)
-    run_folds(single, local=True)
-    summarise(single)
+    # in this process, with the same settings but on the CPU: this machine has no GPU
+    single = plan_loso(shards, exp.with_values({"train.use_gpu": False}), Path(out) / "runs",
+                       name="single", max_folds=folds)
+    train_folds(single, local=True)
+    summarise_run(single.view())
     schedule = {}
     for f in setup.folds:
         rec = json.loads((Path(out) / "runs" / "multi" / "folds" / f.test / "fold.json")

@@ -9,14 +9,17 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mer_ray.experiments.loso import plan_loso, train_folds
 from mer_ray.records import PAUSE, STATE
-from mer_ray.train.loso import plan_loso, run_folds
 
 
 def reference(shards, exp, where: Path, folds: int) -> dict:
     """Predictions of the same LOSO run undisturbed, in this process."""
+    from mer_ray.data.shards import Shards
+
+    shards = shards if isinstance(shards, Shards) else Shards.open(shards)
     setup = plan_loso(shards, exp, where, name="ref", max_folds=folds)
-    run_folds(setup, local=True, progress=False)
+    train_folds(setup, local=True)
     return {f.test: json.loads((where / "ref" / "folds" / f.test / "predictions.json")
                                .read_text()) for f in setup.folds}
 

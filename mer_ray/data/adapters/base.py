@@ -78,7 +78,7 @@ def first_existing_dir(root: Path, names: tuple[str, ...]) -> Path:
     return root
 
 
-def _matches(folder: Path, pattern: str) -> list[Path]:
+def matching_files(folder: Path, pattern: str) -> list[Path]:
     """Files in ``folder`` whose names match ``pattern``, ignoring case (copies of the datasets
     differ in capitalisation); Office lock files (``~$...``) are not annotation files."""
     if not folder.is_dir():
@@ -99,10 +99,10 @@ def find_annotation(root: Path, pattern: str, what: str, given: Path | None) -> 
         if not Path(given).is_file():
             raise AnnotationError(f"{given}: annotation file not found (--annotations)")
         return Path(given)
-    hits = _matches(root, pattern)
+    hits = matching_files(root, pattern)
     if root.is_dir():
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-            hits += _matches(sub, pattern)
+            hits += matching_files(sub, pattern)
     if not hits:
         raise AnnotationError(
             f"{root}: no {what} annotation file ({pattern}) in this folder or one below it; "

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..annotations import AnnotationError, file_sha256, parse_subject
 from ..labels import THREE_CLASSES
-from .base import Adapter, RawClip, _matches
+from .base import Adapter, RawClip, matching_files
 from .casme2 import Casme2Adapter
 from .samm import SammAdapter
 from .smic import SmicAdapter
@@ -120,7 +120,7 @@ class MegcAdapter(Adapter):
                 raise AnnotationError(f"{self.annotations}: ground-truth file not found "
                                       f"(--annotations)")
             return Path(self.annotations)
-        hits = _matches(root, GT_NAME)
+        hits = matching_files(root, GT_NAME)
         return hits[0] if hits else None
 
     def clips(self, root: Path) -> Iterator[RawClip]:

@@ -1,0 +1,230 @@
+"""Flat hyper-parameter search with Ray Tune and Optuna, steered by validation figures only,
+then (unless skipped) the pick's LOSO, whose figures are search-informed.
+
+Each trial takes one configuration and trains a fixed set of folds in its own process (fold jobs
+without a test split, through the fold runner: their test subjects are not even read) and
+reports the mean best-validation UF1 after each fold. Optuna proposes the next configuration
+from those numbers; ASHA (optional) stops trials whose running figure falls behind after the
+same number of epochs trained: with ASHA on, a trial also reports after every epoch (the mean
+over its finished folds and the current fold's best validation UF1 so far).
+
+The search's folds' subjects also appear as test subjects of the pick's LOSO, so that LOSO's
+figures are marked ``search_informed``; the nested search (``nested_search.py``) is the strict
+protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import numpy as np
+
+from ..config import ExperimentConfig
+from ..console import show
+from ..data.folds import FoldSplit
+from ..train.device import use_gpus
+from ..train.fold_jobs import FoldPlan, search_job
+from ..train.runner import run_jobs
+from ..train.slots import fold_resources, fold_slots
+from .loso import LosoRun, RunOptions, plan_loso, run_loso
+from .search_space import tune_space
+
+METRIC = "val_uf1"
+TRIALS_FILE = "trials.parquet"
+
+
+class SweepInterrupted(RuntimeError):
+    """The search was stopped before every trial finished; its state is saved for a resume."""
+
+
+@contextlib.contextmanager
+def interrupt_watch():
+    """Whether Ctrl-C reached Tune while it ran. Tune answers the first SIGINT by ending the
+    run gracefully (it saves the state) and then puts back the handler it found: the one
+    installed here, so finding it installed again afterwards means the signal came. A signal
+    after Tune is done reaches that handler and interrupts the program as usual."""
+    import signal
+    import threading
+
+    def sentinel(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, sentinel)
+    fired = []
+    try:
+        yield lambda: bool(fired)
+    finally:
+        if signal.getsignal(signal.SIGINT) is sentinel:
+            fired.append(True)
+        signal.signal(signal.SIGINT, previous)
+
+
+def trial(params: dict[str, Any], context: dict) -> None:
+    """Tune function trainable: validation UF1 of one configuration over the sweep's folds,
+    trained one after another in this trial's process (which holds one fold's resources)."""
+    from ray import tune
+
+    exp = ExperimentConfig.from_dict(context["experiment"]).with_values(params)
+    plan: FoldPlan = context["plan"]
+    vals: list[float] = []
+    clock = {"epochs": 0, "best": -1.0}
+
+    def report(job, row: dict, last: bool) -> None:
+        clock["best"] = max(clock["best"], row.get("val_uf1", -1.0))
+        epochs = clock["epochs"] + int(row["epoch"]) + 1
+        if not last:
+            if context["asha"]:  # the running figure, on a clock of epochs trained
+                tune.report({METRIC: float(np.mean(vals + [clock["best"]])),
+                             "folds_done": len(vals), "epochs_done": epochs})
+            return
+        vals.append(clock["best"])
+        clock.update(epochs=epochs, best=-1.0)
+        tune.report({METRIC: float(np.mean(vals)), "folds_done": len(vals),
+                     "epochs_done": epochs, "fold_val_uf1": vals[-1],
+                     "epochs_run": int(row["epoch"]) + 1})
+
+    jobs = [search_job(plan, split, exp) for split in context["folds"]]
+    run_jobs(jobs, exp.train, local=True, quiet=True, report=report)
+
+
+def sweep_folds(run: LosoRun, n_folds: int) -> list[FoldSplit]:
+    """The fixed folds every trial evaluates: evenly spaced over the LOSO folds, and only folds
+    with validation subjects (the objective is validation UF1)."""
+    usable = [f for f in run.folds if f.val]
+    if not usable:
+        raise ValueError("the sweep needs validation subjects: set train.val_subjects >= 1")
+    pick = np.unique(np.linspace(0, len(usable) - 1, min(n_folds, len(usable))).round()
+                     .astype(int))
+    return [usable[i] for i in pick]
+
+
+def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int, asha: bool,
+           study_db: str | None, seed: int, points: list[dict] | None, path: str):
+    """A new Tune run of the search, or the one saved at ``path``, resumed."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    if tune.Tuner.can_restore(path):
+        print(f"resuming the sweep in {path}")
+        return tune.Tuner.restore(path, trainable, resume_errored=True)
+    tc = run.exp.train
+    storage = None
+    if study_db:
+        from pathlib import Path
+
+        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(study_db).resolve()}")
+    searcher = OptunaSearch(metric=METRIC, mode="max", study_name=run.name, storage=storage,
+                            points_to_evaluate=points,
+                            sampler=optuna.samplers.TPESampler(seed=seed))
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=num_samples,
+            max_concurrent_trials=fold_slots(tc, use_gpus(tc.use_gpu, on_ray=True)),
+            # The clock is epochs trained over the trial's folds: a trial is compared with
+            # others after the same amount of training, first after one fold's worth.
+            scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="epochs_done",
+                                    max_t=n_folds * tc.max_epochs, grace_period=tc.max_epochs)
+            if asha else None),
+        run_config=tune.RunConfig(name="tune", storage_path=path.rsplit("/", 1)[0], verbose=0))
+
+
+def _trials_table(results, space: dict, num_samples: int, asha: bool, path: str,
+                  interrupted: bool):
+    """The trials as a table; a search stopped before every trial finished raises."""
+    import polars as pl
+
+    # A trial's function returned (done) or ASHA stopped it, or it raised: those are finished.
+    # Tune ends a run gracefully on Ctrl-C and may then count unfinished trials as terminated,
+    # so its own counts are not trusted for this.
+    complete = [r for r in results if r.error is None and (r.metrics or {}).get("done")]
+    stopped = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    finished = len(complete) + results.num_errors + (len(stopped) if asha else 0)
+    if interrupted or finished < num_samples:
+        raise SweepInterrupted(
+            f"the sweep stopped with {len(complete) + results.num_errors} of {num_samples} "
+            f"trials finished; run the same command again to resume it from {path}")
+    rows = []
+    for i, r in enumerate(results):  # in the order Tune created the trials
+        m = r.metrics or {}
+        rows.append({"trial": i, "trial_id": m.get("trial_id"),
+                     **{k: v for k, v in (r.config or {}).items() if k in space},
+                     METRIC: m.get(METRIC), "folds_done": m.get("folds_done", 0),
+                     "epochs_done": m.get("epochs_done", 0),
+                     "error": None if r.error is None else str(r.error)[:500]})
+    return pl.DataFrame(rows)
+
+
+def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: int,
+              asha: bool = False, study_db: str | None = None, seed: int = 0,
+              points: list[dict] | None = None):
+    """Run (or resume) the search; returns (best params, trials table as a polars DataFrame).
+    ``points``: configurations to evaluate first (Optuna's ``points_to_evaluate``)."""
+    import polars as pl
+    from ray import tune
+
+    tc = run.exp.train
+    use_gpu = use_gpus(tc.use_gpu, on_ray=True)
+    folds = sweep_folds(run, n_folds)
+    # The trials read the aligned clips (each computes its own trunk tokens).
+    plan = FoldPlan(run.exp, run.shards, run.backbone, folder=run.folder)
+    context = {"experiment": run.exp.to_dict(), "plan": plan, "asha": asha, "folds": folds}
+    # A trial trains its folds itself: it holds what one fold worker would.
+    resources = {k.lower() if k in ("CPU", "GPU") else k: v
+                 for k, v in fold_resources(tc, use_gpu).items()}
+    trainable = tune.with_resources(tune.with_parameters(trial, context=context), resources)
+    path = f"{run.folder.storage.uri.rstrip('/')}/{run.name}/tune"  # a folder or a URI
+    tuner = _tuner(run, trainable, space, num_samples, len(folds), asha, study_db, seed,
+                   points, path)
+    with interrupt_watch() as interrupted:
+        results = tuner.fit()
+    table = _trials_table(results, space, num_samples, asha, path, interrupted())
+    done = table.filter(pl.col("error").is_null() & (pl.col("folds_done") == len(folds)))
+    if done.is_empty():
+        raise RuntimeError(f"no trial finished all {len(folds)} folds; see {path}")
+    # ties: the earliest trial (Tune's trial ids are random, their order is not the trials')
+    best_row = done.sort([METRIC, "trial"], descending=[True, False]).row(0, named=True)
+    best = {k: best_row[k] for k in space}
+    run.folder.storage.write_parquet(table, run.name, TRIALS_FILE)
+    run.folder.write_json({
+        "best_params": best, "best_val_uf1": best_row[METRIC], "metric": METRIC,
+        "objective": "mean best-validation UF1 over the sweep folds (test subjects not read)",
+        "sweep_folds": [f.test for f in folds],
+        # Subjects whose clips the search trained or validated on. A later LOSO tests each of
+        # them too; its figures are strictly untouched by the search only for other subjects
+        # (a nested search, one sweep per outer fold, is the strict protocol).
+        "search_subjects": sorted({s for f in folds for s in f.train + f.val}),
+        "num_samples": num_samples, "asha": asha,
+        "study_db": str(study_db) if study_db else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }, run.folder.rel("sweep.json"))
+    return best, table
+
+
+def flat_search(exp: ExperimentConfig, shards, space: dict, opts: RunOptions, name: str,
+                num_samples: int, n_folds: int, asha: bool = False,
+                study_db: str | None = None, final: bool = True) -> dict:
+    """``mer-ray sweep --flat``: the search, its table, and (``final``) the pick's LOSO run
+    ``<name>-best``, marked search-informed. Returns the best configuration."""
+    run = plan_loso(shards, exp, opts.storage_path, name)
+    best, table = run_sweep(run, tune_space(space), num_samples, n_folds, asha, study_db,
+                            exp.train.seed)
+    rounded = table.with_columns(
+        [table[c].round(4) for c, t in zip(table.columns, table.dtypes) if t.is_float()])
+    show(list(rounded.columns), rounded.rows(),
+         title=f"sweep {name}: objective = mean validation UF1 over the sweep folds")
+    print("best configuration: " + ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()))
+    if final:
+        record = run.folder.read_json(run.folder.rel("sweep.json"))
+        run_loso(exp.with_values(best), shards, opts, f"{name}-best",
+                 {"sweep": name, "best_params": best, "search_informed": True,
+                  "search_subjects": record["search_subjects"]})
+    return best

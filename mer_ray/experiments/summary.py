@@ -1,0 +1,210 @@
+"""From stored fold results to a run's predictions.parquet, summary.json and printed table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..config import ExperimentConfig
+from ..console import show
+from ..data.adapters.megc import source_dataset
+from ..data.shards import ShardMeta
+from ..metrics import bootstrap_interval, loso_scores, scores
+from ..provenance import code_version, provenance
+from ..records import FoldRecord
+from ..train.run_folder import RunFolder
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What a summary needs of a run: its folder, configuration, classes, the keys of its
+    folds (in order) and the data it tested on."""
+
+    folder: RunFolder
+    exp: ExperimentConfig
+    class_names: tuple[str, ...]
+    fold_keys: tuple[str, ...]
+    shards: str  # the shard folder it tested on
+    data: ShardMeta
+    synthetic: bool = False  # anything it trained or tested on was synthetic
+
+
+def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
+    rows, folds = [], []
+    names = run.class_names
+    for key in run.fold_keys:
+        if not run.folder.fold_done(key):
+            raise RuntimeError(f"fold {key} has no results in "
+                               f"{run.folder.storage.path(run.folder.fold_dir(key))}")
+        fold, preds = run.folder.read_fold(key)
+        folds.append(fold)
+        for clip_key, y, p in zip(preds.keys, preds.labels, preds.probs):
+            subject, clip = clip_key.split("/", 1)
+            pred = max(range(len(p)), key=p.__getitem__)
+            rows.append({"fold": key, "subject": subject, "clip": clip, "label": y,
+                         "label_name": names[y], "prediction": pred,
+                         "prediction_name": names[pred], "probabilities": p})
+    return pl.DataFrame(rows), folds
+
+
+def subject_predictions(storage, name: str) -> dict[str, tuple[list[int], list[int]]]:
+    """A stored run's (true labels, predicted labels) per test subject."""
+    import io
+
+    preds = pl.read_parquet(io.BytesIO(storage.read_bytes(name, "predictions.parquet")))
+    return {s: (g["label"].to_list(), g["prediction"].to_list())
+            for (s,), g in preds.group_by("subject", maintain_order=True)}
+
+
+def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
+    """UF1/UAR over each source dataset's part of a composite run's predictions (the MEGC
+    convention: all predictions, then each dataset's), keyed by dataset; {} when the subjects
+    do not carry a source dataset."""
+    if preds.is_empty():
+        return {}
+    sources = [source_dataset(s) for s in preds["subject"].to_list()]
+    if None in sources:
+        return {}
+    out = {}
+    for ds in sorted(set(sources)):
+        part = preds.filter(pl.Series(sources) == ds)
+        sc = scores(part["label"].to_list(), part["prediction"].to_list(), list(range(n_classes)))
+        out[ds] = {"uf1": sc.uf1, "uar": sc.uar, "n_clips": sc.n,
+                   "n_subjects": part["subject"].n_unique()}
+    return out
+
+
+def _metrics(preds: pl.DataFrame, folds: list[FoldRecord], names: tuple[str, ...],
+             seed: int, composite: bool) -> dict:
+    """The run's figures: aggregate (primary) and per-fold mean, with intervals."""
+    classes = list(range(len(names)))
+    per_fold = [(preds.filter(pl.col("fold") == f.test_subject)["label"].to_list(),
+                 preds.filter(pl.col("fold") == f.test_subject)["prediction"].to_list())
+                for f in folds]
+    m = loso_scores(per_fold, classes)
+    by_subject = {s: (g["label"].to_list(), g["prediction"].to_list())
+                  for (s,), g in preds.group_by("subject", maintain_order=True)} \
+        if preds.height else {}
+    ci = bootstrap_interval(by_subject, classes, seed=seed) if by_subject else None
+    agg = m["aggregate"]
+    return {
+        "primary": "aggregate: UF1/UAR over all folds' predictions concatenated",
+        "uf1": agg["uf1"], "uar": agg["uar"],
+        # 95 % percentile bootstrap over test subjects of the aggregate figures
+        "uf1_ci95": ci["uf1"] if ci else None, "uar_ci95": ci["uar"] if ci else None,
+        "bootstrap": {k: ci[k] for k in ("resamples", "seed", "unit", "level")} if ci else None,
+        "per_fold_mean_uf1": m["per_fold_mean"]["uf1"],
+        "per_fold_mean_uar": m["per_fold_mean"]["uar"],
+        "per_class_recall": {names[int(c)]: r for c, r in agg["recall"].items()},
+        "per_class_f1": {names[int(c)]: v for c, v in agg["f1"].items()},
+        "confusion_matrix": agg["confusion"],
+        "confusion_axes": "rows: true class, columns: predicted class, class_names order",
+        "classes_absent": [names[c] for c in agg["absent"]],
+        **({"per_dataset": per_dataset_scores(preds, len(classes))} if composite else {}),
+        "_per_fold": m["per_fold"],
+    }
+
+
+def augmentation(exp: ExperimentConfig) -> str:
+    """What the training clips went through, in words."""
+    tc = exp.train
+    if tc.cache_trunk and tc.cached_views > 1:
+        return (f"cached views: each epoch a training clip is shown as aligned or as one of "
+                f"its {tc.cached_views - 1} augmented view(s) (flip + affine, drawn once per "
+                f"clip and view, encoded with the trunk tokens)")
+    if tc.cache_trunk:
+        return "none: trained from cached frozen-trunk tokens"
+    return "flip + affine on training clips, drawn every epoch" if tc.augment else "none"
+
+
+def _fold_rows(folds: list[FoldRecord], per_fold: list[dict], names) -> list[dict]:
+    return [{"test_subject": f.test_subject, "val_subjects": f.val_subjects,
+             "uf1": pf["uf1"], "uar": pf["uar"], "n": pf["n"],
+             "classes_absent": [names[c] for c in pf["absent"]],
+             "best_epoch": f.best_epoch, "epochs_run": f.epochs_run,
+             "best_val_uf1": f.best_val_uf1, "worker_seconds": f.seconds,
+             "wall_seconds": f.wall_seconds, "node_ip": f.node_ip, "node_id": f.node_id,
+             "device": f.device, "threads": f.threads, "timing": f.timing}
+            for f, pf in zip(folds, per_fold)]
+
+
+def summarise_run(run: RunView, extra: dict | None = None) -> dict:
+    """Write the run's predictions.parquet and summary.json from its stored folds; returns
+    the summary."""
+    preds, folds = collect(run)
+    exp, meta = run.exp, run.data
+    metrics = _metrics(preds, folds, run.class_names, exp.train.seed, meta.dataset == "megc")
+    per_fold = metrics.pop("_per_fold")
+    pretrained = sorted({f.pretrained for f in folds})
+    backbone = {"source": folds[0].weights_source, "sha256": folds[0].weights_sha256} \
+        if folds else None
+    summary = {
+        "name": run.folder.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dataset": meta.dataset, "protocol": meta.protocol,
+        "synthetic": bool(meta.synthetic or run.synthetic),
+        "class_names": list(run.class_names), "n_folds": len(folds), "n_clips": preds.height,
+        "metrics": metrics, "folds": _fold_rows(folds, per_fold, run.class_names),
+        "config": exp.to_dict(), "config_hash": exp.hash(), "seed": exp.train.seed,
+        "code_version": code_version(),
+        "provenance": provenance(backbone, [f.device for f in folds],
+                                 [f.libraries for f in folds]),
+        "pretrained": pretrained[0] if len(pretrained) == 1 else pretrained,
+        "weights_source": folds[0].weights_source if folds else None,
+        "augmentation": augmentation(exp),
+        "control_shuffled_labels": exp.train.shuffle_labels,
+        # True when the configuration was chosen by a search that saw these test subjects
+        "search_informed": False,
+        "shards": run.shards,
+        "data": {"root": meta.root, "config": meta.config, "clips": meta.clips,
+                 "per_class": meta.per_class},
+        **(extra or {}),
+    }
+    storage = run.folder.storage
+    storage.write_parquet(preds, run.folder.name, "predictions.parquet")
+    run.folder.write_json(summary, run.folder.rel("summary.json"))
+    return summary
+
+
+def _interval(ci) -> str:
+    return f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
+
+
+def print_summary(summary: dict, where: str) -> None:
+    m = summary["metrics"]
+    rows = [(f["test_subject"], f["n"], f"{f['uf1']:.3f}", f"{f['uar']:.3f}",
+             f"{f['best_val_uf1']:.3f}", f["best_epoch"], f"{f['worker_seconds']:.0f}")
+            for f in summary["folds"]]
+    show(["test subject", "clips", "UF1", "UAR", "best val UF1", "best epoch", "seconds"], rows,
+         title=f"{summary['name']}: per fold")
+    flags = []
+    if summary["synthetic"]:
+        flags.append("SYNTHETIC data")
+    if not summary["pretrained"]:
+        flags.append("backbone NOT pretrained")
+    if summary["control_shuffled_labels"]:
+        flags.append("CONTROL: training labels shuffled")
+    if summary.get("search_informed"):
+        flags.append("SEARCH-INFORMED: its test subjects helped choose the configuration, "
+                     "report the nested figure instead")
+    if summary.get("nested"):
+        flags.append("nested search: each fold's configuration chosen without its subject")
+    show(["figure", "UF1", "UAR"],
+         [("all folds' predictions (primary)", f"{m['uf1']:.4f}", f"{m['uar']:.4f}"),
+          ("  95 % interval (bootstrap over test subjects)", _interval(m.get("uf1_ci95")),
+           _interval(m.get("uar_ci95"))),
+          ("mean over folds", f"{m['per_fold_mean_uf1']:.4f}",
+           f"{m['per_fold_mean_uar']:.4f}")],
+         title=f"LOSO, {summary['n_folds']} folds, {summary['n_clips']} test clips"
+               + (f" [{'; '.join(flags)}]" if flags else ""))
+    if m.get("per_dataset"):
+        show(["source dataset", "subjects", "clips", "UF1", "UAR"],
+             [(ds, d["n_subjects"], d["n_clips"], f"{d['uf1']:.4f}", f"{d['uar']:.4f}")
+              for ds, d in m["per_dataset"].items()],
+             title="composite: each dataset's part of the predictions (MEGC convention)")
+    if m["classes_absent"]:
+        print(f"classes absent from truth and predictions (left out of the means): "
+              f"{', '.join(m['classes_absent'])}")
+    print(f"results: {where}")
