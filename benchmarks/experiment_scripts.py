@@ -43,7 +43,7 @@ def main() -> None:
     storage = args.workdir / "runs"
     common = ["--config", str(config), "--workdir", str(args.workdir / "data"),
               "--storage-path", str(storage), "--frames", "4", "--synthetic-subjects", "4",
-              "--synthetic-clips", "1"] + (["--local"] if args.local else [])
+              "--synthetic-clips-per-class", "1"] + (["--local"] if args.local else [])
     scripts = [
         ("ablation.py", ["--max-folds", "2"]),
         ("sensitivity.py", ["--max-folds", "2", "--values", "0.1", "0.5"]),

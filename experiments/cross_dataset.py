@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mer_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    code = main(["transfer", *sys.argv[1:]])
+    code = main(["transfer", *sys.argv[1:]], script=Path(__file__).name,
+                fixed=None, about=__doc__)
     if code:
         sys.exit(code)

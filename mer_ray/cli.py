@@ -19,112 +19,58 @@ Models:
     mer-ray predict     label a video or a folder of frames, optionally with an explanation PNG
     mer-ray export      the whole model as a torch.export (.pt2) file that needs only torch
 
-Errors print one line naming the file or setting and what to do, and exit 2 (``--debug``
-shows the traceback); Ctrl+C exits 130, leaving runs and searches resumable.
+Every input is checked before Ray starts. Errors print one line naming the file or setting and
+what to do, and exit 2 (``--debug``, anywhere on the line, shows the traceback); Ctrl+C exits
+130, leaving runs and searches resumable.
+
+This file parses and reports; each command's work is done by its module (``experiments/``,
+``data/``, ``serving/``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
-from .config import ExperimentConfig, config_fields, load_experiment
-from .console import show
-from .data.adapters import DATASETS
+from .config import ExperimentConfig, config_fields, load_experiment, load_yaml
+from .console import Ticker, show
 from .data.annotations import AnnotationError
 from .data.frames import FrameError
-from .data.labels import ALL_PROTOCOLS as PROTOCOLS
-from .data.labels import protocols_of
-from .data.synth.layouts import LAYOUTS
-
-# Heavy modules (torch, Ray, the model) are imported inside the commands that use them: the
-# data commands, `config` and `--help` answer in a fraction of a second.
 
 
-# -- argument groups shared by the commands ----------------------------------------------------
-
-def _data_args(p: argparse.ArgumentParser, default: str | None = "samm",
-               synthetic: bool = True, shards: bool = False) -> None:
-    p.add_argument("--dataset", default=default, required=default is None, choices=DATASETS)
-    p.add_argument("--data-root", "--root", dest="data_root", type=Path, default=None,
-                   help="the dataset's folder" + ("; omitted: a synthetic set in the dataset's "
-                                                  "layout (said loudly)" if synthetic else ""))
-    if shards:
-        p.add_argument("--shards", type=Path, default=None,
-                       help="train on shards made by 'mer-ray prepare' (instead of "
-                            "--data-root); dataset and protocol come from their prepare.json")
-    p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
-                   help="3class (every dataset), 5class (samm, casme2), 7class / 4class "
-                        "(casme3)")
-    p.add_argument("--annotations", type=Path, default=None,
-                   help="the annotation file, when it is not in the data root or several "
-                        "versions are (SAMM, CASME II, CAS(ME)^3 sheets; MEGC: "
-                        "combined_3class_gt.csv)")
-    if synthetic:
-        g = p.add_argument_group("synthetic default (no --data-root)")
-        g.add_argument("--synthetic-subjects", type=int, default=None,
-                       help="subjects (the MEGC composite: per part); default 8 (MEGC: 3)")
-        g.add_argument("--synthetic-clips", type=int, default=4, help="clips per class "
-                                                                     "and subject")
-        g.add_argument("--synthetic-seed", type=int, default=0)
-        g.add_argument("--synthetic-intensity", type=float, default=None,
-                       help="scales every action-unit amplitude (default 1.5)")
-        g.add_argument("--synthetic-no-distractors", action="store_true",
-                       help="no blinks, head drift or flicker: only the expression moves")
-    p.add_argument("--workdir", type=Path, default=Path("data"),
-                   help="where synthetic sets and aligned shards are written")
-
-
-def _config_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration ('mer-ray config' lists every field)")
-    g.add_argument("--config", type=Path, default=None,
-                   help="YAML with sections data, model, loss, train")
-    g.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="SECTION.FIELD=VALUE", help="override, e.g. model.lora_rank=16")
-    g.add_argument("--frames", type=int, default=None, help="T: the same as --set data.frames=T")
-    g.add_argument("--size", type=int, default=None, help="S: the same as --set data.size=S")
-
-
-def _run_args(p: argparse.ArgumentParser, seeds: bool = True) -> None:
-    g = p.add_argument_group("running")
-    g.add_argument("--storage-path", default="results",
-                   help="where runs are stored: a folder or a pyarrow URI (s3://...)")
-    g.add_argument("--name", default=None, help="run name (default: dataset-protocol-"
-                                                "confighash)")
-    g.add_argument("--max-folds", type=int, default=None, help="only the first N folds (smoke)")
-    g.add_argument("--local", action="store_true",
-                   help="train the folds one after another in this process instead of on Ray "
-                        "Train workers (the same predictions)")
-    if seeds:
-        g.add_argument("--seeds", type=int, default=1,
-                       help="repeat with this many training seeds (train.seed, +1, ...): mean "
-                            "+- std")
-    g.add_argument("--tracking", choices=("mlflow", "tensorboard"), default=None,
-                   help="log each fold's epochs and each run's summary (off by default)")
-    g.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI or TensorBoard folder (default: under the storage)")
-
-
-def experiment_config(args) -> ExperimentConfig:
+def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
+    """The configuration the options resolve to, and the data settings the user set (a config
+    file's data section, --set data.*, --frames, --size)."""
     overrides = list(args.overrides)
     if getattr(args, "frames", None):
         overrides.append(f"data.frames={args.frames}")
     if getattr(args, "size", None):
         overrides.append(f"data.size={args.size}")
-    return load_experiment(args.config, overrides)
+    user_set = {o.partition("=")[0].strip() for o in overrides if o.startswith("data.")}
+    if args.config:
+        user_set |= {f"data.{k}" for k in (load_yaml(args.config).get("data") or {})}
+    return load_experiment(args.config, overrides), user_set
 
 
 def _synthetic(args):
-    from .experiments.data import SYNTH_INTENSITY, SyntheticSet
+    from .experiments.data import SyntheticSet
 
-    return SyntheticSet(subjects=args.synthetic_subjects, clips=args.synthetic_clips,
-                        seed=args.synthetic_seed,
-                        intensity=SYNTH_INTENSITY if args.synthetic_intensity is None
-                        else args.synthetic_intensity,
+    if not hasattr(args, "synthetic_subjects"):  # a command without a synthetic default
+        return SyntheticSet()
+    return SyntheticSet(subjects=args.synthetic_subjects,
+                        clips_per_class=args.synthetic_clips_per_class,
+                        seed=args.synthetic_seed, intensity=args.synthetic_intensity,
                         distractors=not args.synthetic_no_distractors)
+
+
+def _data(args):
+    from .experiments.data import DataChoice
+
+    return DataChoice(args.dataset, args.protocol, args.data_root, getattr(args, "shards", None),
+                      args.annotations, _synthetic(args), getattr(args, "workdir", Path("data")))
 
 
 def _start_ray(args, command: str) -> None:
@@ -134,90 +80,61 @@ def _start_ray(args, command: str) -> None:
     ensure_ray(log_file=driver_log(args.storage_path, args.workdir, command))
 
 
-def _check_protocol(args) -> None:
-    if args.protocol not in protocols_of(args.dataset):
-        raise ValueError(f"dataset {args.dataset!r} has no protocol {args.protocol!r} "
-                         f"(offered: {', '.join(protocols_of(args.dataset))})")
-
-
-def _shards_for(args, exp: ExperimentConfig):
-    """(shards, what to record about the data) for train / grid / sweep."""
-    from .data.shards import Shards
-    from .experiments.data import dataset_shards
-
-    if getattr(args, "shards", None):
-        if args.data_root is not None:
-            raise ValueError("give --shards or --data-root, not both")
-        shards = Shards.open(args.shards)
-        return shards, {"data_root": shards.meta.root}
-    _check_protocol(args)
-    root, shards = dataset_shards(args.dataset, args.data_root, args.protocol, exp.data,
-                                  args.workdir, _synthetic(args), annotations=args.annotations)
-    return shards, {"data_root": str(root)}
-
-
 def _options(args, extra: dict):
     from .experiments.loso import RunOptions
 
     return RunOptions(storage_path=args.storage_path, max_folds=args.max_folds,
                       local=args.local, seeds=getattr(args, "seeds", 1),
-                      tracking=args.tracking, tracking_uri=args.tracking_uri, extra=extra)
-
-
-def _command(args) -> dict:
-    return {"command": ["mer-ray", *args.argv]}
+                      tracking=args.tracking, tracking_uri=args.tracking_uri,
+                      extra={"command": ["mer-ray", *args.argv], **extra})
 
 
 # -- data --------------------------------------------------------------------------------------
 
-def _manifest_tables(manifest) -> None:
-    from .data.manifest import annotation_files, summary_counts
+def cmd_synth(args) -> int:
+    from .data.synth import generate
+    from .data.synth.render import RenderConfig
+    from .experiments.data import SyntheticSet
 
-    for name, sha in annotation_files(manifest):
+    subjects = SyntheticSet(args.subjects).subjects_for(args.layout)
+    with Ticker(f"rendering a synthetic {args.layout} set ({subjects} subjects)") as tick:
+        res = generate(args.out, args.layout, subjects, args.clips_per_class, args.protocol,
+                       args.seed, args.preview,
+                       RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
+                                    distractors=not args.no_distractors),
+                       progress=lambda done, total: tick.update(f"{done}/{total} clips"))
+    per_class = Counter(c.label for c in res.clips)
+    show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
+         title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {subjects} "
+               f"subjects, seed {args.seed}")
+    for what, path in (("annotations", res.annotation_file), ("preview", res.preview)):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
+def _manifest(args, check_frames: bool = True):
+    from .data.manifest import annotation_files, build_manifest, read_manifest, summary_counts
+
+    _data(args).check()
+    if getattr(args, "manifest", None):
+        return read_manifest(args.manifest)
+    m = build_manifest(args.dataset, args.data_root, args.protocol,
+                       annotations=args.annotations, check_frames=check_frames)
+    for name, sha in annotation_files(m):
         print(f"annotations: {name} (sha256 {sha})")
-    inc, exc = summary_counts(manifest)
+    inc, exc = summary_counts(m)
     show(["class", "clips"], sorted(inc.items()) + [("total", sum(inc.values()))],
          title="included clips per class")
     if exc:
         show(["reason", "clips"], sorted(exc.items()), title="excluded clips per reason")
-    else:
-        print("excluded clips: none")
-
-
-def cmd_synth(args) -> int:
-    from .data.synth import generate
-    from .data.synth.render import RenderConfig
-
-    res = generate(args.out, args.layout, args.subjects, args.clips_per_class, args.protocol,
-                   args.seed, args.preview,
-                   RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
-                                distractors=not args.no_distractors))
-    per_class = Counter(c.label for c in res.clips)
-    show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
-         title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {args.subjects} "
-               f"subjects, seed {args.seed}")
-    if res.annotation_file:
-        print(f"annotations: {res.annotation_file}")
-    if res.preview:
-        print(f"preview: {res.preview}")
-    return 0
-
-
-def _need_root(args) -> Path:
-    if args.data_root is None:
-        raise ValueError(f"mer-ray {args.command} needs --data-root (the dataset's folder)")
-    return args.data_root
+    return m
 
 
 def cmd_manifest(args) -> int:
-    from .data.manifest import build_manifest
-
-    _check_protocol(args)
-    m = build_manifest(args.dataset, _need_root(args), args.protocol,
-                       annotations=args.annotations, check_frames=not args.no_frame_check)
+    m = _manifest(args, check_frames=not args.no_frame_check)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     m.write_parquet(args.out)
-    _manifest_tables(m)
     print(f"manifest: {args.out} ({m.height} rows)")
     if args.strict and m["excluded_reason"].is_not_null().any():
         print("--strict: some clips were excluded (see the table above)", file=sys.stderr)
@@ -227,29 +144,17 @@ def cmd_manifest(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .cluster import ensure_ray
-    from .data.labels import class_names
-    from .data.manifest import build_manifest, read_manifest
-    from .data.prepare import PrepareConfig, prepare_shards
-    from .data.synth import is_synthetic
+    from .data.prepare import prepare_clips
 
-    exp = experiment_config(args)
-    _check_protocol(args)
-    root = _need_root(args)
-    if args.manifest:
-        manifest = read_manifest(args.manifest)
-    else:
-        manifest = build_manifest(args.dataset, root, args.protocol,
-                                  annotations=args.annotations)
+    exp, _ = experiment_config(args)
+    if (args.out / "clips").is_dir() and any((args.out / "clips").iterdir()) \
+            and not args.overwrite:
+        raise FileExistsError(f"{args.out / 'clips'} already holds shards; pass --overwrite to "
+                              f"replace them or choose another --out")
+    manifest = _manifest(args)
     ensure_ray(log_file=args.out / "logs" / "prepare.log")
-    res = prepare_shards(
-        manifest, args.out, PrepareConfig.from_data(exp.data),
-        class_names=class_names(args.dataset, args.protocol), workers=args.workers,
-        overwrite=args.overwrite,
-        extra_meta={"dataset": args.dataset, "protocol": args.protocol,
-                    "root": str(Path(root).resolve()), "synthetic": is_synthetic(root),
-                    "annotations": str(args.annotations.resolve()) if args.annotations
-                    else None},
-    )
+    res = prepare_clips(manifest, args.out, exp.data, args.dataset, args.protocol,
+                        args.data_root, args.annotations, args.workers, args.overwrite)
     show(["class", "clips"], sorted(res.per_class.items()) + [("total", res.clips)],
          title=f"shards in {res.out / 'clips'} (T={exp.data.frames}, S={exp.data.size})")
     if res.rejected.height:
@@ -258,9 +163,8 @@ def cmd_prepare(args) -> int:
              title=f"rejected clips (details in {res.out / 'rejected.parquet'})")
     rate = res.frames_aligned / res.seconds if res.seconds else 0.0
     print(f"{res.frames_aligned} frames aligned in {res.seconds:.1f} s ({rate:.1f} frames/s)")
-    print(f"train on them: mer-ray train --shards {args.out}"
-          + (f" --frames {exp.data.frames}" if exp.data.frames != 8 else "")
-          + (f" --size {exp.data.size}" if exp.data.size != 224 else ""))
+    print(f"train on them: mer-ray train --shards {args.out} (their T, S and alignment come "
+          f"with them)")
     if args.strict and res.rejected.height:
         print("--strict: some clips were rejected (see the table above)", file=sys.stderr)
         return 3
@@ -270,83 +174,65 @@ def cmd_prepare(args) -> int:
 # -- experiments -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from .experiments.loso import train
+    from .experiments.loso import refuse_clashes, run_name, settle, train
 
-    exp = experiment_config(args)
+    exp, user_set = experiment_config(args)
+    data = _data(args)
+    exp = settle(data, exp, user_set)
+    name = args.name or run_name(data, exp, args.max_folds)
+    names = [name] if args.seeds <= 1 else \
+        [f"{name}-seed{exp.train.seed + i}" for i in range(args.seeds)]
+    refuse_clashes(data, exp, args.storage_path, names)
     _start_ray(args, "train")
-    shards, data = _shards_for(args, exp)
-    train(exp, shards, _options(args, {**_command(args), **data}), args.name)
+    shards = data.prepare(exp.data)
+    train(exp, shards, _options(args, {"data_root": shards.meta.root}), name)
     return 0
 
 
 def cmd_grid(args) -> int:
-    from .experiments.grid import accounting, grid_spec, lora_vs_full_table, run_grid
+    from .experiments.grid import run_grid_command
 
-    base = experiment_config(args)
-    rows, prefix, title = grid_spec(args.grid, *([args.values] if args.values else []))
-    extras = accounting(base, rows) if prefix == "lora_vs_full" else None
-    _start_ray(args, "grid")
-    shards, data = _shards_for(args, base)
-    out = run_grid(base, shards, _options(args, {**_command(args), **data}), rows, prefix,
-                   title, args.name, extras)
-    if extras:
-        lora_vs_full_table(out)
-    return 0
+    exp, user_set = experiment_config(args)
+    return run_grid_command(args.grid, args.values, _data(args), exp, user_set,
+                            _options(args, {}), args.name, lambda: _start_ray(args, "grid"))
 
 
 def cmd_transfer(args) -> int:
-    from .experiments.data import SYNTH_SEEDS, dataset_shards
-    from .experiments.transfer import run_cross
+    from .experiments.transfer import transfer_command
 
     if args.protocol != "3class":
         raise ValueError("cross-dataset transfer uses the 3-class protocol (one label space)")
-    roots = {}
-    for item in args.data_roots:
-        key, _, path = item.partition("=")
-        if key not in DATASETS or not path:
-            raise ValueError(f"--data-root {item!r}: expected DATASET=PATH with DATASET in "
-                             f"{', '.join(DATASETS)}")
-        roots[key] = Path(path)
-    targets = args.targets or ["casme2", "smic"]
-    if args.source in targets:
-        raise ValueError("a target must differ from the source")
-    conditions = {"both": [False, True], "none": [False], "adapt": [True]}[args.conditions]
-    exp = experiment_config(args)
-    _start_ray(args, "transfer")
-
-    def shards(ds, annotations=None):
-        return dataset_shards(ds, roots.get(ds), "3class", exp.data, args.workdir,
-                              _synthetic(args), seed=SYNTH_SEEDS.get(ds, 0),
-                              annotations=annotations)
-
-    src_root, src = shards(args.source, args.annotations)
-    target_shards, target_roots = {}, {}
-    for target in targets:
-        target_roots[target], target_shards[target] = shards(target)
-    run_cross(exp, args.source, src, target_shards, conditions, args.storage_path, args.name,
-              args.local, {**_command(args), "source_root": str(src_root),
-                           "target_roots": {k: str(v) for k, v in target_roots.items()}})
-    return 0
+    exp, user_set = experiment_config(args)
+    return transfer_command(args.source, args.targets, args.data_roots, args.annotations,
+                            args.conditions, args.workdir, _synthetic(args), exp, user_set,
+                            _options(args, {}), args.name, lambda: _start_ray(args, "transfer"))
 
 
 def cmd_sweep(args) -> int:
+    from .experiments.loso import refuse_clashes, run_name, settle
     from .experiments.search_space import read_space
 
     space = read_space(args.space)  # a bad space fails before any work
-    exp = experiment_config(args)
+    exp, user_set = experiment_config(args)
+    data = _data(args)
+    exp = settle(data, exp, user_set)
+    if args.flat:
+        name = args.name or run_name(data, exp, prefix="sweep-")
+        refuse_clashes(data, exp, args.storage_path, [name, f"{name}-best"])
+    else:
+        name = args.name or run_name(data, exp, args.max_folds, prefix="nested-")
     _start_ray(args, "sweep")
-    shards, data = _shards_for(args, exp)
-    opts = _options(args, {**_command(args), **data})
+    shards = data.prepare(exp.data)
+    opts = _options(args, {"data_root": shards.meta.root})
     if args.flat:
         from .experiments.flat_search import flat_search
 
-        flat_search(exp, shards, space, opts, args.name or f"sweep-{shards.root.name}-"
-                    f"{exp.hash()}", args.num_samples, args.sweep_folds, args.asha,
-                    args.study_db, final=not args.no_final)
+        flat_search(exp, shards, space, opts, name, args.num_samples, args.sweep_folds,
+                    args.asha, args.study_db, final=not args.no_final)
         return 0
     from .experiments.nested_search import nested_search
 
-    nested_search(exp, shards, space, opts, args.name, args.trials, args.inner_folds)
+    nested_search(exp, shards, space, opts, name, args.trials, args.inner_folds)
     return 0
 
 
@@ -354,7 +240,7 @@ def cmd_config(args) -> int:
     if args.show or args.config or args.overrides or args.frames or args.size:
         import yaml
 
-        exp = experiment_config(args)
+        exp, _ = experiment_config(args)
         print(yaml.safe_dump(exp.to_dict(), sort_keys=False).rstrip())
         print(f"# config hash: {exp.hash()}")
         return 0
@@ -373,289 +259,87 @@ def cmd_report(args) -> int:
     return 0
 
 
-# -- models ------------------------------------------------------------------------------------
+def _model_command(name: str):
+    def run(args) -> int:
+        from .serving import commands
 
-def cmd_model_info(args) -> int:
-    from dataclasses import replace
-
-    from .model.accounting import model_stats
-    from .model.variants import variant
-
-    names = args.variant or ["full", "full_finetune"]
-    rows = []
-    for name in names:
-        cfg = replace(variant(name), backbone=args.backbone, pretrained=False)
-        st = model_stats(name, cfg, args.frames, args.size, memory=not args.no_memory,
-                         batch=args.batch)
-        rows.append((name, cfg.finetune, st.backbone, f"{st.total_params / 1e6:.2f}",
-                     f"{st.trainable_params / 1e6:.2f}", f"{st.gflops_forward:.1f}",
-                     f"{st.gflops_train:.1f}",
-                     "-" if st.peak_memory_mb is None else f"{st.peak_memory_mb:.0f}"))
-        kind = st.memory_kind
-    show(["variant", "finetune", "backbone", "params (M)", "trainable (M)",
-          "GFLOPs/clip fwd", "GFLOPs/clip train", "peak mem (MB)"], rows,
-         title=f"S={args.size}, T={args.frames}; peak memory of a training step, batch "
-               f"{args.batch}: {kind} (Table 7 columns)")
-    return 0
+        return getattr(commands, name)(args)
+    return run
 
 
-def cmd_checkpoint(args) -> int:
-    from .serving.modelfile import checkpoint_from_run, save_checkpoint
-
-    ckpt = checkpoint_from_run(args.run, args.fold, args.backbone_weights)
-    out = save_checkpoint(ckpt, args.out)
-    src = ckpt["source"]
-    print(f"model checkpoint: {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    print(f"  from run {src['run_name']}, fold (test subject) {src['fold']} "
-          f"[{src['chosen_by']}], best validation UF1 {src['best_val_uf1']:.4f}")
-    print(f"  classes: {', '.join(ckpt['class_names'])}; T={ckpt['preprocess']['frames']}, "
-          f"S={ckpt['preprocess']['size']}; backbone "
-          f"{'pretrained' if ckpt['pretrained'] else 'RANDOM-INIT'} ({ckpt['weights_source']})")
-    return 0
+COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare,
+            "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
+            "config": cmd_config, "report": cmd_report,
+            "model-info": _model_command("model_info"),
+            "checkpoint": _model_command("checkpoint"),
+            "predict": _model_command("predict"), "export": _model_command("export")}
 
 
-def cmd_predict(args) -> int:
-    from .serving.modelfile import load_checkpoint
-    from .serving.predict import predict_clip
+# -- the front door ----------------------------------------------------------------------------
 
-    model = load_checkpoint(args.checkpoint)
-    result, clip = predict_clip(model, args.input, args.onset, args.offset)
-    if args.explain:
-        from .serving.explain import attributions, explain_figure, summary_values
+def build_parser():
+    from .cli_args import build_parser as build
+    from .provenance import code_version
 
-        att = attributions(model.net, clip["frames"])
-        title = (f"{Path(args.input).name} frames {result['span'][0]}..{result['span'][1]}: "
-                 f"{result['label']} ({result['probabilities'][result['label']]:.2f})"
-                 + ("" if model.meta["pretrained"] else "  [random-init backbone]"))
-        result["explanation"] = {"png": str(args.explain),
-                                 "panels": explain_figure(clip["frames"], att, model.class_names,
-                                                          clip["frame_numbers"], args.explain,
-                                                          title),
-                                 **summary_values(att)}
-    show(["class", "probability"],
-         [(n, f"{p:.4f}" + ("  <" if n == result["label"] else ""))
-          for n, p in result["probabilities"].items()],
-         title=f"{args.input}: {result['label']} (frames {result['span'][0]}..{result['span'][1]}"
-               f", T={len(result['frame_numbers'])})")
-    if "warning" in result:
-        print(f"warning: {result['warning']}", file=sys.stderr)
-    sec = result["seconds"]
-    print(f"read + align {sec['read_and_align']:.2f} s, model {sec['model']:.2f} s")
-    if args.explain:
-        print(f"explanation: {args.explain}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
-        print(f"json: {args.json}")
-    return 0
+    return build(__doc__, code_version())
 
 
-def cmd_export(args) -> int:
-    from .serving.export import export_model
-    from .serving.modelfile import load_checkpoint
-
-    model = load_checkpoint(args.checkpoint)
-    res = export_model(model, args.out, batch_max=args.max_batch)
-    print(f"exported {res['out']} ({res['bytes'] / 1e6:.1f} MB) in {res['seconds']:.1f} s; "
-          f"reloaded and checked: max |difference| {res['max_abs_diff']:.1e}")
-    print(f"input: uint8 aligned frames (B, {model.preprocess.frames}, {model.preprocess.size}, "
-          f"{model.preprocess.size}, 3); outputs: {', '.join(res['outputs'])}")
-    print("load with: torch.export.load(PATH).module() (metadata in the 'mer_ray.json' extra "
-          "file)")
-    return 0
-
-
-# -- the parser --------------------------------------------------------------------------------
-
-def _variants():
-    from .model.variants import VARIANTS
-
-    return VARIANTS
+def _parse(argv: list[str], script: str | None, fixed: dict | None, about: str | None):
+    """The options of ``argv`` (a command and its options); as an experiment script
+    (``script``): that command's options under the script's name, with ``fixed`` settings
+    that the options may not contradict."""
+    parser = build_parser()
+    if script is None:
+        return parser.parse_args(argv)
+    command = argv[0]
+    sub = parser.commands[command]
+    sub.prog, sub.description = script, about
+    sub.set_defaults(**(fixed or {}))
+    args = sub.parse_args(argv[1:])
+    args.command = command
+    for key, value in (fixed or {}).items():
+        if getattr(args, key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{script} runs {flag} {value}; for {getattr(args, key)} use its "
+                             f"own script or 'mer-ray {command} {flag} {getattr(args, key)}'")
+    return args
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mer-ray", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("synth", help="write a synthetic micro-expression dataset")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--layout", default="samm", choices=LAYOUTS)
-    p.add_argument("--subjects", type=int, default=8)
-    p.add_argument("--clips-per-class", type=int, default=2, help="per subject")
-    p.add_argument("--protocol", default="3class", choices=PROTOCOLS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preview", type=Path, default=None, help="PNG: onset, apex, difference")
-    p.add_argument("--frame-size", type=int, default=256)
-    p.add_argument("--intensity", type=float, default=1.0, help="scales every AU amplitude")
-    p.add_argument("--no-distractors", action="store_true",
-                   help="no blinks, head drift or flicker: only the expression moves")
-    p.set_defaults(func=cmd_synth)
-
-    p = sub.add_parser("manifest", help="list annotated clips with exclusion reasons")
-    _data_args(p, default=None, synthetic=False)
-    p.add_argument("--out", required=True, type=Path, help="manifest.parquet to write")
-    p.add_argument("--no-frame-check", action="store_true",
-                   help="read the annotations only (frames not yet on disk)")
-    p.add_argument("--strict", action="store_true", help="exit 3 if any clip is excluded")
-    p.set_defaults(func=cmd_manifest)
-
-    p = sub.add_parser("prepare", help="align faces and write Parquet shards with Ray Data")
-    _data_args(p, default=None, synthetic=False)
-    _config_args(p)
-    p.add_argument("--out", required=True, type=Path, help="shard folder to write")
-    p.add_argument("--manifest", type=Path, default=None,
-                   help="use this manifest instead of building one")
-    p.add_argument("--workers", type=int, default=None,
-                   help="concurrent Ray Data tasks (default: all CPUs)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
-    p.add_argument("--strict", action="store_true", help="exit 3 if any clip is rejected")
-    p.set_defaults(func=cmd_prepare)
-
-    p = sub.add_parser("train", help="a LOSO run (the synthetic default without a data root)")
-    _data_args(p, shards=True)
-    _config_args(p)
-    _run_args(p)
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("grid", help="a grid of LOSO runs in the paper's table layout")
-    p.add_argument("grid", help="ablation | sensitivity | lora-vs-full | FILE.yaml (rows of "
-                                "{label, set: [section.field=value, ...]})")
-    p.add_argument("--values", type=float, nargs="+", default=None,
-                   help="sensitivity: the lambda values (default 0 0.05 0.1 0.3 0.5 1)")
-    _data_args(p, default="casme2", shards=True)
-    _config_args(p)
-    _run_args(p)
-    p.set_defaults(func=cmd_grid)
-
-    p = sub.add_parser("transfer", help="cross-dataset transfer (Table 5)")
-    p.add_argument("--source", default="samm", choices=DATASETS)
-    p.add_argument("--target", dest="targets", action="append", default=None,
-                   choices=DATASETS, help="repeatable; default: casme2 and smic")
-    p.add_argument("--data-root", "--root", dest="data_roots", action="append", default=[],
-                   metavar="DATASET=PATH",
-                   help="a dataset's folder, e.g. casme2=/data/CASME2 (repeatable); a dataset "
-                        "without one is a synthetic set seeded differently per dataset")
-    p.add_argument("--conditions", default="both", choices=("both", "none", "adapt"),
-                   help="without adaptation, with it, or both")
-    p.add_argument("--protocol", default="3class", choices=("3class",))
-    p.add_argument("--annotations", type=Path, default=None,
-                   help="the source's annotation file, when it is not in its folder")
-    p.add_argument("--workdir", type=Path, default=Path("data"))
-    g = p.add_argument_group("synthetic sets (datasets without --data-root)")
-    g.add_argument("--synthetic-subjects", type=int, default=None)
-    g.add_argument("--synthetic-clips", type=int, default=4)
-    g.add_argument("--synthetic-seed", type=int, default=0, help="(each dataset's own seed "
-                                                                 "is used)")
-    g.add_argument("--synthetic-intensity", type=float, default=None)
-    g.add_argument("--synthetic-no-distractors", action="store_true")
-    _config_args(p)
-    _run_args(p, seeds=False)
-    p.set_defaults(func=cmd_transfer)
-
-    p = sub.add_parser("sweep", help="hyper-parameter search: nested LOSO (default) or flat")
-    _data_args(p, shards=True)
-    _config_args(p)
-    _run_args(p, seeds=False)
-    s = p.add_argument_group("search")
-    s.add_argument("--space", type=Path,
-                   default=Path(__file__).resolve().parent.parent / "experiments" / "configs"
-                   / "sweep_space.yaml", help="search space YAML (section.field: {type, ...})")
-    s.add_argument("--trials", type=int, default=8,
-                   help="nested: configurations each outer fold's search tries")
-    s.add_argument("--inner-folds", type=int, default=2,
-                   help="nested: inner folds each configuration is scored on")
-    s.add_argument("--flat", action="store_true",
-                   help="one search on a few folds, then a LOSO with the pick (its figures are "
-                        "search-informed)")
-    s.add_argument("--num-samples", type=int, default=16, help="--flat: trials")
-    s.add_argument("--sweep-folds", type=int, default=3, help="--flat: folds each trial trains")
-    s.add_argument("--asha", action="store_true", help="--flat: stop weak trials early (ASHA)")
-    s.add_argument("--study-db", default=None,
-                   help="--flat: keep the Optuna study in this SQLite file (optuna-dashboard)")
-    s.add_argument("--no-final", action="store_true",
-                   help="--flat: skip the best configuration's LOSO")
-    p.set_defaults(func=cmd_sweep)
-
-    p = sub.add_parser("report", help="Markdown (+ LaTeX / CSV tables) and PNG figures")
-    p.add_argument("paths", nargs="+",
-                   help="run folders, grid files (ablation.json, ...), or folders or URIs "
-                        "holding them")
-    p.add_argument("--out", type=Path, default=Path("report"), help="report folder to write")
-    p.add_argument("--format", default="md",
-                   help="comma-separated: md (always), latex, csv: the paper-layout tables "
-                        "also as LaTeX tabular / CSV files under OUT/tables/")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("config", help="every configuration field, or a resolved configuration")
-    p.add_argument("--show", action="store_true",
-                   help="print the configuration that --config / --set resolve to, and its "
-                        "hash")
-    _config_args(p)
-    p.set_defaults(func=cmd_config)
-
-    p = sub.add_parser("model-info", help="parameters, GFLOPs per clip and peak memory")
-    p.add_argument("--variant", action="append", default=None, choices=list(_variants()),
-                   help="a model variant (repeatable; default: full and full_finetune)")
-    p.add_argument("--backbone", default="vit_small_patch14_dinov2",
-                   choices=("vit_small_patch14_dinov2", "vit_base_patch14_dinov2"))
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--batch", type=int, default=1, help="clips per step for the memory figure")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.set_defaults(func=cmd_model_info)
-
-    p = sub.add_parser("checkpoint", help="a self-contained model file from a LOSO run's fold")
-    p.add_argument("run", help="the run folder (or URI) 'mer-ray train' wrote")
-    p.add_argument("--fold", default=None,
-                   help="test subject of the fold to take (default: best validation UF1)")
-    p.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
-    p.add_argument("--backbone-weights", default=None,
-                   help="the backbone weights file the run used, if it has moved")
-    p.set_defaults(func=cmd_checkpoint)
-
-    p = sub.add_parser("predict", help="label a video or a folder of frames")
-    p.add_argument("input", type=Path, help="a video file or a folder of frame images")
-    p.add_argument("--checkpoint", required=True, type=Path, help="from 'mer-ray checkpoint'")
-    p.add_argument("--onset", type=int, default=None,
-                   help="first frame number of the span (video: 0-based index); default first")
-    p.add_argument("--offset", type=int, default=None, help="last frame number; default last")
-    p.add_argument("--json", type=Path, default=None, help="write the result here")
-    p.add_argument("--explain", type=Path, default=None,
-                   help="PNG: frames, saliency, DGAT attention, SFA w and expert weights")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("export", help="the model as a torch.export file that needs only torch")
-    p.add_argument("--checkpoint", required=True, type=Path, help="from 'mer-ray checkpoint'")
-    p.add_argument("--out", required=True, type=Path, help=".pt2 file to write")
-    p.add_argument("--max-batch", type=int, default=256, help="largest batch the file accepts")
-    p.set_defaults(func=cmd_export)
-    return parser
+def _quiet_warnings() -> None:
+    """Warnings as one line each, without the source line Python adds."""
+    warnings.formatwarning = lambda message, category, *a, **k: \
+        f"warning: {message}\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, script: str | None = None, fixed: dict | None = None,
+         about: str | None = None) -> int:
     """Run one command; returns its exit status (0, 2 on an error, 3 for --strict, 130 when
-    interrupted)."""
-    from .experiments.flat_search import SweepInterrupted
+    interrupted). ``script``, ``fixed``, ``about``: run as an experiment script (its name in
+    usage lines, its description in --help, settings it fixes)."""
+    from .experiments.search_space import SweepInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    command = script or (argv[0] if argv else "mer-ray")
+    _quiet_warnings()
     try:
-        return args.func(args)
+        args = _parse(argv, script, fixed, about)
+        args.argv, args.debug = argv, debug
+        command = script or f"mer-ray {args.command}"
+        return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print(f"mer-ray {args.command}: interrupted; running the same command again resumes",
+        print(f"{command}: interrupted; running the same command again resumes",
               file=sys.stderr)
         return 130
     except SweepInterrupted as stopped:
-        print(f"mer-ray {args.command}: {stopped}", file=sys.stderr)
+        print(f"{command}: {stopped}", file=sys.stderr)
         return 130
     except (AnnotationError, FrameError, FileNotFoundError, FileExistsError, ValueError,
             RuntimeError, OSError) as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"mer-ray {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         if isinstance(exc, RuntimeError):
             print("(run with --debug for the traceback; Ray's messages are in the log files "
                   "named above)", file=sys.stderr)

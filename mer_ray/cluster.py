@@ -61,14 +61,28 @@ def ray_messages_to(log_file: str | Path) -> Path:
     return log_file
 
 
+# Ray's local start-up fails now and then on a busy machine: the raylet waits a fixed time for
+# a helper's port file and gives up ("The current node timed out during startup"). Starting
+# again succeeds; any other failure is reported as it is.
+STARTUP_RACE = "timed out during startup"
+START_TRIES = 3
+
+
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined; the message names what failed and where to look."""
+
+
 def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = None,
-               log_file: str | Path | None = None) -> None:
+               log_file: str | Path | None = None, tries: int = START_TRIES) -> None:
     """Join the cluster named by RAY_ADDRESS (as under ``ray job submit``), else start a local
-    Ray. Does nothing when Ray is already initialised in this process. With ``log_file``,
-    Ray's messages go there instead of the console (and workers' output never reaches the
-    driver's console)."""
+    Ray: the known start-up race (``STARTUP_RACE``) is retried up to ``tries`` times, saying
+    so; any other failure raises ``RayStartError`` naming the logs to read. Does nothing when
+    Ray is already initialised in this process. With ``log_file``, Ray's messages go there
+    instead of the console (and workers' output never reaches the driver's console)."""
     import ray
     import ray.data
+
+    from .console import Ticker
 
     if ray.is_initialized():
         return
@@ -76,8 +90,39 @@ def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = No
     if quiet:
         ray_messages_to(log_file)
     address = os.environ.get("RAY_ADDRESS")
+    what = f"joining the Ray cluster at {address}" if address else "starting a local Ray"
+    with Ticker(what):
+        for attempt in range(1, tries + 1):
+            try:
+                _init(address, num_cpus, object_store_memory, log_file if quiet else None)
+                break
+            except Exception as exc:  # noqa: BLE001  (Ray raises plain Exceptions here)
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if STARTUP_RACE in str(exc) and attempt < tries and not address:
+                    print(f"Ray's local node did not come up in time (a known start-up race "
+                          f"on a busy machine); starting it again (attempt {attempt + 1} of "
+                          f"{tries})", flush=True)
+                    continue
+                where = f"{log_file} and " if quiet else ""
+                raise RayStartError(
+                    f"{what} failed: {first}. Ray's messages: {where}Ray's session folder "
+                    f"({os.environ.get('RAY_TMPDIR', '/tmp')}/ray/session_latest/logs)") \
+                    from None
+    if quiet:
+        # progress bars of Ray Data's passes would interleave with the command's own lines
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        print(f"Ray's messages: {log_file}; every Ray process's log: {_session_logs()}",
+              flush=True)
+
+
+def _init(address: str | None, num_cpus, object_store_memory, log_file) -> None:
+    import ray
+
+    quiet = log_file is not None
     # Processes a local Ray starts here (its services) write their stderr to the log too.
-    with _stderr_to(log_file if quiet else None):
+    with _stderr_to(log_file):
         if address:
             ray.init(address=address, log_to_driver=not quiet, configure_logging=not quiet)
         else:
@@ -85,11 +130,6 @@ def ensure_ray(num_cpus: int | None = None, object_store_memory: int | None = No
             ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory,
                      include_dashboard=False, log_to_driver=not quiet,
                      configure_logging=not quiet)
-    if quiet:
-        # progress bars of Ray Data's passes would interleave with the command's own lines
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        print(f"Ray's messages: {log_file}; every Ray process's log: {_session_logs()}",
-              flush=True)
 
 
 @contextlib.contextmanager

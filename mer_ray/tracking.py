@@ -6,7 +6,8 @@ per-epoch metrics and its test figures, and each run's summary.
   for the summary. Without ``--tracking-uri`` the store is local: ``mlruns/mlflow.db`` under the
   storage folder (``./mlruns`` for remote storage), a SQLite file (MLflow 3 keeps its plain
   folder store in maintenance mode). ``mlflow ui --backend-store-uri sqlite:///...`` opens it.
-  Needs ``pip install mer-ray[tracking]`` (mlflow-skinny).
+  Needs ``pip install 'mer-ray[tracking]'`` (MLflow with its UI). MLflow's own messages (its
+  database set-up) go to its loggers at WARNING and above only, not to the console.
 - TensorBoard: tensorboardX (what Ray's TensorBoard integration writes with) event files under
   ``<storage>/<run>/tensorboard/<fold>/`` (or ``--tracking-uri DIR``); ``tensorboard --logdir``
   opens them.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("mlflow", "tensorboard")
+SUMMARY = "run summary"  # the tracked entry of a run's summary figures
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ def tracker_for(kind: str | None, uri: str | None, setup) -> TrackingSpec | None
         except ImportError:
             raise ValueError("--tracking mlflow needs MLflow: pip install 'mer-ray[tracking]'") \
                 from None
+        quiet_mlflow()
     else:
         uri = uri or str(Path(local or ".") / setup.name / "tensorboard")
     return TrackingSpec(kind, uri, setup.name)
@@ -68,6 +71,15 @@ def _numbers(row: dict) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
 
 
+def quiet_mlflow() -> None:
+    """MLflow and the database layer under it log their set-up (table creation, migrations) at
+    INFO: kept off the console."""
+    import logging
+
+    for name in ("mlflow", "alembic", "alembic.runtime.migration", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class FoldTracker:
     """What one fold logs: its configuration, every epoch's figures, its final figures."""
 
@@ -76,14 +88,17 @@ class FoldTracker:
         if spec.kind == "mlflow":
             from ray.air.integrations.mlflow import setup_mlflow
 
+            quiet_mlflow()  # in the fold's own process too
             self.mlflow = setup_mlflow(_flat(config), tracking_uri=spec.uri,
-                                       experiment_name=spec.experiment, run_name=f"fold {fold}",
+                                       experiment_name=spec.experiment,
+                                       run_name=fold if fold == SUMMARY else f"fold {fold}",
                                        create_experiment_if_not_exists=True,
                                        tags={"fold": fold, "mer_ray.run": spec.experiment})
         else:
             from tensorboardX import SummaryWriter
 
-            self.writer = SummaryWriter(str(Path(spec.uri) / fold))
+            self.writer = SummaryWriter(str(Path(spec.uri) / ("summary" if fold == SUMMARY
+                                                              else fold)))
 
     def epoch(self, row: dict) -> None:
         step = int(row["epoch"])
@@ -113,5 +128,5 @@ def log_summary(spec: TrackingSpec | None, setup, summary: dict) -> None:
     for key in ("uf1_ci95", "uar_ci95"):
         if m.get(key):
             figures[f"{key}_low"], figures[f"{key}_high"] = m[key]
-    tracker = FoldTracker(spec, "summary", summary["config"])
+    tracker = FoldTracker(spec, SUMMARY, summary["config"])
     tracker.end(figures)

@@ -68,7 +68,13 @@ def test_runtime_env_and_submit_wrapper():
     env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
     assert env["working_dir"] == "."
     required = {re.split(r"[<>=\[]", d)[0] for d in env["pip"]["packages"]}
-    assert {"timm", "peft", "dlib-bin", "optuna", "polars"} <= required
+    assert {"torch", "timm", "peft", "dlib-bin", "optuna", "polars"} <= required
+    # every library the package needs that a plain Ray image lacks (Ray's own come with it)
+    deps = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(),
+                     re.M | re.S).group(1)
+    needed = {re.split(r"[<>=\[]", d)[0] for d in re.findall(r'"([^"]+)"', deps)}
+    with_ray = {"ray", "pyarrow", "pandas", "numpy", "pyyaml"}
+    assert needed - with_ray <= required, needed - with_ray - required
     wrapper = (CLUSTER / "submit.sh").read_text()
     assert "ray job submit" in wrapper and "--working-dir ." in wrapper
     ignore = (ROOT / ".rayignore").read_text().split()

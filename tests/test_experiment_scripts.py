@@ -17,7 +17,7 @@ def run_script(name, tmp_path, monkeypatch, *extra):
     write_config(tmp_path / "tiny.yaml", ("train.cache_trunk=true",))
     argv = [name, "--config", str(tmp_path / "tiny.yaml"), "--workdir", str(tmp_path / "w"),
             "--storage-path", str(tmp_path / "runs"), "--frames", "4", "--max-folds", "1",
-            "--synthetic-subjects", "3", "--synthetic-clips", "1", "--local", *extra]
+            "--synthetic-subjects", "3", "--synthetic-clips-per-class", "1", "--local", *extra]
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(REPO / "experiments" / name), run_name="__main__")
 
@@ -64,7 +64,12 @@ def test_ablation_grid(ray_session, tmp_path, monkeypatch, capsys):
 
     rows = list(csv.reader((tmp_path / "report" / "tables" / "ablation.csv").open()))
     assert rows[0][0] == "row" and [r[0] for r in rows[1:]] == [r["row"] for r in grid["rows"]]
-    assert float(rows[1][1].split()[0]) == pytest.approx(100 * grid["rows"][0]["uf1"], abs=0.01)
+    # numbers as numbers: the figure and its interval bounds in columns of their own
+    assert rows[0][1:4] == ["UF1 % (all folds)", "UF1 % (all folds) 95 % CI low",
+                            "UF1 % (all folds) 95 % CI high"]
+    first = grid["rows"][0]
+    assert [float(v) for v in rows[1][1:4]] == pytest.approx(
+        [100 * first["uf1"], *(100 * b for b in first["uf1_ci95"])], abs=1e-3)
 
 
 def test_sensitivity_curves(ray_session, tmp_path, monkeypatch):
@@ -110,7 +115,7 @@ def test_megc_composite_loso_scores_each_dataset(ray_session, tmp_path, monkeypa
     monkeypatch.setattr(sys, "argv", [
         "loso_megc.py", "--config", str(tmp_path / "tiny.yaml"), "--workdir", str(tmp_path / "w"),
         "--storage-path", str(tmp_path / "runs"), "--frames", "4", "--name", "megc",
-        "--synthetic-subjects", "1", "--synthetic-clips", "1", "--local"])
+        "--synthetic-subjects", "1", "--synthetic-clips-per-class", "1", "--local"])
     runpy.run_path(str(REPO / "experiments" / "loso_megc.py"), run_name="__main__")
     summary = json.loads((tmp_path / "runs" / "megc" / "summary.json").read_text())
     assert summary["dataset"] == "megc" and summary["n_folds"] == 3
@@ -143,7 +148,7 @@ def test_script_and_its_cli_twin_predict_the_same(ray_session, tmp_path, monkeyp
     run_script("loso_samm.py", tmp_path, monkeypatch, "--name", "script")
     args = ["train", "--dataset", "samm", "--config", str(tmp_path / "tiny.yaml"), "--workdir",
             str(tmp_path / "w"), "--storage-path", str(tmp_path / "runs"), "--frames", "4",
-            "--max-folds", "1", "--synthetic-subjects", "3", "--synthetic-clips", "1",
+            "--max-folds", "1", "--synthetic-subjects", "3", "--synthetic-clips-per-class", "1",
             "--local", "--name", "cli"]
     assert cli(args) == 0
     a = pl.read_parquet(tmp_path / "runs" / "script" / "predictions.parquet")

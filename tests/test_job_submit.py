@@ -74,8 +74,9 @@ def start_head(bin_dir: str, env: dict) -> tuple[subprocess.Popen, str]:
             start_new_session=True)
         address = f"http://127.0.0.1:{dash}"
         deadline = time.time() + 120
-        while subprocess.run([f"{bin_dir}/ray", "job", "list", "--address", address], env=env,
-                             capture_output=True).returncode != 0:
+        probe = {**env, "RAY_AUTH_MODE": "token"}  # the head runs with a token (HOME's)
+        while subprocess.run([f"{bin_dir}/ray", "job", "list", "--address", address],
+                             env=probe, capture_output=True).returncode != 0:
             assert time.time() < deadline, "the head node did not come up"
             if head.poll() is not None:  # `ray start --block` exits when a Ray process dies
                 break
@@ -110,17 +111,23 @@ def job_driver(work: Path):
 
 
 def test_job_killed_and_submitted_again_resumes(tmp_path):
-    """As a user on a cluster: ray start --head, ray job submit of a 2-fold LOSO; the job's
-    driver is killed (SIGKILL) while the second fold is held at its first epoch checkpoint; the same job submitted again keeps
-    the finished fold as it was, continues the second from its checkpoint and succeeds, with
-    the predictions of an undisturbed run; then the head stops."""
+    """The cluster guide's local check, as written, then a fault: `ray start --head` (token
+    authentication on, as Ray 2.60 turns it on wherever a token file exists: any earlier
+    local Ray made one), `cluster/submit.sh experiments/loso_samm.py` of a 2-fold LOSO with no
+    auth setting of the user's; the job's driver is killed (SIGKILL) while the second fold is
+    held at its first epoch checkpoint; the same job submitted again keeps the finished fold
+    as it was, continues the second from its checkpoint and succeeds, with the predictions of
+    an undisturbed run; then the head stops."""
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
+    home = tmp_path / "home"  # the user's home: Ray's token file goes there
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home),
            "RAY_TMPDIR": f"/tmp/merjob{os.getpid()}"}
-    env.pop("RAY_ADDRESS", None)
+    for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(key, None)
     Path(env["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([f"{bin_dir}/ray", "get-auth-token", "--generate"], env=env, check=True,
-                   capture_output=True)
+                   capture_output=True)  # what any earlier local ray.init() leaves behind
+    assert (home / ".ray" / "auth_token").is_file()
     head, address = start_head(bin_dir, env)
     work = tmp_path / "work"
     config = write_config(tmp_path / "fault.yaml", tuple(FAULT + ["train.max_concurrent_folds=1"]))
@@ -130,14 +137,15 @@ def test_job_killed_and_submitted_again_resumes(tmp_path):
     try:
         deadline = time.time() + 90
 
-        def submit(*flags):
+        def submit(*flags):  # as cluster/README.md's local check has it
             return subprocess.run(
-                [f"{bin_dir}/ray", "job", "submit", "--address", address, "--working-dir", ".",
-                 *flags, "--", "python", "experiments/loso_samm.py", "--workdir", str(work),
+                ["cluster/submit.sh", "experiments/loso_samm.py", "--workdir", str(work),
                  "--storage-path", str(work / "results"), "--name", "job",
-                 "--synthetic-subjects", "3", "--synthetic-clips", "1", "--max-folds", "2",
-                 "--frames", "4", "--config", str(config)],
-                cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                 "--synthetic-subjects", "3", "--synthetic-clips-per-class", "1",
+                 "--max-folds", "2", "--frames", "4", "--config", str(config)],
+                cwd=REPO, env={**env, "RAY_ADDRESS": address, "MER_RAY_RUNTIME_ENV": "0",
+                               "RAY_SUBMIT_OPTS": " ".join(flags)},
+                capture_output=True, text=True, timeout=600)
 
         first = submit("--no-wait")
         # The job agent can come up a little after the dashboard answers: it says so; retry.

@@ -102,7 +102,8 @@ def test_scripts_take_their_cli_twins_options(script, command):
     def options(cmd):
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
-        return {w.strip(",[]") for w in out.stdout.split() if w.startswith("--")}
+        listed = out.stdout.split("\noptions:\n", 1)[1]  # after the description
+        return {w.strip(",[]") for w in listed.split() if w.startswith("--")}
 
     twin = options([sys.executable, "-m", "mer_ray", *command, "--help"])
     mine = options([sys.executable, f"experiments/{script}", "--help"])

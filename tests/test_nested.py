@@ -35,7 +35,7 @@ def nested_run(ray_session, tmp_path_factory):
     write_config(tmp / "tiny.yaml", ("train.cache_trunk=true",))
     argv = ["sweep.py", "--config", str(tmp / "tiny.yaml"), "--workdir", str(tmp / "w"),
             "--storage-path", str(tmp / "runs"), "--frames", "4", "--name", "nested",
-            "--synthetic-subjects", "4", "--synthetic-clips", "1", "--space",
+            "--synthetic-subjects", "4", "--synthetic-clips-per-class", "1", "--space",
             str(tmp / "space.yaml"), "--trials", "2", "--inner-folds", "1", "--max-folds", "2"]
     old = sys.argv
     sys.argv = argv

@@ -133,3 +133,30 @@ def test_one_device_rule(monkeypatch):
     assert device.fold_device(True) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert device.use_gpus("auto") is True
+
+
+def test_tokens_a_process_computed_never_serve_other_clips(tmp_path):
+    """Two shard folders whose clips have the same names (two synthetic sets, say): a fold on
+    the second, trained after a fold on the first in the same process, predicts what it
+    predicts trained alone (its tokens are its own clips', not the first folder's)."""
+    from mer_ray.train import fold_run
+
+    exp = EXP.with_values({"train.cache_trunk": True})
+    a = write_shards(tmp_path / "a", seed=0)
+    b = write_shards(tmp_path / "b", seed=1)
+
+    def run(shards, where):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            planned = plan_loso(shards, exp, tmp_path / where, name="r", max_folds=1)
+        [job] = loso_jobs(planned.plan(), planned.folds)
+        from mer_ray.train.fold_run import run_job
+
+        return run_job(job, torch.device("cpu")).predictions
+
+    fold_run._TOKENS.clear()
+    alone = run(b, "alone")
+    fold_run._TOKENS.clear()
+    run(a, "first")
+    after = run(b, "after")
+    assert after.keys == alone.keys and after.probs == alone.probs

@@ -26,7 +26,7 @@ def cross(ray_session, tmp_path_factory):
     write_config(tmp / "tiny.yaml", ("train.cache_trunk=true", "train.max_epochs=2"))
     argv = ["cross_dataset.py", "--config", str(tmp / "tiny.yaml"), "--workdir", str(tmp / "w"),
             "--storage-path", str(tmp / "runs"), "--frames", "4", "--synthetic-subjects", "3",
-            "--synthetic-clips", "1", "--local"]
+            "--synthetic-clips-per-class", "1", "--local"]
     old = sys.argv
     sys.argv = argv
     try:

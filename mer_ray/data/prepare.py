@@ -140,6 +140,59 @@ class PrepareResult:
     per_class: dict[str, int]
 
 
+def _clear(out: Path, overwrite: bool) -> None:
+    """Room for new shards in ``out``: existing clips only with ``overwrite``; what was
+    derived from old clips (trunk tokens) always goes."""
+    clips_dir = out / CLIPS_DIR
+    if clips_dir.exists() and any(clips_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{clips_dir} already holds shards; pass --overwrite to "
+                                  f"replace them or choose another --out")
+        shutil.rmtree(clips_dir)
+    shutil.rmtree(out / TRUNK_DIR, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _align_all(rows: list[dict], cfg: PrepareConfig, workers: int | None):
+    """Every clip sampled and aligned by Ray Data tasks: (dataset, its rows' metadata)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # same shards for the same manifest
+    blocks = max(1, min(len(rows), -(-len(rows) // cfg.clips_per_task)))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds = ds.map_batches(_align_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.clips_per_task,
+                        num_cpus=1, concurrency=workers).materialize()
+    return ds, ds.drop_columns(["frames"]).to_pandas()
+
+
+def _write_clips(ds, clips_dir: Path, cfg: PrepareConfig) -> None:
+    with warnings.catch_warnings():
+        # Ray suggests a hash repartition instead of min_rows_per_file with partition
+        # columns; for a few hundred clips that shuffle costs more than it saves.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        (ds.filter(expr="rejected_reason == ''")
+           .drop_columns(["rejected_reason"])
+           .write_parquet(str(clips_dir), partition_cols=["subject"],
+                          min_rows_per_file=cfg.min_rows_per_file))
+
+
+def _rejected(manifest: pl.DataFrame, meta) -> pl.DataFrame:
+    """Every clip that is not in the shards: excluded by the manifest, or at alignment."""
+    parts = [manifest.filter(pl.col("excluded_reason").is_not_null())
+             .select("dataset", "subject", "clip", "label", "source",
+                     pl.col("excluded_reason").alias("reason"), "notes")
+             .with_columns(stage=pl.lit("manifest"))]
+    bad = meta[meta["rejected_reason"] != ""] if meta is not None else []
+    if len(bad):
+        parts.append(pl.from_pandas(bad[["dataset", "subject", "clip", "label", "source",
+                                         "rejected_reason", "notes"]])
+                     .rename({"rejected_reason": "reason"}).with_columns(stage=pl.lit("prepare")))
+    return pl.concat(
+        [p.select("stage", "dataset", "subject", "clip", "label", "reason", "notes", "source")
+         .cast({"label": pl.Utf8, "notes": pl.Utf8}) for p in parts], how="vertical")
+
+
 def prepare_shards(
     manifest: pl.DataFrame,
     out: str | Path,
@@ -153,83 +206,55 @@ def prepare_shards(
     """Align every included clip of ``manifest`` and write the shards under ``out``.
 
     ``workers`` bounds the number of concurrent Ray Data tasks (None: as many as Ray allows).
+    ``extra_meta``: dataset, protocol, root, synthetic, annotations (``ShardMeta`` fields).
     Ray must be initialised by the caller (``mer_ray.cluster.ensure_ray``).
     """
-    import ray.data
+    from ..provenance import code_version
 
     cfg = cfg or PrepareConfig()
     out = Path(out)
-    clips_dir = out / CLIPS_DIR
-    if clips_dir.exists() and any(clips_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{clips_dir} already holds shards; pass --overwrite to "
-                                  f"replace them or choose another --out")
-        shutil.rmtree(clips_dir)
-    shutil.rmtree(out / TRUNK_DIR, ignore_errors=True)  # derived from the old clips
-    out.mkdir(parents=True, exist_ok=True)
+    _clear(out, overwrite)
     start = time.perf_counter()
-    todo = included(manifest).sort(["subject", "clip"])
-    rows = todo.select(META_COLUMNS).to_dicts()
-    rejected_parts = [
-        manifest.filter(pl.col("excluded_reason").is_not_null())
-        .select("dataset", "subject", "clip", "label", "source",
-                pl.col("excluded_reason").alias("reason"), "notes")
-        .with_columns(stage=pl.lit("manifest"))
-    ]
-    good_count, frames_aligned = 0, 0
+    rows = included(manifest).sort(["subject", "clip"]).select(META_COLUMNS).to_dicts()
+    meta, per_class, good = None, {}, 0
     if rows:
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # same shards for the same manifest
-        blocks = max(1, min(len(rows), -(-len(rows) // cfg.clips_per_task)))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        ds = ds.map_batches(_align_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.clips_per_task,
-                            num_cpus=1, concurrency=workers).materialize()
-        meta = ds.drop_columns(["frames"]).to_pandas()
-        bad = meta[meta["rejected_reason"] != ""]
-        if len(bad):
-            rejected_parts.append(
-                pl.from_pandas(bad[["dataset", "subject", "clip", "label", "source",
-                                    "rejected_reason", "notes"]])
-                .rename({"rejected_reason": "reason"}).with_columns(stage=pl.lit("prepare"))
-            )
-        good_count = len(meta) - len(bad)
-        frames_aligned = len(meta) * cfg.frames
-        if good_count:
-            with warnings.catch_warnings():
-                # Ray suggests a hash repartition instead of min_rows_per_file with partition
-                # columns; for a few hundred clips that shuffle costs more than it saves.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                (ds.filter(expr="rejected_reason == ''")
-                   .drop_columns(["rejected_reason"])
-                   .write_parquet(str(clips_dir), partition_cols=["subject"],
-                                  min_rows_per_file=cfg.min_rows_per_file))
-        per_class = meta[meta["rejected_reason"] == ""]["label"].value_counts().to_dict()
-    else:
-        per_class = {}
-    rejected = pl.concat(
-        [p.select("stage", "dataset", "subject", "clip", "label", "reason", "notes", "source")
-         .cast({"label": pl.Utf8, "notes": pl.Utf8}) for p in rejected_parts],
-        how="vertical",
-    )
+        ds, meta = _align_all(rows, cfg, workers)
+        kept = meta[meta["rejected_reason"] == ""]
+        good, per_class = len(kept), kept["label"].value_counts().to_dict()
+        if good:
+            _write_clips(ds, out / CLIPS_DIR, cfg)
+    rejected = _rejected(manifest, meta)
     rejected.write_parquet(out / "rejected.parquet")
     manifest.write_parquet(out / "manifest.parquet")
     seconds = time.perf_counter() - start
-    from ..provenance import code_version
-
-    extra = dict(extra_meta or {})
+    per_class = {k: int(v) for k, v in sorted(per_class.items())}
     write_prepare_meta(out, ShardMeta(
         class_names=tuple(class_names), config=asdict(cfg),
-        shards_id=shards_identity(manifest, cfg), clips=good_count,
-        per_class={k: int(v) for k, v in sorted(per_class.items())}, rejected=rejected.height,
-        seconds=round(seconds, 2), code_version=code_version(),
+        shards_id=shards_identity(manifest, cfg), clips=good, per_class=per_class,
+        rejected=rejected.height, seconds=round(seconds, 2), code_version=code_version(),
         annotation_files=[{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
-        dataset=extra.pop("dataset", None), protocol=extra.pop("protocol", None),
-        synthetic=bool(extra.pop("synthetic", False)), root=extra.pop("root", None),
-        annotations=extra.pop("annotations", None)))
-    if extra:
-        raise ValueError(f"prepare_shards: unknown metadata {sorted(extra)}")
-    return PrepareResult(out, good_count, rejected, seconds, frames_aligned,
-                         {k: int(v) for k, v in per_class.items()})
+        **{k: v for k, v in (extra_meta or {}).items()}))
+    return PrepareResult(out, good, rejected, seconds, len(rows) * cfg.frames, per_class)
+
+
+def prepare_clips(manifest: pl.DataFrame, out: Path, data: DataConfig, dataset: str,
+                  protocol: str, root: Path, annotations: Path | None = None,
+                  workers: int | None = None, overwrite: bool = False) -> PrepareResult:
+    """``mer-ray prepare``: the manifest's clips aligned with ``data``'s frame settings into
+    ``out``, with a line at least every few seconds while Ray Data works."""
+    from ..console import Ticker
+    from .labels import class_names
+    from .synth import is_synthetic
+
+    with Ticker(f"aligning {int(manifest['excluded_reason'].is_null().sum())} clips into "
+                f"{out} (Ray Data)"):
+        return prepare_shards(
+            manifest, out, PrepareConfig.from_data(data),
+            class_names=class_names(dataset, protocol), workers=workers, overwrite=overwrite,
+            extra_meta={"dataset": dataset, "protocol": protocol,
+                        "root": str(Path(root).resolve()), "synthetic": is_synthetic(root),
+                        "annotations": str(Path(annotations).resolve()) if annotations
+                        else None})
 
 
 def prepare_config_from_dict(data: dict) -> PrepareConfig:

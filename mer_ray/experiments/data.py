@@ -1,17 +1,21 @@
-"""The data a run trains on: a dataset root aligned into shards once and reused, or, without a
-root, a synthetic set in the dataset's layout (said loudly), or shards made by ``mer-ray
-prepare``; and where a command's Ray messages go.
+"""The data a run trains on, as the user chose it (``DataChoice``): a dataset root aligned into
+shards once and reused, shards made by ``mer-ray prepare``, or, without either, a synthetic set
+in the dataset's layout (said loudly). ``check`` runs before Ray starts: everything about the
+choice that can be known without a cluster fails fast. Also: where a command's Ray messages go.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config import DataConfig
+from ..config import DataConfig, ExperimentConfig
+from ..console import Ticker
 from ..data.adapters import DATASETS
-from ..data.labels import class_names
+from ..data.labels import class_names, protocols_of
 from ..data.manifest import build_manifest
 from ..data.prepare import PrepareConfig, prepare_shards
 from ..data.shards import Shards, is_shard_folder
@@ -33,10 +37,11 @@ SYNTH_SEEDS = {"samm": 0, "casme2": 1, "smic": 2, "casme3": 3}  # seeded apart: 
 
 @dataclass(frozen=True)
 class SyntheticSet:
-    """The synthetic set a run uses when it has no data root."""
+    """The synthetic set a run uses when it has no data root (``mer-ray synth`` writes one
+    with the same settings and defaults)."""
 
     subjects: int | None = None  # None: the dataset's default
-    clips: int = SYNTH_SIZE[1]
+    clips_per_class: int = SYNTH_SIZE[1]
     seed: int = 0
     intensity: float = SYNTH_INTENSITY
     distractors: bool = True
@@ -49,26 +54,47 @@ class SyntheticSet:
         parts = [f"synthetic_{dataset}_{protocol}"]
         if seed != 0:
             parts.append(f"seed{seed}")
-        if (self.subjects_for(dataset), self.clips) != \
+        if (self.subjects_for(dataset), self.clips_per_class) != \
                 (SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0]), SYNTH_SIZE[1]):
-            parts.append(f"{self.subjects_for(dataset)}x{self.clips}")
+            parts.append(f"{self.subjects_for(dataset)}x{self.clips_per_class}")
         if self.intensity != 1.0:
             parts.append(f"i{self.intensity:g}")
         if not self.distractors:
             parts.append("nodistract")
         return "_".join(parts)
 
+    def render(self, dataset: str, protocol: str, root: Path, seed: int) -> None:
+        """Write the set under ``root``, a line at least every few seconds while it renders."""
+        render = RenderConfig(intensity=self.intensity, distractors=self.distractors)
+        n = self.subjects_for(dataset)
+        with Ticker(f"rendering the synthetic {dataset} set ({n} subjects)") as tick:
+            def progress(done: int, total: int) -> None:
+                tick.update(f"{done}/{total} clips")
 
-def ensure_shards(dataset: str, root: Path, protocol: str, data: DataConfig, workdir: Path,
-                  synthetic: bool, annotations: Path | None = None) -> Shards:
-    """Aligned shards for (root, protocol, T, S, geometry), prepared once and reused. The
-    folder name carries the data root's name, so two data sets never share (and overwrite)
-    one folder; shards made from another annotation file are made again."""
+            if dataset == "megc":
+                generate_composite(root, n, self.clips_per_class, seed=seed, render=render,
+                                   progress=progress)
+            else:
+                generate(root, LAYOUT[dataset], n, self.clips_per_class, protocol, seed=seed,
+                         render=render, progress=progress)
+
+
+def shards_folder(workdir: Path, dataset: str, protocol: str, data: DataConfig,
+                  root: Path) -> Path:
+    """Where ``ensure_shards`` keeps the aligned shards of (root, protocol, T, S, geometry):
+    the folder name carries the data root's name, so two data sets never share one."""
     default = DataConfig()
     geometry = "" if (data.eye_y, data.inter_ocular) == (default.eye_y, default.inter_ocular) \
         else f"-E{data.eye_y:g}x{data.inter_ocular:g}"
-    shards = workdir / (f"shards-{dataset}-{protocol}-T{data.frames}-S{data.size}{geometry}-"
-                        f"{root.resolve().name}")
+    return workdir / (f"shards-{dataset}-{protocol}-T{data.frames}-S{data.size}{geometry}-"
+                      f"{Path(root).resolve().name}")
+
+
+def ensure_shards(dataset: str, root: Path, protocol: str, data: DataConfig, workdir: Path,
+                  synthetic: bool, annotations: Path | None = None) -> Shards:
+    """Aligned shards for (root, protocol, T, S, geometry), prepared once and reused; shards
+    made from another annotation file are made again."""
+    shards = shards_folder(workdir, dataset, protocol, data, root)
     given = str(Path(annotations).resolve()) if annotations else None
     if is_shard_folder(shards):
         found = Shards.open(shards)
@@ -78,42 +104,111 @@ def ensure_shards(dataset: str, root: Path, protocol: str, data: DataConfig, wor
             print(f"reusing aligned shards in {shards}")
             return found
     manifest = build_manifest(dataset, root, protocol, annotations=annotations)
-    res = prepare_shards(manifest, shards, PrepareConfig.from_data(data),
-                         class_names=class_names(dataset, protocol), overwrite=True,
-                         extra_meta={"dataset": dataset, "protocol": protocol,
-                                     "root": str(root.resolve()), "synthetic": synthetic,
-                                     "annotations": given})
-    print(f"aligned {res.clips} clips into {shards} ({res.rejected.height} rejected, see "
-          f"rejected.parquet)")
+    n = manifest["excluded_reason"].is_null().sum()
+    with Ticker(f"aligning {n} clips into {shards} (Ray Data)"):
+        res = prepare_shards(manifest, shards, PrepareConfig.from_data(data),
+                             class_names=class_names(dataset, protocol), overwrite=True,
+                             extra_meta={"dataset": dataset, "protocol": protocol,
+                                         "root": str(root.resolve()), "synthetic": synthetic,
+                                         "annotations": given})
+    print(f"aligned {res.clips} clips ({res.rejected.height} rejected, see rejected.parquet)")
     return Shards.open(shards)
 
 
-def dataset_shards(dataset: str, root: Path | None, protocol: str, data: DataConfig,
-                   workdir: Path, synthetic: SyntheticSet, seed: int | None = None,
-                   annotations: Path | None = None) -> tuple[Path, Shards]:
-    """(data root, aligned shards) of one dataset; a synthetic set in its layout when ``root``
-    is None (said loudly). Ray must be running."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if root is None:
-        seed = synthetic.seed if seed is None else seed
-        root = workdir / synthetic.folder(dataset, protocol, seed)
-        print(f"No data root for {dataset}: using a SYNTHETIC {dataset}-layout set in {root} "
-              f"(seed {seed}, AU intensity x{synthetic.intensity:g}, "
-              f"{'' if synthetic.distractors else 'no '}distractors; rendered "
-              f"micro-expressions on one face photo, not {dataset.upper()} data).", flush=True)
-        render = RenderConfig(intensity=synthetic.intensity, distractors=synthetic.distractors)
-        if not (root / "synth.json").is_file():
-            if dataset == "megc":
-                generate_composite(root, synthetic.subjects_for(dataset), synthetic.clips,
-                                   seed=seed, render=render)
-            else:
-                generate(root, LAYOUT[dataset], synthetic.subjects_for(dataset), synthetic.clips,
-                         protocol, seed=seed, render=render)
-    elif not Path(root).exists():
-        raise FileNotFoundError(f"{root}: data root not found (--data-root)")
-    return root, ensure_shards(dataset, root, protocol, data, workdir, is_synthetic(root),
-                               annotations)
+@dataclass(frozen=True)
+class DataChoice:
+    """The data a command was given: a dataset root, prepared shards, or neither (a synthetic
+    set in the dataset's layout)."""
+
+    dataset: str = "samm"
+    protocol: str = "3class"
+    root: Path | None = None
+    shards: Path | None = None
+    annotations: Path | None = None
+    synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    workdir: Path = Path("data")
+    seed: int | None = None  # the synthetic set's seed, when not synthetic.seed
+
+    def check(self) -> None:
+        """Everything about the choice that needs no cluster; a clear error when it is
+        wrong."""
+        if self.shards is not None:
+            if self.root is not None:
+                raise ValueError("give --shards or --data-root, not both")
+            Shards.open(self.shards)  # names the folder when it is not a shard folder
+            return
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
+                             f"{', '.join(DATASETS)}")
+        if self.protocol not in protocols_of(self.dataset):
+            raise ValueError(f"dataset {self.dataset!r} has no protocol {self.protocol!r} "
+                             f"(offered: {', '.join(protocols_of(self.dataset))})")
+        if self.root is not None and not Path(self.root).exists():
+            raise FileNotFoundError(f"{self.root}: data root not found (--data-root)")
+        if self.annotations is not None and not Path(self.annotations).is_file():
+            raise FileNotFoundError(f"{self.annotations}: annotation file not found "
+                                    f"(--annotations)")
+
+    @property
+    def synthetic_root(self) -> Path:
+        seed = self.synthetic.seed if self.seed is None else self.seed
+        return self.workdir / self.synthetic.folder(self.dataset, self.protocol, seed)
+
+    def source(self) -> Path:
+        """What the data is read from: the shards, the data root, or the synthetic set."""
+        return Path(self.shards or self.root or self.synthetic_root).expanduser().resolve()
+
+    def shards_path(self, data: DataConfig) -> Path:
+        """Where the shards are (or will be) for these frame settings."""
+        if self.shards is not None:
+            return Path(self.shards).expanduser().resolve()
+        return shards_folder(self.workdir, self.dataset, self.protocol, data,
+                             self.source()).resolve()
+
+    def described(self) -> tuple[str, str]:
+        """(dataset, protocol): given shards' own, else the choice's."""
+        if self.shards is not None:
+            meta = Shards.open(self.shards).meta
+            return meta.dataset or "data", meta.protocol or "protocol"
+        return self.dataset, self.protocol
+
+    def identity(self) -> str:
+        """A short, readable name for the data: its folder's name and a hash of its path (two
+        sets in folders of the same name get different run names)."""
+        where = self.source()
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", where.name)[:40]
+        return f"{name}.{hashlib.sha256(str(where).encode()).hexdigest()[:6]}"
+
+    def prepare(self, data: DataConfig) -> Shards:
+        """The shards to train on (aligning them, or rendering a synthetic set first, when
+        needed). Ray must be running."""
+        if self.shards is not None:
+            return Shards.open(self.shards)
+        root = self.root
+        if root is None:
+            root = self.synthetic_root
+            seed = self.synthetic.seed if self.seed is None else self.seed
+            print(f"No data root for {self.dataset}: using a SYNTHETIC {self.dataset}-layout "
+                  f"set in {root} (seed {seed}, AU intensity x{self.synthetic.intensity:g}, "
+                  f"{'' if self.synthetic.distractors else 'no '}distractors; rendered "
+                  f"micro-expressions on one face photo, not {self.dataset.upper()} data).",
+                  flush=True)
+            if not (root / "synth.json").is_file():
+                self.synthetic.render(self.dataset, self.protocol, root, seed)
+        return ensure_shards(self.dataset, Path(root), self.protocol, data, self.workdir,
+                             is_synthetic(root), self.annotations)
+
+
+def frames_from_shards(exp: ExperimentConfig, shards: Shards, user_set: set[str]) -> \
+        ExperimentConfig:
+    """The run's frame settings: the shards' own (T, S, alignment), except those the user set
+    (a config file's data section, --set data.*, --frames, --size), which must then match."""
+    made = shards.meta.data
+    keep = {f"data.{f.name}": getattr(made, f.name) for f in fields(DataConfig)
+            if f"data.{f.name}" not in user_set}
+    exp = exp.with_values(keep) if keep else exp
+    shards.check(exp.data)
+    return exp
 
 
 def driver_log(storage_path: str, workdir: Path, command: str) -> Path:

@@ -16,27 +16,27 @@ protocol.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ray.tune import Callback
 
 from ..config import ExperimentConfig
-from ..console import show
+from ..console import Ticker, show
 from ..data.folds import FoldSplit
 from ..train.device import use_gpus
 from ..train.fold_jobs import FoldPlan, search_job
 from ..train.runner import run_jobs
 from ..train.slots import fold_resources, fold_slots
 from .loso import LosoRun, RunOptions, plan_loso, run_loso
-from .search_space import tune_space
+from .search_space import SweepInterrupted, tune_space
 
 METRIC = "val_uf1"
 TRIALS_FILE = "trials.parquet"
-
-
-class SweepInterrupted(RuntimeError):
-    """The search was stopped before every trial finished; its state is saved for a resume."""
+_TICKERS: list = []  # the running search's console ticker, for TrialLines (in the driver)
 
 
 @contextlib.contextmanager
@@ -62,6 +62,33 @@ def interrupt_watch():
         if signal.getsignal(signal.SIGINT) is sentinel:
             fired.append(True)
         signal.signal(signal.SIGINT, previous)
+
+
+class TrialLines(Callback):
+    """A Tune callback (Tune saves it with the search, so a resumed search keeps it) that
+    prints a line per finished trial and keeps the console ticker's detail current."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    @staticmethod
+    def _count(trials) -> tuple[int, int]:
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        return done, sum(t.status == "RUNNING" for t in trials)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        done, running = self._count(trials)
+        for tick in _TICKERS:
+            tick.update(f"{done}/{self.total} trials done, {running} running")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        done, _ = self._count(trials)
+        value = (trial.last_result or {}).get(METRIC)
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in (trial.config or {}).items())
+        for tick in _TICKERS:
+            tick.say(f"[{done}/{self.total}] trial {trial.trial_id}: validation UF1 "
+                     + ("-" if value is None else f"{value:.3f}") + f" ({params})")
 
 
 def trial(params: dict[str, Any], context: dict) -> None:
@@ -111,14 +138,13 @@ def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int,
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if tune.Tuner.can_restore(path):
         print(f"resuming the sweep in {path}")
         return tune.Tuner.restore(path, trainable, resume_errored=True)
     tc = run.exp.train
     storage = None
     if study_db:
-        from pathlib import Path
-
         storage = optuna.storages.RDBStorage(f"sqlite:///{Path(study_db).resolve()}")
     searcher = OptunaSearch(metric=METRIC, mode="max", study_name=run.name, storage=storage,
                             points_to_evaluate=points,
@@ -133,7 +159,8 @@ def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int,
             scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="epochs_done",
                                     max_t=n_folds * tc.max_epochs, grace_period=tc.max_epochs)
             if asha else None),
-        run_config=tune.RunConfig(name="tune", storage_path=path.rsplit("/", 1)[0], verbose=0))
+        run_config=tune.RunConfig(name="tune", storage_path=path.rsplit("/", 1)[0], verbose=0,
+                                  callbacks=[TrialLines(num_samples)]))
 
 
 def _trials_table(results, space: dict, num_samples: int, asha: bool, path: str,
@@ -183,8 +210,18 @@ def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: in
     path = f"{run.folder.storage.uri.rstrip('/')}/{run.name}/tune"  # a folder or a URI
     tuner = _tuner(run, trainable, space, num_samples, len(folds), asha, study_db, seed,
                    points, path)
-    with interrupt_watch() as interrupted:
-        results = tuner.fit()
+    # Tune prints its own banner on stdout: it goes to a log file, our lines to the console.
+    logs = run.folder.logs_dir
+    log = Path(logs) / "tune.log" if logs else Path(os.devnull)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with Ticker(f"{run.name}: searching {num_samples} configuration(s) on {len(folds)} "
+                f"fold(s)") as tick, open(log, "a") as sink, \
+            contextlib.redirect_stdout(sink), interrupt_watch() as interrupted:
+        _TICKERS.append(tick)
+        try:
+            results = tuner.fit()
+        finally:
+            _TICKERS.remove(tick)
     table = _trials_table(results, space, num_samples, asha, path, interrupted())
     done = table.filter(pl.col("error").is_null() & (pl.col("folds_done") == len(folds)))
     if done.is_empty():

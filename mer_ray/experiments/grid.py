@@ -15,6 +15,7 @@ trainable parameters, GFLOPs, memory). Any other grid is a YAML file::
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ from ..data.shards import Shards
 from ..model.accounting import model_stats
 from ..model.variants import ABLATION, VARIANTS
 from ..storage import open_storage
-from .loso import RunOptions, pm, run_seeded
+from .data import DataChoice
+from .loso import RunOptions, pm, refuse_clashes, run_name, run_seeded, settle
 
 SENSITIVITY = (0.0, 0.05, 0.1, 0.3, 0.5, 1.0)
 NAMED = ("ablation", "sensitivity", "lora-vs-full")
@@ -87,17 +89,30 @@ def accounting(base: ExperimentConfig, rows: list[tuple[str, list[str]]]) -> lis
     return out
 
 
+def row_namer(prefix: str, name: str | None, data: DataChoice | None = None,
+              max_folds: int | None = None):
+    """How a grid names its rows' runs: by the configuration (a row that repeats another, as
+    lambda1 = 0.1 with lambda2 = 0.5 sits on both sensitivity curves, reuses its folds instead
+    of training them again); without --name, after the data too."""
+    if name:
+        return lambda exp: f"{name}-{exp.hash()}"
+    if data is None:
+        return lambda exp: f"{prefix}-{exp.hash()}"
+    return lambda exp: run_name(data, exp, max_folds, prefix=f"{prefix}-")
+
+
 def run_grid(base: ExperimentConfig, shards: Shards, opts: RunOptions,
              rows: list[tuple[str, list[str]]], prefix: str, title: str,
-             name: str | None = None, row_extras: list[dict] | None = None) -> list[dict]:
+             name: str | None = None, row_extras: list[dict] | None = None,
+             names=None) -> list[dict]:
     """One LOSO per row, one table (UF1/UAR over all folds' predictions with their interval,
-    and the mean over folds), one grid file ``<name or prefix>.json`` in the storage."""
+    and the mean over folds), one grid file ``<name or prefix>.json`` in the storage.
+    ``names(exp)``: a row's run name (``row_namer``)."""
+    names = names or row_namer(prefix, name)
     out, table = [], []
     for label, overrides in rows:
         exp = base.with_overrides(overrides)
-        # Named by the configuration: a row that repeats another (lambda1 = 0.1 with lambda2 =
-        # 0.5 sits on both sensitivity curves) reuses its folds instead of training them again.
-        run = f"{name or prefix}-{exp.hash()}"
+        run = names(exp)
         res = run_seeded(exp, shards, opts, run, {"grid": prefix, "row": label,
                                                    "row_overrides": overrides})
         summary = res["summaries"][0]
@@ -119,6 +134,28 @@ def run_grid(base: ExperimentConfig, shards: Shards, opts: RunOptions,
           "UF1 % (fold mean)", "UAR % (fold mean)", "folds"], table,
          title=f"{title}{synthetic}{weights}{seeds}")
     return out
+
+
+def run_grid_command(grid: str, values, data: DataChoice, exp: ExperimentConfig,
+                     user_set: set[str], opts: RunOptions, name: str | None, start_ray) -> int:
+    """``mer-ray grid``: the grid's rows and the data checked, their run names refused when
+    taken, before ``start_ray``; then every row's LOSO and the table."""
+    rows, prefix, title = grid_spec(grid, *([values] if values else []))
+    base = settle(data, exp, user_set)
+    names = row_namer(prefix, name, data, opts.max_folds)
+    for _, overrides in rows:
+        exp = base.with_overrides(overrides)
+        run = names(exp)
+        refuse_clashes(data, exp, opts.storage_path, [run] if opts.seeds <= 1 else
+                       [f"{run}-seed{exp.train.seed + i}" for i in range(opts.seeds)])
+    extras = accounting(base, rows) if prefix == "lora_vs_full" else None
+    start_ray()
+    shards = data.prepare(base.data)
+    opts = replace(opts, extra={**opts.extra, "data_root": shards.meta.root})
+    out = run_grid(base, shards, opts, rows, prefix, title, name, extras, names)
+    if extras:
+        lora_vs_full_table(out)
+    return 0
 
 
 def lora_vs_full_table(rows: list[dict]) -> None:

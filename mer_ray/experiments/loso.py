@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import ExperimentConfig
 from ..console import show
 from ..data.folds import FoldSplit, loso_splits
-from ..data.shards import Shards
+from ..data.shards import Shards, is_shard_folder
 from ..metrics import bootstrap_interval
 from ..model.encoder import BackboneSource, resolve_backbone
 from ..records import FoldRecord
@@ -28,6 +28,7 @@ from ..train.run_folder import RunFolder
 from ..train.runner import run_jobs
 from ..train.slots import fold_slots
 from ..train.trunk import ensure_trunk_tokens, pass_place
+from .data import DataChoice, frames_from_shards
 from .summary import RunView, print_summary, subject_predictions, summarise_run
 
 FIGURES = ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar", "uf1_ci95", "uar_ci95")
@@ -55,10 +56,18 @@ class LosoRun:
     exp: ExperimentConfig
     folds: list[FoldSplit]
     backbone: BackboneSource
+    subjects: int = 0  # every subject's fold; more than len(folds) when --max-folds cut some
 
     @property
     def name(self) -> str:
         return self.folder.name
+
+    @property
+    def partial(self) -> dict | None:
+        """For a run of part of the folds (``--max-folds``): how many of how many."""
+        if len(self.folds) < self.subjects:
+            return {"folds": len(self.folds), "of": self.subjects}
+        return None
 
     def view(self) -> RunView:
         return RunView(self.folder, self.exp, self.shards.class_names,
@@ -72,9 +81,38 @@ class LosoRun:
         return [f for f in self.folds if not self.folder.fold_done(f.test)]
 
 
+def run_name(data: DataChoice, exp: ExperimentConfig, max_folds: int | None = None,
+             prefix: str = "") -> str:
+    """A run's default name: the dataset, protocol, data folder (with a hash of its path) and
+    configuration hash; ``-firstN`` for a run of the first N folds only."""
+    dataset, protocol = data.described()
+    part = f"-first{max_folds}" if max_folds else ""
+    return f"{prefix}{dataset}-{protocol}-{data.identity()}-{exp.hash()}{part}"
+
+
 def default_name(shards: Shards, exp: ExperimentConfig) -> str:
-    meta = shards.meta
-    return f"{meta.dataset or 'data'}-{meta.protocol or ''}-{exp.hash()}"
+    return run_name(DataChoice(shards=shards.root), exp)
+
+
+def settle(data: DataChoice, exp: ExperimentConfig, user_set: set[str]) -> ExperimentConfig:
+    """Before Ray starts: the data choice checked and, for given shards, the frame settings
+    taken from them (a conflicting setting the user made is refused)."""
+    data.check()
+    if data.shards is not None:
+        exp = frames_from_shards(exp, Shards.open(data.shards), user_set)
+    return exp
+
+
+def refuse_clashes(data: DataChoice, exp: ExperimentConfig, storage_path: str,
+                   names: list[str], identity: dict | None = None) -> None:
+    """Before Ray starts: refuse run names whose folders hold other runs, judged by what is
+    known now (the configuration, the shard folder, and its content id when it exists)."""
+    where = data.shards_path(exp.data)
+    known = {"config_hash": exp.hash(), "shards": str(where)}
+    if is_shard_folder(where):
+        known["shards_id"] = Shards.open(where).meta.shards_id
+    for name in names:
+        RunFolder.open(storage_path, name).check_claim({**known, **(identity or {})})
 
 
 def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
@@ -85,6 +123,7 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
     budget) is refused."""
     shards.check(exp.data)
     folds = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
+    subjects = len(folds)
     if max_folds:
         folds = folds[:max_folds]
     folder = RunFolder.open(storage_path, name or default_name(shards, exp))
@@ -97,7 +136,7 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
          "dataset": meta.dataset, "protocol": meta.protocol, "synthetic": meta.synthetic},
         {"config_hash": exp.hash(), "shards": str(shards.root), "shards_id": meta.shards_id,
          **(identity or {})})
-    return LosoRun(folder, shards, exp, folds, resolve_backbone(exp.model))
+    return LosoRun(folder, shards, exp, folds, resolve_backbone(exp.model), subjects)
 
 
 def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,
@@ -148,7 +187,8 @@ def run_loso(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str 
     reused = len(run.folds) - len(trained)
     if reused:
         print(f"{reused} fold(s) already had results and were not retrained")
-    summary = summarise_run(run.view(), {**opts.extra, **(extra or {})})
+    partial = {"partial": run.partial} if run.partial else {}
+    summary = summarise_run(run.view(), {**opts.extra, **partial, **(extra or {})})
     log_summary(tracker, run.folder, summary)
     print_summary(summary, run.folder.where())
     return summary

@@ -15,6 +15,11 @@ from typing import Any
 
 from ..config import ExperimentConfig, load_yaml
 
+
+class SweepInterrupted(RuntimeError):
+    """A search was stopped before every trial finished; its state is saved for a resume."""
+
+
 SPACE_TYPES = ("uniform", "loguniform", "randint", "choice")
 
 

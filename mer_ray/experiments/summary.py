@@ -191,13 +191,18 @@ def print_summary(summary: dict, where: str) -> None:
                      "report the nested figure instead")
     if summary.get("nested"):
         flags.append("nested search: each fold's configuration chosen without its subject")
+    partial = summary.get("partial")
+    if partial:
+        flags.append(f"PARTIAL: {partial['folds']} of {partial['of']} folds (--max-folds)")
     show(["figure", "UF1", "UAR"],
          [("all folds' predictions (primary)", f"{m['uf1']:.4f}", f"{m['uar']:.4f}"),
           ("  95 % interval (bootstrap over test subjects)", _interval(m.get("uf1_ci95")),
            _interval(m.get("uar_ci95"))),
           ("mean over folds", f"{m['per_fold_mean_uf1']:.4f}",
            f"{m['per_fold_mean_uar']:.4f}")],
-         title=f"LOSO, {summary['n_folds']} folds, {summary['n_clips']} test clips"
+         title=f"LOSO, {summary['n_folds']}"
+               + (f" of {partial['of']}" if partial else "")
+               + f" folds, {summary['n_clips']} test clips"
                + (f" [{'; '.join(flags)}]" if flags else ""))
     if m.get("per_dataset"):
         show(["source dataset", "subjects", "clips", "UF1", "UAR"],

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..config import ExperimentConfig
 from ..console import show
+from ..data.adapters import DATASETS
 from ..data.folds import draw_validation
 from ..data.shards import Shards
 from ..model.encoder import BackboneSource, resolve_backbone
@@ -32,6 +34,7 @@ from ..train.fold_jobs import FoldPlan, transfer_job
 from ..train.job import FoldJob
 from ..train.run_folder import RunFolder
 from ..train.runner import pending, run_jobs
+from .data import SYNTH_SEEDS, DataChoice, SyntheticSet
 from .summary import RunView, summarise_run
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
@@ -120,14 +123,72 @@ def transfer_summary(run: TransferRun, adapt: bool, extra: dict | None = None) -
         **(extra or {})})
 
 
+def transfer_name(prefix: str, source: DataChoice, target: DataChoice,
+                  exp: ExperimentConfig) -> str:
+    """``<prefix>-<source>.<its data hash>-to-<target>.<its data hash>-<config hash>``."""
+    def tag(d: DataChoice) -> str:
+        return f"{d.dataset}.{d.identity().rsplit('.', 1)[1]}"
+    return f"{prefix}-{tag(source)}-to-{tag(target)}-{exp.hash()}"
+
+
+def parse_roots(items: list[str]) -> dict[str, Path]:
+    """``--data-root DATASET=PATH`` items as {dataset: folder}."""
+    roots = {}
+    for item in items:
+        key, _, path = item.partition("=")
+        if key not in DATASETS or not path:
+            raise ValueError(f"--data-root {item!r}: expected DATASET=PATH with DATASET in "
+                             f"{', '.join(DATASETS)}")
+        roots[key] = Path(path)
+    return roots
+
+
+def transfer_command(source: str, targets: list[str] | None, roots: list[str],
+                     annotations: Path | None, conditions: str, workdir: Path,
+                     synthetic: SyntheticSet, exp: ExperimentConfig, user_set: set[str],
+                     opts, name: str | None, start_ray) -> int:
+    """``mer-ray transfer``: every dataset checked and the run names refused when taken, before
+    ``start_ray``; then each target's transfer and the table."""
+    given = parse_roots(roots)
+    targets = targets or ["casme2", "smic"]
+    if source in targets:
+        raise ValueError("a target must differ from the source")
+    adapt = {"both": [False, True], "none": [False], "adapt": [True]}[conditions]
+
+    def choice(ds: str, notes: Path | None = None) -> DataChoice:
+        return DataChoice(ds, "3class", given.get(ds), None, notes, synthetic, workdir,
+                          seed=synthetic.seed + SYNTH_SEEDS.get(ds, 0))
+
+    src = choice(source, annotations)
+    tgts = {t: choice(t) for t in targets}
+    for d in (src, *tgts.values()):
+        d.check()
+    prefix = name or "cross"
+    for d in tgts.values():
+        RunFolder.open(opts.storage_path, transfer_name(prefix, src, d, exp)).check_claim(
+            {"config_hash": exp.hash(), "source_shards": str(src.shards_path(exp.data)),
+             "target_shards": str(d.shards_path(exp.data))})
+    start_ray()
+    source_shards = src.prepare(exp.data)
+    target_shards = {t: d.prepare(exp.data) for t, d in tgts.items()}
+    names = {t: transfer_name(prefix, src, d, exp) for t, d in tgts.items()}
+    run_cross(exp, source, source_shards, target_shards, adapt, opts.storage_path, prefix,
+              opts.local, {**opts.extra, "source_root": source_shards.meta.root,
+                           "target_roots": {k: v.meta.root for k, v in target_shards.items()}},
+              names)
+    return 0
+
+
 def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
               targets: dict[str, Shards], conditions: list[bool], storage_path: str,
-              name: str | None = None, local: bool = False, extra: dict | None = None) -> list[dict]:
+              name: str | None = None, local: bool = False, extra: dict | None = None,
+              names: dict[str, str] | None = None) -> list[dict]:
     """Table 5: for each target (name -> its shards), train on the source, test on the target,
-    without and with domain adaptation; one table, and ``<name or cross>.json``."""
+    without and with domain adaptation; one table, and ``<name or cross>.json``. ``names``:
+    each target's run name (default ``<name or cross>-<source>-to-<target>-<config hash>``)."""
     rows, table = [], []
     for target, target_shards in targets.items():
-        run = f"{name or 'cross'}-{source}-to-{target}-{exp.hash()}"
+        run = (names or {}).get(target) or f"{name or 'cross'}-{source}-to-{target}-{exp.hash()}"
         planned = plan_transfer(source_shards, target_shards, exp, storage_path, run)
         run_transfer(planned, conditions, local=local)
         for adapt in conditions:

@@ -59,20 +59,9 @@ def summary_values(att: dict) -> dict:
     return out
 
 
-def explain_figure(frames: np.ndarray, att: dict, class_names: list[str],
-                   frame_numbers: list[int], out: str | Path, title: str = "") -> list[str]:
-    """Write the PNG; returns the panels drawn (also stored in the PNG's text chunk
-    ``mer_ray_panels``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = frames.shape[0]
-    fig = plt.figure(figsize=(max(2.0 * t, 12), 8.5), constrained_layout=True)
-    grid = fig.add_gridspec(3, max(t, 4), height_ratios=[1, 1, 1.2])
-    drawn = []
-    for i in range(t):
+def _frame_rows(fig, grid, frames: np.ndarray, att: dict, frame_numbers: list[int]) -> None:
+    """The top two rows: each aligned frame, and its saliency over it in grey."""
+    for i in range(frames.shape[0]):
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(frames[i])
         ax.set_title(f"frame {frame_numbers[i]}", fontsize=8)
@@ -86,47 +75,46 @@ def explain_figure(frames: np.ndarray, att: dict, class_names: list[str],
                     va="center", ha="right", fontsize=9)
             ax2.text(-0.08, 0.5, "saliency |d logit / d pixel|", transform=ax2.transAxes,
                      rotation=90, va="center", ha="right", fontsize=9)
-    drawn += ["frames", "saliency"]
-    bottom = grid[2, :].subgridspec(1, 4)
-    labels = [str(n) for n in frame_numbers]
 
-    ax = fig.add_subplot(bottom[0, 0])
-    if "attention" in att:
-        im = ax.imshow(att["attention"].mean(0), cmap="viridis", vmin=0)
-        ax.set_xticks(range(t), labels, fontsize=7, rotation=90)
-        ax.set_yticks(range(t), labels, fontsize=7)
-        ax.set_xlabel("attended frame")
-        ax.set_ylabel("frame")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        ax.set_title(f"DGAT attention (mean of {att['attention'].shape[0]} heads)", fontsize=9)
-        drawn.append("dgat_attention")
-    else:
+
+def _attention_panel(fig, ax, att: dict, labels: list[str]) -> list[str]:
+    t = len(labels)
+    if "attention" not in att:
         ax.text(0.5, 0.5, "DGAT is off in this model", ha="center", va="center")
         ax.axis("off")
+        return []
+    im = ax.imshow(att["attention"].mean(0), cmap="viridis", vmin=0)
+    ax.set_xticks(range(t), labels, fontsize=7, rotation=90)
+    ax.set_yticks(range(t), labels, fontsize=7)
+    ax.set_xlabel("attended frame")
+    ax.set_ylabel("frame")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(f"DGAT attention (mean of {att['attention'].shape[0]} heads)", fontsize=9)
+    return ["dgat_attention"]
 
-    ax = fig.add_subplot(bottom[0, 1])
-    if "w" in att:
-        ax.bar(range(t), att["w"], color="tab:orange")
-        ax.set_xticks(range(t), labels, fontsize=7, rotation=90)
-        ax.set_ylim(0, max(1e-6, float(att["w"].max())) * 1.15)
-        ax.set_title("SFA high-frequency weight w per frame", fontsize=9)
-        drawn.append("sfa_w")
-        ax = fig.add_subplot(bottom[0, 2])
-        k = len(att["alpha_low"])
-        pos = np.arange(k)
-        ax.bar(pos - 0.2, att["alpha_low"], 0.4, label="low band")
-        ax.bar(pos + 0.2, att["alpha_high"], 0.4, label="high band")
-        ax.set_xticks(pos, [f"expert {i}" for i in pos], fontsize=7)
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
-        ax.set_title("SFA expert weights alpha", fontsize=9)
-        drawn.append("sfa_experts")
-    else:
+
+def _sfa_panels(ax, ax_experts, att: dict, labels: list[str]) -> list[str]:
+    if "w" not in att:
         ax.text(0.5, 0.5, "SFA is off in this model", ha="center", va="center")
         ax.axis("off")
-        fig.add_subplot(bottom[0, 2]).axis("off")
+        ax_experts.axis("off")
+        return []
+    t = len(labels)
+    ax.bar(range(t), att["w"], color="tab:orange")
+    ax.set_xticks(range(t), labels, fontsize=7, rotation=90)
+    ax.set_ylim(0, max(1e-6, float(att["w"].max())) * 1.15)
+    ax.set_title("SFA high-frequency weight w per frame", fontsize=9)
+    pos = np.arange(len(att["alpha_low"]))
+    ax_experts.bar(pos - 0.2, att["alpha_low"], 0.4, label="low band")
+    ax_experts.bar(pos + 0.2, att["alpha_high"], 0.4, label="high band")
+    ax_experts.set_xticks(pos, [f"expert {i}" for i in pos], fontsize=7)
+    ax_experts.set_ylim(0, 1)
+    ax_experts.legend(fontsize=7)
+    ax_experts.set_title("SFA expert weights alpha", fontsize=9)
+    return ["sfa_w", "sfa_experts"]
 
-    ax = fig.add_subplot(bottom[0, 3])
+
+def _probability_panel(ax, att: dict, class_names: list[str]) -> list[str]:
     colours = ["tab:green" if i == att["prediction"] else "tab:gray"
                for i in range(len(class_names))]
     ax.barh(range(len(class_names)), att["probabilities"], color=colours)
@@ -136,8 +124,29 @@ def explain_figure(frames: np.ndarray, att: dict, class_names: list[str],
     kw = ", ".join(f"{v:.2f}" for v in att["kernel_weights"])
     ax.set_title("class probabilities", fontsize=9)
     ax.set_xlabel(f"fusion kernel weights: {kw}", fontsize=7)
-    drawn.append("probabilities")
+    return ["probabilities"]
 
+
+def explain_figure(frames: np.ndarray, att: dict, class_names: list[str],
+                   frame_numbers: list[int], out: str | Path, title: str = "") -> list[str]:
+    """Write the PNG; returns the panels drawn (also stored in the PNG's text chunk
+    ``mer_ray_panels``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = frames.shape[0]
+    fig = plt.figure(figsize=(max(2.0 * t, 12), 8.5), constrained_layout=True)
+    grid = fig.add_gridspec(3, max(t, 4), height_ratios=[1, 1, 1.2])
+    _frame_rows(fig, grid, frames, att, frame_numbers)
+    bottom = grid[2, :].subgridspec(1, 4)
+    labels = [str(n) for n in frame_numbers]
+    drawn = ["frames", "saliency"]
+    drawn += _attention_panel(fig, fig.add_subplot(bottom[0, 0]), att, labels)
+    drawn += _sfa_panels(fig.add_subplot(bottom[0, 1]), fig.add_subplot(bottom[0, 2]), att,
+                         labels)
+    drawn += _probability_panel(fig.add_subplot(bottom[0, 3]), att, class_names)
     fig.suptitle(title, fontsize=10)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

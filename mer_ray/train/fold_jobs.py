@@ -67,6 +67,7 @@ def _sources(root: str, split: FoldSplit, test: bool) -> dict[str, SplitSource]:
 
 def _job(plan: FoldPlan, split: FoldSplit, key: str, exp: ExperimentConfig,
          sources: dict, **kw) -> FoldJob:
+    kw.setdefault("data_id", plan.shards.meta.shards_id or "")
     return FoldJob(key=key, experiment=exp, class_names=tuple(plan.shards.class_names),
                    split=split, sources=sources,
                    label_counts=tuple(plan.shards.label_counts(split.train)),
@@ -128,6 +129,7 @@ def transfer_job(plan: FoldPlan, target: Shards, train: tuple[str, ...], val: tu
         sources["target"] = SplitSource(tgt, test, unlabelled=True)
     folder = plan.folder
     return _job(plan.without_tokens(), split, condition, plan.experiment, sources,
+                data_id=f"{plan.shards.meta.shards_id}+{target.meta.shards_id}",
                 storage=folder.storage.uri,
                 record_dir=folder.rel(condition, "folds", split.test),
                 checkpoint_dir=folder.rel(condition, "train"), extra=extra)

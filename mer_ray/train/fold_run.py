@@ -36,16 +36,19 @@ _TOKENS: dict[str, dict] = {}  # one trunk's tokens per process: key -> {clip ke
 
 
 def trunk_key(job: FoldJob) -> str:
-    """What decides a fold's frozen trunk: the trunk's model settings, the seed (a random
-    backbone's initialisation), the frame size and the weights' source."""
+    """What decides a fold's trunk tokens: the trunk's model settings, the seed (a random
+    backbone's initialisation), the frame size, the weights' source, and the clips (their
+    folders and the shards' content ids)."""
     model = job.experiment.model
+    roots = sorted({src.root for src in job.sources.values()})
     return json.dumps([{k: getattr(model, k) for k in TRUNK_FIELDS}, job.experiment.train.seed,
-                       job.experiment.data.size, job.backbone.kind, job.backbone.path])
+                       job.experiment.data.size, job.backbone.kind, job.backbone.path,
+                       job.data_id, roots])
 
 
 def token_cache(job: FoldJob) -> dict | None:
-    """This process's trunk tokens for the job's trunk, when the fold computes its own (the
-    trunk cache on, no shared token folder). Only the latest trunk's are kept."""
+    """This process's trunk tokens for the job's trunk and clips, when the fold computes its
+    own (the trunk cache on, no shared token folder). Only the latest key's are kept."""
     if not job.experiment.train.cache_trunk or job.tokens is not None:
         return None
     key = trunk_key(job)

@@ -95,6 +95,7 @@ class FoldJob:
     tracking: Any = None  # a tracking.TrackingSpec: where its epochs are logged, or None
     search: Any = None
     gate: tuple[str, str] | None = None  # (storage, folder): a start gate (fold_run.py)
+    data_id: str = ""  # what the clips are (the shards' content ids): keys cached tokens
 
     @property
     def predicts_test(self) -> bool:

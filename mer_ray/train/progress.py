@@ -9,15 +9,8 @@ import math
 import sys
 import time
 
-EVERY_S = 10.0
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    m, s = divmod(seconds, 60)
-    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+from ..console import TICK_S as EVERY_S
+from ..console import duration
 
 
 class Progress:

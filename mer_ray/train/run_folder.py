@@ -83,6 +83,22 @@ class RunFolder:
     def write_json(self, data: dict, rel: str) -> None:
         self.storage.write_atomic(json.dumps(data, indent=1, default=str).encode(), rel)
 
+    def check_claim(self, identity: dict) -> None:
+        """Refuse now (before any work) when the folder holds another run, judged by the keys
+        of ``identity`` known so far; ``claim`` checks them all later."""
+        rel = self.rel(EXPERIMENT_JSON)
+        if self.storage.exists(rel):
+            old = self.read_json(rel).get("identity") or {}
+            self._refuse_if({k: old.get(k) for k in identity}, identity)
+
+    def _refuse_if(self, old: dict, new: dict) -> None:
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differ:
+            said = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
+            raise ExperimentMismatch(
+                f"{self.where()} holds another run ({said}): its finished folds do not belong "
+                f"to this one. Use another --name or remove that folder.")
+
     def claim(self, record: dict, identity: dict) -> None:
         """Write ``experiment.json`` (``record`` plus ``identity``), or, when the folder holds
         one already, refuse unless its identity is this one: the configuration, the data and
@@ -92,11 +108,4 @@ class RunFolder:
         if not self.storage.exists(rel):
             self.write_json({"name": self.name, **record, "identity": identity}, rel)
             return
-        old = self.read_json(rel).get("identity") or {}
-        differ = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-        if differ:
-            said = "; ".join(f"{k}: {old.get(k)!r} there, {identity.get(k)!r} now"
-                             for k in differ)
-            raise ExperimentMismatch(
-                f"{self.where()} holds another run ({said}): its finished folds do not belong "
-                f"to this one. Use another --name or remove that folder.")
+        self._refuse_if(self.read_json(rel).get("identity") or {}, identity)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..config import BACKBONES, ExperimentConfig
+from ..console import Ticker
 from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, ray_dataset
 from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
 from ..model.encoder import BackboneSource
@@ -133,17 +134,20 @@ def pass_place(shards: Shards, exp: ExperimentConfig) -> str:
     return "here" if pass_flops(shards, exp) <= HERE_MAX_FLOPS else "ray"
 
 
-def encode_here(shards: Shards, net, out: Path, device, tc=None) -> None:
+def encode_here(shards: Shards, net, out: Path, device, tc=None, progress=None) -> None:
     """The token pass in this process: each subject's clips in batches of ``BATCH``, written
     as the Ray Data pass writes them (one folder per subject); with ``tc.cached_views`` > 1
-    each clip's augmented views too."""
+    each clip's augmented views too. ``progress(text)``: after each subject."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..data.shards import SubjectReader, subject_dir
 
     net = net.to(device).eval()
-    for subject in shards.subjects():
+    subjects = shards.subjects()
+    for k, subject in enumerate(subjects):
+        if progress is not None:
+            progress(f"{k}/{len(subjects)} subjects")
         reader = SubjectReader(shards.clips, (subject,), CLIP_COLUMNS)
         clips, labels, tokens, views = [], [], [], []
         for batch in reader.iter_batches(batch_size=BATCH):
@@ -203,10 +207,14 @@ def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: Backbo
     shutil.rmtree(root, ignore_errors=True)  # an unfinished pass (no marker)
     if where == "auto":
         where = pass_place(shards, exp)
-    if where == "here":
-        encode_here(shards, net, partial, fold_device(use_gpu), exp.train)
-    else:
-        ray_pass(shards, exp, backbone, use_gpu, slots, found.fingerprint, partial)
+    views = f" and {exp.train.cached_views - 1} augmented view(s) of each" \
+        if exp.train.cached_views > 1 else ""
+    with Ticker(f"computing the frozen-trunk tokens of {shards.meta.clips} clips{views} "
+                f"({'in this process' if where == 'here' else 'Ray Data'})") as tick:
+        if where == "here":
+            encode_here(shards, net, partial, fold_device(use_gpu), exp.train, tick.update)
+        else:
+            ray_pass(shards, exp, backbone, use_gpu, slots, found.fingerprint, partial)
     partial.rename(root)
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
     (root / MARKER).write_text(json.dumps({

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .actions import au_string
 from .layouts import (
@@ -53,7 +52,7 @@ def generate(
     seed: int = 0,
     preview: str | Path | None = None,
     render: RenderConfig | None = None,
-    progress: bool = True,
+    progress=None,
     workers: int | None = None,
 ) -> SynthResult:
     """Write a synthetic dataset under ``out``; returns what was written.
@@ -62,7 +61,7 @@ def generate(
     one per core of this machine), all on this process's node, since the files are written
     where this process writes them. Sets under ``PARALLEL_FROM`` clips, or without Ray, are
     rendered here. Every draw is seeded by (seed, subject, class, clip): the set is the same
-    either way."""
+    either way. ``progress(done, total)``: called as subjects' clips are written."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if subjects < 1 or clips_per_class < 1:
@@ -74,20 +73,22 @@ def generate(
     result = SynthResult(root, layout, protocol)
     examples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     total = subjects * len(words) * clips_per_class
-    # disable=None: no bar when stderr is not a terminal (job logs), where it would only
-    # repeat itself line after line
-    bar = tqdm(total=total, desc=f"synth {layout}", unit="clip",
-               disable=None if progress else True)
+    done = [0]
+
+    def rendered(n: int) -> None:
+        done[0] += n
+        if progress:
+            progress(done[0], total)
+
     args = (str(root), layout, protocol, clips_per_class, seed, render)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers > 1 and total >= PARALLEL_FROM and _ray_running():
-        parts = _render_on_ray(range(subjects), args, workers, bar)
+        parts = _render_on_ray(range(subjects), args, workers, rendered)
     else:
         parts = []
         for si in range(subjects):
             parts.append(_render_subject(si, *args))
-            bar.update(len(parts[-1][0]))
-    bar.close()
+            rendered(len(parts[-1][0]))
     for written, shown in parts:
         result.clips.extend(written)
         for label, pair in shown.items():
@@ -118,7 +119,7 @@ def _ray_running() -> bool:
     return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
-def _render_on_ray(subjects, args: tuple, window: int, bar) -> list:
+def _render_on_ray(subjects, args: tuple, window: int, rendered) -> list:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -133,7 +134,7 @@ def _render_on_ray(subjects, args: tuple, window: int, bar) -> list:
         ready, running = ray.wait(running)
         for part in ray.get(ready):
             parts.append(part)
-            bar.update(len(part[0]))
+            rendered(len(part[0]))
     return sorted(parts, key=lambda p: p[0][0].subject_number)
 
 
@@ -179,7 +180,7 @@ COMPOSITE_PARTS = ("samm", "casme2", "smic")
 
 def generate_composite(out: str | Path, subjects: int = 3, clips_per_class: int = 2,
                        seed: int = 0, render: RenderConfig | None = None,
-                       progress: bool = True) -> list[SynthResult]:
+                       progress=None) -> list[SynthResult]:
     """A synthetic MEGC 2019 composite under ``out``: ``samm/``, ``casme2/`` and ``smic/``, each
     a 3-class set of ``subjects`` subjects in that dataset's layout, seeded apart (seed, seed +
     1, seed + 2), and a ``synth.json`` that marks the whole folder synthetic."""

@@ -1,0 +1,76 @@
+"""The report's figures (PNG, matplotlib's Agg backend): a run's confusion matrix and per-fold
+UF1, a sensitivity grid's curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def confusion_png(summary: dict, out: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.array(summary["metrics"]["confusion_matrix"])
+    names = summary["class_names"]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    m = summary["metrics"]
+    ax.set_title(f"UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f} (all folds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def fold_bars_png(summary: dict, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    folds = summary["folds"]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(folds) + 1.5), 3.0))
+    ax.bar(range(len(folds)), [f["uf1"] for f in folds], color="tab:blue")
+    ax.axhline(summary["metrics"]["per_fold_mean_uf1"], color="tab:red", ls="--",
+               label=f"mean over folds {summary['metrics']['per_fold_mean_uf1']:.3f}")
+    ax.set_xticks(range(len(folds)), [f["test_subject"] for f in folds], rotation=90,
+                  fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("UF1")
+    ax.set_xlabel("test subject")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def _override(row: dict, key: str) -> float | None:
+    for o in row["overrides"]:
+        k, _, v = o.partition("=")
+        if k == key:
+            return float(v)
+    return None
+
+
+def sensitivity_png(rows: list[dict], out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (swept, fixed, value) in zip(axes, (("loss.lambda1", "loss.lambda2", 0.5),
+                                                ("loss.lambda2", "loss.lambda1", 0.1))):
+        pts = sorted((_override(r, swept), r) for r in rows
+                     if r["row"].startswith(swept.split(".")[1] + "=")
+                     and _override(r, fixed) == value)
+        xs = [x for x, _ in pts]
+        ax.plot(xs, [100 * r["uf1"] for _, r in pts], "o-", label="UF1")
+        ax.plot(xs, [100 * r["uar"] for _, r in pts], "s--", label="UAR")
+        ax.set_xlabel(f"{swept.split('.')[1]} ({fixed.split('.')[1]} = {value})")
+        ax.set_ylabel("% (all folds)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,206 @@
+"""The report's sections: the header, the runs table, one section per run, per grid and per
+sweep. Each returns Markdown lines; tables meant for papers are also appended to ``export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from .figures import confusion_png, fold_bars_png, sensitivity_png
+from .inputs import Node
+from .tables import md_table, pct, slug
+
+
+def _overlaps(a, b) -> str:
+    if not a or not b:
+        return "-"
+    return "yes" if a[0] <= b[1] and b[0] <= a[1] else "no"
+
+
+def _run_name(run) -> str:
+    return ", ".join(f"`{r}`" for r in run) if isinstance(run, list) else f"`{run}`"
+
+
+def grid_section(grid: dict, source: Node, figures: Path,
+                 export: list | None = None) -> list[str]:
+    rows = grid["rows"]
+    stem = slug(source.stem)
+    lines = [f"### {grid.get('title') or grid['grid']}", "", f"From `{source}`.", ""]
+    if grid["grid"] == "cross_dataset":
+        best_uf1 = max(r["uf1"] for r in rows)
+        best_uar = max(r["uar"] for r in rows)
+        lines += md_table(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"],
+                        [[f"{r['source'].upper()} → {r['target'].upper()}",
+                          "yes" if r["adaptation"] else "no", pct(r["uf1"], r["uf1"] == best_uf1),
+                          pct(r["uar"], r["uar"] == best_uar), str(r["n_target_clips"])]
+                         for r in rows], export, stem)
+        return lines + [""]
+    best = {k: max(r[k] for r in rows) for k in ("uf1", "uar", "per_fold_mean_uf1",
+                                                  "per_fold_mean_uar")}
+    top = max(rows, key=lambda r: r["uf1"])
+    lines += md_table(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
+                     "UF1 % (fold mean)", "UAR % (fold mean)", "UF1 CI overlaps best's",
+                     "run"],
+                    [[r["row"],
+                      *(pct(r[k], r[k] == best[k], r.get(f"{k}_ci95"), r.get(f"{k}_std"))
+                        for k in ("uf1", "uar")),
+                      *(pct(r[k], r[k] == best[k]) for k in ("per_fold_mean_uf1",
+                                                               "per_fold_mean_uar")),
+                      "(best)" if r is top else _overlaps(r.get("uf1_ci95"),
+                                                          top.get("uf1_ci95")),
+                      _run_name(r["run"])]
+                     for r in rows], export, stem)
+    seeds = rows[0].get("seeds") if rows else None
+    lines += ["", "Best in bold. All folds: UF1/UAR over every fold's predictions concatenated "
+                  "(primary), with its 95 % bootstrap interval over test subjects; fold mean: "
+                  "the mean of per-fold figures. A row whose interval overlaps the best row's "
+                  "is not shown to differ from it."
+              + (f" Mean ± standard deviation over {len(seeds)} training seeds."
+                 if seeds and len(seeds) > 1 else ""), ""]
+    if grid["grid"] == "seeds" and grid.get("combined"):
+        c = grid["combined"]
+        lines += [f"Over the seeds ({', '.join(map(str, c['seeds']))}): UF1 "
+                  f"{pct(c['uf1'], False, c['uf1_ci95'], c['uf1_std'])}, UAR "
+                  f"{pct(c['uar'], False, c['uar_ci95'], c['uar_std'])} (interval of the "
+                  f"mean over seeds).", ""]
+    if grid["grid"] == "lora_vs_full" and all("accounting" in r for r in rows):
+        acc = [r["accounting"] for r in rows]
+        lines += [f"Table 7 columns (S={acc[0]['image_size']}, T={acc[0]['frames']}; training "
+                  f"memory: {acc[0]['memory_kind']}; peak RSS: a CPU process taking two "
+                  f"training steps, torch included):", ""]
+        lines += md_table(["row", "trainable params (M)", "params (M)", "GFLOPs/clip fwd",
+                         "GFLOPs/clip train", "training memory MB", "peak RSS MB"],
+                        [[r["row"], f"{a['trainable_params'] / 1e6:.2f}",
+                          f"{a['total_params'] / 1e6:.2f}", f"{a['gflops_forward']:.1f}",
+                          f"{a['gflops_train']:.1f}",
+                          "-" if a["training_memory_mb"] is None
+                          else f"{a['training_memory_mb']:.0f}",
+                          "-" if a["peak_rss_mb"] is None else f"{a['peak_rss_mb']:.0f}"]
+                         for r, a in zip(rows, acc)], export, f"{stem}_accounting")
+        lines.append("")
+    if grid["grid"] == "sensitivity":
+        png = figures / f"{slug(source.stem)}_curves.png"
+        sensitivity_png(rows, png)
+        lines += [f"![sensitivity]({png.parent.name}/{png.name})", ""]
+    return lines
+
+
+def sweep_section(path: Node) -> list[str]:
+    """A sweep: what it optimised, what it chose, which subjects it saw, and every trial."""
+    sweep = json.loads(path.read_text())
+    chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in sweep["best_params"].items())
+    lines = [f"### Sweep `{path.parent.name}`", "", f"From `{path}`.", "",
+             f"- Objective: {sweep['objective']}. Sweep folds, by test subject: "
+             f"{', '.join(sweep['sweep_folds'])}.",
+             f"- Chosen: {chosen} (validation UF1 {sweep['best_val_uf1']:.3f}). The run "
+             f"`{path.parent.name}-best` (if it was run) tests subjects that took part in this "
+             f"search: its figures are search-informed; report a nested search's instead.",
+             f"- Subjects the search trained or validated on: "
+             f"{', '.join(sweep['search_subjects'])}.", ""]
+    trials_file = path.parent / "trials.parquet"
+    if not trials_file.is_file():
+        return lines + [f"(no `{trials_file.name}` beside it)", ""]
+    trials = trials_file.read_parquet()
+    order = "trial" if "trial" in trials.columns else "trial_id"  # ties: the earlier trial
+    trials = trials.sort([sweep["metric"], order], descending=[True, False], nulls_last=True)
+    params = list(sweep["best_params"])
+    lines += md_table(["trial", *params, "validation UF1", "folds done", "epochs", "error"],
+                    [[str(t["trial_id"]),
+                      *(f"{t[k]:.4g}" if isinstance(t[k], float) else str(t[k]) for k in params),
+                      "" if t[sweep["metric"]] is None else f"{t[sweep['metric']]:.3f}",
+                      str(t["folds_done"]), str(t["epochs_done"]), (t["error"] or "")[:80]]
+                     for t in trials.iter_rows(named=True)])
+    return lines + [""]
+
+
+def header(synthetic: bool, random_init: bool) -> list[str]:
+    return ["# mer-ray report", "",
+            "- Data: " + ("**SYNTHETIC** (rendered micro-expressions, not a MER dataset) in at "
+                          "least one run" if synthetic else "no synthetic runs"),
+            "- Backbone: " + ("**randomly initialised** in at least one run (not comparable "
+                              "to published DinoV2 results)" if random_init
+                              else "pretrained in every run"),
+            "- Primary figures: UF1/UAR over all folds' predictions concatenated; the mean "
+            "over folds is given beside them.", ""]
+
+
+def runs_section(table: pl.DataFrame, export: list) -> list[str]:
+    """Every run in one table, best figures in bold."""
+    best_uf1, best_uar = table["uf1"].max(), table["uar"].max()
+    lines = ["## Runs", ""]
+    lines += md_table(
+        ["run", "data", "folds", "clips", "UF1 % (all) [95 % CI]", "UAR % (all) [95 % CI]",
+         "UF1 % (fold mean)", "UAR % (fold mean)", "pretrained", "synthetic", "config",
+         "code"],
+        [[f"`{r['run']}`" + (" (shuffled-label control)" if r["control"] else "")
+          + (" **SEARCH-INFORMED**" if r["search_informed"] else "")
+          + (" (nested search)" if r["nested"] else "")
+          + (f" **PARTIAL: {r['partial']}**" if r["partial"] else ""),
+          f"{r['dataset']} {r['protocol'] or ''}".strip(), str(r["folds"]), str(r["clips"]),
+          pct(r["uf1"], r["uf1"] == best_uf1, r["uf1_ci95"]),
+          pct(r["uar"], r["uar"] == best_uar, r["uar_ci95"]),
+          pct(r["fold_mean_uf1"], False), pct(r["fold_mean_uar"], False),
+          "yes" if r["pretrained"] else "NO", "YES" if r["synthetic"] else "no",
+          f"`{r['config_hash']}`", f"`{r['code_version']}`"]
+         for r in table.iter_rows(named=True)], export, "runs")
+    lines.append("")
+    if table["search_informed"].any():
+        lines += ["**SEARCH-INFORMED**: the run's configuration was chosen by a search that "
+                  "trained or validated on its test subjects; its figures are not an unbiased "
+                  "estimate. Report a nested search's figures instead.", ""]
+    return lines
+
+
+def _nested_lines(s: dict) -> list[str]:
+    outer = s["nested"]["outer_folds"]
+    lines = ["", f"Nested search: {s['nested']['trials']} configurations per outer fold, each "
+                 f"scored on {s['nested']['inner_folds']} inner fold(s); the outer subject "
+                 f"never took part in its own search.", ""]
+    keys = sorted({k for o in outer.values() for k in o["chosen_params"]})
+    return lines + md_table(
+        ["outer subject", *keys, "inner validation UF1", "subjects searched on"],
+        [[o, *(f"{v['chosen_params'][k]:.4g}" if isinstance(v["chosen_params"].get(k), float)
+               else str(v["chosen_params"].get(k)) for k in keys),
+          f"{v['best_val_uf1']:.3f}", str(len(v["search_subjects"]))]
+         for o, v in outer.items()])
+
+
+def _composite_lines(s: dict) -> list[str]:
+    m = s["metrics"]
+    lines = ["", "Composite (MEGC convention): over all predictions, then over each source "
+                 "dataset's part.", ""]
+    return lines + md_table(
+        ["predictions", "subjects", "clips", "UF1 %", "UAR %"],
+        [["all", str(s["n_folds"]), str(s["n_clips"]), f"{100 * m['uf1']:.2f}",
+          f"{100 * m['uar']:.2f}"]] +
+        [[ds, str(d["n_subjects"]), str(d["n_clips"]), f"{100 * d['uf1']:.2f}",
+          f"{100 * d['uar']:.2f}"] for ds, d in m["per_dataset"].items()])
+
+
+def run_section(run: Node, figures: Path) -> list[str]:
+    """One run: its setting, per-class recall, its search or composite parts, its figures."""
+    s = json.loads((run / "summary.json").read_text())
+    name = slug(s["name"])
+    confusion_png(s, figures / f"{name}_confusion.png")
+    fold_bars_png(s, figures / f"{name}_folds.png")
+    preds = (run / "predictions.parquet").read_parquet()
+    per_class = (preds.group_by("label_name").agg(
+        clips=pl.len(), correct=(pl.col("label") == pl.col("prediction")).sum())
+        .sort("label_name"))
+    lines = [f"### `{s['name']}`", "",
+             f"{s['n_folds']} folds, {s['n_clips']} test clips; seed {s['seed']}; backbone "
+             f"{'pretrained' if s['pretrained'] is True else 'random init'} "
+             f"({s.get('weights_source')}); augmentation: {s.get('augmentation')}.", ""]
+    lines += md_table(["class", "test clips", "correct", "recall"],
+                      [[c["label_name"], str(c["clips"]), str(c["correct"]),
+                        f"{c['correct'] / c['clips']:.3f}"]
+                       for c in per_class.iter_rows(named=True)])
+    if s.get("nested"):
+        lines += _nested_lines(s)
+    if s["metrics"].get("per_dataset"):
+        lines += _composite_lines(s)
+    return lines + ["", f"![confusion](figures/{name}_confusion.png) "
+                        f"![folds](figures/{name}_folds.png)", ""]
