@@ -10,6 +10,8 @@ export RAY_TMPDIR ?= /tmp/merray
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	@# OpenCV's contrib build (TV-L1 flow) replaces the plain one; both at once break `import cv2`
+	$(BIN)/python -m pip uninstall -y -q opencv-python-headless 2>/dev/null || true
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 

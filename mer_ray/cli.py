@@ -3,13 +3,17 @@
 Data:
     mer-ray synth       write a synthetic dataset in a real dataset's format
     mer-ray manifest    one row per annotated clip, with exclusion reasons
-    mer-ray prepare     align faces and write Parquet shards (Ray Data)
+    mer-ray prepare     align faces and write Parquet shards (Ray Data), with optical flow
+                        on request (--flow)
+    mer-ray flow        one clip's onset -> apex optical flow and strain as a PNG
 Experiments:
     mer-ray train       a LOSO run, from a dataset root, from prepared shards, or on the
                         synthetic default
     mer-ray grid        a grid of LOSO runs: ablation, sensitivity, lora-vs-full, or a YAML file
     mer-ray transfer    cross-dataset transfer, with and without domain adaptation (Table 5)
     mer-ray sweep       hyper-parameter search: nested LOSO (default) or flat
+    mer-ray compare     methods x datasets on the same folds: UF1/UAR with intervals, paired
+                        differences from the best, parameters, seconds; --with-leaky beside
     mer-ray report      Markdown (and LaTeX / CSV tables) + PNG figures from stored results
     mer-ray config      every configuration field with its default and help; --show: the
                         resolved configuration and its hash
@@ -45,10 +49,9 @@ def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
     """The configuration the options resolve to, and the data settings the user set (a config
     file's data section, --set data.*, --frames, --size)."""
     overrides = list(args.overrides)
-    if getattr(args, "frames", None):
-        overrides.append(f"data.frames={args.frames}")
-    if getattr(args, "size", None):
-        overrides.append(f"data.size={args.size}")
+    for option in ("frames", "size", "flow"):
+        if getattr(args, option, None):
+            overrides.append(f"data.{option}={getattr(args, option)}")
     user_set = {o.partition("=")[0].strip() for o in overrides if o.startswith("data.")}
     if args.config:
         user_set |= {f"data.{k}" for k in (load_yaml(args.config).get("data") or {})}
@@ -171,6 +174,32 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_flow(args) -> int:
+    from .data.flow_preview import computed_flow, flow_figure, stored_flow
+    from .data.shards import Shards
+
+    exp, _ = experiment_config(args)
+    if args.shards is not None:
+        clip, columns = stored_flow(Shards.open(args.shards), args.clip)
+        backend = Shards.open(args.shards).meta.data.flow
+    else:
+        if args.data_root is None:
+            raise ValueError("mer-ray flow needs --shards (prepared with --flow) or --data-root")
+        from .data.manifest import included
+
+        rows = [r for r in included(_manifest(args)).to_dicts()
+                if args.clip in (None, r["clip"], f"{r['subject']}/{r['clip']}")]
+        if not rows:
+            raise ValueError(f"{args.data_root}: no included clip {args.clip!r}")
+        backend = exp.data.flow or "tvl1"
+        clip = f"{rows[0]['subject']}/{rows[0]['clip']}"
+        columns = computed_flow(rows[0], exp.data, backend)
+    out = flow_figure(columns, args.out, f"{clip}: {backend} flow, onset -> apex")
+    print(f"flow preview: {out}" + (f" ({columns['flow_note']})" if columns["flow_note"]
+                                    else ""))
+    return 0
+
+
 # -- experiments -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
@@ -206,6 +235,19 @@ def cmd_transfer(args) -> int:
     return transfer_command(args.source, args.targets, args.data_roots, args.annotations,
                             args.conditions, args.workdir, _synthetic(args), exp, user_set,
                             _options(args, {}), args.name, lambda: _start_ray(args, "transfer"))
+
+
+def cmd_compare(args) -> int:
+    from .experiments.compare import compare_command
+
+    _, user_set = experiment_config(args)
+    overrides = list(args.overrides) + [f"data.{o}={getattr(args, o)}"
+                                        for o in ("frames", "size", "flow") if getattr(args, o)]
+    compare_command([m.strip() for m in args.methods.split(",") if m.strip()], args.datasets,
+                    args.data_roots, args.protocol, args.workdir, _synthetic(args), args.config,
+                    overrides, user_set, _options(args, {}), args.name, args.with_leaky,
+                    lambda: _start_ray(args, "compare"))
+    return 0
 
 
 def cmd_sweep(args) -> int:
@@ -268,7 +310,9 @@ def _model_command(name: str):
 
 
 COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare,
+            "flow": cmd_flow,
             "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
+            "compare": cmd_compare,
             "config": cmd_config, "report": cmd_report,
             "model-info": _model_command("model_info"),
             "checkpoint": _model_command("checkpoint"),

@@ -14,7 +14,14 @@ SPACE = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "sw
 
 
 class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions as written, and every option's default in its help."""
+    """Descriptions as written, and every option's default in its help (unless the help
+    already says what the default is)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
 
 
 # -- groups shared by the commands -------------------------------------------------------------
@@ -74,6 +81,9 @@ def config_args(p) -> None:
                    help="T: the same as --set data.frames=T (with --shards: theirs)")
     g.add_argument("--size", type=int, default=None,
                    help="S: the same as --set data.size=S (with --shards: theirs)")
+    g.add_argument("--flow", default=None, choices=("tvl1", "farneback", "dis"),
+                   help="onset -> apex optical flow in the shards: the same as --set "
+                        "data.flow=... (the flow-based methods need it)")
 
 
 def run_args(p, seeds: bool = True) -> None:
@@ -132,6 +142,14 @@ def data_commands(sub) -> None:
                    help="concurrent Ray Data tasks (default: all CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
     p.add_argument("--strict", action="store_true", help="exit 3 if any clip is rejected")
+
+    p = sub.add_parser("flow", help="a clip's onset -> apex optical flow and strain, as a PNG",
+                       formatter_class=Help)
+    data_args(p, synthetic=False, shards=True, workdir=False)
+    config_args(p)
+    p.add_argument("--clip", default=None,
+                   help="the clip (name or subject/clip; default: the first)")
+    p.add_argument("--out", type=Path, default=Path("flow.png"), help="PNG to write")
 
 
 def experiment_commands(sub) -> None:
@@ -196,6 +214,29 @@ def experiment_commands(sub) -> None:
                    help="--flat: keep the Optuna study in this SQLite file (optuna-dashboard)")
     s.add_argument("--no-final", action="store_true",
                    help="--flat: skip the best configuration's LOSO")
+
+
+def compare_command(sub) -> None:
+    p = sub.add_parser("compare", help="methods x datasets on the same folds, one table",
+                       formatter_class=Help)
+    p.add_argument("--methods", default="mer,lbptop_svm,ststnet,offapexnet",
+                   help="comma-separated registry names (model.method)")
+    p.add_argument("--dataset", dest="datasets", action="append", default=None,
+                   choices=DATASETS, help="repeatable; default: samm")
+    p.add_argument("--data-root", "--root", dest="data_roots", action="append", default=[],
+                   metavar="DATASET=PATH",
+                   help="a dataset's folder (repeatable); without one, a synthetic set")
+    p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
+                   help="the label set, the same for every dataset")
+    p.add_argument("--with-leaky", action="store_true",
+                   help="also each method with train.selection=test (the common leaky "
+                        "protocol), shown beside its honest figure with the difference")
+    p.add_argument("--workdir", type=Path, default=Path("data"),
+                   help="where synthetic sets and aligned shards are written")
+    synthetic_args(p.add_argument_group("synthetic sets (datasets without --data-root)"),
+                   "synthetic-")
+    config_args(p)
+    run_args(p, seeds=False)
 
 
 def result_commands(sub) -> None:
@@ -272,6 +313,7 @@ def build_parser(description: str, version: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data_commands(sub)
     experiment_commands(sub)
+    compare_command(sub)
     result_commands(sub)
     model_commands(sub)
     parser.commands = sub.choices  # each command's own parser (an experiment script's)

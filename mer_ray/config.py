@@ -125,9 +125,14 @@ class DataConfig:
     size: int = described(224, "S: aligned frame size in pixels, a multiple of the ViT patch 14")
     eye_y: float = described(0.38, "height of the eye line in the aligned frame, fraction of S")
     inter_ocular: float = described(0.32, "distance between the eye centres, fraction of S")
+    flow: str | None = described(
+        None, "optical flow from each clip's onset to its apex frame, stored with the shards: "
+              "tvl1 | farneback | dis (the flow-based methods need it); none: no flow")
 
     def __post_init__(self):
         validate("DataConfig", [
+            (self.flow in (None, "tvl1", "farneback", "dis"),
+             f"flow must be tvl1, farneback or dis (got {self.flow!r})"),
             (self.frames >= 1, f"frames must be at least 1 (got {self.frames})"),
             (self.size >= 14 and self.size % 14 == 0,
              f"size must be a positive multiple of 14, the ViT patch size (got {self.size})"),
@@ -138,6 +143,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    method: str = described(
+        "mer", "the method trained per fold: mer (the paper's model: every other model field "
+               "is its), lbptop_svm, ststnet, offapexnet; 'mer-ray compare --help' lists the "
+               "registry")
     backbone: str = described("vit_small_patch14_dinov2", "timm DinoV2 ViT; vit_base for paper scale")
     pretrained: bool = described(True, "ask timm for DinoV2's published weights (needs a hub or cache); "
                                 "random init with a warning when they cannot be had")
@@ -257,6 +266,11 @@ class TrainConfig:
     deterministic: bool = described(True, "deterministic algorithms only (torch, cuBLAS, cuDNN): "
                                    "the same run gives the same predictions on a GPU too")
     max_concurrent_folds: int = described(0, "folds training at once; 0: as many as resources allow")
+    selection: str = described(
+        "validation", "what picks each fold's epoch: validation (honest: validation subjects' "
+                      "UF1, early stopping by patience) | test (LEAKY, the common protocol "
+                      "reproduced to show its effect: every epoch up to max_epochs is scored on "
+                      "the test subject and the best kept; such runs are marked leaky everywhere)")
 
     def __post_init__(self):
         checks = [
@@ -276,6 +290,7 @@ class TrainConfig:
             (self.precision in ("fp32", "bf16", "auto"), "precision must be fp32, bf16 or auto"),
             (0 < self.gpus_per_fold <= 1 or float(self.gpus_per_fold).is_integer(),
              "gpus_per_fold must be a fraction in (0, 1] or a whole number"),
+            (self.selection in ("validation", "test"), "selection must be validation or test"),
         ]
         validate("TrainConfig", checks)
 

@@ -136,3 +136,38 @@ def _uf1_uar(cm: np.ndarray) -> tuple[float, float]:
     has_true = n_true > 0
     uar = float(rec[has_true].mean()) if has_true.any() else float("nan")
     return uf1, uar
+
+
+def _subject_matrices(by_subject: dict, subjects: list, labels: list) -> np.ndarray:
+    idx = {c: i for i, c in enumerate(labels)}
+    mats = np.zeros((len(subjects), len(labels), len(labels)), np.int64)
+    for n, s in enumerate(subjects):
+        for t, p in zip(*by_subject[s]):
+            mats[n, idx[t], idx[p]] += 1
+    return mats
+
+
+def paired_difference(a: dict, b: dict, labels: Sequence[int], resamples: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> dict:
+    """How much method ``a`` differs from method ``b`` on the same test subjects: the aggregate
+    UF1 and UAR of ``a`` minus ``b``, and their paired percentile bootstrap interval (each
+    resample draws subjects with replacement and scores both methods on the same draw).
+    ``a``, ``b``: test subject -> (true labels, predictions). ``excludes_zero``: whether the
+    interval leaves 0 out (the difference is not explained by which subjects were tested)."""
+    subjects = sorted(a)
+    if sorted(b) != subjects:
+        raise ValueError("a paired comparison needs the same test subjects in both runs")
+    labels = list(labels)
+    ma, mb = _subject_matrices(a, subjects, labels), _subject_matrices(b, subjects, labels)
+    diff = np.subtract(_uf1_uar(ma.sum(0)), _uf1_uar(mb.sum(0)))
+    rng = np.random.default_rng([seed, 1000033])
+    draws = rng.integers(0, len(subjects), size=(resamples, len(subjects)))
+    d = np.array([np.subtract(_uf1_uar(ma[pick].sum(0)), _uf1_uar(mb[pick].sum(0)))
+                  for pick in draws])
+    tail = (1 - level) / 2 * 100
+    out = {"level": level, "resamples": resamples, "seed": seed, "unit": "test subject"}
+    for j, key in enumerate(("uf1", "uar")):
+        lo, hi = (float(np.nanpercentile(d[:, j], q)) for q in (tail, 100 - tail))
+        out[key] = {"difference": float(diff[j]), "ci95": [lo, hi],
+                    "excludes_zero": bool(lo > 0 or hi < 0)}
+    return out

@@ -63,6 +63,8 @@ class FoldRecord:
     attempts: list[dict]
     adaptation_clips: bool
     precision: str = "fp32"  # what forward passes ran in (fp32, or bfloat16 autocast)
+    method: str = "mer"  # the method trained (model.method)
+    selection: str = "validation"  # what picked the epoch: validation, or test (LEAKY)
     test_uf1: float | None = None
     test_uar: float | None = None
     n_test: int = 0

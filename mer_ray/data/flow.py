@@ -78,7 +78,7 @@ def flow_colours(u: np.ndarray, v: np.ndarray, top: float | None = None) -> np.n
     import cv2
 
     mag, ang = cv2.cartToPolar(u.astype(np.float32), v.astype(np.float32))
-    top = float(top or mag.max() or 1.0)
+    top = float(top or np.percentile(mag, 99.5) or 1.0)  # a few border pixels do not set it
     hsv = np.zeros((*u.shape, 3), np.uint8)
     hsv[..., 0] = (ang * 90 / np.pi).astype(np.uint8)  # 0..180: OpenCV's hue range
     hsv[..., 1] = 255

@@ -28,13 +28,14 @@ import polars as pl
 
 from ..config import DataConfig
 from .align import AlignGeometry, NoFaceError, align_clip
+from .flow import apex_position, flow_columns
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
 from .sampling import uniform_indices
 from .shards import CLIPS_DIR, TRUNK_DIR, ShardMeta, write_prepare_meta
 
-META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "offset",
-                "source"]
+META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "apex",
+                "offset", "source"]
 # Short prepare-stage rejection reasons; details go to ``notes``.
 UNREADABLE = "unreadable frames"
 NO_FACE = "no face found"
@@ -51,23 +52,27 @@ class PrepareConfig:
     geometry: AlignGeometry = field(default_factory=AlignGeometry)
     clips_per_task: int = 4  # clips handed to one Ray Data task
     min_rows_per_file: int = 32  # keeps shard files at tens of MB, not one file per clip
+    flow: str | None = None  # onset -> apex optical flow backend (flow.BACKENDS), or none
 
     def __post_init__(self):
         self.data_config()  # DataConfig's checks
 
     @classmethod
     def from_data(cls, data: DataConfig) -> PrepareConfig:
-        return cls(frames=data.frames, size=data.size,
+        return cls(frames=data.frames, size=data.size, flow=data.flow,
                    geometry=AlignGeometry(eye_y=data.eye_y, inter_ocular=data.inter_ocular))
 
     def data_config(self) -> DataConfig:
         return DataConfig(frames=self.frames, size=self.size, eye_y=self.geometry.eye_y,
-                          inter_ocular=self.geometry.inter_ocular)
+                          inter_ocular=self.geometry.inter_ocular, flow=self.flow)
 
 
 def shards_identity(manifest: pl.DataFrame, cfg: PrepareConfig) -> str:
     """A short hash of every manifest row (source paths included) and the prepare settings."""
-    h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    settings = asdict(cfg)
+    if cfg.flow is None:  # shards without flow keep the id they had before flow existed
+        del settings["flow"]
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for row in manifest.sort(["subject", "clip"]).iter_rows():
         h.update(repr(row).encode())
     return h.hexdigest()[:16]
@@ -92,6 +97,8 @@ def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
     t, s = cfg.frames, cfg.size
     out = {"frames": np.zeros((t, s, s, 3), np.uint8), "frame_numbers": np.full(t, -1, np.int64),
            "face_found": np.zeros(t, bool), "rejected_reason": "", "notes": ""}
+    if cfg.flow:
+        out.update(empty_flow(s))
     if not Path(row["source"]).exists():
         out.update(rejected_reason=NO_FRAMES, notes=f"{row['source']}: no longer on disk")
         return out
@@ -103,6 +110,8 @@ def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
                        notes=f"{row['source']}: no frames numbered {row['onset']}..{row['offset']}")
             return out
         aligned, numbers, found = sample_and_align(index, span, cfg)
+        if cfg.flow:
+            out.update(clip_flow(index, span, row.get("apex"), cfg))
     except FrameError as exc:
         out.update(rejected_reason=UNREADABLE, notes=str(exc))
         return out
@@ -116,14 +125,35 @@ def prepare_clip(row: dict, cfg: PrepareConfig) -> dict:
     return out
 
 
+def empty_flow(size: int) -> dict:
+    """The flow columns of a clip that has none (rejected before its flow was computed)."""
+    zeros = np.zeros((size, size), np.float16)
+    frame = np.zeros((size, size, 3), np.uint8)
+    return {"flow_u": zeros, "flow_v": zeros, "strain": zeros, "onset_frame": frame,
+            "apex_frame": frame, "flow_note": ""}
+
+
+def clip_flow(index, span: list[int], apex, cfg: PrepareConfig) -> dict:
+    """The flow columns of one clip: its onset and apex frames (the span's middle when the
+    apex is missing or outside it) aligned like the clip, and the flow between them."""
+    apex = None if apex is None or (isinstance(apex, float) and np.isnan(apex)) else int(apex)
+    pos, note = apex_position(span, list(index.numbers), apex)
+    (onset, peak), _ = align_clip(read_frames(index, [span[0], pos]), cfg.size, cfg.geometry)
+    return flow_columns(onset, peak, cfg.flow, note)
+
+
 def _align_batch(batch: dict[str, np.ndarray], cfg: PrepareConfig) -> dict[str, np.ndarray]:
     import cv2
 
     cv2.setNumThreads(1)  # one task per core already; OpenCV's own threads would oversubscribe
     n = len(batch["clip"])
     results = [prepare_clip({k: batch[k][i] for k in batch}, cfg) for i in range(n)]
-    out = {k: batch[k] for k in META_COLUMNS}
-    for key in ("frames", "frame_numbers", "face_found"):
+    out = {k: batch[k] for k in META_COLUMNS if k != "apex"}
+    arrays = ("frames", "frame_numbers", "face_found")
+    if cfg.flow:
+        arrays += ("flow_u", "flow_v", "strain", "onset_frame", "apex_frame")
+        out["flow_note"] = np.array([r["flow_note"] for r in results], dtype=object)
+    for key in arrays:
         out[key] = np.stack([r[key] for r in results])
     out["rejected_reason"] = np.array([r["rejected_reason"] for r in results], dtype=object)
     out["notes"] = np.array([r["notes"] for r in results], dtype=object)

@@ -76,7 +76,8 @@ class ShardMeta:
         geometry = self.config.get("geometry", {})
         return DataConfig(frames=self.config["frames"], size=self.config["size"],
                           eye_y=geometry.get("eye_y", DataConfig.eye_y),
-                          inter_ocular=geometry.get("inter_ocular", DataConfig.inter_ocular))
+                          inter_ocular=geometry.get("inter_ocular", DataConfig.inter_ocular),
+                          flow=self.config.get("flow"))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "class_names": list(self.class_names)}
@@ -134,10 +135,10 @@ class Shards:
         if made != data:
             raise ValueError(
                 f"{self.root}: prepared with T={made.frames}, S={made.size}, eye_y={made.eye_y}, "
-                f"inter_ocular={made.inter_ocular}; this run's data section says "
-                f"T={data.frames}, S={data.size}, eye_y={data.eye_y}, "
-                f"inter_ocular={data.inter_ocular}. Leave the data settings out (the shards' "
-                f"own are used), or prepare shards for these settings.")
+                f"inter_ocular={made.inter_ocular}, flow={made.flow}; this run's data section "
+                f"says T={data.frames}, S={data.size}, eye_y={data.eye_y}, "
+                f"inter_ocular={data.inter_ocular}, flow={data.flow}. Leave the data settings "
+                f"out (the shards' own are used), or prepare shards for these settings.")
 
     def subjects(self) -> list[str]:
         return shard_subjects(self.root)

@@ -86,7 +86,8 @@ def shards_folder(workdir: Path, dataset: str, protocol: str, data: DataConfig,
     default = DataConfig()
     geometry = "" if (data.eye_y, data.inter_ocular) == (default.eye_y, default.inter_ocular) \
         else f"-E{data.eye_y:g}x{data.inter_ocular:g}"
-    return workdir / (f"shards-{dataset}-{protocol}-T{data.frames}-S{data.size}{geometry}-"
+    flow = f"-F{data.flow}" if data.flow else ""
+    return workdir / (f"shards-{dataset}-{protocol}-T{data.frames}-S{data.size}{geometry}{flow}-"
                       f"{Path(root).resolve().name}")
 
 

@@ -32,7 +32,7 @@ from ..train.fold_jobs import FoldPlan, search_job
 from ..train.runner import run_jobs
 from ..train.slots import fold_resources, fold_slots
 from .loso import LosoRun, RunOptions, plan_loso, run_loso
-from .search_space import SweepInterrupted, tune_space
+from .search_space import SweepInterrupted, refuse_leaky, tune_space
 
 METRIC = "val_uf1"
 TRIALS_FILE = "trials.parquet"
@@ -250,6 +250,7 @@ def flat_search(exp: ExperimentConfig, shards, space: dict, opts: RunOptions, na
                 study_db: str | None = None, final: bool = True) -> dict:
     """``mer-ray sweep --flat``: the search, its table, and (``final``) the pick's LOSO run
     ``<name>-best``, marked search-informed. Returns the best configuration."""
+    refuse_leaky(exp)
     run = plan_loso(shards, exp, opts.storage_path, name)
     best, table = run_sweep(run, tune_space(space), num_samples, n_folds, asha, study_db,
                             exp.train.seed)

@@ -128,7 +128,7 @@ def run_grid(base: ExperimentConfig, shards: Shards, opts: RunOptions,
         json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
         f"{name or prefix}.json")
     synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
-    weights = "" if out and out[0]["pretrained"] else ", random-init backbone"
+    weights = ", random-init backbone" if out and out[0]["pretrained"] is False else ""
     seeds = f", mean +- std over {opts.seeds} seeds" if opts.seeds > 1 else ""
     show(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
           "UF1 % (fold mean)", "UAR % (fold mean)", "folds"], table,

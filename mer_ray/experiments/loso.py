@@ -17,8 +17,9 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards, is_shard_folder
+from ..methods import method_of
 from ..metrics import bootstrap_interval
-from ..model.encoder import BackboneSource, resolve_backbone
+from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
 from ..storage import open_storage
 from ..train.device import use_gpus
@@ -100,6 +101,7 @@ def settle(data: DataChoice, exp: ExperimentConfig, user_set: set[str]) -> Exper
     data.check()
     if data.shards is not None:
         exp = frames_from_shards(exp, Shards.open(data.shards), user_set)
+    method_of(exp)  # a known method, with the flow it needs
     return exp
 
 
@@ -136,15 +138,21 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
          "dataset": meta.dataset, "protocol": meta.protocol, "synthetic": meta.synthetic},
         {"config_hash": exp.hash(), "shards": str(shards.root), "shards_id": meta.shards_id,
          **(identity or {})})
-    return LosoRun(folder, shards, exp, folds, resolve_backbone(exp.model), subjects)
+    return LosoRun(folder, shards, exp, folds, backbone_for(exp), subjects)
+
+
+def backbone_for(exp: ExperimentConfig) -> BackboneSource:
+    """Where the backbone's weights come from, decided here once for every fold; methods
+    without a backbone have none."""
+    return resolve_backbone(exp.model) if method_of(exp).uses_backbone else NO_BACKBONE
 
 
 def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,
                   compute: bool = True) -> TokenSource | None:
-    """With ``train.cache_trunk``: the token folder every fold reads (computed once here,
-    reused by later runs on the same shards, trunk and views); else, or when there is none
-    and ``compute`` is off, None."""
-    if not run.exp.train.cache_trunk:
+    """With ``train.cache_trunk`` (the paper's model): the token folder every fold reads
+    (computed once here, reused by later runs on the same shards, trunk and views); else, or
+    when there is none and ``compute`` is off, None."""
+    if not run.exp.train.cache_trunk or run.exp.model.method != "mer":
         return None
     return ensure_trunk_tokens(run.shards, run.exp, run.backbone, use_gpu, slots, compute)
 
@@ -171,7 +179,8 @@ def train_folds(run: LosoRun, local: bool = False, tracker=None) -> list[FoldRec
 
     # The slots start while the driver computes the trunk tokens, unless that pass needs the
     # fold resources the slots would hold (a Ray Data pass).
-    overlap = not tc.cache_trunk or pass_place(run.shards, run.exp) == "here"
+    overlap = not tc.cache_trunk or run.exp.model.method != "mer" \
+        or pass_place(run.shards, run.exp) == "here"
     return run_jobs(jobs if overlap else jobs(), tc, folder=run.folder, title=run.name,
                     expected=len(todo))
 

@@ -42,7 +42,7 @@ from ..train.runner import run_jobs
 from ..train.slots import fold_slots
 from ..train.trunk import pass_place
 from .loso import LosoRun, plan_loso, shared_tokens
-from .search_space import optuna_space
+from .search_space import optuna_space, refuse_leaky
 from .summary import print_summary, summarise_run
 
 
@@ -154,6 +154,7 @@ class NestedPlan:
 def plan_nested(shards: Shards, exp: ExperimentConfig, storage_path: str, name: str | None,
                 space: dict[str, dict], trials: int, inner_folds: int,
                 max_folds: int | None = None) -> NestedPlan:
+    refuse_leaky(exp)
     meta = shards.meta
     name = name or f"nested-{meta.dataset or 'data'}-{meta.protocol or ''}-{exp.hash()}"
     plan = NestedPlan(None, space, trials, inner_folds)

@@ -20,6 +20,14 @@ class SweepInterrupted(RuntimeError):
     """A search was stopped before every trial finished; its state is saved for a resume."""
 
 
+def refuse_leaky(exp: ExperimentConfig) -> None:
+    """A search picks configurations on validation figures; the leaky protocol (epochs chosen
+    on the test subject) has no place in one."""
+    if exp.train.selection == "test":
+        raise ValueError("train.selection=test is the leaky protocol (each fold's epoch chosen "
+                         "on its test subject): a search never runs with it; use validation")
+
+
 SPACE_TYPES = ("uniform", "loguniform", "randint", "choice")
 
 

@@ -11,6 +11,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.adapters.megc import source_dataset
 from ..data.shards import ShardMeta
+from ..methods import method_of
 from ..metrics import bootstrap_interval, loso_scores, scores
 from ..provenance import code_version, provenance
 from ..records import FoldRecord
@@ -29,6 +30,11 @@ class RunView:
     shards: str  # the shard folder it tested on
     data: ShardMeta
     synthetic: bool = False  # anything it trained or tested on was synthetic
+
+
+LEAKY = ("train.selection=test: each fold's epoch (or setting) was chosen on its own test "
+         "subject, the common protocol this run reproduces to show its effect: its figures "
+         "are optimistic and never the honest figure of a method")
 
 
 def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
@@ -138,6 +144,7 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
     metrics = _metrics(preds, folds, run.class_names, exp.train.seed, meta.dataset == "megc")
     per_fold = metrics.pop("_per_fold")
     pretrained = sorted({f.pretrained for f in folds})
+    has_backbone = method_of(exp).uses_backbone
     backbone = {"source": folds[0].weights_source, "sha256": folds[0].weights_sha256} \
         if folds else None
     summary = {
@@ -151,7 +158,11 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
         "code_version": code_version(),
         "provenance": provenance(backbone, [f.device for f in folds],
                                  [f.libraries for f in folds]),
-        "pretrained": pretrained[0] if len(pretrained) == 1 else pretrained,
+        "method": exp.model.method, "selection": exp.train.selection,
+        **({"leaky": LEAKY} if exp.train.selection == "test" else {}),
+        # None: the method has no backbone to be pretrained
+        "pretrained": (pretrained[0] if len(pretrained) == 1 else pretrained)
+        if has_backbone else None,
         "weights_source": folds[0].weights_source if folds else None,
         "augmentation": augmentation(exp),
         "control_shuffled_labels": exp.train.shuffle_labels,
@@ -182,8 +193,10 @@ def print_summary(summary: dict, where: str) -> None:
     flags = []
     if summary["synthetic"]:
         flags.append("SYNTHETIC data")
-    if not summary["pretrained"]:
+    if summary.get("pretrained") is False:
         flags.append("backbone NOT pretrained")
+    if summary.get("leaky"):
+        flags.append("LEAKY: each fold's epoch chosen on its test subject")
     if summary["control_shuffled_labels"]:
         flags.append("CONTROL: training labels shuffled")
     if summary.get("search_informed"):

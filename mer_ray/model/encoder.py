@@ -137,7 +137,7 @@ class BackboneSource:
 
     @property
     def pretrained(self) -> bool:
-        return self.kind != "random"
+        return self.kind in ("file", "hub")
 
     def sha256(self) -> str | None:
         """The weights file's sha256 (for "hub": the file timm downloaded into its cache)."""
@@ -151,6 +151,7 @@ class BackboneSource:
 
 
 RANDOM = BackboneSource("random", None, "random init")
+NO_BACKBONE = BackboneSource("none", None, "no backbone (the method has none)")
 
 
 def resolve_backbone(cfg: ModelConfig) -> BackboneSource:

@@ -62,8 +62,8 @@ def write_report(paths: list[str | Path], out: str | Path,
     grid_data = [(g, json.loads(g.read_text())) for g in grids]
     synthetic = (runs and table["synthetic"].any()) or any(
         r.get("synthetic") for _, g in grid_data for r in g["rows"])
-    random_init = (runs and (~table["pretrained"]).any()) or any(
-        not r.get("pretrained", True) for _, g in grid_data for r in g["rows"])
+    random_init = (runs and table["random_init"].any()) or any(
+        r.get("pretrained") is False for _, g in grid_data for r in g["rows"])
     export: list = []
     lines = header(bool(synthetic), bool(random_init))
     if runs:

@@ -130,7 +130,12 @@ def load_runs(runs: list[Node]) -> pl.DataFrame:
         rows.append({
             "run": s["name"], "path": str(r), "dataset": s.get("dataset"),
             "protocol": s.get("protocol"), "synthetic": bool(s.get("synthetic")),
-            "pretrained": s.get("pretrained") is True, "config_hash": s.get("config_hash"),
+            "pretrained": s.get("pretrained") is True,
+            "random_init": s.get("pretrained") is False,
+            "backbone": {True: "pretrained", False: "RANDOM INIT", None: "none"}.get(
+                s.get("pretrained"), "mixed"),
+            "method": s.get("method", "mer"), "leaky": bool(s.get("leaky")),
+            "config_hash": s.get("config_hash"),
             "code_version": s.get("code_version"), "seed": s.get("seed"),
             "folds": s["n_folds"], "clips": s["n_clips"], "uf1": m["uf1"], "uar": m["uar"],
             "fold_mean_uf1": m["per_fold_mean_uf1"], "fold_mean_uar": m["per_fold_mean_uar"],

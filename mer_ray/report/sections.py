@@ -10,7 +10,7 @@ import polars as pl
 
 from .figures import confusion_png, fold_bars_png, sensitivity_png
 from .inputs import Node
-from .tables import md_table, pct, slug
+from .tables import Figure, md_table, pct, slug
 
 
 def _overlaps(a, b) -> str:
@@ -23,11 +23,51 @@ def _run_name(run) -> str:
     return ", ".join(f"`{r}`" for r in run) if isinstance(run, list) else f"`{run}`"
 
 
+def _difference(row: dict, key: str) -> str:
+    """The row's paired difference as a table cell (its numbers kept for CSV)."""
+    d = row.get("difference")
+    if not d:
+        return "(best)" if row.get("best") else "-"
+    lo, hi = d[key]["ci95"]
+    cell = Figure(f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                  + (" (excludes 0)" if d[key]["excludes_zero"] else ""))
+    cell.value, cell.std, cell.ci, cell.best = d[key]["difference"], None, (lo, hi), False
+    return cell
+
+
+def compare_section(grid: dict, stem: str, export: list | None) -> list[str]:
+    """``mer-ray compare``: methods on the same folds; leaky rows marked, never the best."""
+    rows = grid["rows"]
+    lines = md_table(
+        ["dataset", "method", "UF1 % [95 % CI]", "UAR % [95 % CI]", "UF1 difference [95 % CI]",
+         "UAR difference [95 % CI]", "versus", "trainable params", "seconds / fold"],
+        [[r["dataset"], r["method"] + (" **LEAKY**" if r["leaky"] else ""),
+          pct(r["uf1"], r.get("best", False), r["uf1_ci95"]),
+          pct(r["uar"], r.get("best", False), r["uar_ci95"]),
+          _difference(r, "uf1"), _difference(r, "uar"), r.get("versus", ""),
+          f"{r['parameters']:,}", f"{r['seconds_per_fold']:.1f}"] for r in rows],
+        export, stem)
+    lines += ["", "UF1/UAR over all folds' predictions (primary) with 95 % bootstrap intervals "
+                  "over test subjects; the best honest method in bold. Difference: the row minus "
+                  "'versus' on the same test subjects, with its paired bootstrap interval. "
+                  "**LEAKY** rows chose each fold's epoch on its own test subject (the common "
+                  "protocol, shown to measure its effect): never a method's honest figure.", ""]
+    parts = [(r, ds, d) for r in rows for ds, d in (r.get("per_dataset") or {}).items()]
+    if parts:
+        lines += md_table(["dataset part", "method", "UF1 %", "UAR %", "clips"],
+                          [[ds, r["method"] + (" **LEAKY**" if r["leaky"] else ""),
+                            f"{100 * d['uf1']:.1f}", f"{100 * d['uar']:.1f}",
+                            str(d["n_clips"])] for r, ds, d in parts]) + [""]
+    return lines
+
+
 def grid_section(grid: dict, source: Node, figures: Path,
                  export: list | None = None) -> list[str]:
     rows = grid["rows"]
     stem = slug(source.stem)
     lines = [f"### {grid.get('title') or grid['grid']}", "", f"From `{source}`.", ""]
+    if grid["grid"] == "compare":
+        return lines + compare_section(grid, stem, export)
     if grid["grid"] == "cross_dataset":
         best_uf1 = max(r["uf1"] for r in rows)
         best_uar = max(r["uar"] for r in rows)
@@ -133,9 +173,10 @@ def runs_section(table: pl.DataFrame, export: list) -> list[str]:
     lines = ["## Runs", ""]
     lines += md_table(
         ["run", "data", "folds", "clips", "UF1 % (all) [95 % CI]", "UAR % (all) [95 % CI]",
-         "UF1 % (fold mean)", "UAR % (fold mean)", "pretrained", "synthetic", "config",
-         "code"],
+         "UF1 % (fold mean)", "UAR % (fold mean)", "method", "backbone", "synthetic",
+         "config", "code"],
         [[f"`{r['run']}`" + (" (shuffled-label control)" if r["control"] else "")
+          + (" **LEAKY**" if r["leaky"] else "")
           + (" **SEARCH-INFORMED**" if r["search_informed"] else "")
           + (" (nested search)" if r["nested"] else "")
           + (f" **PARTIAL: {r['partial']}**" if r["partial"] else ""),
@@ -143,10 +184,14 @@ def runs_section(table: pl.DataFrame, export: list) -> list[str]:
           pct(r["uf1"], r["uf1"] == best_uf1, r["uf1_ci95"]),
           pct(r["uar"], r["uar"] == best_uar, r["uar_ci95"]),
           pct(r["fold_mean_uf1"], False), pct(r["fold_mean_uar"], False),
-          "yes" if r["pretrained"] else "NO", "YES" if r["synthetic"] else "no",
+          r["method"], r["backbone"], "YES" if r["synthetic"] else "no",
           f"`{r['config_hash']}`", f"`{r['code_version']}`"]
          for r in table.iter_rows(named=True)], export, "runs")
     lines.append("")
+    if table["leaky"].any():
+        lines += ["**LEAKY**: train.selection=test: each fold's epoch was chosen on its own test "
+                  "subject (the common protocol, reproduced to show its effect); its figures "
+                  "are optimistic, never a method's honest figure.", ""]
     if table["search_informed"].any():
         lines += ["**SEARCH-INFORMED**: the run's configuration was chosen by a search that "
                   "trained or validated on its test subjects; its figures are not an unbiased "
@@ -192,8 +237,9 @@ def run_section(run: Node, figures: Path) -> list[str]:
         .sort("label_name"))
     lines = [f"### `{s['name']}`", "",
              f"{s['n_folds']} folds, {s['n_clips']} test clips; seed {s['seed']}; backbone "
-             f"{'pretrained' if s['pretrained'] is True else 'random init'} "
-             f"({s.get('weights_source')}); augmentation: {s.get('augmentation')}.", ""]
+             f"{ {True: 'pretrained', False: 'random init', None: 'none'}.get(s['pretrained'], 'mixed')} "
+             f"({s.get('weights_source')}); method {s.get('method', 'mer')}; augmentation: "
+             f"{s.get('augmentation')}.", ""]
     lines += md_table(["class", "test clips", "correct", "recall"],
                       [[c["label_name"], str(c["clips"]), str(c["correct"]),
                         f"{c['correct'] / c['clips']:.3f}"]

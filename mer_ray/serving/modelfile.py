@@ -85,6 +85,9 @@ def checkpoint_from_run(run: str, fold: str | None = None,
                               f"pass the folder a loso_*.py run wrote under --storage-path")
     record = json.loads(storage.read_bytes(EXPERIMENT_JSON))
     exp = ExperimentConfig.from_dict(record["config"])
+    if exp.model.method != "mer":
+        raise CheckpointError(f"{storage.path()}: a run of model.method={exp.model.method}; "
+                              f"model files are made for the paper's model (mer) only")
     if backbone_weights:
         exp = exp.with_values({"model.backbone_weights": str(backbone_weights)})
     class_names, pre = record.get("class_names"), record.get("preprocess")

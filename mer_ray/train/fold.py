@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,15 +141,22 @@ def _train_epoch(net: MERNet, opt, loss_fn: MERLoss, data: FoldInputs, epoch: in
     return {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}
 
 
-def _select(net: MERNet, data: FoldInputs, st: dict, row: dict, classes: list[int],
-            amp: torch.dtype | None = None) -> None:
-    """Model selection on validation UF1 only; without validation subjects the last epoch."""
-    if "val" not in data:
+def selection_split(tc: TrainConfig) -> str:
+    """The split whose UF1 picks the epoch: "val" (the honest protocol), or "test" with
+    ``train.selection=test`` (the common leaky one: each subject's best test epoch)."""
+    return "test" if tc.selection == "test" else "val"
+
+
+def _select(net: nn.Module, data, st: dict, row: dict, classes: list[int],
+            amp: torch.dtype | None = None, split: str = "val") -> None:
+    """Model selection on ``split``'s UF1 (validation unless the leaky protocol asked for
+    the test subject); without that split, the last epoch."""
+    if split not in data:
         st.update(best_epoch=row["epoch"], best=_trainable_state(net))
         return
-    _, vy, vp = predict(net, data, "val", amp)
+    _, vy, vp = predict(net, data, split, amp)
     val = scores(vy, vp.argmax(1), classes)
-    row.update(val_uf1=val.uf1, val_uar=val.uar)
+    row.update({f"{split}_uf1": val.uf1, f"{split}_uar": val.uar})
     if val.uf1 > st["best_uf1"]:
         st.update(best_uf1=val.uf1, best_epoch=row["epoch"], bad_epochs=0,
                   best=_trainable_state(net))
@@ -202,45 +211,81 @@ def _fresh_state() -> dict:
 
 
 def _keeps_training(st: dict, tc: TrainConfig) -> bool:
+    """Another epoch? Up to max_epochs, stopping early after ``patience`` epochs without a
+    better validation UF1; the leaky protocol trains every epoch and keeps the best test one."""
+    if tc.selection == "test":
+        return st["epoch"] < tc.max_epochs
     return st["epoch"] < tc.max_epochs and st["bad_epochs"] < tc.patience
 
 
-def _record(job: FoldJob, net: MERNet, st: dict, device, amp) -> FoldRecord:
+def _record(job: FoldJob, net: nn.Module, st: dict, device, amp) -> FoldRecord:
     tc = job.experiment.train
+    leaky = tc.selection == "test"
     return FoldRecord(
         test_subject=job.split.test, val_subjects=list(job.split.val),
         train_subjects=list(job.split.train), epochs_run=st["epoch"],
-        best_epoch=st["best_epoch"], best_val_uf1=st["best_uf1"],
-        stopped_early=st["bad_epochs"] >= tc.patience, history=st["history"], seconds=0.0,
-        device=device_name(device), pretrained=job.backbone.pretrained,
+        best_epoch=st["best_epoch"], best_val_uf1=-1.0 if leaky else st["best_uf1"],
+        stopped_early=not leaky and st["bad_epochs"] >= tc.patience, history=st["history"],
+        seconds=0.0, device=device_name(device), pretrained=job.backbone.pretrained,
         weights_source=job.backbone.label, weights_sha256=job.backbone.sha256(),
         cache_trunk=tc.cache_trunk,
         augmented=tc.augment and (not tc.cache_trunk or tc.cached_views > 1),
         trunk_tokens=job.tokens.fingerprint[:16] if job.tokens else None,
         attempts=st["attempts"], adaptation_clips="target" in job.sources,
-        precision=str(amp).replace("torch.", "") if amp else "fp32", extra=dict(job.extra))
+        precision=str(amp).replace("torch.", "") if amp else "fp32",
+        method=job.experiment.model.method, selection=tc.selection,
+        extra={**dict(job.extra), **({"best_test_uf1_selected": st["best_uf1"]}
+                                     if leaky else {})})
+
+
+@dataclass
+class FoldParts:
+    """What a method trains in a fold: its network (returning ``{"logits": ...}`` and
+    whatever its loss reads), its inputs (``batches(split, epoch)``, ``add(split, reader)``,
+    ``split in inputs``, ``target_inputs(epoch)``) and its loss (``loss(out, labels,
+    target=None)`` -> parts with "total", "ce", "koleo", "cons")."""
+
+    net: nn.Module
+    data: Any
+    loss_fn: Any
+
+
+def fold_readers(job: FoldJob, columns=None) -> dict:
+    """The readers of a fold's splits before training: every split but the test subject,
+    which is read once, after training (with the leaky protocol, from the start: it picks the
+    epoch). ``columns(job, split)``: what each split reads (default: the job's columns)."""
+    columns = columns or (lambda j, split: j.columns)
+    leaky = job.experiment.train.selection == "test"
+    return {name: src.reader(columns(job, name)) for name, src in job.sources.items()
+            if name != "test" or leaky}
+
+
+def mer_parts(job: FoldJob, device, token_cache: dict | None = None,
+              readers: dict | None = None) -> FoldParts:
+    """The paper's model (``MERNet``) for a fold: built from the driver's backbone source,
+    checked against the shared tokens it reads, with its inputs and CE + KoLeo + consistency."""
+    exp = job.experiment
+    net = build_model(exp, len(job.class_names), job.backbone)
+    check_tokens(job, net)
+    net.to(device)
+    loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
+    readers = fold_readers(job, _read_columns) if readers is None else readers
+    data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
+    return FoldParts(net, data, loss_fn)
 
 
 class Fold:
     """A fold being trained: its model, optimiser, loss, inputs and progress state."""
 
-    def __init__(self, job: FoldJob, device, resume: dict | None, token_cache: dict | None,
-                 readers: dict | None):
-        exp, tc = job.experiment, job.experiment.train
-        set_determinism(tc.deterministic)
+    def __init__(self, job: FoldJob, device, resume: dict | None, parts: FoldParts):
+        tc = job.experiment.train
         self.job, self.device, self.tc = job, device, tc
         self.amp = autocast_dtype(tc.precision, device)
         self.classes = list(range(len(job.class_names)))
-        self.net = build_model(exp, len(job.class_names), job.backbone)
-        check_tokens(job, self.net)
-        self.net.to(device)
+        self.net, self.data, self.loss_fn = parts.net, parts.data, parts.loss_fn
         self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
                                     lr=tc.lr)
-        self.loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
-        if readers is None:  # the test split is read once, after training
-            readers = {name: src.reader(_read_columns(job, name))
-                       for name, src in job.sources.items() if name != "test"}
-        self.data = FoldInputs(self.net, exp, readers, device, job.label_override, token_cache)
+        self.split = selection_split(tc)
         self.st = _fresh_state()
         if resume is not None:
             self.net.load_state_dict(resume["model"], strict=False)
@@ -248,11 +293,11 @@ class Fold:
             self.st = resume["fold"]
 
     def epoch(self) -> dict:
-        """Train one epoch and select on validation; the epoch's row."""
+        """Train one epoch and select (on validation, or the leaky test); the epoch's row."""
         t0 = time.perf_counter()
         row = _train_epoch(self.net, self.opt, self.loss_fn, self.data, self.st["epoch"],
                            self.amp)
-        _select(self.net, self.data, self.st, row, self.classes, self.amp)
+        _select(self.net, self.data, self.st, row, self.classes, self.amp, self.split)
         row["seconds"] = time.perf_counter() - t0
         self.st["history"].append(row)
         self.st["epoch"] += 1
@@ -263,9 +308,11 @@ class Fold:
                 "fold": self.st}
 
     def predict_test(self, record: FoldRecord) -> tuple[Predictions, bytes]:
-        """The single look at the test subject, with the best-validation weights."""
+        """The look at the test subject that makes the fold's predictions, with the selected
+        weights (the single look at it, in the honest protocol)."""
         job = self.job
-        self.data.add("test", job.sources["test"].reader(job.columns))
+        if "test" not in self.data:
+            self.data.add("test", job.sources["test"].reader(job.columns))
         keys, ty, tp = predict(self.net, self.data, "test", self.amp)
         test = scores(ty, tp.argmax(1), self.classes)
         record.test_uf1, record.test_uar, record.n_test = test.uf1, test.uar, len(keys)
@@ -273,19 +320,14 @@ class Fold:
                                                                          self.st["best"])
 
 
-def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
-             token_cache: dict | None = None, readers: dict | None = None,
-             every_epoch=None) -> FoldResult:
-    """Train one fold and, if its job has a test split, predict it once.
-
-    ``resume``: a checkpoint ``on_epoch`` was given (``{"model", "optimizer", "fold"}``);
-    ``on_epoch(checkpoint, row)`` is called after every epoch but the last. ``token_cache``:
-    clip -> trunk tokens, shared by folds of one process. ``readers``: split name -> reader
-    (default: the job's sources, read now). ``every_epoch(row, last)``: after every epoch, the
-    last included (``last``: training stops after it).
-    """
+def train_fold(job: FoldJob, device, parts: FoldParts, resume: dict | None = None,
+               on_epoch=None, every_epoch=None) -> FoldResult:
+    """Train a method's fold (``parts``) epoch by epoch, select, and, if the job has a test
+    split, predict it. ``resume``: a checkpoint ``on_epoch`` was given (``{"model",
+    "optimizer", "fold"}``); ``on_epoch(checkpoint, row)`` is called after every epoch but the
+    last; ``every_epoch(row, last)`` after every epoch (``last``: training stops after it)."""
     t_start = time.perf_counter()
-    fold = Fold(job, device, resume, token_cache, readers)
+    fold = Fold(job, device, resume, parts)
     st, tc = fold.st, fold.tc
     before = st["elapsed"]  # compute time of earlier attempts (a retried or resumed fold)
     # Each start of this fold, and the epoch it started from: a retried worker shows up here.
@@ -301,7 +343,7 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
             on_epoch(fold.checkpoint(), row)
     t_last = time.perf_counter()
 
-    fold.net.load_state_dict(st["best"], strict=False)  # the best-validation weights
+    fold.net.load_state_dict(st["best"], strict=False)  # the selected epoch's weights
     record = _record(job, fold.net, st, device, fold.amp)
     predictions, weights = None, b""
     if job.predicts_test:
@@ -312,3 +354,14 @@ def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
     record.timing = {"setup_s": round(t_first - t_start, 3), "train_s": round(t_last - t_first, 3),
                      "finish_s": round(end - t_last, 3)}
     return FoldResult(job.key, record, predictions, weights)
+
+
+def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
+             token_cache: dict | None = None, readers: dict | None = None,
+             every_epoch=None) -> FoldResult:
+    """Train one fold of the paper's model and, if its job has a test split, predict it.
+    ``token_cache``: clip -> trunk tokens, shared by folds of one process. ``readers``: split
+    name -> reader (default: the job's sources, read now). The rest as ``train_fold``."""
+    set_determinism(job.experiment.train.deterministic)
+    return train_fold(job, device, mer_parts(job, device, token_cache, readers), resume,
+                      on_epoch, every_epoch)

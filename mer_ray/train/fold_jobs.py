@@ -24,6 +24,7 @@ import numpy as np
 from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
 from ..data.shards import Shards
+from ..methods import method_of
 from ..model.encoder import BackboneSource
 from .job import FoldJob, SplitSource, TokenSource
 from .run_folder import RunFolder
@@ -68,10 +69,11 @@ def _sources(root: str, split: FoldSplit, test: bool) -> dict[str, SplitSource]:
 def _job(plan: FoldPlan, split: FoldSplit, key: str, exp: ExperimentConfig,
          sources: dict, **kw) -> FoldJob:
     kw.setdefault("data_id", plan.shards.meta.shards_id or "")
+    method = method_of(exp)
     return FoldJob(key=key, experiment=exp, class_names=tuple(plan.shards.class_names),
                    split=split, sources=sources,
                    label_counts=tuple(plan.shards.label_counts(split.train)),
-                   backbone=plan.backbone, tokens=plan.tokens, **kw)
+                   backbone=plan.backbone, tokens=plan.tokens, reads=method.columns, **kw)
 
 
 def _stored(plan: FoldPlan, key: str) -> dict:

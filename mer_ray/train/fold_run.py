@@ -25,11 +25,11 @@ import uuid
 import torch
 
 from ..config import TRUNK_FIELDS
+from ..methods import method_of
 from ..provenance import libraries
 from ..records import PAUSE, STATE
 from ..storage import open_storage
 from ..tracking import FoldTracker
-from .fold import fit_fold
 from .job import FoldJob, FoldResult, store_result
 
 _TOKENS: dict[str, dict] = {}  # one trunk's tokens per process: key -> {clip key: tokens}
@@ -41,15 +41,17 @@ def trunk_key(job: FoldJob) -> str:
     folders and the shards' content ids)."""
     model = job.experiment.model
     roots = sorted({src.root for src in job.sources.values()})
-    return json.dumps([{k: getattr(model, k) for k in TRUNK_FIELDS}, job.experiment.train.seed,
-                       job.experiment.data.size, job.backbone.kind, job.backbone.path,
-                       job.data_id, roots])
+    return json.dumps([model.method, {k: getattr(model, k) for k in TRUNK_FIELDS},
+                       job.experiment.train.seed, job.experiment.data.size, job.backbone.kind,
+                       job.backbone.path, job.data_id, roots])
 
 
 def token_cache(job: FoldJob) -> dict | None:
-    """This process's trunk tokens for the job's trunk and clips, when the fold computes its
-    own (the trunk cache on, no shared token folder). Only the latest key's are kept."""
-    if not job.experiment.train.cache_trunk or job.tokens is not None:
+    """What this process computed for the job's clips (the paper model's trunk tokens, when
+    the fold computes its own; another method's per-clip features), for its next fold of the
+    same clips. Only the latest key's are kept."""
+    if job.experiment.model.method == "mer" and (not job.experiment.train.cache_trunk
+                                                 or job.tokens is not None):
         return None
     key = trunk_key(job)
     if key not in _TOKENS:
@@ -119,13 +121,14 @@ def run_job(job: FoldJob, device, report=None, node: tuple[str, str] = ("local",
             report(job, row, last)
 
     before_fit = time.perf_counter() - t0
-    result = fit_fold(job, device, resume, save, token_cache(job), every_epoch=epoch_done)
+    result = method_of(job.experiment).fit(job, device, resume, save, token_cache(job),
+                                           every_epoch=epoch_done)
     rec = result.record
     if tracker is not None:
         tracker.end({"test_uf1": rec.test_uf1, "test_uar": rec.test_uar,
                      "best_val_uf1": rec.best_val_uf1, "best_epoch": rec.best_epoch,
                      "epochs_run": rec.epochs_run})
-    rec.timing["setup_s"] = round(rec.timing["setup_s"] + before_fit, 3)
+    rec.timing["setup_s"] = round(rec.timing.get("setup_s", 0.0) + before_fit, 3)
     rec.wall_seconds = round(time.perf_counter() - t0, 2)
     rec.started_at, rec.finished_at = round(started, 3), round(started + rec.wall_seconds, 3)
     rec.node_id, rec.node_ip = node

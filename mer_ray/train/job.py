@@ -96,6 +96,7 @@ class FoldJob:
     search: Any = None
     gate: tuple[str, str] | None = None  # (storage, folder): a start gate (fold_run.py)
     data_id: str = ""  # what the clips are (the shards' content ids): keys cached tokens
+    reads: tuple[str, ...] | None = None  # the method's shard columns (None: clips or tokens)
 
     @property
     def predicts_test(self) -> bool:
@@ -103,6 +104,8 @@ class FoldJob:
 
     @property
     def columns(self) -> tuple[str, ...]:
+        if self.reads is not None:
+            return self.reads
         return TOKEN_COLUMNS if self.tokens is not None else CLIP_COLUMNS
 
 

@@ -1,0 +1,110 @@
+"""Every method on the same folds, honest and leaky, with shuffled-label controls, on the demo
+set and on synthetic sets the demo settings never saw; and how long each baseline's LOSO takes.
+
+    python benchmarks/methods.py [--workdir /tmp/mermethods] [--seeds 0 40 41 42]
+
+For each synthetic set (seed 0 is the demo's own set; 40, 41 and 42 took no part in choosing
+any setting), ``mer-ray compare`` runs the paper's model (``experiments/configs/demo.yaml``),
+LBP-TOP + SVM, STSTNet and OFF-ApexNet (each with its own recipe on top of that file: frames,
+size and seed stay the demo's), with ``--with-leaky`` (each method also with each fold's epoch
+chosen on its test subject), on shards with TV-L1 flow; then the same with every fold's
+training and validation labels shuffled (``train.shuffle_labels``): an honest method must score
+near chance there (UF1 <= 0.45 for 3 classes), while the leaky protocol, which picks among its
+epochs on the test subject, scores above it. Then LBP-TOP + SVM and STSTNet each run alone as
+``mer-ray train`` on the demo set (their shards already prepared): the command's wall time, Ray
+start-up included, and the folds' compute seconds.
+
+Prints one table and writes ``methods.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from mer_ray.console import show  # noqa: E402
+
+METHODS = "mer,lbptop_svm,ststnet,offapexnet"
+
+
+def mer_ray(workdir: Path, log: Path, *args: str) -> float:
+    cmd = [sys.executable, "-m", "mer_ray", *args, "--config", "experiments/configs/demo.yaml",
+           "--workdir", str(workdir / "data"), "--storage-path", str(workdir / "runs")]
+    start = time.perf_counter()
+    with open(log, "a") as fh:
+        print("$", " ".join(cmd[2:]), file=fh, flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=fh, stderr=subprocess.STDOUT)
+    return time.perf_counter() - start
+
+
+def compare(workdir: Path, log: Path, seed: int, control: bool) -> list[dict]:
+    name = f"seed{seed}{'-control' if control else ''}"
+    extra = ["--set", "train.shuffle_labels=true"] if control else []
+    mer_ray(workdir, log, "compare", "--methods", METHODS, "--with-leaky", "--flow", "tvl1",
+            "--synthetic-seed", str(seed), "--name", name, *extra)
+    return json.loads((workdir / "runs" / f"{name}.json").read_text())["rows"]
+
+
+def alone(workdir: Path, log: Path, method: str) -> dict:
+    name = f"alone-{method}"
+    wall = mer_ray(workdir, log, "train", "--set", f"model.method={method}", "--flow", "tvl1",
+                   "--name", name)
+    summary = json.loads((workdir / "runs" / name / "summary.json").read_text())
+    return {"method": method, "wall_s": wall, "uf1": summary["metrics"]["uf1"],
+            "fold_seconds": sum(f["worker_seconds"] for f in summary["folds"])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/mermethods"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 40, 41, 42])
+    ap.add_argument("--out", type=Path, default=Path("methods.json"))
+    args = ap.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    log = args.workdir / "commands.log"
+    results = {"sets": {}, "alone": []}
+    for seed in args.seeds:
+        start = time.perf_counter()
+        honest = compare(args.workdir, log, seed, control=False)
+        control = compare(args.workdir, log, seed, control=True)
+        results["sets"][seed] = {"rows": honest, "control": control,
+                                 "seconds": time.perf_counter() - start}
+    for method in ("lbptop_svm", "ststnet"):
+        results["alone"].append(alone(args.workdir, log, method))
+    args.out.write_text(json.dumps(results, indent=1, default=str))
+
+    def uf1(rows, method, leaky):
+        return next(r["uf1"] for r in rows if r["method"] == method and r["leaky"] == leaky)
+
+    table = []
+    for method in METHODS.split(","):
+        cells = [method]
+        for key, leaky in (("rows", False), ("rows", True), ("control", False),
+                           ("control", True)):
+            vals = [uf1(results["sets"][s][key], method, leaky) for s in args.seeds]
+            cells.append(" ".join(f"{v:.3f}" for v in vals)
+                         + f" (mean {statistics.mean(vals[1:] or vals):.3f})")
+        table.append(cells)
+    show(["method", "UF1 honest", "UF1 leaky", "control honest", "control leaky"], table,
+         title=f"UF1 over all folds' predictions on seeds {' '.join(map(str, args.seeds))} "
+               f"(seed 0: the demo set; means over the others)")
+    for a in results["alone"]:
+        print(f"{a['method']} alone on the demo set: {a['wall_s']:.0f} s for the command "
+              f"(Ray start-up included), {a['fold_seconds']:.1f} s of fold compute, "
+              f"UF1 {a['uf1']:.3f}")
+    print(f"JSON: {args.out}; commands and their output: {log}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Methods: what a fold trains, chosen by ``model.method``, one registry.
+
+Every method trains through the same fold runner, on the same splits (the folds of the shards,
+drawn from the seed), with the same selection (validation subjects' UF1, or the leaky test
+selection when ``train.selection=test``), and its predictions go through the same metrics,
+intervals and report. A method is a ``Method``: its name, what it reads from the shards, and a
+``fit`` that turns a fold job into a fold result (``train/job.py``). Adding one is registering
+one (``register``), in this package or anywhere before the run starts; the tests register a
+toy method in a few lines (``tests/test_methods.py``).
+
+- ``mer``: the paper's model (LoRA DinoV2, SFA, DGAT, fusion; ``train/fold.py``), the default;
+- ``lbptop_svm``: LBP-TOP histograms and a linear SVM (``lbptop_svm.py``);
+- ``ststnet``: the three-stream shallow CNN on optical flow and strain (``ststnet.py``);
+- ``offapexnet``: the two-stream CNN on onset-apex optical flow (``offapexnet.py``).
+"""
+
+# Each module registers its method when imported.
+from . import lbptop_svm, mer, offapexnet, ststnet  # noqa: E402,F401,I001
+from .registry import METHODS, Method, method_named, method_of, register
+
+__all__ = ["METHODS", "Method", "method_named", "method_of", "register"]

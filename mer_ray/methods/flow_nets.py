@@ -1,0 +1,111 @@
+"""What the flow-based CNNs share: their inputs (the shards' onset -> apex flow and strain maps,
+resized to the network's input size) and their fit (the fold loop of ``train/fold.py`` with a
+plain cross-entropy).
+
+Flow is resized by area averaging and its values scaled by the same factor, so they stay
+displacements in pixels of the resized map. No augmentation. Every random draw (the batch
+order, dropout) comes from the seed and the epoch, so a resumed fold trains as an uninterrupted
+one would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..train.fold import FoldParts, fold_readers, set_determinism, train_fold
+from ..train.fold_inputs import seeded_generator
+
+
+def resized(maps: np.ndarray, size: int, scale: bool) -> np.ndarray:
+    """(N, S, S) maps at ``size`` x ``size`` (area averaging); ``scale``: multiply by
+    size / S (displacements in the resized map's pixels)."""
+    import cv2
+
+    n, s = maps.shape[0], maps.shape[-1]
+    out = np.stack([cv2.resize(m.astype(np.float32), (size, size),
+                               interpolation=cv2.INTER_AREA) for m in maps]) if n else \
+        np.zeros((0, size, size), np.float32)
+    return out * (size / s) if scale else out
+
+
+class FlowInputs:
+    """A fold's splits as (N, C, size, size) float tensors of the chosen flow channels, held in
+    memory (they are small), batched like the paper model's inputs."""
+
+    FLOW = ("flow_u", "flow_v")
+
+    def __init__(self, readers: dict, channels: tuple[str, ...], size: int, batch_size: int,
+                 seed: int, device, label_override=None):
+        self.channels, self.size, self.batch_size = channels, size, batch_size
+        self.seed, self.device = seed, device
+        self.override = label_override or {}
+        self.cached = {}
+        for name, reader in readers.items():
+            self.add(name, reader)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.cached
+
+    def add(self, name: str, reader) -> None:
+        if name == "target":
+            raise ValueError("the flow methods have no domain adaptation (no target clips)")
+        cols = reader.columns if hasattr(reader, "columns") else None
+        if cols is None:  # a reader of batches (e.g. one that withholds labels)
+            cols = {}
+            for b in reader.iter_batches(batch_size=10**9):
+                cols = {k: v for k, v in b.items()}
+        keys = [f"{s}/{c}" for s, c in zip(cols["subject"], cols["clip"])]
+        labels = [self.override.get(k, int(y)) for k, y in zip(keys, cols["label_id"])]
+        x = np.stack([resized(np.asarray(cols[c]), self.size, c in self.FLOW)
+                      for c in self.channels], axis=1)
+        self.cached[name] = (keys, torch.tensor(labels, dtype=torch.long),
+                             torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+    def batches(self, name: str, epoch: int | None = None):
+        """(inputs, labels, clip keys); shuffled by (seed, epoch) when ``epoch`` is given, and
+        the process's generator seeded by them too (dropout's draws)."""
+        keys, labels, x = self.cached[name]
+        order = torch.arange(len(keys))
+        if epoch is not None:
+            order = torch.randperm(len(keys), generator=seeded_generator(self.seed, epoch, 1))
+            torch.manual_seed(seeded_generator(self.seed, epoch, 5).initial_seed())
+        for idx in order.split(self.batch_size):
+            yield ({"flow": x[idx].to(self.device)}, labels[idx].to(self.device),
+                   [keys[i] for i in idx])
+
+    def target_inputs(self, epoch: int):
+        return iter(())
+
+
+class CrossEntropy(nn.Module):
+    """Plain cross-entropy, with the loss parts the fold loop records (no KoLeo, no
+    consistency term)."""
+
+    def forward(self, out: dict, y: torch.Tensor, target=None) -> dict:
+        ce = nn.functional.cross_entropy(out["logits"], y)
+        zero = ce.new_zeros(())
+        return {"total": ce, "ce": ce, "koleo": zero, "cons": zero}
+
+
+def flow_fit(make_net, channels: tuple[str, ...], size: int):
+    """A method's ``fit`` for a flow CNN: ``make_net(classes)`` (built seeded), its input
+    ``channels`` at ``size`` x ``size``."""
+    def fit(job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
+        from ..model.build import seed_everything
+
+        tc = job.experiment.train
+        set_determinism(tc.deterministic)
+        seed_everything(tc.seed)
+        net = make_net(len(job.class_names)).to(device)
+        readers = fold_readers(job)
+        data = FlowInputs(readers, channels, size, tc.batch_size, tc.seed, device,
+                          job.label_override)
+        return train_fold(job, device, FoldParts(net, data, CrossEntropy()), resume, on_epoch,
+                          every_epoch)
+    return fit
+
+
+def trainable(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,55 @@
+"""The methods' registry: what a method is, and the names it goes by."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method the fold runner can train.
+
+    ``fit(job, device, resume, on_epoch, cache, every_epoch) -> FoldResult``: train one fold
+    (``resume``/``on_epoch``: its epoch checkpoint, when it has epochs; ``cache``: a dict this
+    process keeps for the same clips, e.g. their features; ``every_epoch(row, last)``).
+    ``columns``: the shard columns a fold reads (None: the clips, or the paper model's trunk
+    tokens). ``needs_flow``: the shards must carry optical flow (``data.flow``).
+    ``recipe``: the method's own training settings (``section.field=value``), which ``mer-ray
+    compare`` applies on top of the base configuration for this method.
+    ``parameters(exp, classes)``: its trainable parameters."""
+
+    name: str
+    summary: str
+    fit: Callable
+    parameters: Callable[[ExperimentConfig, int], int]
+    columns: tuple[str, ...] | None = None
+    needs_flow: bool = False
+    uses_backbone: bool = False
+    recipe: tuple[str, ...] = ()
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def method_named(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"model.method: unknown method {name!r}; registered: "
+                         f"{', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_of(exp: ExperimentConfig) -> Method:
+    """The method a configuration trains; a flow method needs shards with flow."""
+    method = method_named(exp.model.method)
+    if method.needs_flow and exp.data.flow is None:
+        raise ValueError(f"model.method={method.name} reads optical flow: set data.flow "
+                         f"(--flow tvl1, farneback or dis) so the shards carry it")
+    return method
