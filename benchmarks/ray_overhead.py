@@ -69,7 +69,7 @@ def main() -> None:
             generate(work / "synth", "samm", subjects, clips, "3class", seed=0, progress=False,
                      render=RenderConfig(intensity=intensity))
         t = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         init_s = time.perf_counter() - t
         shards = ensure_shards("samm", work / "synth", "3class", exp.data,
                                work, synthetic=True)

@@ -127,9 +127,11 @@ def _init(address: str | None, num_cpus, object_store_memory, log_file) -> None:
             ray.init(address=address, log_to_driver=not quiet, configure_logging=not quiet)
         else:
             keep_idle_workers(num_cpus)
-            ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory,
-                     include_dashboard=False, log_to_driver=not quiet,
-                     configure_logging=not quiet)
+            # "local": a new Ray of this process's own, never a cluster a crashed earlier run
+            # left its address behind for (Ray otherwise joins whatever that file names)
+            ray.init(address="local", num_cpus=num_cpus,
+                     object_store_memory=object_store_memory, include_dashboard=False,
+                     log_to_driver=not quiet, configure_logging=not quiet)
 
 
 @contextlib.contextmanager

@@ -28,8 +28,10 @@ def ray_session():
     import ray.data
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=400 * 1024 * 1024, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        # address="local": a Ray of the session's own, whatever another (or a crashed) Ray
+        # on this machine left behind
+        ray.init(address="local", num_cpus=2, object_store_memory=400 * 1024 * 1024,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

@@ -35,10 +35,11 @@ class FakeRay:
     """``ray.init`` failing ``failures`` times with ``message``, then starting."""
 
     def __init__(self, failures: int, message: str):
-        self.failures, self.message, self.calls = failures, message, 0
+        self.failures, self.message, self.calls, self.kwargs = failures, message, 0, {}
 
     def init(self, **kwargs):
         self.calls += 1
+        self.kwargs = kwargs
         if self.calls <= self.failures:
             raise Exception(self.message)
 
@@ -67,6 +68,8 @@ def test_the_known_start_up_race_is_retried(fake_ray, capsys):
     fake = fake_ray(2, RACE)
     ensure_ray()
     assert fake.calls == 3
+    # a Ray of its own: never a cluster whose address a crashed earlier run left behind
+    assert fake.kwargs["address"] == "local"
     out = capsys.readouterr().out
     assert out.count("a known start-up race") == 2 and "attempt 3 of 3" in out
 

@@ -54,12 +54,14 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
     slots = fold_slots(exp.train, True)
     t0 = time.time()
     print("cluster up", file=sys.stderr)
-    setup = plan_loso(shards, exp, Path(out) / "runs", name="multi", max_folds=folds)
-    train_folds(setup)
-    print(f"ray LOSO {time.time() - t0:.1f} s", file=sys.stderr)
-    summarise_run(setup.view())
-    ray.shutdown()
-    cluster.shutdown()
+    try:
+        setup = plan_loso(shards, exp, Path(out) / "runs", name="multi", max_folds=folds)
+        train_folds(setup)
+        print(f"ray LOSO {time.time() - t0:.1f} s", file=sys.stderr)
+        summarise_run(setup.view())
+    finally:  # a failure must not leave the simulated cluster (and its address file) behind
+        ray.shutdown()
+        cluster.shutdown()
     # in this process, with the same settings but on the CPU: this machine has no GPU
     single = plan_loso(shards, exp.with_values({"train.use_gpu": False}), Path(out) / "runs",
                        name="single", max_folds=folds)
