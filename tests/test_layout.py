@@ -161,3 +161,15 @@ def test_one_home_each():
                 private = [a.name for a in node.names
                            if a.name.startswith("_") and not a.name.startswith("__")]
                 assert not private, (rel, node.module, private)
+
+
+def test_the_shipped_configurations_load():
+    """Every configuration file the project ships is one this version reads."""
+    from mer_ray.config import load_experiment
+    from mer_ray.experiments.search_space import read_space
+
+    configs = REPO / "experiments" / "configs"
+    for name in ("demo.yaml", "paper.yaml"):
+        load_experiment(configs / name)
+    assert load_experiment(configs / "paper.yaml").data.size == 224
+    assert read_space(configs / "sweep_space.yaml")

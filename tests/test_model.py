@@ -394,7 +394,7 @@ def test_float16_tokens_on_the_demo_configuration(tmp_path):
     from tests.helpers.shardfolder import write_shards
 
     exp = load_experiment("experiments/configs/demo.yaml")
-    shards = write_shards(tmp_path, ("a", "b", "c", "d"), per_class=4, frames=exp.data.frames,
+    shards = write_shards(tmp_path, ("a", "b", "c", "d"), per_class=1, frames=exp.data.frames,
                           size=exp.data.size)
     clips = SubjectReader(shards.clips, shards.subjects())
     net = build_model(exp, C, RANDOM)
@@ -403,7 +403,7 @@ def test_float16_tokens_on_the_demo_configuration(tmp_path):
     tok16, y = tok32.half(), torch.tensor(clips.columns["label_id"])
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=exp.train.lr)
     loss = MERLoss(exp.loss)
-    for _ in range(20):
+    for _ in range(12):
         net.train()
         for i in range(0, len(y), 16):
             training_step(net, opt, loss, {"tokens": tok16[i:i + 16]}, y[i:i + 16])

@@ -144,7 +144,9 @@ def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_pat
     assert len(done_before) == 1  # exactly the trial the gate let through
 
     (gate / "allow").unlink()
-    again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    # the same search resumed, now with its final LOSO (of one fold: its marking is what counts)
+    again = subprocess.run([*cmd, "--max-folds", "1"], cwd=repo, env=env, capture_output=True,
+                           text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming the sweep" in again.stdout
     table = pl.read_parquet(tmp_path / "runs" / "sw" / "trials.parquet")
@@ -158,6 +160,10 @@ def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_pat
     assert best["search_subjects"] == sweep["search_subjects"]
     assert best["best_params"] == sweep["best_params"]
     assert "SEARCH-INFORMED" in again.stdout
+    # the console: a line per trial, rounded figures, none of Tune's own banner
+    assert "View detailed results" not in again.stdout
+    assert "Configuration for experiment" not in again.stdout
+    assert "trial" in again.stdout and "validation UF1" in again.stdout
 
 
 def test_asha_clock_is_epochs(tiny_shards, tmp_path):
