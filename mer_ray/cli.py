@@ -39,7 +39,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from .config import ExperimentConfig, config_fields, load_experiment, load_yaml
+from .config import ExperimentConfig, config_fields, load_yaml
 from .console import Ticker, show
 from .data.annotations import AnnotationError
 from .data.frames import FrameError
@@ -55,7 +55,9 @@ def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
     user_set = {o.partition("=")[0].strip() for o in overrides if o.startswith("data.")}
     if args.config:
         user_set |= {f"data.{k}" for k in (load_yaml(args.config).get("data") or {})}
-    return load_experiment(args.config, overrides), user_set
+    from .methods import load_with_recipe
+
+    return load_with_recipe(args.config, overrides), user_set
 
 
 def _synthetic(args):

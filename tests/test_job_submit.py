@@ -5,6 +5,7 @@ It starts a second Ray (its own temp dir, ports and process group) and takes it 
 without touching the test session's Ray.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,13 +93,20 @@ def start_head(bin_dir: str, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def stop_head(head: subprocess.Popen) -> None:
+    """Take the head down: every process of its Ray (all started under ``ray start``'s own
+    session, never the test session's) is killed. ``ray start --block``'s own stop on SIGTERM
+    waits for its processes to exit gracefully, 40 s here; nothing of this Ray is kept."""
     try:
-        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
-        head.wait(timeout=60)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
+        procs = [head, *psutil.Process(head.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGKILL)
+    for proc in procs:  # a Ray process that left the process group
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            proc.kill()
+    psutil.wait_procs([p for p in procs if isinstance(p, psutil.Process)], timeout=30)
+    head.wait(timeout=30)
 
 
 def job_driver(work: Path):

@@ -37,6 +37,27 @@ def test_the_registry():
         methods.method_of(ExperimentConfig().with_values({"model.method": "ststnet"}))
 
 
+def test_a_chosen_method_trains_with_its_recipe_wherever_it_is_chosen():
+    """`train --set model.method=ststnet` gets STSTNet's recipe over the configuration file
+    (as `compare` does), and the user's own --set still wins over the recipe."""
+    from mer_ray.cli import build_parser, experiment_config
+    from mer_ray.experiments.compare import method_config
+
+    demo = "experiments/configs/demo.yaml"
+    recipe = dict(o.split("=") for o in method_named("ststnet").recipe)
+    args = build_parser().parse_args(["train", "--config", demo, "--flow", "tvl1",
+                                      "--set", "model.method=ststnet"])
+    exp, _ = experiment_config(args)
+    assert exp.train.lr == float(recipe["train.lr"]) != 1e-3  # the recipe's, not demo.yaml's
+    assert exp.train.max_epochs == int(recipe["train.max_epochs"])
+    assert exp == method_config(demo, ["data.flow=tvl1"], "ststnet", None, False)
+    args = build_parser().parse_args(["train", "--config", demo, "--flow", "tvl1", "--set",
+                                      "model.method=ststnet", "--set", "train.lr=0.01"])
+    assert experiment_config(args)[0].train.lr == 0.01
+    mer, _ = experiment_config(build_parser().parse_args(["train", "--config", demo]))
+    assert mer.train.lr == 1e-3  # the paper's model: the file as written
+
+
 @pytest.mark.parametrize("name,module,shape", [
     ("ststnet", "mer_ray.methods.ststnet", (2, 3, 28, 28)),
     ("offapexnet", "mer_ray.methods.offapexnet", (2, 2, 28, 28))])

@@ -430,6 +430,9 @@ class Tokens:
 
 
 def test_bf16_autocast_trains_and_fp32_stays_exact():
+    """bf16 autocast follows the float32 path's losses closely and learns; the float32 path is
+    exactly repeatable. (bf16 matmuls are emulated on most CPUs, ~25x slower than float32:
+    one batch of 8 clips per epoch keeps this short.)"""
     from mer_ray.config import ExperimentConfig
     from mer_ray.model import MERLoss as Loss
     from mer_ray.model.build import build_model
@@ -441,7 +444,7 @@ def test_bf16_autocast_trains_and_fp32_stays_exact():
     assert autocast_dtype("bf16", cpu) is torch.bfloat16
     exp = ExperimentConfig().with_overrides(["data.size=56", "model.pretrained=false",
                                              "train.cache_trunk=true", "train.batch_size=8"])
-    reader = Tokens(16, 1.0, 3)
+    reader = Tokens(8, 1.0, 3)
 
     def train(amp, epochs):
         with warnings.catch_warnings():
@@ -453,11 +456,13 @@ def test_bf16_autocast_trains_and_fp32_stays_exact():
                   for e in range(epochs)]
         return net, losses
 
-    _, bf16 = train(torch.bfloat16, 8)
-    assert bf16[-1] < 0.8 * bf16[0]  # it learns (16 clips: it can fit them)
-    a, fp32_a = train(None, 2)
-    b, fp32_b = train(None, 2)
+    _, bf16 = train(torch.bfloat16, 5)
+    a, fp32_a = train(None, 5)
+    b, fp32_b = train(None, 5)
     assert fp32_a == fp32_b  # the fp32 path is exactly repeatable
+    assert all(x > y for x, y in zip(bf16, bf16[1:]))  # it learns: every step lowers the loss
+    assert bf16[-1] < 0.85 * bf16[0]
+    assert bf16 == pytest.approx(fp32_a, abs=0.01)  # the same training, at bf16's precision
     tok = torch.from_numpy(reader.batch["tokens"][:4])
     with torch.no_grad():
         assert torch.equal(a.eval()(tokens=tok)["logits"], b.eval()(tokens=tok)["logits"])

@@ -1,19 +1,20 @@
-"""Several simulated nodes with (logical) GPUs, two folds packed on each GPU: every fold runs on
-a GPU node holding half a GPU, never more at once than the slots the resources give, and the
-results equal the same LOSO run in one process (so the Ray-free loop of the overhead benchmark
-trains exactly what Ray trains)."""
+"""A simulated cluster, a head with CPUs only and a node with a (logical) GPU, two folds packed
+on the GPU: every fold runs on the GPU node holding half a GPU, never more at once than the
+slots the resources give, and the results equal the same LOSO run in one process (so the
+Ray-free loop of the overhead benchmark trains exactly what Ray trains). One GPU node: every
+fold slot is a Train run of its own, and four of them on two cores cost a minute more than
+two."""
 
 import json
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-NODES, FOLDS = 2, 4
+NODES, FOLDS = 1, 4
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +40,19 @@ def test_folds_packed_on_gpu_nodes(six_subject_shards, tmp_path):
     assert proc.returncode == 0, log.read_text()[-3000:]
     plan = json.loads((tmp_path / "schedule.json").read_text())
     schedule = plan["folds"]
-    # 2 GPUs, half a GPU per fold: 4 slots (the head's CPUs add none: folds need a GPU share)
+    # one GPU per node, half a GPU per fold: 2 slots a node (the head's CPUs add none: folds
+    # need a GPU share)
     assert plan["slots"] == 2 * NODES
     assert len(schedule) == FOLDS
     assert all(isinstance(f["node"], int) for f in schedule.values())  # only GPU nodes
     assert all(f["resources"].get("GPU") == 0.5 and f["resources"].get("CPU") == 1
                for f in schedule.values())
-    assert len({f["node"] for f in schedule.values()}) == NODES  # the work was spread
+    assert len({f["node"] for f in schedule.values()}) == NODES  # every GPU node took folds
     # never more folds at once than slots, nor than two on one GPU
     spans = [(f["start"], f["end"], f["node"]) for f in schedule.values()]
     for s, _, node in spans:
         assert sum(a <= s < b for a, b, _ in spans) <= plan["slots"]
         assert sum(a <= s < b and n == node for a, b, n in spans) <= 2
-    assert max(Counter(f["node"] for f in schedule.values()).values()) < FOLDS
     multi = pl.read_parquet(tmp_path / "runs" / "multi" / "predictions.parquet").sort("clip")
     single = pl.read_parquet(tmp_path / "runs" / "single" / "predictions.parquet").sort("clip")
     assert multi.height == single.height == FOLDS * 3

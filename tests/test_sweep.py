@@ -144,9 +144,10 @@ def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_pat
     assert len(done_before) == 1  # exactly the trial the gate let through
 
     (gate / "allow").unlink()
-    # the same search resumed, now with its final LOSO (of one fold: its marking is what counts)
-    again = subprocess.run([*cmd, "--max-folds", "1"], cwd=repo, env=env, capture_output=True,
-                           text=True, timeout=900)
+    # the same search resumed, now with its final LOSO (of one fold, in this process: its
+    # marking is what counts)
+    again = subprocess.run([*cmd, "--max-folds", "1", "--local"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming the sweep" in again.stdout
     table = pl.read_parquet(tmp_path / "runs" / "sw" / "trials.parquet")

@@ -25,10 +25,10 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from ..config import ExperimentConfig, load_experiment
+from ..config import ExperimentConfig
 from ..console import show
 from ..data.shards import Shards
-from ..methods import METHODS, method_named
+from ..methods import METHODS, load_with_recipe, method_named
 from ..metrics import paired_difference
 from ..train.fold_jobs import loso_jobs
 from ..train.run_folder import RunFolder
@@ -54,8 +54,7 @@ class Entry:
 def method_config(base_file, overrides: list[str], method: str, flow: str | None,
                   leaky: bool) -> ExperimentConfig:
     """Base file, then the method's recipe, then the user's overrides."""
-    recipe = [f"model.method={method}", *method_named(method).recipe]
-    exp = load_experiment(base_file, recipe + list(overrides))
+    exp = load_with_recipe(base_file, [f"model.method={method}", *overrides])
     values = {"data.flow": flow} if flow else {}
     if leaky:
         values["train.selection"] = "test"

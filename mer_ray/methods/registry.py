@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, load_experiment
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,9 @@ class Method:
     process keeps for the same clips, e.g. their features; ``every_epoch(row, last)``).
     ``columns``: the shard columns a fold reads (None: the clips, or the paper model's trunk
     tokens). ``needs_flow``: the shards must carry optical flow (``data.flow``).
-    ``recipe``: the method's own training settings (``section.field=value``), which ``mer-ray
-    compare`` applies on top of the base configuration for this method.
+    ``recipe``: the method's own training settings (``section.field=value``), applied wherever
+    the method is chosen: after the configuration file, before the user's ``--set``
+    (``load_with_recipe``).
     ``parameters(exp, classes)``: its trainable parameters."""
 
     name: str
@@ -53,3 +54,14 @@ def method_of(exp: ExperimentConfig) -> Method:
         raise ValueError(f"model.method={method.name} reads optical flow: set data.flow "
                          f"(--flow tvl1, farneback or dis) so the shards carry it")
     return method
+
+
+def load_with_recipe(path, overrides: list[str]) -> ExperimentConfig:
+    """The configuration a command runs: the file (or the defaults), then the chosen method's
+    recipe, then ``overrides`` (the user's settings, which win). ``mer-ray train --set
+    model.method=ststnet`` and ``mer-ray compare`` so train the same thing."""
+    exp = load_experiment(path, overrides)
+    recipe = method_named(exp.model.method).recipe
+    if not recipe:
+        return exp
+    return load_experiment(path, [f"model.method={exp.model.method}", *recipe, *overrides])
