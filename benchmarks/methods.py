@@ -56,6 +56,7 @@ def compare(workdir: Path, log: Path, seed: int, control: bool) -> list[dict]:
 
 def alone(workdir: Path, log: Path, method: str) -> dict:
     name = f"alone-{method}"
+    shutil.rmtree(workdir / "runs" / name, ignore_errors=True)
     wall = mer_ray(workdir, log, "train", "--set", f"model.method={method}", "--flow", "tvl1",
                    "--name", name)
     summary = json.loads((workdir / "runs" / name / "summary.json").read_text())
@@ -69,12 +70,20 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/mermethods"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 40, 41, 42])
     ap.add_argument("--out", type=Path, default=Path("methods.json"))
+    ap.add_argument("--alone-only", action="store_true",
+                    help="only the baselines' runs alone, in an earlier run's workdir (its demo "
+                         "shards), into its --out file")
     args = ap.parse_args()
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
+    if args.alone_only:
+        results = json.loads(args.out.read_text())
+        results["sets"] = {int(k): v for k, v in results["sets"].items()}
+    else:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+        args.workdir.mkdir(parents=True)
+        results = {"sets": {}, "alone": []}
     log = args.workdir / "commands.log"
-    results = {"sets": {}, "alone": []}
-    for seed in args.seeds:
+    results["alone"] = []
+    for seed in [] if args.alone_only else args.seeds:
         start = time.perf_counter()
         honest = compare(args.workdir, log, seed, control=False)
         control = compare(args.workdir, log, seed, control=True)
