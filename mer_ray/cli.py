@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
         args = _parse(argv, script, fixed, about)
         args.argv, args.debug = argv, debug
         command = script or f"mer-ray {args.command}"
+        from .cli_args import refuse_remote_data
+
+        refuse_remote_data(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"{command}: interrupted; running the same command again resumes",

@@ -4,6 +4,7 @@ with their defaults shown in ``--help``. ``cli.py`` runs the commands."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from .data.adapters import DATASETS
@@ -318,3 +319,27 @@ def build_parser(description: str, version: str) -> argparse.ArgumentParser:
     model_commands(sub)
     parser.commands = sub.choices  # each command's own parser (an experiment script's)
     return parser
+
+
+# Options that name local files or folders: results may live on an object store
+# (--storage-path, report's inputs), data not yet.
+LOCAL_ONLY = ("shards", "workdir", "data_root", "out", "manifest", "annotations", "data_roots")
+
+
+def refuse_remote_data(args) -> None:
+    """A clear error for a URI given where a local (or mounted) folder is needed."""
+    from .storage import is_uri
+
+    for key in LOCAL_ONLY:
+        given = getattr(args, key, None)
+        for value in given if isinstance(given, list) else [given]:
+            text = str(value)
+            path = text.partition("=")[2] if key == "data_roots" else text
+            if value is None or not is_uri(path):
+                continue
+            flag = "--data-root" if key == "data_roots" else "--" + key.replace("_", "-")
+            raise ValueError(
+                f"{flag} {re.sub(r':/(?!/)', '://', text, count=1)}: data, shards and trunk "
+                f"tokens on an object store are not supported yet; keep them in a folder every "
+                f"node sees (a shared file system, or a bucket mounted as one) and give its "
+                f"path. Results can go to the store: --storage-path s3://bucket/prefix")

@@ -1,17 +1,42 @@
 """Where results live: a local folder or any pyarrow filesystem URI (s3://, gs://, file://, ...).
 
-Everything the project writes as a result goes through ``write_atomic``: the bytes land under a
-temporary name and are moved into place, so a reader never sees half a file and a killed writer
-leaves nothing that looks finished.
+Everything the project writes as a result goes through ``write_atomic``, so a reader never sees
+half a file and a killed writer leaves nothing that looks finished:
+
+- on a local (or mounted shared) file system the bytes land under a temporary name and are
+  renamed into place (a rename is atomic there);
+- on an object store (S3, GCS) there is no rename (a "move" is a copy and a delete), but an
+  object becomes visible only when its upload completes: the bytes are written to the final
+  key directly, and a writer killed mid-upload leaves no object at all.
+
+A set of files becomes finished by its marker, written last (a fold's ``fold.json``, a run's
+``summary.json``): a reader, and a resume, go by the marker only, so a killed run's objects
+without one are never taken for results.
+
+A remote URI is checked when it is opened (``check_remote``): a missing bucket, credentials the
+store refuses, or an endpoint that does not answer is one clear error, before any work.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # s3://b/x, and s3:/b/x (a Path made of one)
+
+
+class StorageError(ValueError):
+    """Remote storage that cannot be used as given: one line saying why and what to do."""
+
+
+def is_uri(text: str | Path) -> bool:
+    """Whether a path the user gave names remote storage (``s3://...``) rather than a folder."""
+    return bool(_URI.match(str(text)))
 
 
 @dataclass(frozen=True)
@@ -30,8 +55,16 @@ class Storage:
         with self.fs.open_input_stream(self.path(*parts)) as fh:
             return fh.read()
 
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
     def write_atomic(self, data: bytes, *parts: str) -> str:
         target = self.path(*parts)
+        if not self.is_local:  # an object appears whole when its upload completes, or never
+            with self.fs.open_output_stream(target) as fh:
+                fh.write(data)
+            return target
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
         with self.fs.open_output_stream(tmp) as fh:
@@ -57,18 +90,57 @@ class Storage:
 
     def local_path(self, *parts: str) -> str | None:
         """The path on this machine's disk, for local storage; None for remote storage."""
-        return self.path(*parts) if isinstance(self.fs, pafs.LocalFileSystem) else None
+        return self.path(*parts) if self.is_local else None
 
     def listdir(self, *parts: str) -> list[str]:
         sel = pafs.FileSelector(self.path(*parts), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(sel))
 
 
+_CHECKED: set[str] = set()
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc)
+    if any(k in text for k in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId",
+                               "SignatureDoesNotMatch", "403", "credentials")):
+        return ("the store refused these credentials: check AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE; GOOGLE_APPLICATION_CREDENTIALS for gs://)")
+    if any(k in text for k in ("NETWORK_CONNECTION", "Could not connect", "Couldn't connect",
+                               "Connection refused", "resolve host", "Timeout", "timed out")):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the provider's default endpoint"
+        return (f"no answer from {endpoint}: check AWS_ENDPOINT_URL (an S3-compatible server "
+                f"such as MinIO) and that the server is up")
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def check_remote(fs: pafs.FileSystem, root: str, uri: str) -> None:
+    """Raise ``StorageError`` unless the bucket of ``uri`` exists and these credentials reach
+    it (once per URI and process)."""
+    if uri in _CHECKED or isinstance(fs, pafs.LocalFileSystem):
+        return
+    bucket = root.strip("/").split("/", 1)[0]
+    try:
+        info = fs.get_file_info(bucket)
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot use this storage: {_why(exc)}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise StorageError(f"{uri}: the bucket {bucket!r} does not exist (or these credentials "
+                           f"cannot see it): create it first, or check the URI") from None
+    _CHECKED.add(uri)
+
+
 def open_storage(uri: str | Path) -> Storage:
-    """A local folder (made absolute) or a URI pyarrow understands."""
+    """A local folder (made absolute) or a URI pyarrow understands (checked: ``check_remote``)."""
     text = str(uri)
-    if "://" in text:
-        fs, root = pafs.FileSystem.from_uri(text)
+    if is_uri(text):
+        text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", text)
+        try:
+            fs, root = pafs.FileSystem.from_uri(text)
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{text}: not a storage URI mer-ray can open ({_why(exc)})") \
+                from None
+        check_remote(fs, root, text)
         return Storage(fs, root, text)
     local = str(Path(text).expanduser().resolve())
     Path(local).mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,10 @@ def write_report(paths: list[str | Path], out: str | Path,
     import matplotlib
 
     matplotlib.use("Agg")
+    runs, grids, sweeps = find_inputs(paths)  # inputs that cannot be read: nothing written
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    runs, grids, sweeps = find_inputs(paths)
     table = load_runs(runs) if runs else pl.DataFrame()
     grid_data = [(g, json.loads(g.read_text())) for g in grids]
     synthetic = (runs and table["synthetic"].any()) or any(

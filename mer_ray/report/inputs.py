@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.fs as pafs
 
-from ..storage import Storage
+from ..storage import Storage, is_uri, open_storage
 
 
 class Node:
@@ -75,9 +75,9 @@ class Node:
 def open_node(path: str | Path) -> Node:
     """A local path or a URI as a Node (the storage opened at its folder)."""
     text = str(path)
-    if "://" in text:
-        fs, inner = pafs.FileSystem.from_uri(text)
-        return Node(Storage(fs, inner, text), inner)
+    if is_uri(text):
+        storage = open_storage(text)  # a missing bucket or refused credentials: one line
+        return Node(storage, storage.root)
     local = str(Path(text).expanduser().resolve())
     return Node(Storage(pafs.LocalFileSystem(), local, local), local)
 

@@ -1,0 +1,200 @@
+"""Results on an S3-compatible object store: moto's standalone server on the loopback address,
+started and stopped by the tests (nothing outside this machine is needed).
+
+- A LOSO whose results and fold checkpoints live on the store; its driver killed (SIGKILL)
+  while the second fold is held at a committed epoch checkpoint; the same command again keeps
+  the finished fold as it was, resumes the second from its checkpoint, and gives the
+  predictions of an undisturbed run; then ``mer-ray report s3://...`` reads it.
+- Storage that cannot be used (a missing bucket, credentials the store refuses, an endpoint
+  that does not answer), and data named by a URI: one line each, exit 2, nothing written.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mer_ray.config import ExperimentConfig
+from tests.helpers.resume import reference, same_predictions, wait_for
+from tests.helpers.tiny import FAULT, write_config
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+boto3 = pytest.importorskip("boto3")  # moto[server] (a test dependency) brings it
+REPO = Path(__file__).resolve().parent.parent
+BUCKET = "mer-results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """moto's server on a free loopback port; ``env`` points the AWS libraries at it."""
+
+    def __init__(self, log: Path, enforce_auth: bool = False):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        extra = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if enforce_auth else {}
+        with open(log, "w") as sink:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from moto.server import main; main()", "-H",
+                 "127.0.0.1", "-p", str(self.port)], stdout=sink, stderr=subprocess.STDOUT,
+                env={**os.environ, **extra}, start_new_session=True)
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint}
+        wait_for(self.answers, "the S3 server", timeout=60, poll=0.2)
+
+    def answers(self) -> bool:
+        assert self.proc.poll() is None, "the S3 server exited"
+        try:
+            urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    def client(self):
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    server.client().create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+
+
+def keys(client, prefix: str = "") -> dict[str, dict]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"]: o for page in pages for o in page.get("Contents", [])}
+
+
+def read(client, key: str) -> bytes:
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def mer_ray(*args: str, env: dict, log: Path | None = None, wait: bool = True):
+    cmd = [sys.executable, "-m", "mer_ray", *args]
+    if wait:
+        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=600)
+    with open(log, "w") as sink:  # a pipe nobody reads can fill up and block the driver
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards, s3,
+                                                       tmp_path):
+    client = s3.client()
+    env = {**os.environ, **s3.env,
+           "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    config = write_config(tmp_path / "fault.yaml", tuple(FAULT))
+    run = "runs/loso"
+    cmd = ["train", "--shards", str(tiny_shards.root), "--storage-path", f"s3://{BUCKET}/runs",
+           "--name", "loso", "--config", str(config), "--max-folds", "2", "--local"]
+    # the second fold waits at its first committed checkpoint until the pause object goes
+    client.put_object(Bucket=BUCKET, Key=f"{run}/train/fold-007/pause", Body=b"")
+    first = mer_ray(*cmd, env=env, log=tmp_path / "first.log", wait=False)
+
+    def alive():
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+
+    wait_for(lambda: f"{run}/folds/006/fold.json" in keys(client, run), "the first fold",
+             timeout=300, poll=0.5, alive=alive)
+    wait_for(lambda: f"{run}/train/fold-007/state.pt" in keys(client, run),
+             "the second fold's first checkpoint", timeout=300, poll=0.5, alive=alive)
+    os.killpg(first.pid, signal.SIGKILL)  # no clean-up handler runs
+    first.wait(timeout=60)
+    client.delete_object(Bucket=BUCKET, Key=f"{run}/train/fold-007/pause")
+    stored = keys(client, run)
+    assert f"{run}/folds/007/fold.json" not in stored  # unfinished: no marker
+    assert f"{run}/summary.json" not in stored
+    finished = read(client, f"{run}/folds/006/fold.json")
+    etag = stored[f"{run}/folds/006/fold.json"]["ETag"]
+
+    again = mer_ray(*cmd, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 fold(s) already had results and were not retrained" in again.stdout
+    stored = keys(client, run)
+    assert read(client, f"{run}/folds/006/fold.json") == finished
+    assert stored[f"{run}/folds/006/fold.json"]["ETag"] == etag  # not written again
+    attempts = json.loads(read(client, f"{run}/folds/007/fold.json"))["attempts"]
+    assert len(attempts) == 2 and attempts[1]["start_epoch"] >= 1  # from its checkpoint
+    assert f"{run}/train/fold-007/state.pt" not in stored  # done: its records say all
+    assert not [k for k in stored if ".tmp-" in k]  # nothing half-written, nothing moved
+    summary = json.loads(read(client, f"{run}/summary.json"))
+    assert summary["n_folds"] == 2
+    record = json.loads(read(client, f"{run}/experiment.json"))
+    ref = reference(tiny_shards, ExperimentConfig.from_dict(record["config"]),
+                    tmp_path / "ref", 2)
+    for subject in ("006", "007"):
+        same_predictions(json.loads(read(client, f"{run}/folds/{subject}/predictions.json")),
+                         ref[subject])
+
+    report = mer_ray("report", f"s3://{BUCKET}/runs", "--out", str(tmp_path / "report"),
+                     env=env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| `loso`" in text and f"{100 * summary['metrics']['uf1']:.2f}" in text
+
+
+@pytest.fixture(scope="module")
+def strict_s3(tmp_path_factory):
+    """A server that checks credentials: the test's keys are not among its users'."""
+    server = S3Server(tmp_path_factory.mktemp("s3auth") / "moto.log", enforce_auth=True)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("case", ["missing bucket", "refused credentials", "no server"])
+def test_unusable_storage_is_one_line_and_writes_nothing(s3, strict_s3, tmp_path, case):
+    env = {**os.environ, **s3.env}
+    env.pop("RAY_ADDRESS", None)
+    uri, expect = f"s3://{BUCKET}/runs", ""
+    if case == "missing bucket":
+        uri, expect = "s3://no-such-bucket/runs", "the bucket 'no-such-bucket' does not exist"
+    elif case == "refused credentials":
+        env["AWS_ENDPOINT_URL"], expect = strict_s3.endpoint, "refused these credentials"
+    else:
+        env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        expect = f"no answer from {env['AWS_ENDPOINT_URL']}"
+    before = set(keys(s3.client()))
+    work = tmp_path / "work"
+    for cmd in (["train", "--storage-path", uri, "--workdir", str(work)],
+                ["report", uri, "--out", str(tmp_path / "report")]):
+        res = mer_ray(*cmd, env=env)
+        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and expect in lines[0] and uri in lines[0], res.stderr
+        assert "Traceback" not in res.stdout + res.stderr
+    assert not work.exists() and not (tmp_path / "report").exists()
+    assert set(keys(s3.client())) == before
+
+
+def test_data_on_an_object_store_is_refused(s3, tmp_path):
+    env = {**os.environ, **s3.env}
+    for cmd in (["train", "--shards", f"s3://{BUCKET}/shards"],
+                ["prepare", "--dataset", "samm", "--data-root", str(tmp_path),
+                 "--out", f"s3://{BUCKET}/shards"]):
+        res = mer_ray(*cmd, env=env)
+        assert res.returncode == 2
+        [line] = res.stderr.strip().splitlines()
+        assert f"s3://{BUCKET}/shards" in line and "not supported yet" in line
+    assert not keys(s3.client(), "shards")
+    assert not list(tmp_path.iterdir()) and not (REPO / "s3:").exists()
