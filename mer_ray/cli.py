@@ -262,7 +262,8 @@ def cmd_sweep(args) -> int:
     exp = settle(data, exp, user_set)
     if args.flat:
         name = args.name or run_name(data, exp, prefix="sweep-")
-        refuse_clashes(data, exp, args.storage_path, [name, f"{name}-best"])
+        refuse_clashes(data, exp, args.storage_path, [name])
+        refuse_clashes(data, exp, args.storage_path, [f"{name}-best"], config_known=False)
     else:
         name = args.name or run_name(data, exp, args.max_folds, prefix="nested-")
     _start_ray(args, "sweep")

@@ -48,6 +48,12 @@ class Storage:
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
+    def where(self, *parts: str) -> str:
+        """A path as the user would write it: a local path, or the URI (``s3://b/x/...``)."""
+        if self.is_local:
+            return self.path(*parts)
+        return "/".join([self.uri.rstrip("/"), *parts])
+
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 

@@ -116,6 +116,31 @@ def test_a_run_name_clash_is_refused_before_ray(no_ray, tmp_path, capsys):
     assert "holds another run" in err and "config_hash" in err and "another --name" in err
 
 
+def test_a_finished_flat_sweep_run_again_is_not_refused(no_ray, tmp_path, capsys):
+    """The ``-best`` run holds the search's pick, not the base configuration: the early check
+    judges its data only (it refused every finished sweep whose pick was not the base
+    configuration), and still refuses another data set's ``-best``."""
+    from mer_ray.config import load_experiment
+
+    shards = write_shards(tmp_path / "shards")
+    runs = tmp_path / "runs"
+    (tmp_path / "space.yaml").write_text("loss.lambda1: {type: choice, values: [0.1, 0.5]}\n")
+    cmd = ["sweep", "--flat", "--shards", str(shards.root), "--storage-path", str(runs),
+           "--name", "sw", "--space", str(tmp_path / "space.yaml")]
+    picked = "f" * 12  # the pick's configuration: not the base one
+    assert load_experiment(None, []).hash() != picked
+    (runs / "sw-best").mkdir(parents=True)
+    for shards_path in (str(shards.root), "/elsewhere"):
+        (runs / "sw-best" / "experiment.json").write_text(json.dumps(
+            {"name": "sw-best", "identity": {"config_hash": picked, "shards": shards_path,
+                                             "shards_id": shards.meta.shards_id}}))
+        if shards_path == "/elsewhere":
+            assert main(cmd) == 2 and "sw-best holds another run" in capsys.readouterr().err
+        else:  # past every check: on to starting Ray (which the fixture forbids)
+            with pytest.raises(AssertionError, match="Ray was started"):
+                main(cmd)
+
+
 def test_shards_bring_their_frame_settings(no_ray, tmp_path, capsys, monkeypatch):
     """``train --shards`` takes the shards' T, S and alignment; a setting the user makes that
     contradicts them is refused before Ray starts."""

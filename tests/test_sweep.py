@@ -47,6 +47,22 @@ def _scramble_test_labels(src, dst, subjects):
             pq.write_table(t.set_column(i, "label_id", pl.Series(labels).to_arrow()), f)
 
 
+def test_trials_keep_their_creation_order_when_tune_returns_them_in_another():
+    """A resumed search's results come back in another order; the table and the pick's
+    tie-break (the earliest trial) go by the order Tune created the trials in, which their
+    folders' names carry."""
+    from types import SimpleNamespace
+
+    from mer_ray.experiments.flat_search import creation_index
+
+    def result(trial_id, k):
+        return SimpleNamespace(metrics={"trial_id": trial_id},
+                               path=f"/r/sw/tune/trial_{trial_id}_{k}_loss_lambda1=0.1_2026")
+
+    assert [creation_index(result(t, k), 9) for t, k in (("d237", 2), ("4625", 1))] == [1, 0]
+    assert creation_index(SimpleNamespace(metrics={}, path=""), 3) == 3  # no name: as given
+
+
 def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     space_file = tmp_path / "space.yaml"
     space_file.write_text(SPACE)

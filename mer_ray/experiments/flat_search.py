@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -179,14 +180,25 @@ def _trials_table(results, space: dict, num_samples: int, asha: bool, path: str,
             f"the sweep stopped with {len(complete) + results.num_errors} of {num_samples} "
             f"trials finished; run the same command again to resume it from {path}")
     rows = []
-    for i, r in enumerate(results):  # in the order Tune created the trials
+    for i, r in enumerate(results):
         m = r.metrics or {}
-        rows.append({"trial": i, "trial_id": m.get("trial_id"),
+        rows.append({"trial": creation_index(r, i), "trial_id": m.get("trial_id"),
                      **{k: v for k, v in (r.config or {}).items() if k in space},
                      METRIC: m.get(METRIC), "folds_done": m.get("folds_done", 0),
                      "epochs_done": m.get("epochs_done", 0),
                      "error": None if r.error is None else str(r.error)[:500]})
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows).sort("trial")
+
+
+def creation_index(result, fallback: int) -> int:
+    """The order in which Tune created a trial (0 for the first): its folder's name carries it
+    (``<trainable>_<trial id>_<k>_<params>``, k from 1). A resumed search's results come back in
+    another order, and the ties of the pick go to the earliest trial, so the order must be the
+    trials' own."""
+    name = str(getattr(result, "path", "") or "").rstrip("/").rsplit("/", 1)[-1]
+    trial_id = (result.metrics or {}).get("trial_id")
+    found = re.search(rf"_{re.escape(trial_id)}_(\d+)_", name) if trial_id else None
+    return int(found.group(1)) - 1 if found else fallback
 
 
 def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: int,

@@ -106,11 +106,15 @@ def settle(data: DataChoice, exp: ExperimentConfig, user_set: set[str]) -> Exper
 
 
 def refuse_clashes(data: DataChoice, exp: ExperimentConfig, storage_path: str,
-                   names: list[str], identity: dict | None = None) -> None:
+                   names: list[str], identity: dict | None = None,
+                   config_known: bool = True) -> None:
     """Before Ray starts: refuse run names whose folders hold other runs, judged by what is
-    known now (the configuration, the shard folder, and its content id when it exists)."""
+    known now (the configuration, the shard folder, and its content id when it exists).
+    ``config_known=False``: the run's configuration is decided later (a search's pick), so
+    only its data is judged now."""
     where = data.shards_path(exp.data)
-    known = {"config_hash": exp.hash(), "shards": str(where)}
+    known = {"config_hash": exp.hash()} if config_known else {}
+    known["shards"] = str(where)
     if is_shard_folder(where):
         known["shards_id"] = Shards.open(where).meta.shards_id
     for name in names:

@@ -43,7 +43,7 @@ class RunFolder:
 
     def where(self, *parts: str) -> str:
         """A path under this folder as the user would write it (a folder or a URI)."""
-        return self.storage.path(self.name, *parts)
+        return self.storage.where(self.name, *parts)
 
     def fold_dir(self, key: str) -> str:
         return self.rel("folds", key)
