@@ -4,6 +4,7 @@ selection marked everywhere, and the comparison's paired differences."""
 
 import inspect
 import re
+import time
 import warnings
 
 import numpy as np
@@ -116,6 +117,7 @@ def test_a_toy_method_through_the_registry(shards, tmp_path):
 
     def fit(job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
         """Always the training split's most frequent class."""
+        time.sleep(0.2)  # its set-up: counted in the fold's time from its start to training
         counts = np.bincount([int(y) for b in job.sources["train"].reader(job.columns)
                               .iter_batches(batch_size=64) for y in b["label_id"]],
                              minlength=len(job.class_names))
@@ -133,6 +135,7 @@ def test_a_toy_method_through_the_registry(shards, tmp_path):
     finally:
         del METHODS["toy"]
     assert summary["method"] == "toy" and summary["n_clips"] == 24
+    assert all(f["timing"]["setup_s"] >= 0.2 for f in summary["folds"])
 
 
 def test_the_leaky_selection_is_marked(shards, tmp_path, capsys):

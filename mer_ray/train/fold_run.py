@@ -120,15 +120,20 @@ def run_job(job: FoldJob, device, report=None, node: tuple[str, str] = ("local",
         if report is not None:
             report(job, row, last)
 
-    before_fit = time.perf_counter() - t0
+    t_fit = time.perf_counter()
     result = method_of(job.experiment).fit(job, device, resume, save, token_cache(job),
                                            every_epoch=epoch_done)
     rec = result.record
+    # From the fold's start to its first step: what came before the method's fit, and the
+    # fit's own set-up (building the model, reading the splits) = the fit less its training
+    # and what followed the last step.
+    fit_s = time.perf_counter() - t_fit
+    rest = rec.timing.get("train_s", 0.0) + rec.timing.get("finish_s", 0.0)
+    rec.timing["setup_s"] = round(t_fit - t0 + max(fit_s - rest, 0.0), 3)
     if tracker is not None:
         tracker.end({"test_uf1": rec.test_uf1, "test_uar": rec.test_uar,
                      "best_val_uf1": rec.best_val_uf1, "best_epoch": rec.best_epoch,
                      "epochs_run": rec.epochs_run})
-    rec.timing["setup_s"] = round(rec.timing.get("setup_s", 0.0) + before_fit, 3)
     rec.wall_seconds = round(time.perf_counter() - t0, 2)
     rec.started_at, rec.finished_at = round(started, 3), round(started + rec.wall_seconds, 3)
     rec.node_id, rec.node_ip = node
