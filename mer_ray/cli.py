@@ -45,13 +45,16 @@ from .data.annotations import AnnotationError
 from .data.frames import FrameError
 
 
+def _overrides(args) -> list[str]:
+    """--set options, then --frames, --size and --flow as the data settings they stand for."""
+    return list(args.overrides) + [f"data.{o}={getattr(args, o)}"
+                                   for o in ("frames", "size", "flow") if getattr(args, o, None)]
+
+
 def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
     """The configuration the options resolve to, and the data settings the user set (a config
     file's data section, --set data.*, --frames, --size)."""
-    overrides = list(args.overrides)
-    for option in ("frames", "size", "flow"):
-        if getattr(args, option, None):
-            overrides.append(f"data.{option}={getattr(args, option)}")
+    overrides = _overrides(args)
     user_set = {o.partition("=")[0].strip() for o in overrides if o.startswith("data.")}
     if args.config:
         user_set |= {f"data.{k}" for k in (load_yaml(args.config).get("data") or {})}
@@ -243,11 +246,9 @@ def cmd_compare(args) -> int:
     from .experiments.compare import compare_command
 
     _, user_set = experiment_config(args)
-    overrides = list(args.overrides) + [f"data.{o}={getattr(args, o)}"
-                                        for o in ("frames", "size", "flow") if getattr(args, o)]
     compare_command([m.strip() for m in args.methods.split(",") if m.strip()], args.datasets,
                     args.data_roots, args.protocol, args.workdir, _synthetic(args), args.config,
-                    overrides, user_set, _options(args, {}), args.name, args.with_leaky,
+                    _overrides(args), user_set, _options(args, {}), args.name, args.with_leaky,
                     lambda: _start_ray(args, "compare"))
     return 0
 
@@ -312,11 +313,9 @@ def _model_command(name: str):
     return run
 
 
-COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare,
-            "flow": cmd_flow,
+COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare, "flow": cmd_flow,
             "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
-            "compare": cmd_compare,
-            "config": cmd_config, "report": cmd_report,
+            "compare": cmd_compare, "config": cmd_config, "report": cmd_report,
             "model-info": _model_command("model_info"),
             "checkpoint": _model_command("checkpoint"),
             "predict": _model_command("predict"), "export": _model_command("export")}

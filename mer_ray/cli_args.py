@@ -4,7 +4,6 @@ with their defaults shown in ``--help``. ``cli.py`` runs the commands."""
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from .data.adapters import DATASETS
@@ -328,18 +327,19 @@ LOCAL_ONLY = ("shards", "workdir", "data_root", "out", "manifest", "annotations"
 
 def refuse_remote_data(args) -> None:
     """A clear error for a URI given where a local (or mounted) folder is needed."""
-    from .storage import is_uri
+    from .storage import as_uri, is_uri
 
     for key in LOCAL_ONLY:
         given = getattr(args, key, None)
         for value in given if isinstance(given, list) else [given]:
             text = str(value)
-            path = text.partition("=")[2] if key == "data_roots" else text
+            name, _, path = text.partition("=") if key == "data_roots" else ("", "", text)
             if value is None or not is_uri(path):
                 continue
             flag = "--data-root" if key == "data_roots" else "--" + key.replace("_", "-")
+            shown = f"{name}={as_uri(path)}" if name else as_uri(path)
             raise ValueError(
-                f"{flag} {re.sub(r':/(?!/)', '://', text, count=1)}: data, shards and trunk "
+                f"{flag} {shown}: data, shards and trunk "
                 f"tokens on an object store are not supported yet; keep them in a folder every "
                 f"node sees (a shared file system, or a bucket mounted as one) and give its "
                 f"path. Results can go to the store: --storage-path s3://bucket/prefix")

@@ -39,6 +39,11 @@ def is_uri(text: str | Path) -> bool:
     return bool(_URI.match(str(text)))
 
 
+def as_uri(text: str | Path) -> str:
+    """A URI as the user wrote it: ``s3://b/x`` (an option parsed as a Path reads ``s3:/b/x``)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(text))
+
+
 @dataclass(frozen=True)
 class Storage:
     fs: pafs.FileSystem
@@ -140,7 +145,7 @@ def open_storage(uri: str | Path) -> Storage:
     """A local folder (made absolute) or a URI pyarrow understands (checked: ``check_remote``)."""
     text = str(uri)
     if is_uri(text):
-        text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", text)
+        text = as_uri(text)
         try:
             fs, root = pafs.FileSystem.from_uri(text)
         except (OSError, ValueError) as exc:

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import psutil
 import pytest
 
 from mer_ray.config import ExperimentConfig
+from tests.helpers.ports import free_port
 from tests.helpers.resume import (
     committed_epoch,
     hold,
@@ -33,12 +33,6 @@ from tests.helpers.tiny import FAULT, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def agent_start_timed_out(tmpdir: str) -> bool:

@@ -12,7 +12,6 @@ started and stopped by the tests (nothing outside this machine is needed).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mer_ray.config import ExperimentConfig
+from tests.helpers.ports import free_port
 from tests.helpers.resume import reference, same_predictions, wait_for
 from tests.helpers.tiny import FAULT, write_config
 
@@ -28,12 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 boto3 = pytest.importorskip("boto3")  # moto[server] (a test dependency) brings it
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "mer-results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:

@@ -17,7 +17,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards, is_shard_folder
-from ..methods import method_of
+from ..methods import caches_trunk, method_of
 from ..metrics import bootstrap_interval
 from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
@@ -156,7 +156,7 @@ def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,
     """With ``train.cache_trunk`` (the paper's model): the token folder every fold reads
     (computed once here, reused by later runs on the same shards, trunk and views); else, or
     when there is none and ``compute`` is off, None."""
-    if not run.exp.train.cache_trunk or run.exp.model.method != "mer":
+    if not caches_trunk(run.exp):
         return None
     return ensure_trunk_tokens(run.shards, run.exp, run.backbone, use_gpu, slots, compute)
 
@@ -183,8 +183,7 @@ def train_folds(run: LosoRun, local: bool = False, tracker=None) -> list[FoldRec
 
     # The slots start while the driver computes the trunk tokens, unless that pass needs the
     # fold resources the slots would hold (a Ray Data pass).
-    overlap = not tc.cache_trunk or run.exp.model.method != "mer" \
-        or pass_place(run.shards, run.exp) == "here"
+    overlap = not caches_trunk(run.exp) or pass_place(run.shards, run.exp) == "here"
     return run_jobs(jobs if overlap else jobs(), tc, folder=run.folder, title=run.name,
                     expected=len(todo))
 

@@ -16,6 +16,15 @@ toy method in a few lines (``tests/test_methods.py``).
 
 # Each module registers its method when imported.
 from . import lbptop_svm, mer, offapexnet, ststnet  # noqa: E402,F401,I001
-from .registry import METHODS, Method, load_with_recipe, method_named, method_of, register
+from .registry import (
+    METHODS,
+    Method,
+    caches_trunk,
+    load_with_recipe,
+    method_named,
+    method_of,
+    register,
+)
 
-__all__ = ["METHODS", "Method", "load_with_recipe", "method_named", "method_of", "register"]
+__all__ = ["METHODS", "Method", "caches_trunk", "load_with_recipe", "method_named", "method_of",
+           "register"]

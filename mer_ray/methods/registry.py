@@ -56,6 +56,12 @@ def method_of(exp: ExperimentConfig) -> Method:
     return method
 
 
+def caches_trunk(exp: ExperimentConfig) -> bool:
+    """Whether the folds read frozen-trunk tokens (``train.cache_trunk``, for a method with the
+    backbone: the others have no trunk)."""
+    return exp.train.cache_trunk and method_named(exp.model.method).uses_backbone
+
+
 def load_with_recipe(path, overrides: list[str]) -> ExperimentConfig:
     """The configuration a command runs: the file (or the defaults), then the chosen method's
     recipe, then ``overrides`` (the user's settings, which win). ``mer-ray train --set

@@ -25,7 +25,7 @@ import uuid
 import torch
 
 from ..config import TRUNK_FIELDS
-from ..methods import method_of
+from ..methods import caches_trunk, method_named, method_of
 from ..provenance import libraries
 from ..records import PAUSE, STATE
 from ..storage import open_storage
@@ -50,8 +50,9 @@ def token_cache(job: FoldJob) -> dict | None:
     """What this process computed for the job's clips (the paper model's trunk tokens, when
     the fold computes its own; another method's per-clip features), for its next fold of the
     same clips. Only the latest key's are kept."""
-    if job.experiment.model.method == "mer" and (not job.experiment.train.cache_trunk
-                                                 or job.tokens is not None):
+    exp = job.experiment
+    if method_named(exp.model.method).uses_backbone and (not caches_trunk(exp)
+                                                         or job.tokens is not None):
         return None
     key = trunk_key(job)
     if key not in _TOKENS:
