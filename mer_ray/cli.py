@@ -152,26 +152,27 @@ def cmd_manifest(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .cluster import ensure_ray
-    from .data.prepare import prepare_clips
+    from .data.prepare import prepare_clips, refuse_overwrite
+    from .experiments.data import driver_log
+    from .storage import locate
 
     exp, _ = experiment_config(args)
-    if (args.out / "clips").is_dir() and any((args.out / "clips").iterdir()) \
-            and not args.overwrite:
-        raise FileExistsError(f"{args.out / 'clips'} already holds shards; pass --overwrite to "
-                              f"replace them or choose another --out")
+    out = locate(args.out)  # a URI is checked here: a bucket that cannot be used stops it
+    if not args.overwrite:
+        refuse_overwrite(out.where())
     manifest = _manifest(args)
-    ensure_ray(log_file=args.out / "logs" / "prepare.log")
-    res = prepare_clips(manifest, args.out, exp.data, args.dataset, args.protocol,
+    ensure_ray(log_file=driver_log(out.where(), Path("data"), "prepare"))
+    res = prepare_clips(manifest, out.where(), exp.data, args.dataset, args.protocol,
                         args.data_root, args.annotations, args.workers, args.overwrite)
     show(["class", "clips"], sorted(res.per_class.items()) + [("total", res.clips)],
-         title=f"shards in {res.out / 'clips'} (T={exp.data.frames}, S={exp.data.size})")
+         title=f"shards in {out.where('clips')} (T={exp.data.frames}, S={exp.data.size})")
     if res.rejected.height:
         counts = Counter(zip(res.rejected["stage"].to_list(), res.rejected["reason"].to_list()))
         show(["stage", "reason", "clips"], [(s, r, n) for (s, r), n in sorted(counts.items())],
-             title=f"rejected clips (details in {res.out / 'rejected.parquet'})")
+             title=f"rejected clips (details in {out.where('rejected.parquet')})")
     rate = res.frames_aligned / res.seconds if res.seconds else 0.0
     print(f"{res.frames_aligned} frames aligned in {res.seconds:.1f} s ({rate:.1f} frames/s)")
-    print(f"train on them: mer-ray train --shards {args.out} (their T, S and alignment come "
+    print(f"train on them: mer-ray train --shards {out.where()} (their T, S and alignment come "
           f"with them)")
     if args.strict and res.rejected.height:
         print("--strict: some clips were rejected (see the table above)", file=sys.stderr)

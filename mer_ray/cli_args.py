@@ -55,8 +55,8 @@ def data_args(p, synthetic: bool = True, shards: bool = False, root_required: bo
     if shards:
         p.add_argument("--shards", type=Path, default=None,
                        help="train on shards made by 'mer-ray prepare' (instead of "
-                            "--data-root); the dataset, protocol and frame settings come "
-                            "from their prepare.json")
+                            "--data-root): a folder or a URI (s3://bucket/shards); the "
+                            "dataset, protocol and frame settings come from their prepare.json")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
                    help="3class (every dataset), 5class (samm, casme2), 7class / 4class "
                         "(casme3)")
@@ -135,7 +135,8 @@ def data_commands(sub) -> None:
                        formatter_class=Help)
     data_args(p, synthetic=False, root_required=True, workdir=False)
     config_args(p)
-    p.add_argument("--out", required=True, type=Path, help="shard folder to write")
+    p.add_argument("--out", required=True, type=Path,
+                   help="shard folder to write: a folder or a URI (s3://bucket/shards)")
     p.add_argument("--manifest", type=Path, default=None,
                    help="use this manifest instead of building one")
     p.add_argument("--workers", type=int, default=None,
@@ -320,9 +321,11 @@ def build_parser(description: str, version: str) -> argparse.ArgumentParser:
     return parser
 
 
-# Options that name local files or folders: results may live on an object store
-# (--storage-path, report's inputs), data not yet.
-LOCAL_ONLY = ("shards", "workdir", "data_root", "out", "manifest", "annotations", "data_roots")
+# Options that name local files or folders. Results may live on an object store
+# (--storage-path, report's inputs), and so may shards (--shards, prepare's --out, with the
+# trunk tokens beside them); data roots, manifests and annotation files not.
+LOCAL_ONLY = ("workdir", "data_root", "out", "manifest", "annotations", "data_roots")
+REMOTE_OK = {("prepare", "out")}
 
 
 def refuse_remote_data(args) -> None:
@@ -330,6 +333,8 @@ def refuse_remote_data(args) -> None:
     from .storage import as_uri, is_uri
 
     for key in LOCAL_ONLY:
+        if (getattr(args, "command", None), key) in REMOTE_OK:
+            continue
         given = getattr(args, key, None)
         for value in given if isinstance(given, list) else [given]:
             text = str(value)
@@ -339,7 +344,6 @@ def refuse_remote_data(args) -> None:
             flag = "--data-root" if key == "data_roots" else "--" + key.replace("_", "-")
             shown = f"{name}={as_uri(path)}" if name else as_uri(path)
             raise ValueError(
-                f"{flag} {shown}: data, shards and trunk "
-                f"tokens on an object store are not supported yet; keep them in a folder every "
-                f"node sees (a shared file system, or a bucket mounted as one) and give its "
-                f"path. Results can go to the store: --storage-path s3://bucket/prefix")
+                f"{flag} {shown}: this option needs a folder on this machine (or one every "
+                f"node mounts); only results (--storage-path) and shards (mer-ray prepare "
+                f"--out, --shards) can be on an object store")

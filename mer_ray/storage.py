@@ -103,6 +103,17 @@ class Storage:
         """The path on this machine's disk, for local storage; None for remote storage."""
         return self.path(*parts) if self.is_local else None
 
+    def sub(self, *parts: str) -> Storage:
+        """The storage of a folder inside this one."""
+        return Storage(self.fs, self.path(*parts), self.where(*parts))
+
+    def files(self, *parts: str, suffix: str = "") -> list[str]:
+        """Paths (in ``fs``) of the files under a folder, at any depth, sorted; none when the
+        folder does not exist."""
+        sel = pafs.FileSelector(self.path(*parts), recursive=True, allow_not_found=True)
+        return sorted(info.path for info in self.fs.get_file_info(sel)
+                      if info.type == pafs.FileType.File and info.base_name.endswith(suffix))
+
     def listdir(self, *parts: str) -> list[str]:
         sel = pafs.FileSelector(self.path(*parts), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(sel))
@@ -141,18 +152,32 @@ def check_remote(fs: pafs.FileSystem, root: str, uri: str) -> None:
     _CHECKED.add(uri)
 
 
-def open_storage(uri: str | Path) -> Storage:
-    """A local folder (made absolute) or a URI pyarrow understands (checked: ``check_remote``)."""
+_FILESYSTEMS: dict[str, tuple[pafs.FileSystem, str]] = {}
+
+
+def locate(uri: str | Path) -> Storage:
+    """A local folder (made absolute, not created) or a URI pyarrow understands (checked:
+    ``check_remote``). Remote file systems are made once per URI and process."""
     text = str(uri)
-    if is_uri(text):
-        text = as_uri(text)
+    if not is_uri(text):
+        local = str(Path(text).expanduser().resolve())
+        return Storage(pafs.LocalFileSystem(), local, local)
+    text = as_uri(text).rstrip("/")
+    if text not in _FILESYSTEMS:
         try:
             fs, root = pafs.FileSystem.from_uri(text)
         except (OSError, ValueError) as exc:
             raise StorageError(f"{text}: not a storage URI mer-ray can open ({_why(exc)})") \
                 from None
         check_remote(fs, root, text)
-        return Storage(fs, root, text)
-    local = str(Path(text).expanduser().resolve())
-    Path(local).mkdir(parents=True, exist_ok=True)
-    return Storage(pafs.LocalFileSystem(), local, local)
+        _FILESYSTEMS[text] = fs, root
+    fs, root = _FILESYSTEMS[text]
+    return Storage(fs, root, text)
+
+
+def open_storage(uri: str | Path) -> Storage:
+    """Where results go: ``locate``, with a local folder created."""
+    store = locate(uri)
+    if store.is_local:
+        Path(store.root).mkdir(parents=True, exist_ok=True)
+    return store

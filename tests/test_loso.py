@@ -2,6 +2,7 @@
 nothing. (A run interrupted mid-way is in test_faults.py.)"""
 
 import json
+from pathlib import Path
 
 import polars as pl
 import polars.testing  # noqa: F401
@@ -85,8 +86,8 @@ def test_run_on_shards_aligned_from_other_data_refused(tiny_shards, tmp_path):
     import shutil
 
     copy = tmp_path / "shards"
-    shutil.copytree(tiny_shards.root / "clips", copy / "clips")
-    shutil.copy(tiny_shards.root / "prepare.json", copy / "prepare.json")
+    shutil.copytree(Path(tiny_shards.root) / "clips", copy / "clips")
+    shutil.copy(Path(tiny_shards.root) / "prepare.json", copy / "prepare.json")
     exp = ExperimentConfig().with_overrides(TINY)
     plan_loso(Shards.open(copy), exp, tmp_path / "runs", name="r")
     plan_loso(Shards.open(copy), exp, tmp_path / "runs", name="r")  # same data: resumes

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,7 +39,7 @@ def trained(tiny_shards, tmp_path_factory):
     summarise_run(setup.view())
     run = root / "runs" / "tiny"
     model = save_checkpoint(checkpoint_from_run(str(run)), root / "model.pt")
-    manifest = pl.read_parquet(tiny_shards.root / "manifest.parquet")
+    manifest = pl.read_parquet(Path(tiny_shards.root) / "manifest.parquet")
     preds = pl.read_parquet(run / "predictions.parquet").join(
         manifest.select("subject", "clip", "source", "onset", "offset"), on=["subject", "clip"])
     return {"root": root, "run": run, "model": model, "preds": preds}

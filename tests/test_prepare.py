@@ -102,6 +102,29 @@ def test_existing_shards_are_not_overwritten(shards, synth_samm):
         prepare_shards(manifest, out, CFG, class_names=class_names("samm", "3class"))
 
 
+def test_a_prepare_that_dies_leaves_no_shard_folder(shards, tmp_path, monkeypatch):
+    """``prepare --overwrite`` removes ``prepare.json`` before the old clips: a prepare killed
+    half-way leaves clips that no reader takes for shards, old or new."""
+    import mer_ray.data.prepare as prepare
+    from mer_ray.data.shards import Shards, is_shard_folder
+
+    out, manifest, _ = shards
+    copy = tmp_path / "shards"
+    shutil.copytree(out, copy)
+    assert is_shard_folder(copy)
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("killed while aligning")
+
+    monkeypatch.setattr(prepare, "_align_all", dies)
+    with pytest.raises(RuntimeError, match="killed"):
+        prepare_shards(manifest, copy, CFG, class_names=class_names("samm", "3class"),
+                       overwrite=True)
+    assert not is_shard_folder(copy)
+    with pytest.raises(FileNotFoundError, match="not a shard folder"):
+        Shards.open(copy)
+
+
 def test_bad_clips_rejected_with_reasons(synth_samm, ray_session, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(synth_samm, root)

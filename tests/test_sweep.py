@@ -124,7 +124,7 @@ def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_pat
     write_config(tmp_path / "tiny.yaml", ("train.max_concurrent_folds=1",))
     # The session's tiny set and its shards (reused, not aligned again).
     cmd = [sys.executable, "experiments/sweep.py", "--data-root", str(synth_samm),
-           "--workdir", str(tiny_shards.root.parent), "--storage-path", str(tmp_path / "runs"),
+           "--workdir", str(Path(tiny_shards.root).parent), "--storage-path", str(tmp_path / "runs"),
            "--name", "sw", "--flat", "--num-samples", "3", "--sweep-folds", "1",
            "--space", str(tmp_path / "space.yaml"),
            "--config", str(tmp_path / "tiny.yaml"), "--frames", "4"]

@@ -5,8 +5,10 @@ tasks, so it spreads over every core of a machine or every node of a cluster. Th
 writes is described in ``shards.py``: one row per clip under ``clips/subject=<id>/``, frames
 (T, S, S, 3) uint8; ``rejected.parquet`` (every clip not in clips/, with stage and reason);
 ``manifest.parquet``; ``prepare.json`` (settings, class names, counts, code version, annotation
-files and ``shards_id``). The derived ``trunk/`` folder is removed whenever the clips are
-written again.
+files and ``shards_id``), written last: it is the marker that makes the folder shards, and is
+removed first when clips are written again (with the derived ``trunk/`` folder). ``out`` may be
+a local folder or an object-store URI (``s3://bucket/shards``): Ray Data's tasks write the clips
+to it directly.
 
 ``shards_id`` hashes what the shards are made of (every manifest row and the prepare settings).
 What is derived from the shards (trunk tokens, LOSO runs) records it, so shards aligned again
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -27,12 +28,13 @@ import numpy as np
 import polars as pl
 
 from ..config import DataConfig
+from ..storage import Storage, locate
 from .align import AlignGeometry, NoFaceError, align_clip
 from .flow import apex_position, flow_columns
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
 from .sampling import uniform_indices
-from .shards import CLIPS_DIR, TRUNK_DIR, ShardMeta, write_prepare_meta
+from .shards import CLIPS_DIR, TRUNK_DIR, ShardMeta, unmark_shards, write_prepare_meta
 
 META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "apex",
                 "offset", "source"]
@@ -162,7 +164,7 @@ def _align_batch(batch: dict[str, np.ndarray], cfg: PrepareConfig) -> dict[str, 
 
 @dataclass
 class PrepareResult:
-    out: Path
+    out: str  # a local path or a URI
     clips: int
     rejected: pl.DataFrame
     seconds: float
@@ -170,17 +172,28 @@ class PrepareResult:
     per_class: dict[str, int]
 
 
-def _clear(out: Path, overwrite: bool) -> None:
-    """Room for new shards in ``out``: existing clips only with ``overwrite``; what was
-    derived from old clips (trunk tokens) always goes."""
-    clips_dir = out / CLIPS_DIR
-    if clips_dir.exists() and any(clips_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{clips_dir} already holds shards; pass --overwrite to "
-                                  f"replace them or choose another --out")
-        shutil.rmtree(clips_dir)
-    shutil.rmtree(out / TRUNK_DIR, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+def holds_clips(out: str | Path) -> bool:
+    """Whether ``out`` already holds clip files (finished shards or a killed prepare's)."""
+    return bool(locate(out).files(CLIPS_DIR))
+
+
+def refuse_overwrite(out: str | Path) -> None:
+    if holds_clips(out):
+        raise FileExistsError(f"{locate(out).where(CLIPS_DIR)} already holds shards; pass "
+                              f"--overwrite to replace them or choose another --out")
+
+
+def _clear(out: Storage, overwrite: bool) -> None:
+    """Room for new shards in ``out``: existing clips only with ``overwrite``; the marker goes
+    first (the folder stops being shards before any of its clips do), and what was derived
+    from old clips (trunk tokens) always goes."""
+    if not overwrite:
+        refuse_overwrite(out.where())
+    unmark_shards(out.where())
+    out.delete(CLIPS_DIR)
+    out.delete(TRUNK_DIR)
+    if out.is_local:
+        Path(out.root).mkdir(parents=True, exist_ok=True)
 
 
 def _align_all(rows: list[dict], cfg: PrepareConfig, workers: int | None):
@@ -196,14 +209,14 @@ def _align_all(rows: list[dict], cfg: PrepareConfig, workers: int | None):
     return ds, ds.drop_columns(["frames"]).to_pandas()
 
 
-def _write_clips(ds, clips_dir: Path, cfg: PrepareConfig) -> None:
+def _write_clips(ds, out: Storage, cfg: PrepareConfig) -> None:
     with warnings.catch_warnings():
         # Ray suggests a hash repartition instead of min_rows_per_file with partition
         # columns; for a few hundred clips that shuffle costs more than it saves.
         warnings.simplefilter("ignore", DeprecationWarning)
         (ds.filter(expr="rejected_reason == ''")
            .drop_columns(["rejected_reason"])
-           .write_parquet(str(clips_dir), partition_cols=["subject"],
+           .write_parquet(out.path(CLIPS_DIR), filesystem=out.fs, partition_cols=["subject"],
                           min_rows_per_file=cfg.min_rows_per_file))
 
 
@@ -242,8 +255,8 @@ def prepare_shards(
     from ..provenance import code_version
 
     cfg = cfg or PrepareConfig()
-    out = Path(out)
-    _clear(out, overwrite)
+    store = locate(out)
+    _clear(store, overwrite)
     start = time.perf_counter()
     rows = included(manifest).sort(["subject", "clip"]).select(META_COLUMNS).to_dicts()
     meta, per_class, good = None, {}, 0
@@ -252,22 +265,22 @@ def prepare_shards(
         kept = meta[meta["rejected_reason"] == ""]
         good, per_class = len(kept), kept["label"].value_counts().to_dict()
         if good:
-            _write_clips(ds, out / CLIPS_DIR, cfg)
+            _write_clips(ds, store, cfg)
     rejected = _rejected(manifest, meta)
-    rejected.write_parquet(out / "rejected.parquet")
-    manifest.write_parquet(out / "manifest.parquet")
+    store.write_parquet(rejected, "rejected.parquet")
+    store.write_parquet(manifest, "manifest.parquet")
     seconds = time.perf_counter() - start
     per_class = {k: int(v) for k, v in sorted(per_class.items())}
-    write_prepare_meta(out, ShardMeta(
+    write_prepare_meta(store.where(), ShardMeta(
         class_names=tuple(class_names), config=asdict(cfg),
         shards_id=shards_identity(manifest, cfg), clips=good, per_class=per_class,
         rejected=rejected.height, seconds=round(seconds, 2), code_version=code_version(),
         annotation_files=[{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
         **{k: v for k, v in (extra_meta or {}).items()}))
-    return PrepareResult(out, good, rejected, seconds, len(rows) * cfg.frames, per_class)
+    return PrepareResult(store.where(), good, rejected, seconds, len(rows) * cfg.frames, per_class)
 
 
-def prepare_clips(manifest: pl.DataFrame, out: Path, data: DataConfig, dataset: str,
+def prepare_clips(manifest: pl.DataFrame, out: str | Path, data: DataConfig, dataset: str,
                   protocol: str, root: Path, annotations: Path | None = None,
                   workers: int | None = None, overwrite: bool = False) -> PrepareResult:
     """``mer-ray prepare``: the manifest's clips aligned with ``data``'s frame settings into

@@ -20,6 +20,11 @@ Folds read their subjects' partitions with pyarrow directly (``SubjectReader``):
 clips are a few MB to a few hundred MB, and a Ray Data execution per split cost seconds per fold
 (measured: a two-file read took 13 s on a loaded 2-core machine). Ray Data does the passes over
 whole folders: alignment (``prepare.py``) and the trunk tokens (``train/trunk.py``).
+
+A shard folder is a local (or mounted) folder or an object-store URI (``s3://bucket/shards``):
+every reader and writer here goes through a pyarrow file system (``storage.locate``), so the
+same code reads either. ``prepare.json`` is written last and is what makes a folder a shard
+folder: a prepare killed half-way leaves clips that no reader takes for shards.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import locate
+
 CLIPS_DIR = "clips"
 TRUNK_DIR = "trunk"
 PREPARE_JSON = "prepare.json"
@@ -40,13 +47,18 @@ TOKEN_COLUMNS = ("subject", "clip", "label_id", "tokens")
 VIEWS_COLUMN = "views"  # token folders with cached augmented views: (V-1, T, L, D) per clip
 
 
-def clips_root(shards: str | Path) -> Path:
-    return Path(shards) / CLIPS_DIR
+def join(root: str | Path, *parts: str) -> str:
+    """A path or URI inside a shard folder (``s3://b/x`` stays a URI; ``Path`` would not)."""
+    return "/".join([str(locate(root).where()), *parts]) if parts else locate(root).where()
 
 
-def subject_dir(root: str | Path, subject: str) -> Path:
+def clips_root(shards: str | Path) -> str:
+    return join(shards, CLIPS_DIR)
+
+
+def subject_dir(root: str | Path, subject: str) -> str:
     """One subject's partition of a clip or token folder."""
-    return Path(root) / f"subject={subject}"
+    return join(root, f"subject={subject}")
 
 
 @dataclass(frozen=True)
@@ -90,39 +102,47 @@ class ShardMeta:
 
 
 def is_shard_folder(path: str | Path) -> bool:
-    return (Path(path) / PREPARE_JSON).is_file()
+    return locate(path).exists(PREPARE_JSON)
 
 
 def read_prepare_meta(shards: str | Path) -> ShardMeta:
     """The shard folder's ``prepare.json``; a folder without one is not a shard folder."""
-    path = Path(shards) / PREPARE_JSON
-    if not path.is_file():
+    store = locate(shards)
+    path = store.where(PREPARE_JSON)
+    if not store.exists(PREPARE_JSON):
         raise FileNotFoundError(f"{path}: not a shard folder; create one with 'mer-ray prepare'")
     try:
-        return ShardMeta.from_dict(json.loads(path.read_text()))
+        return ShardMeta.from_dict(json.loads(store.read_bytes(PREPARE_JSON)))
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a prepare.json mer-ray can read ({exc}); prepare the "
                          f"shards again with 'mer-ray prepare --overwrite'") from None
 
 
 def write_prepare_meta(shards: str | Path, meta: ShardMeta) -> None:
-    (Path(shards) / PREPARE_JSON).write_text(json.dumps(meta.to_dict(), indent=1))
+    """The marker that makes a folder shards: written whole (``Storage.write_atomic``), last."""
+    locate(shards).write_atomic(json.dumps(meta.to_dict(), indent=1).encode(), PREPARE_JSON)
+
+
+def unmark_shards(shards: str | Path) -> None:
+    """Remove ``prepare.json``: the folder stops being shards (before its clips are replaced)."""
+    locate(shards).delete(PREPARE_JSON)
 
 
 @dataclass(frozen=True)
 class Shards:
-    """An opened shard folder: where it is, its metadata, and its subjects' labels."""
+    """An opened shard folder: where it is (an absolute path, or a URI), its metadata, and
+    its subjects' labels."""
 
-    root: Path
+    root: str
     meta: ShardMeta
 
     @classmethod
     def open(cls, path: str | Path) -> Shards:
-        root = Path(path).expanduser().resolve()
+        root = locate(path).where()
         return cls(root, read_prepare_meta(root))
 
     @property
-    def clips(self) -> Path:
+    def clips(self) -> str:
         return clips_root(self.root)
 
     @property
@@ -155,18 +175,28 @@ class Shards:
 
 def shard_subjects(shards: str | Path) -> list[str]:
     """Subjects present in a shard folder (its ``clips/subject=...`` partitions)."""
-    root = clips_root(shards)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no shards here; create them with 'mer-ray prepare'")
-    return sorted(p.name.split("=", 1)[1] for p in root.iterdir()
-                  if p.is_dir() and p.name.startswith("subject="))
+    store = locate(shards)
+    names = [n for n in store.listdir(CLIPS_DIR) if n.startswith("subject=")]
+    if not names:
+        raise FileNotFoundError(f"{store.where(CLIPS_DIR)}: no shards here; create them with "
+                                f"'mer-ray prepare'")
+    return sorted(n.split("=", 1)[1] for n in names)
+
+
+def read_partition(root: str | Path, subject: str, columns: Iterable[str]):
+    """One subject's partition of a clip or token folder as a pyarrow Table (files in order)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = locate(root)
+    files = store.files(f"subject={subject}", suffix=".parquet")
+    tables = [pq.read_table(f, columns=list(columns), filesystem=store.fs) for f in files]
+    return pa.concat_tables(tables) if tables else None
 
 
 def _read_labels(shards: str | Path, subject: str) -> list[int]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(subject_dir(clips_root(shards), subject),
-                         columns=["label_id"]).column("label_id").to_pylist()
+    table = read_partition(clips_root(shards), subject, ["label_id"])
+    return [] if table is None else table.column("label_id").to_pylist()
 
 
 def subject_labels(shards: str | Path) -> dict[str, set[int]]:
@@ -184,11 +214,11 @@ def label_counts(shards: str | Path, subjects: Iterable[str], n: int) -> list[in
 
 def clip_labels(shards: str | Path, subjects: Iterable[str]) -> tuple[list[str], list[int]]:
     """("subject/clip" keys, label ids) of the given subjects' clips, in shard order."""
-    import pyarrow.parquet as pq
-
     keys, labels = [], []
     for s in subjects:
-        t = pq.read_table(subject_dir(clips_root(shards), s), columns=["clip", "label_id"])
+        t = read_partition(clips_root(shards), s, ["clip", "label_id"])
+        if t is None:
+            continue
         keys += [f"{s}/{c}" for c in t.column("clip").to_pylist()]
         labels += t.column("label_id").to_pylist()
     return keys, labels
@@ -224,14 +254,12 @@ class SubjectReader:
     def __init__(self, root: str | Path, subjects: Iterable[str],
                  columns: Iterable[str] = CLIP_COLUMNS):
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        root, subjects, columns = Path(root), tuple(subjects), tuple(columns)
+        subjects, columns = tuple(subjects), tuple(columns)
         tables = []
         for s in subjects:
-            files = sorted(subject_dir(root, s).glob("*.parquet"))
-            for f in files:
-                t = pq.read_table(f, columns=[c for c in columns if c != "subject"])
+            t = read_partition(root, s, [c for c in columns if c != "subject"])
+            if t is not None:
                 tables.append(t.append_column("subject", pa.array([s] * t.num_rows)))
         if not tables:
             raise FileNotFoundError(f"no shards for subject(s) {list(subjects)} under {root}")
@@ -259,18 +287,18 @@ def ray_dataset(root: str | Path, subjects: Iterable[str]):
     import ray.data
     from ray.data.datasource import Partitioning
 
-    root = Path(root)
-    paths = [str(subject_dir(root, s)) for s in subjects]
-    missing = [p for p in paths if not Path(p).is_dir()]
+    store = locate(root)
+    missing = [s for s in subjects if not store.files(f"subject={s}", suffix=".parquet")]
     if missing:
-        raise FileNotFoundError(f"no shards for subject(s) {missing} under {root}")
+        raise FileNotFoundError(f"no shards for subject(s) {missing} under {store.where()}")
+    paths = [store.path(f"subject={s}") for s in subjects]
     # Reads request no CPU: a fold worker may hold every CPU while this runs. Ray 2.60's second
     # read path adds a file-listing step that always asks for one CPU, so the first path is
     # used here (the dataset keeps the context it was built with).
     ctx = ray.data.DataContext.get_current()
     previous, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(paths, partitioning=Partitioning("hive", base_dir=str(root)),
-                                     num_cpus=0)
+        return ray.data.read_parquet(paths, filesystem=store.fs, num_cpus=0,
+                                     partitioning=Partitioning("hive", base_dir=store.path()))
     finally:
         ctx.use_datasource_v2 = previous

@@ -21,7 +21,7 @@ from ..data.prepare import PrepareConfig, prepare_shards
 from ..data.shards import Shards, is_shard_folder
 from ..data.synth import generate, generate_composite, is_synthetic
 from ..data.synth.render import RenderConfig
-from ..storage import open_storage
+from ..storage import is_uri, locate, open_storage
 
 LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic", "casme3": "casme3"}
 # The embedded default set: 8 subjects x 4 clips per class (96 clips in 3-class; SAMM's 3-class
@@ -124,7 +124,7 @@ class DataChoice:
     dataset: str = "samm"
     protocol: str = "3class"
     root: Path | None = None
-    shards: Path | None = None
+    shards: Path | str | None = None  # a folder or a URI (s3://bucket/shards)
     annotations: Path | None = None
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
     workdir: Path = Path("data")
@@ -155,14 +155,18 @@ class DataChoice:
         seed = self.synthetic.seed if self.seed is None else self.seed
         return self.workdir / self.synthetic.folder(self.dataset, self.protocol, seed)
 
-    def source(self) -> Path:
-        """What the data is read from: the shards, the data root, or the synthetic set."""
-        return Path(self.shards or self.root or self.synthetic_root).expanduser().resolve()
-
-    def shards_path(self, data: DataConfig) -> Path:
-        """Where the shards are (or will be) for these frame settings."""
+    def source(self) -> Path | str:
+        """What the data is read from: the shards (a path or URI), the data root, or the
+        synthetic set."""
         if self.shards is not None:
-            return Path(self.shards).expanduser().resolve()
+            return self.shards_path(DataConfig())
+        return Path(self.root or self.synthetic_root).expanduser().resolve()
+
+    def shards_path(self, data: DataConfig) -> Path | str:
+        """Where the shards are (or will be) for these frame settings: a path, or the URI."""
+        if self.shards is not None:
+            where = locate(self.shards).where()
+            return where if is_uri(where) else Path(where)
         return shards_folder(self.workdir, self.dataset, self.protocol, data,
                              self.source()).resolve()
 
@@ -177,7 +181,7 @@ class DataChoice:
         """A short, readable name for the data: its folder's name and a hash of its path (two
         sets in folders of the same name get different run names)."""
         where = self.source()
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", where.name)[:40]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(where).rstrip("/").rsplit("/", 1)[-1])[:40]
         return f"{name}.{hashlib.sha256(str(where).encode()).hexdigest()[:6]}"
 
     def prepare(self, data: DataConfig) -> Shards:

@@ -22,12 +22,16 @@ weights or another seed never read stale tokens, and a fold refuses tokens whose
 not that of the trunk it built. The marker also records the shards' ``shards_id``: tokens of
 clips since aligned again from other data are computed anew. The fold readers then stream
 tokens instead of frames; the control run (shuffled labels) and a resumed run reuse them.
+
+Tokens live beside the shards, wherever those are. In a local (or mounted) folder a pass writes
+into ``<fingerprint>.partial`` and renames it into place; on an object store (no rename) it
+writes the final keys directly. Either way ``tokens.json`` is written last and removed first:
+a folder without it is an unfinished pass, which the next run deletes and computes again.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -37,10 +41,11 @@ import torch
 
 from ..config import BACKBONES, ExperimentConfig
 from ..console import Ticker
-from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, ray_dataset
+from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, join, ray_dataset
 from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
 from ..model.encoder import BackboneSource
 from ..provenance import libraries
+from ..storage import locate
 from .device import fold_device
 from .job import TokenSource
 
@@ -102,15 +107,16 @@ class TrunkEncoder:
         return out
 
 
-def token_root(shards: str | Path, fingerprint: str, views_id: str | None = None) -> Path:
-    """The token folder of a trunk; with augmented views (``TrainConfig.views_id``) its own."""
+def token_root(shards: str | Path, fingerprint: str, views_id: str | None = None) -> str:
+    """The token folder of a trunk (a path or URI); with augmented views
+    (``TrainConfig.views_id``) its own."""
     name = fingerprint[:16] if views_id is None else f"{fingerprint[:16]}-{views_id}"
-    return Path(shards) / TRUNK_DIR / name
+    return join(shards, TRUNK_DIR, name)
 
 
 def read_marker(root: str | Path) -> dict | None:
     try:
-        return json.loads((Path(root) / MARKER).read_text())
+        return json.loads(locate(root).read_bytes(MARKER))
     except (OSError, ValueError):
         return None
 
@@ -134,15 +140,16 @@ def pass_place(shards: Shards, exp: ExperimentConfig) -> str:
     return "here" if pass_flops(shards, exp) <= HERE_MAX_FLOPS else "ray"
 
 
-def encode_here(shards: Shards, net, out: Path, device, tc=None, progress=None) -> None:
+def encode_here(shards: Shards, net, out: str, device, tc=None, progress=None) -> None:
     """The token pass in this process: each subject's clips in batches of ``BATCH``, written
     as the Ray Data pass writes them (one folder per subject); with ``tc.cached_views`` > 1
     each clip's augmented views too. ``progress(text)``: after each subject."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..data.shards import SubjectReader, subject_dir
+    from ..data.shards import SubjectReader
 
+    store = locate(out)
     net = net.to(device).eval()
     subjects = shards.subjects()
     for k, subject in enumerate(subjects):
@@ -161,9 +168,10 @@ def encode_here(shards: Shards, net, out: Path, device, tc=None, progress=None) 
         if views:
             columns["views"] = pa.FixedShapeTensorArray.from_numpy_ndarray(np.concatenate(views))
         table = pa.table(columns)
-        folder = subject_dir(out, subject)
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / "part-0.parquet")
+        if store.is_local:
+            Path(store.path(f"subject={subject}")).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, store.path(f"subject={subject}", "part-0.parquet"),
+                       filesystem=store.fs)
 
 
 def ensure_trunk_tokens(shards: Shards, exp: ExperimentConfig, backbone: BackboneSource,
@@ -194,17 +202,20 @@ def ensure_trunk_tokens(shards: Shards, exp: ExperimentConfig, backbone: Backbon
 
 def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: BackboneSource,
                     use_gpu: bool, slots: int, where: str, found: TokenSource) -> None:
-    """Encode every clip into ``found.root`` (through a ``.partial`` folder), then write the
-    marker that makes the folder finished."""
+    """Encode every clip into ``found.root`` (locally through a ``.partial`` folder), then
+    write the marker that makes the folder finished."""
     import pyarrow.parquet as pq
 
     from ..provenance import code_version
 
     start = time.perf_counter()
-    root = Path(found.root)
-    partial = root.with_name(f"{root.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(root, ignore_errors=True)  # an unfinished pass (no marker)
+    root = locate(found.root)
+    root.delete(MARKER)  # the folder is unfinished from here on
+    root.delete()  # an unfinished pass, or tokens of other shards
+    partial = root
+    if root.is_local:
+        partial = locate(f"{root.root}.partial")
+        partial.delete()
     if where == "auto":
         where = pass_place(shards, exp)
     views = f" and {exp.train.cached_views - 1} augmented view(s) of each" \
@@ -212,22 +223,27 @@ def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: Backbo
     with Ticker(f"computing the frozen-trunk tokens of {shards.meta.clips} clips{views} "
                 f"({'in this process' if where == 'here' else 'Ray Data'})") as tick:
         if where == "here":
-            encode_here(shards, net, partial, fold_device(use_gpu), exp.train, tick.update)
+            encode_here(shards, net, partial.where(), fold_device(use_gpu), exp.train,
+                        tick.update)
         else:
-            ray_pass(shards, exp, backbone, use_gpu, slots, found.fingerprint, partial)
-    partial.rename(root)
-    n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.rglob("*.parquet"))
-    (root / MARKER).write_text(json.dumps({
+            ray_pass(shards, exp, backbone, use_gpu, slots, found.fingerprint, partial.where())
+    if partial is not root:
+        root.fs.move(partial.root, root.root)
+    n = 0
+    for f in root.files(suffix=".parquet"):
+        with root.fs.open_input_file(f) as fh:
+            n += pq.ParquetFile(fh).metadata.num_rows
+    root.write_atomic(json.dumps({
         "fingerprint": found.fingerprint, "clips": n, "shards": str(shards.root),
         "shards_id": shards.meta.shards_id, "computed": where, "views": found.views_id,
         "cached_views": exp.train.cached_views, **dict(found.made_with),
         "backbone": exp.model.backbone, "image_size": exp.data.size,
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
-    }, indent=1))
+    }, indent=1).encode(), MARKER)
 
 
 def ray_pass(shards: Shards, exp: ExperimentConfig, backbone: BackboneSource, use_gpu: bool,
-             slots: int, fingerprint: str, out: Path) -> None:
+             slots: int, fingerprint: str, out: str) -> None:
     """The token pass as Ray Data actors holding a fold's resources, up to ``slots`` of them."""
     import ray.data
 
@@ -250,4 +266,5 @@ def ray_pass(shards: Shards, exp: ExperimentConfig, backbone: BackboneSource, us
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, slots)),
             # a lost encoder fails the pass (rerun whole), never restarts half-way
             ray_remote_args_fn=lambda: {"max_restarts": 0})
-    tokens.write_parquet(str(out), partition_cols=["subject"])
+    store = locate(out)
+    tokens.write_parquet(store.path(), filesystem=store.fs, partition_cols=["subject"])

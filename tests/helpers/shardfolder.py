@@ -61,7 +61,7 @@ def write_shards(root: Path, subjects=("s1", "s2", "s3", "s4"), per_class: int =
                     np.stack([f[key] for f in flows]))
             columns["flow_note"] = [f["flow_note"] for f in flows]
         table = pa.table(columns)
-        folder = subject_dir(root / CLIPS_DIR, s)
+        folder = Path(subject_dir(root / CLIPS_DIR, s))
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / "part-0.parquet")
     from dataclasses import asdict
