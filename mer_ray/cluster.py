@@ -68,6 +68,25 @@ STARTUP_RACE = "timed out during startup"
 START_TRIES = 3
 
 
+# How object-store clients find their endpoint and credentials (pyarrow's S3 and GCS file
+# systems read these). Ray's worker processes start from the node's environment, not the
+# driver's: a driver that joins a running cluster passes the ones it has to its job's workers,
+# so the shards and results it names on a store are reachable from every task.
+STORAGE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+               "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS")
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in a driver of `ray job submit`
+
+
+def storage_env() -> dict[str, str]:
+    """The storage variables a joining driver passes to its workers. None under ``ray job
+    submit``: there the job's runtime environment (``--runtime-env-json``) is what workers
+    get, and Ray refuses a second one naming the same variables."""
+    if JOB_CONFIG_ENV in os.environ:
+        return {}
+    return {k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)}
+
+
 class RayStartError(RuntimeError):
     """Ray could not be started or joined; the message names what failed and where to look."""
 
@@ -124,7 +143,9 @@ def _init(address: str | None, num_cpus, object_store_memory, log_file) -> None:
     # Processes a local Ray starts here (its services) write their stderr to the log too.
     with _stderr_to(log_file):
         if address:
-            ray.init(address=address, log_to_driver=not quiet, configure_logging=not quiet)
+            env = storage_env()
+            ray.init(address=address, log_to_driver=not quiet, configure_logging=not quiet,
+                     runtime_env={"env_vars": env} if env else None)
         else:
             keep_idle_workers(num_cpus)
             # "local": a new Ray of this process's own, never a cluster a crashed earlier run

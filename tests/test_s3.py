@@ -1,7 +1,13 @@
-"""Results on an S3-compatible object store: moto's standalone server on the loopback address,
-started and stopped by the tests (nothing outside this machine is needed).
+"""Shards, trunk tokens and results on an S3-compatible object store: moto's standalone server
+on the loopback address, started and stopped by the tests (nothing outside this machine is
+needed).
 
-- A LOSO whose results and fold checkpoints live on the store; its driver killed (SIGKILL)
+- ``mer-ray prepare --out s3://...``: Ray Data tasks write the clips to the store; they are the
+  clips of the same set prepared locally.
+- The trunk-token pass as Ray Data actors reading those clips from the store, writing tokens
+  beside them; an object an unfinished pass left behind (no marker) is not taken for tokens.
+- A LOSO on those shards whose results and fold checkpoints live on the store, reading the
+  tokens without computing them again; its driver killed (SIGKILL)
   while the second fold is held at a committed epoch checkpoint; the same command again keeps
   the finished fold as it was, resumes the second from its checkpoint, and gives the
   predictions of an undisturbed run; then ``mer-ray report s3://...`` reads it.
@@ -28,6 +34,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 boto3 = pytest.importorskip("boto3")  # moto[server] (a test dependency) brings it
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "mer-results"
+SHARDS = f"s3://{BUCKET}/shards"
+COMPUTING = "computing the frozen-trunk tokens"  # what a run prints when it makes tokens
 
 
 class S3Server:
@@ -93,14 +101,75 @@ def mer_ray(*args: str, env: dict, log: Path | None = None, wait: bool = True):
                                 start_new_session=True)
 
 
-def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards, s3,
-                                                       tmp_path):
+def joining(ray_session, s3) -> dict:
+    """A subprocess's environment: the store's endpoint and keys, and the session's Ray."""
+    return {**os.environ, **s3.env,
+            "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+
+
+@pytest.fixture(scope="module")
+def s3_shards(ray_session, synth_samm, s3):
+    """``mer-ray prepare --out s3://...`` of the session's synthetic set, with the frame
+    settings of ``tiny_shards`` (a driver joining the session's Ray: its workers write)."""
+    res = mer_ray("prepare", "--dataset", "samm", "--data-root", str(synth_samm), "--out",
+                  SHARDS, "--frames", "4", "--size", "28", env=joining(ray_session, s3))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope="module")
+def s3_tokens(ray_session, s3_shards, s3, tmp_path_factory):
+    """The trunk-token pass of the fault tests' configuration over the shards on the store,
+    as Ray Data actors: (the pass's JSON line, its configuration file)."""
+    config = write_config(tmp_path_factory.mktemp("s3tokens") / "fault.yaml", tuple(FAULT))
+    res = subprocess.run([sys.executable, "-m", "tests.helpers.trunk_pass", SHARDS,
+                          str(config)], cwd=REPO, env=joining(ray_session, s3),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1]), config
+
+
+def test_prepare_writes_shards_to_the_store(s3_shards, s3, tiny_shards, monkeypatch):
+    from mer_ray.data.shards import CLIP_COLUMNS, Shards, SubjectReader
+
+    stored = keys(s3.client(), "shards/")
+    assert {"shards/prepare.json", "shards/manifest.parquet", "shards/rejected.parquet"} \
+        <= set(stored)
+    assert not [k for k in stored if ".tmp-" in k]
+    assert f"mer-ray train --shards {SHARDS}" in s3_shards.stdout
+    for key, value in s3.env.items():  # this process reads the store too
+        monkeypatch.setenv(key, value)
+    remote = Shards.open(SHARDS)
+    assert remote.root == SHARDS and remote.meta.shards_id == tiny_shards.meta.shards_id
+    assert remote.subjects() == tiny_shards.subjects()
+    assert remote.subject_labels() == tiny_shards.subject_labels()
+    there = SubjectReader(remote.clips, remote.subjects(), CLIP_COLUMNS).columns
+    here = SubjectReader(tiny_shards.clips, tiny_shards.subjects(), CLIP_COLUMNS).columns
+    for column in CLIP_COLUMNS:
+        assert (there[column] == here[column]).all(), column
+
+
+def test_trunk_tokens_are_written_beside_the_shards(s3_tokens, s3, tiny_shards):
+    got, _ = s3_tokens
+    assert got["reused"]  # finished: a second look finds the folder without computing
+    prefix = got["root"].removeprefix(f"s3://{BUCKET}/")
+    stored = keys(s3.client(), prefix + "/")
+    assert f"{prefix}/subject=006/stale.parquet" not in stored  # the unfinished pass's
+    marker = json.loads(read(s3.client(), f"{prefix}/tokens.json"))
+    assert marker["computed"] == "ray" and marker["clips"] == tiny_shards.meta.clips
+    assert {k.split("/")[3] for k in stored if k.endswith(".parquet")} == \
+        {f"subject={s}" for s in tiny_shards.subjects()}
+
+
+def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards, s3_tokens,
+                                                       s3, tmp_path):
     client = s3.client()
-    env = {**os.environ, **s3.env,
-           "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    config = write_config(tmp_path / "fault.yaml", tuple(FAULT))
+    env = joining(ray_session, s3)
+    tokens, config = s3_tokens
+    tokens = tokens["root"].removeprefix(f"s3://{BUCKET}/")
+    made = {k: o["ETag"] for k, o in keys(client, tokens + "/").items()}
     run = "runs/loso"
-    cmd = ["train", "--shards", str(tiny_shards.root), "--storage-path", f"s3://{BUCKET}/runs",
+    cmd = ["train", "--shards", SHARDS, "--storage-path", f"s3://{BUCKET}/runs",
            "--name", "loso", "--config", str(config), "--max-folds", "2", "--local"]
     # the second fold waits at its first committed checkpoint until the pause object goes
     client.put_object(Bucket=BUCKET, Key=f"{run}/train/fold-007/pause", Body=b"")
@@ -124,6 +193,9 @@ def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards,
 
     again = mer_ray(*cmd, env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    # both runs read the tokens the pass left on the store; neither made them again
+    assert COMPUTING not in (tmp_path / "first.log").read_text() + again.stdout
+    assert {k: o["ETag"] for k, o in keys(client, tokens + "/").items()} == made
     assert "1 fold(s) already had results and were not retrained" in again.stdout
     stored = keys(client, run)
     assert read(client, f"{run}/folds/006/fold.json") == finished
@@ -181,14 +253,19 @@ def test_unusable_storage_is_one_line_and_writes_nothing(s3, strict_s3, tmp_path
     assert set(keys(s3.client())) == before
 
 
-def test_data_on_an_object_store_is_refused(s3, tmp_path):
+def test_raw_data_on_an_object_store_is_refused(s3, tmp_path):
+    """Data roots, manifests and annotation files are read as local files: a URI there is one
+    line, exit 2, nothing written; shards that are not there are named."""
     env = {**os.environ, **s3.env}
-    for cmd in (["train", "--shards", f"s3://{BUCKET}/shards"],
-                ["prepare", "--dataset", "samm", "--data-root", str(tmp_path),
-                 "--out", f"s3://{BUCKET}/shards"]):
+    where = f"s3://{BUCKET}/raw"
+    for cmd, expect in (
+            (["train", "--data-root", where], "needs a folder on this machine"),
+            (["prepare", "--dataset", "samm", "--data-root", where, "--out", str(tmp_path)],
+             "needs a folder on this machine"),
+            (["train", "--shards", f"s3://{BUCKET}/nothing"], "not a shard folder")):
         res = mer_ray(*cmd, env=env)
-        assert res.returncode == 2
+        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
         [line] = res.stderr.strip().splitlines()
-        assert f"s3://{BUCKET}/shards" in line and "not supported yet" in line
-    assert not keys(s3.client(), "shards")
+        assert expect in line and ("s3://" in line), line
+    assert not keys(s3.client(), "raw") and not keys(s3.client(), "nothing")
     assert not list(tmp_path.iterdir()) and not (REPO / "s3:").exists()
