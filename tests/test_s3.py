@@ -8,8 +8,9 @@ needed).
   beside them; an object an unfinished pass left behind (no marker) is not taken for tokens.
 - A LOSO on those shards whose results and fold checkpoints live on the store, reading the
   tokens without computing them again; its driver killed (SIGKILL)
-  while the second fold is held at a committed epoch checkpoint; the same command again keeps
-  the finished fold as it was, resumes the second from its checkpoint, and gives the
+  while the second fold is held at a committed epoch checkpoint; the same command again (on
+  Ray's fold workers this time) keeps the finished fold as it was, resumes the second from its
+  checkpoint, and gives the
   predictions of an undisturbed run; then ``mer-ray report s3://...`` reads it.
 - Storage that cannot be used (a missing bucket, credentials the store refuses, an endpoint
   that does not answer), and data named by a URI: one line each, exit 2, nothing written.
@@ -191,7 +192,8 @@ def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards,
     finished = read(client, f"{run}/folds/006/fold.json")
     etag = stored[f"{run}/folds/006/fold.json"]["ETag"]
 
-    again = mer_ray(*cmd, env=env)
+    # again on Ray's fold workers: they read the shards, tokens and checkpoint on the store
+    again = mer_ray(*[c for c in cmd if c != "--local"], env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     # both runs read the tokens the pass left on the store; neither made them again
     assert COMPUTING not in (tmp_path / "first.log").read_text() + again.stdout
@@ -200,8 +202,10 @@ def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards,
     stored = keys(client, run)
     assert read(client, f"{run}/folds/006/fold.json") == finished
     assert stored[f"{run}/folds/006/fold.json"]["ETag"] == etag  # not written again
-    attempts = json.loads(read(client, f"{run}/folds/007/fold.json"))["attempts"]
+    resumed = json.loads(read(client, f"{run}/folds/007/fold.json"))
+    attempts = resumed["attempts"]
     assert len(attempts) == 2 and attempts[1]["start_epoch"] >= 1  # from its checkpoint
+    assert resumed["node_id"] not in (None, "local")  # trained by a Ray worker
     assert f"{run}/train/fold-007/state.pt" not in stored  # done: its records say all
     assert not [k for k in stored if ".tmp-" in k]  # nothing half-written, nothing moved
     summary = json.loads(read(client, f"{run}/summary.json"))
