@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from mer_ray.cli import main as cli
 from mer_ray.config import ExperimentConfig
 from tests.helpers.ports import free_port
 from tests.helpers.resume import reference, same_predictions, wait_for
@@ -233,7 +234,8 @@ def strict_s3(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", ["missing bucket", "refused credentials", "no server"])
-def test_unusable_storage_is_one_line_and_writes_nothing(s3, strict_s3, tmp_path, case):
+def test_unusable_storage_is_one_line_and_writes_nothing(s3, strict_s3, tmp_path, case,
+                                                         monkeypatch, capsys):
     env = {**os.environ, **s3.env}
     env.pop("RAY_ADDRESS", None)
     uri, expect = f"s3://{BUCKET}/runs", ""
@@ -253,6 +255,12 @@ def test_unusable_storage_is_one_line_and_writes_nothing(s3, strict_s3, tmp_path
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and expect in lines[0] and uri in lines[0], res.stderr
         assert "Traceback" not in res.stdout + res.stderr
+    # prepare checks its --out the same way before it reads anything (here: in this process)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli(["prepare", "--data-root", str(work), "--out", f"{uri}/shards"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert expect in line and f"{uri}/shards" in line, line
     assert not work.exists() and not (tmp_path / "report").exists()
     assert set(keys(s3.client())) == before
 
