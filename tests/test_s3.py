@@ -248,36 +248,37 @@ def test_unusable_storage_is_one_line_and_writes_nothing(s3, strict_s3, tmp_path
         expect = f"no answer from {env['AWS_ENDPOINT_URL']}"
     before = set(keys(s3.client()))
     work = tmp_path / "work"
-    for cmd in (["train", "--storage-path", uri, "--workdir", str(work)],
-                ["report", uri, "--out", str(tmp_path / "report")]):
-        res = mer_ray(*cmd, env=env)
-        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and expect in lines[0] and uri in lines[0], res.stderr
-        assert "Traceback" not in res.stdout + res.stderr
-    # prepare checks its --out the same way before it reads anything (here: in this process)
+    # a real process once (its exit status and stderr), then the other commands in this one
+    res = mer_ray("train", "--storage-path", uri, "--workdir", str(work), env=env)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0] and uri in lines[0], res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert cli(["prepare", "--data-root", str(work), "--out", f"{uri}/shards"]) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert expect in line and f"{uri}/shards" in line, line
+    for cmd, where in ((["report", uri, "--out", str(tmp_path / "report")], uri),
+                       (["prepare", "--data-root", str(work), "--out", f"{uri}/shards"],
+                        f"{uri}/shards")):
+        assert cli(cmd) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert expect in line and where in line, line
     assert not work.exists() and not (tmp_path / "report").exists()
     assert set(keys(s3.client())) == before
 
 
-def test_raw_data_on_an_object_store_is_refused(s3, tmp_path):
+def test_raw_data_on_an_object_store_is_refused(s3, tmp_path, monkeypatch, capsys):
     """Data roots, manifests and annotation files are read as local files: a URI there is one
     line, exit 2, nothing written; shards that are not there are named."""
-    env = {**os.environ, **s3.env}
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
     where = f"s3://{BUCKET}/raw"
     for cmd, expect in (
             (["train", "--data-root", where], "needs a folder on this machine"),
             (["prepare", "--dataset", "samm", "--data-root", where, "--out", str(tmp_path)],
              "needs a folder on this machine"),
             (["train", "--shards", f"s3://{BUCKET}/nothing"], "not a shard folder")):
-        res = mer_ray(*cmd, env=env)
-        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
-        [line] = res.stderr.strip().splitlines()
+        assert cli(cmd) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
         assert expect in line and ("s3://" in line), line
     assert not keys(s3.client(), "raw") and not keys(s3.client(), "nothing")
     assert not list(tmp_path.iterdir()) and not (REPO / "s3:").exists()
