@@ -160,3 +160,21 @@ def test_tokens_a_process_computed_never_serve_other_clips(tmp_path):
     run(a, "first")
     after = run(b, "after")
     assert after.keys == alone.keys and after.probs == alone.probs
+
+
+def test_a_clip_written_twice_is_refused_not_read_twice(shards):
+    """Two passes that wrote one folder at once would leave each clip twice (a test clip
+    counted twice moves the metrics): the reader refuses the folder, naming it."""
+    import shutil
+    from pathlib import Path
+
+    from mer_ray.data.shards import SubjectReader, subject_dir
+
+    folder = Path(subject_dir(shards.clips, "s2"))
+    [part] = folder.glob("*.parquet")
+    assert len(SubjectReader(shards.clips, ["s1", "s2"])) == 6
+    shutil.copy(part, folder / "part-1.parquet")
+    with pytest.raises(ValueError, match=r"subject=s2: clip\(s\) .* more than one file"):
+        SubjectReader(shards.clips, ["s1", "s2"])
+    with pytest.raises(ValueError, match="more than one file"):
+        shards.label_counts(["s2"])

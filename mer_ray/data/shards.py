@@ -190,8 +190,19 @@ def read_partition(root: str | Path, subject: str, columns: Iterable[str]):
 
     store = locate(root)
     files = store.files(f"subject={subject}", suffix=".parquet")
-    tables = [pq.read_table(f, columns=list(columns), filesystem=store.fs) for f in files]
-    return pa.concat_tables(tables) if tables else None
+    read = list(dict.fromkeys(["clip", *columns]))
+    tables = [pq.read_table(f, columns=read, filesystem=store.fs) for f in files]
+    if not tables:
+        return None
+    table = pa.concat_tables(tables)
+    clips = table.column("clip").to_pylist()
+    if len(set(clips)) != len(clips):  # e.g. two passes that wrote one folder at once
+        twice = sorted({c for c in clips if clips.count(c) > 1})
+        raise ValueError(f"{store.where(f'subject={subject}')}: clip(s) {twice[:3]} appear in "
+                         f"more than one file; delete this folder's parent and make it again "
+                         f"(mer-ray prepare --overwrite for clips; tokens are remade by the "
+                         f"next run)")
+    return table.select(list(columns))
 
 
 def _read_labels(shards: str | Path, subject: str) -> list[int]:
