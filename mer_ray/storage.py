@@ -103,10 +103,6 @@ class Storage:
         """The path on this machine's disk, for local storage; None for remote storage."""
         return self.path(*parts) if self.is_local else None
 
-    def sub(self, *parts: str) -> Storage:
-        """The storage of a folder inside this one."""
-        return Storage(self.fs, self.path(*parts), self.where(*parts))
-
     def files(self, *parts: str, suffix: str = "") -> list[str]:
         """Paths (in ``fs``) of the files under a folder, at any depth, sorted; none when the
         folder does not exist."""
@@ -117,9 +113,6 @@ class Storage:
     def listdir(self, *parts: str) -> list[str]:
         sel = pafs.FileSelector(self.path(*parts), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(sel))
-
-
-_CHECKED: set[str] = set()
 
 
 def _why(exc: Exception) -> str:
@@ -138,9 +131,7 @@ def _why(exc: Exception) -> str:
 
 def check_remote(fs: pafs.FileSystem, root: str, uri: str) -> None:
     """Raise ``StorageError`` unless the bucket of ``uri`` exists and these credentials reach
-    it (once per URI and process)."""
-    if uri in _CHECKED or isinstance(fs, pafs.LocalFileSystem):
-        return
+    it (``locate`` asks once per URI and process)."""
     bucket = root.strip("/").split("/", 1)[0]
     try:
         info = fs.get_file_info(bucket)
@@ -149,7 +140,6 @@ def check_remote(fs: pafs.FileSystem, root: str, uri: str) -> None:
     if info.type == pafs.FileType.NotFound:
         raise StorageError(f"{uri}: the bucket {bucket!r} does not exist (or these credentials "
                            f"cannot see it): create it first, or check the URI") from None
-    _CHECKED.add(uri)
 
 
 _FILESYSTEMS: dict[str, tuple[pafs.FileSystem, str]] = {}

@@ -172,14 +172,12 @@ class PrepareResult:
     per_class: dict[str, int]
 
 
-def holds_clips(out: str | Path) -> bool:
-    """Whether ``out`` already holds clip files (finished shards or a killed prepare's)."""
-    return bool(locate(out).files(CLIPS_DIR))
-
-
 def refuse_overwrite(out: str | Path) -> None:
-    if holds_clips(out):
-        raise FileExistsError(f"{locate(out).where(CLIPS_DIR)} already holds shards; pass "
+    """Refuse an ``out`` that already holds clip files (finished shards or a killed
+    prepare's)."""
+    store = locate(out)
+    if store.files(CLIPS_DIR):
+        raise FileExistsError(f"{store.where(CLIPS_DIR)} already holds shards; pass "
                               f"--overwrite to replace them or choose another --out")
 
 
@@ -192,8 +190,6 @@ def _clear(out: Storage, overwrite: bool) -> None:
     unmark_shards(out.where())
     out.delete(CLIPS_DIR)
     out.delete(TRUNK_DIR)
-    if out.is_local:
-        Path(out.root).mkdir(parents=True, exist_ok=True)
 
 
 def _align_all(rows: list[dict], cfg: PrepareConfig, workers: int | None):

@@ -47,18 +47,14 @@ TOKEN_COLUMNS = ("subject", "clip", "label_id", "tokens")
 VIEWS_COLUMN = "views"  # token folders with cached augmented views: (V-1, T, L, D) per clip
 
 
-def join(root: str | Path, *parts: str) -> str:
-    """A path or URI inside a shard folder (``s3://b/x`` stays a URI; ``Path`` would not)."""
-    return "/".join([str(locate(root).where()), *parts]) if parts else locate(root).where()
-
-
 def clips_root(shards: str | Path) -> str:
-    return join(shards, CLIPS_DIR)
+    """A shard folder's clips (a path, or a URI: ``Path`` would make ``s3://`` ``s3:/``)."""
+    return locate(shards).where(CLIPS_DIR)
 
 
 def subject_dir(root: str | Path, subject: str) -> str:
     """One subject's partition of a clip or token folder."""
-    return join(root, f"subject={subject}")
+    return locate(root).where(f"subject={subject}")
 
 
 @dataclass(frozen=True)

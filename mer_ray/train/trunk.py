@@ -41,7 +41,7 @@ import torch
 
 from ..config import BACKBONES, ExperimentConfig
 from ..console import Ticker
-from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, join, ray_dataset
+from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, ray_dataset
 from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
 from ..model.encoder import BackboneSource
 from ..provenance import libraries
@@ -111,7 +111,7 @@ def token_root(shards: str | Path, fingerprint: str, views_id: str | None = None
     """The token folder of a trunk (a path or URI); with augmented views
     (``TrainConfig.views_id``) its own."""
     name = fingerprint[:16] if views_id is None else f"{fingerprint[:16]}-{views_id}"
-    return join(shards, TRUNK_DIR, name)
+    return locate(shards).where(TRUNK_DIR, name)
 
 
 def read_marker(root: str | Path) -> dict | None:
