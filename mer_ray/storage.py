@@ -131,7 +131,9 @@ def _why(exc: Exception) -> str:
 
 def check_remote(fs: pafs.FileSystem, root: str, uri: str) -> None:
     """Raise ``StorageError`` unless the bucket of ``uri`` exists and these credentials reach
-    it (``locate`` asks once per URI and process)."""
+    it (``locate`` asks once per URI and process). ``file://`` URIs have no bucket."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return
     bucket = root.strip("/").split("/", 1)[0]
     try:
         info = fs.get_file_info(bucket)
