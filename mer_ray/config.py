@@ -128,11 +128,21 @@ class DataConfig:
     flow: str | None = described(
         None, "optical flow from each clip's onset to its apex frame, stored with the shards: "
               "tvl1 | farneback | dis (the flow-based methods need it); none: no flow")
+    registration: str = described(
+        "onset", "how the apex frame is placed on the onset frame for the flow: onset (the "
+                 "onset's alignment for both: the field's common crop) | rigid (a "
+                 "least-squares rigid fit of the apex's eye corners and nose bridge onto the "
+                 "onset's) | separate (each frame by its own eye centres). onset was chosen by "
+                 "measurement (benchmarks/registration.py: on synthetic clips the landmark "
+                 "fits move with the expression and add more error than the head motion they "
+                 "remove)")
 
     def __post_init__(self):
         validate("DataConfig", [
             (self.flow in (None, "tvl1", "farneback", "dis"),
              f"flow must be tvl1, farneback or dis (got {self.flow!r})"),
+            (self.registration in ("separate", "onset", "rigid"),
+             f"registration must be separate, onset or rigid (got {self.registration!r})"),
             (self.frames >= 1, f"frames must be at least 1 (got {self.frames})"),
             (self.size >= 14 and self.size % 14 == 0,
              f"size must be a positive multiple of 14, the ViT patch size (got {self.size})"),

@@ -83,3 +83,43 @@ def test_clip_without_any_face_is_rejected():
 def test_geometry_validated():
     with pytest.raises(ValueError):
         AlignGeometry(eye_y=1.5)
+
+
+def test_rigid_fit_recovers_a_known_motion():
+    from mer_ray.data.align import rigid_fit
+
+    pts = np.random.default_rng(0).uniform(0, 200, (8, 2))
+    angle = np.deg2rad(3.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = pts @ rot.T + [4.0, -2.5]
+    fit = rigid_fit(pts, moved)
+    assert np.allclose(fit[:, :2], rot) and np.allclose(fit[:, 2], [4.0, -2.5])
+    scaled = rigid_fit(pts, pts * 1.1)  # no scale in a rigid fit: the rotation stays one
+    assert np.isclose(np.linalg.det(scaled[:, :2]), 1.0)
+
+
+def test_each_registration_places_the_apex_its_own_way(astronaut):
+    """onset: both frames through the onset's transform (a moved head stays moved); rigid:
+    the apex's head motion undone by the stable landmarks; separate: each frame by its own
+    eyes. A frame without a face takes the other's alignment, with a note."""
+    from mer_ray.data.align import STABLE, align_pair, eye_matrix, pair_matrices
+
+    img, lm = astronaut
+    h, w = img.shape[:2]
+    shift = np.float32([[1, 0, 6], [0, 1, -4]])  # the head moved 6 px right, 4 px up
+    moved = cv2.warpAffine(img, shift, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+    lm_moved = transform_points(lm, shift)
+    geo = AlignGeometry()
+    a, b, note = pair_matrices(lm, lm_moved, SIZE, geo, "onset")
+    assert np.array_equal(a, b) and note == ""
+    a, b, _ = pair_matrices(lm, lm_moved, SIZE, geo, "rigid")
+    assert np.allclose(transform_points(lm_moved[list(STABLE)], b),
+                       transform_points(lm[list(STABLE)], a), atol=1e-3)
+    a, b, _ = pair_matrices(lm, lm_moved, SIZE, geo, "separate")
+    assert np.allclose(b, eye_matrix(lm_moved, SIZE, geo))
+    a, b, note = pair_matrices(lm, None, SIZE, geo, "rigid")
+    assert np.array_equal(a, b) and "no face in the apex frame" in note
+    onset, apex, note = align_pair(img, moved, SIZE, registration="onset")
+    assert onset.shape == apex.shape == (SIZE, SIZE, 3) and note == ""
+    with pytest.raises(ValueError, match="registration"):
+        align_pair(img, moved, SIZE, registration="nope")

@@ -19,6 +19,11 @@ from ..config import DataConfig
 
 LEFT_EYE = slice(36, 42)  # image-left eye (the subject's right), points 36-41
 RIGHT_EYE = slice(42, 48)
+# Landmarks that facial actions move least: the nose bridge (27-30) and the eye corners (36,
+# 39, 42, 45). The "rigid" registration fits the apex's onto the onset's (``align_pair``);
+# brows, lids, cheeks, nostrils, lips and jaw move with the expression.
+STABLE = (27, 28, 29, 30, 36, 39, 42, 45)
+REGISTRATIONS = ("separate", "onset", "rigid")
 
 
 @dataclass(frozen=True)
@@ -154,3 +159,61 @@ def align_clip(frames: list[np.ndarray], size: int,
         nearest = min(have, key=lambda j: (abs(j - i), j))
         out[i] = warp(f, mats[nearest], size)
     return out, found
+
+
+def pair_matrices(lm_onset, lm_apex, size: int, geometry: AlignGeometry,
+                  registration: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The two warps of ``align_pair`` (onset, apex: 2 x 3, source pixels -> aligned pixels)
+    from the two frames' landmarks (None: no face), and a note when a frame had none."""
+    have = [m for m in (lm_onset, lm_apex) if m is not None]
+    if not have:
+        raise NoFaceError("no face found in the onset or the apex frame")
+    note = "" if len(have) == 2 else \
+        f"no face in the {'onset' if lm_onset is None else 'apex'} frame: both use the other's alignment"
+    if registration == "separate" or len(have) == 1:
+        mats = [eye_matrix(lm, size, geometry) if lm is not None else None
+                for lm in (lm_onset, lm_apex)]
+        a, b = (m if m is not None else next(x for x in mats if x is not None) for m in mats)
+        return a, b, note
+    onset = eye_matrix(lm_onset, size, geometry)
+    if registration == "onset":
+        return onset, onset, note
+    apex = onset @ np.vstack([rigid_fit(lm_apex[list(STABLE)], lm_onset[list(STABLE)]),
+                              [0.0, 0.0, 1.0]])  # apex -> onset image -> aligned
+    return onset, apex, note
+
+
+def rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The rotation and translation (2 x 3) that bring the points ``src`` (N, 2) closest to
+    ``dst`` in the least-squares sense (Kabsch; no scale: a head that moves does not grow)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    u, _, vt = np.linalg.svd((dst - mu_d).T @ (src - mu_s))
+    rot = u @ np.diag([1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    return np.hstack([rot, (mu_d - rot @ mu_s)[:, None]])
+
+
+def align_pair(onset: np.ndarray, apex: np.ndarray, size: int,
+               geometry: AlignGeometry | None = None,
+               registration: str = "onset") -> tuple[np.ndarray, np.ndarray, str]:
+    """The onset and apex frames (RGB) aligned for the optical flow between them: (onset, apex)
+    (S, S, 3) uint8 and a note ("" when both frames had a face and the registration went as
+    asked).
+
+    ``registration``: how the apex is placed on the onset (``data.registration``):
+    - "separate": each frame by its own eye centres (the clips' alignment): landmark jitter
+      between the two frames becomes flow, and so does nothing of the head's motion;
+    - "onset": both frames by the onset's eye-centre transform (the field's common crop): no
+      landmark jitter, the head's own motion between the frames stays in the flow;
+    - "rigid": the onset by its eye centres, the apex by a least-squares rigid fit of its
+      stable landmarks (``STABLE``) onto the onset's, then the onset's transform: head motion
+      removed, the fit's error (landmark jitter, and the landmarks' own response to the
+      expression) added.
+    A frame without a face takes the other's alignment (noted); neither: ``NoFaceError``."""
+    if registration not in REGISTRATIONS:
+        raise ValueError(f"registration must be one of {REGISTRATIONS} (got {registration!r})")
+    geometry = geometry or AlignGeometry()
+    lms = [detect_landmarks(f, geometry.upsample_retry, geometry.relative_score)
+           for f in (onset, apex)]
+    a, b, note = pair_matrices(*lms, size, geometry, registration)
+    return warp(onset, a, size), warp(apex, b, size), note

@@ -29,7 +29,7 @@ import polars as pl
 
 from ..config import DataConfig
 from ..storage import Storage, locate
-from .align import AlignGeometry, NoFaceError, align_clip
+from .align import AlignGeometry, NoFaceError, align_clip, align_pair
 from .flow import apex_position, flow_columns
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
@@ -55,6 +55,7 @@ class PrepareConfig:
     clips_per_task: int = 4  # clips handed to one Ray Data task
     min_rows_per_file: int = 32  # keeps shard files at tens of MB, not one file per clip
     flow: str | None = None  # onset -> apex optical flow backend (flow.BACKENDS), or none
+    registration: str = DataConfig.registration  # of the apex to the onset, for the flow
 
     def __post_init__(self):
         self.data_config()  # DataConfig's checks
@@ -62,18 +63,20 @@ class PrepareConfig:
     @classmethod
     def from_data(cls, data: DataConfig) -> PrepareConfig:
         return cls(frames=data.frames, size=data.size, flow=data.flow,
+                   registration=data.registration,
                    geometry=AlignGeometry(eye_y=data.eye_y, inter_ocular=data.inter_ocular))
 
     def data_config(self) -> DataConfig:
         return DataConfig(frames=self.frames, size=self.size, eye_y=self.geometry.eye_y,
-                          inter_ocular=self.geometry.inter_ocular, flow=self.flow)
+                          inter_ocular=self.geometry.inter_ocular, flow=self.flow,
+                          registration=self.registration)
 
 
 def shards_identity(manifest: pl.DataFrame, cfg: PrepareConfig) -> str:
     """A short hash of every manifest row (source paths included) and the prepare settings."""
     settings = asdict(cfg)
     if cfg.flow is None:  # shards without flow keep the id they had before flow existed
-        del settings["flow"]
+        del settings["flow"], settings["registration"]
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for row in manifest.sort(["subject", "clip"]).iter_rows():
         h.update(repr(row).encode())
@@ -137,11 +140,13 @@ def empty_flow(size: int) -> dict:
 
 def clip_flow(index, span: list[int], apex, cfg: PrepareConfig) -> dict:
     """The flow columns of one clip: its onset and apex frames (the span's middle when the
-    apex is missing or outside it) aligned like the clip, and the flow between them."""
+    apex is missing or outside it), the apex registered to the onset as ``cfg.registration``
+    says (``align.align_pair``), and the flow between them."""
     apex = None if apex is None or (isinstance(apex, float) and np.isnan(apex)) else int(apex)
     pos, note = apex_position(span, list(index.numbers), apex)
-    (onset, peak), _ = align_clip(read_frames(index, [span[0], pos]), cfg.size, cfg.geometry)
-    return flow_columns(onset, peak, cfg.flow, note)
+    first, peak = read_frames(index, [span[0], pos])
+    onset, peak, registered = align_pair(first, peak, cfg.size, cfg.geometry, cfg.registration)
+    return flow_columns(onset, peak, cfg.flow, "; ".join(n for n in (note, registered) if n))
 
 
 def _align_batch(batch: dict[str, np.ndarray], cfg: PrepareConfig) -> dict[str, np.ndarray]:

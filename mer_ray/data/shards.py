@@ -85,7 +85,12 @@ class ShardMeta:
         return DataConfig(frames=self.config["frames"], size=self.config["size"],
                           eye_y=geometry.get("eye_y", DataConfig.eye_y),
                           inter_ocular=geometry.get("inter_ocular", DataConfig.inter_ocular),
-                          flow=self.config.get("flow"))
+                          flow=self.config.get("flow"),
+                          # flow shards made before registration was a setting: "separate"
+                          registration=self.config.get(
+                              "registration",
+                              "separate" if self.config.get("flow") else
+                              DataConfig.registration))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "class_names": list(self.class_names)}
@@ -151,9 +156,10 @@ class Shards:
         if made != data:
             raise ValueError(
                 f"{self.root}: prepared with T={made.frames}, S={made.size}, eye_y={made.eye_y}, "
-                f"inter_ocular={made.inter_ocular}, flow={made.flow}; this run's data section "
-                f"says T={data.frames}, S={data.size}, eye_y={data.eye_y}, "
-                f"inter_ocular={data.inter_ocular}, flow={data.flow}. Leave the data settings "
+                f"inter_ocular={made.inter_ocular}, flow={made.flow}, registration="
+                f"{made.registration}; this run's data section says T={data.frames}, "
+                f"S={data.size}, eye_y={data.eye_y}, inter_ocular={data.inter_ocular}, "
+                f"flow={data.flow}, registration={data.registration}. Leave the data settings "
                 f"out (the shards' own are used), or prepare shards for these settings.")
 
     def subjects(self) -> list[str]:
