@@ -36,49 +36,21 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections import Counter
-from pathlib import Path
 
-from .config import ExperimentConfig, config_fields, load_yaml
-from .console import Ticker, show
+from .cli_data import (
+    cmd_flow,
+    cmd_manifest,
+    cmd_prepare,
+    cmd_synth,
+    data_choice,
+    experiment_config,
+    overrides,
+    synthetic_set,
+)
+from .config import config_fields
+from .console import show
 from .data.annotations import AnnotationError
 from .data.frames import FrameError
-
-
-def _overrides(args) -> list[str]:
-    """--set options, then --frames, --size and --flow as the data settings they stand for."""
-    return list(args.overrides) + [f"data.{o}={getattr(args, o)}"
-                                   for o in ("frames", "size", "flow") if getattr(args, o, None)]
-
-
-def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
-    """The configuration the options resolve to, and the data settings the user set (a config
-    file's data section, --set data.*, --frames, --size)."""
-    overrides = _overrides(args)
-    user_set = {o.partition("=")[0].strip() for o in overrides if o.startswith("data.")}
-    if args.config:
-        user_set |= {f"data.{k}" for k in (load_yaml(args.config).get("data") or {})}
-    from .methods import load_with_recipe
-
-    return load_with_recipe(args.config, overrides), user_set
-
-
-def _synthetic(args):
-    from .experiments.data import SyntheticSet
-
-    if not hasattr(args, "synthetic_subjects"):  # a command without a synthetic default
-        return SyntheticSet()
-    return SyntheticSet(subjects=args.synthetic_subjects,
-                        clips_per_class=args.synthetic_clips_per_class,
-                        seed=args.synthetic_seed, intensity=args.synthetic_intensity,
-                        distractors=not args.synthetic_no_distractors)
-
-
-def _data(args):
-    from .experiments.data import DataChoice
-
-    return DataChoice(args.dataset, args.protocol, args.data_root, getattr(args, "shards", None),
-                      args.annotations, _synthetic(args), getattr(args, "workdir", Path("data")))
 
 
 def _start_ray(args, command: str) -> None:
@@ -97,122 +69,13 @@ def _options(args, extra: dict):
                       extra={"command": ["mer-ray", *args.argv], **extra})
 
 
-# -- data --------------------------------------------------------------------------------------
-
-def cmd_synth(args) -> int:
-    from .data.synth import generate
-    from .data.synth.render import RenderConfig
-    from .experiments.data import SyntheticSet
-
-    subjects = SyntheticSet(args.subjects).subjects_for(args.layout)
-    with Ticker(f"rendering a synthetic {args.layout} set ({subjects} subjects)") as tick:
-        res = generate(args.out, args.layout, subjects, args.clips_per_class, args.protocol,
-                       args.seed, args.preview,
-                       RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
-                                    distractors=not args.no_distractors),
-                       progress=lambda done, total: tick.update(f"{done}/{total} clips"))
-    per_class = Counter(c.label for c in res.clips)
-    show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
-         title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {subjects} "
-               f"subjects, seed {args.seed}")
-    for what, path in (("annotations", res.annotation_file), ("preview", res.preview)):
-        if path:
-            print(f"{what}: {path}")
-    return 0
-
-
-def _manifest(args, check_frames: bool = True):
-    from .data.manifest import annotation_files, build_manifest, read_manifest, summary_counts
-
-    _data(args).check()
-    if getattr(args, "manifest", None):
-        return read_manifest(args.manifest)
-    m = build_manifest(args.dataset, args.data_root, args.protocol,
-                       annotations=args.annotations, check_frames=check_frames)
-    for name, sha in annotation_files(m):
-        print(f"annotations: {name} (sha256 {sha})")
-    inc, exc = summary_counts(m)
-    show(["class", "clips"], sorted(inc.items()) + [("total", sum(inc.values()))],
-         title="included clips per class")
-    if exc:
-        show(["reason", "clips"], sorted(exc.items()), title="excluded clips per reason")
-    return m
-
-
-def cmd_manifest(args) -> int:
-    m = _manifest(args, check_frames=not args.no_frame_check)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    m.write_parquet(args.out)
-    print(f"manifest: {args.out} ({m.height} rows)")
-    if args.strict and m["excluded_reason"].is_not_null().any():
-        print("--strict: some clips were excluded (see the table above)", file=sys.stderr)
-        return 3
-    return 0
-
-
-def cmd_prepare(args) -> int:
-    from .cluster import ensure_ray
-    from .data.prepare import prepare_clips, refuse_overwrite
-    from .experiments.data import driver_log
-    from .storage import locate
-
-    exp, _ = experiment_config(args)
-    out = locate(args.out)  # a URI is checked here: a bucket that cannot be used stops it
-    if not args.overwrite:
-        refuse_overwrite(out.where())
-    manifest = _manifest(args)
-    ensure_ray(log_file=driver_log(out.where(), Path("data"), "prepare"))
-    res = prepare_clips(manifest, out.where(), exp.data, args.dataset, args.protocol,
-                        args.data_root, args.annotations, args.workers, args.overwrite)
-    show(["class", "clips"], sorted(res.per_class.items()) + [("total", res.clips)],
-         title=f"shards in {out.where('clips')} (T={exp.data.frames}, S={exp.data.size})")
-    if res.rejected.height:
-        counts = Counter(zip(res.rejected["stage"].to_list(), res.rejected["reason"].to_list()))
-        show(["stage", "reason", "clips"], [(s, r, n) for (s, r), n in sorted(counts.items())],
-             title=f"rejected clips (details in {out.where('rejected.parquet')})")
-    rate = res.frames_aligned / res.seconds if res.seconds else 0.0
-    print(f"{res.frames_aligned} frames aligned in {res.seconds:.1f} s ({rate:.1f} frames/s)")
-    print(f"train on them: mer-ray train --shards {out.where()} (their T, S and alignment come "
-          f"with them)")
-    if args.strict and res.rejected.height:
-        print("--strict: some clips were rejected (see the table above)", file=sys.stderr)
-        return 3
-    return 0
-
-
-def cmd_flow(args) -> int:
-    from .data.flow_preview import computed_flow, flow_figure, stored_flow
-    from .data.shards import Shards
-
-    exp, _ = experiment_config(args)
-    if args.shards is not None:
-        clip, columns = stored_flow(Shards.open(args.shards), args.clip)
-        backend = Shards.open(args.shards).meta.data.flow
-    else:
-        if args.data_root is None:
-            raise ValueError("mer-ray flow needs --shards (prepared with --flow) or --data-root")
-        from .data.manifest import included
-
-        rows = [r for r in included(_manifest(args)).to_dicts()
-                if args.clip in (None, r["clip"], f"{r['subject']}/{r['clip']}")]
-        if not rows:
-            raise ValueError(f"{args.data_root}: no included clip {args.clip!r}")
-        backend = exp.data.flow or "tvl1"
-        clip = f"{rows[0]['subject']}/{rows[0]['clip']}"
-        columns = computed_flow(rows[0], exp.data, backend)
-    out = flow_figure(columns, args.out, f"{clip}: {backend} flow, onset -> apex")
-    print(f"flow preview: {out}" + (f" ({columns['flow_note']})" if columns["flow_note"]
-                                    else ""))
-    return 0
-
-
 # -- experiments -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
     from .experiments.loso import refuse_clashes, run_name, settle, train
 
     exp, user_set = experiment_config(args)
-    data = _data(args)
+    data = data_choice(args)
     exp = settle(data, exp, user_set)
     name = args.name or run_name(data, exp, args.max_folds)
     names = [name] if args.seeds <= 1 else \
@@ -226,10 +89,14 @@ def cmd_train(args) -> int:
 
 def cmd_grid(args) -> int:
     from .experiments.grid import run_grid_command
+    from .methods import load_with_recipe
 
-    exp, user_set = experiment_config(args)
-    return run_grid_command(args.grid, args.values, _data(args), exp, user_set,
-                            _options(args, {}), args.name, lambda: _start_ray(args, "grid"))
+    _, user_set = experiment_config(args)
+    given = overrides(args)
+    return run_grid_command(args.grid, args.values, data_choice(args),
+                            lambda rows: load_with_recipe(args.config, [*given, *rows]),
+                            user_set, _options(args, {}), args.name,
+                            lambda: _start_ray(args, "grid"))
 
 
 def cmd_transfer(args) -> int:
@@ -239,28 +106,35 @@ def cmd_transfer(args) -> int:
         raise ValueError("cross-dataset transfer uses the 3-class protocol (one label space)")
     exp, user_set = experiment_config(args)
     return transfer_command(args.source, args.targets, args.data_roots, args.annotations,
-                            args.conditions, args.workdir, _synthetic(args), exp, user_set,
+                            args.conditions, args.workdir, synthetic_set(args), exp, user_set,
                             _options(args, {}), args.name, lambda: _start_ray(args, "transfer"))
 
 
 def cmd_compare(args) -> int:
-    from .experiments.compare import compare_command
+    from .experiments.compare import CompareSpec, compare_command
+    from .experiments.data import dataset_choices
 
     _, user_set = experiment_config(args)
-    compare_command([m.strip() for m in args.methods.split(",") if m.strip()], args.datasets,
-                    args.data_roots, args.protocol, args.workdir, _synthetic(args), args.config,
-                    _overrides(args), user_set, _options(args, {}), args.name, args.with_leaky,
-                    lambda: _start_ray(args, "compare"))
+    spec = CompareSpec(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                       data=dataset_choices(args.datasets, args.data_roots,
+                                            args.protocol, synthetic_set(args), args.workdir,
+                                            args.shards, apart=len(args.datasets or []) > 1),
+                       base_file=args.config,
+                       overrides=tuple(overrides(args)), user_set=frozenset(user_set),
+                       name=args.name or "compare", with_leaky=args.with_leaky,
+                       seeds=args.seeds)
+    compare_command(spec, _options(args, {}), lambda: _start_ray(args, "compare"))
     return 0
 
 
 def cmd_sweep(args) -> int:
     from .experiments.loso import refuse_clashes, run_name, settle
-    from .experiments.search_space import read_space
+    from .experiments.search_space import read_space, refuse_leaky
 
     space = read_space(args.space)  # a bad space fails before any work
     exp, user_set = experiment_config(args)
-    data = _data(args)
+    refuse_leaky(exp)
+    data = data_choice(args)
     exp = settle(data, exp, user_set)
     if args.flat:
         name = args.name or run_name(data, exp, prefix="sweep-")

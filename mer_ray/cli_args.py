@@ -86,7 +86,7 @@ def config_args(p) -> None:
                         "data.flow=... (the flow-based methods need it)")
 
 
-def run_args(p, seeds: bool = True) -> None:
+def run_args(p, seeds: bool = True, seeds_help: str | None = None) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--storage-path", default="results",
                    help="where runs are stored: a folder or a pyarrow URI (s3://...)")
@@ -101,8 +101,8 @@ def run_args(p, seeds: bool = True) -> None:
                         "Train workers (the same predictions)")
     if seeds:
         g.add_argument("--seeds", type=int, default=1,
-                       help="repeat with this many training seeds (train.seed, +1, ...): mean "
-                            "+- std")
+                       help=seeds_help or "repeat with this many training seeds (train.seed, "
+                                          "+1, ...): mean +- std")
     g.add_argument("--tracking", choices=("mlflow", "tensorboard"), default=None,
                    help="log each fold's epochs and each run's summary")
     g.add_argument("--tracking-uri", default=None,
@@ -227,6 +227,10 @@ def compare_command(sub) -> None:
     p.add_argument("--data-root", "--root", dest="data_roots", action="append", default=[],
                    metavar="DATASET=PATH",
                    help="a dataset's folder (repeatable); without one, a synthetic set")
+    p.add_argument("--shards", type=Path, default=None,
+                   help="compare on shards made by 'mer-ray prepare' (a folder or a URI; "
+                        "instead of --dataset / --data-root): their dataset, protocol, frame "
+                        "settings and flow come with them")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
                    help="the label set, the same for every dataset")
     p.add_argument("--with-leaky", action="store_true",
@@ -237,7 +241,9 @@ def compare_command(sub) -> None:
     synthetic_args(p.add_argument_group("synthetic sets (datasets without --data-root)"),
                    "synthetic-")
     config_args(p)
-    run_args(p, seeds=False)
+    run_args(p, seeds_help="train every method with this many seeds (train.seed, +1, ...) "
+                           "on the same folds: each seed's figure, their mean and spread, "
+                           "intervals over subjects and seeds")
 
 
 def result_commands(sub) -> None:

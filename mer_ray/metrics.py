@@ -87,8 +87,30 @@ def loso_scores(folds: Sequence[tuple[Sequence[int], Sequence[int]]],
     }
 
 
+def _stack(runs: list[dict], subjects: list, labels: list) -> np.ndarray:
+    """Runs x subjects confusion matrices (R, N, K, K): a resample's matrix is the sum of its
+    subjects'."""
+    return np.stack([_subject_matrices(run, subjects, labels) for run in runs])
+
+
+def _subjects_of(runs: list[dict]) -> list:
+    subjects = sorted(runs[0])
+    if any(sorted(r) != subjects for r in runs):
+        raise ValueError("every seed's run must have the same test subjects")
+    return subjects
+
+
+def _draws(rng, resamples: int, subjects: int, runs: int, resample_runs: bool):
+    """Each resample's subjects (resamples, N) and runs (resamples, R): subjects drawn with
+    replacement; runs too with ``resample_runs`` (else every run, each once)."""
+    pick = rng.integers(0, subjects, size=(resamples, subjects))
+    if resample_runs and runs > 1:
+        return pick, rng.integers(0, runs, size=(resamples, runs))
+    return pick, np.tile(np.arange(runs), (resamples, 1))
+
+
 def bootstrap_interval(by_subject, labels: Sequence[int], resamples: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> dict:
+                       level: float = 0.95, resample_runs: bool = False) -> dict:
     """Percentile bootstrap interval of the aggregate UF1 and UAR over test subjects.
 
     ``by_subject`` maps each test subject to its (true labels, predictions). Each resample draws
@@ -97,39 +119,36 @@ def bootstrap_interval(by_subject, labels: Sequence[int], resamples: int = 1000,
     subject are not independent). Seeded, so the interval is part of a reproducible result.
     A list of such mappings (one per training seed, over the same subjects) gives the interval
     of the mean over seeds: each resample's subjects are scored in every seed's run and the
-    figures averaged.
+    figures averaged; with ``resample_runs`` the seeds are drawn with replacement too (the
+    interval then also covers which training seeds happened to be run).
     """
     runs = by_subject if isinstance(by_subject, list) else [by_subject]
-    subjects = sorted(runs[0])
-    if any(sorted(r) != subjects for r in runs):
-        raise ValueError("every seed's run must have the same test subjects")
+    subjects = _subjects_of(runs)
     labels = list(labels)
-    idx = {c: i for i, c in enumerate(labels)}
-    k = len(labels)
-    # Each subject as a confusion matrix: a resample's matrix is the sum of its subjects'.
-    mats = np.zeros((len(runs), len(subjects), k, k), np.int64)
-    for r, run in enumerate(runs):
-        for n, s in enumerate(subjects):
-            for t, p in zip(*run[s]):
-                mats[r, n, idx[t], idx[p]] += 1
+    mats = _stack(runs, subjects, labels)
     rng = np.random.default_rng([seed, 1000003])
-    draws = rng.integers(0, len(subjects), size=(resamples, len(subjects)))
+    subject_draws, run_draws = _draws(rng, resamples, len(subjects), len(runs), resample_runs)
     uf1s, uars = np.empty(resamples), np.empty(resamples)
-    for i, pick in enumerate(draws):
-        figures = [_uf1_uar(mats[r, pick].sum(axis=0)) for r in range(len(runs))]
+    for i, (pick, which) in enumerate(zip(subject_draws, run_draws)):
+        figures = [_uf1_uar(mats[r, pick].sum(axis=0)) for r in which]
         uf1s[i], uars[i] = np.mean([f[0] for f in figures]), np.mean([f[1] for f in figures])
     tail = (1 - level) / 2 * 100
     lo, hi = tail, 100 - tail
     return {"uf1": [float(np.nanpercentile(uf1s, lo)), float(np.nanpercentile(uf1s, hi))],
             "uar": [float(np.nanpercentile(uars, lo)), float(np.nanpercentile(uars, hi))],
-            "level": level, "resamples": resamples, "seed": seed, "unit": "test subject"}
+            "level": level, "resamples": resamples, "seed": seed,
+            "unit": "test subject" + (" and training seed" if resample_runs and len(runs) > 1
+                                      else "")}
 
 
-def _uf1_uar(cm: np.ndarray) -> tuple[float, float]:
-    """UF1 and UAR of a confusion matrix, with ``scores``' rules for absent classes."""
+def _uf1_uar(cm: np.ndarray, present: np.ndarray | None = None) -> tuple[float, float]:
+    """UF1 and UAR of a confusion matrix, with ``scores``' rules for absent classes;
+    ``present``: the classes the UF1 averages over (default: those in this matrix's truth or
+    predictions), so that two methods compared on one resample share one class set."""
     tp = np.diag(cm).astype(float)
     n_true, n_pred = cm.sum(axis=1), cm.sum(axis=0)
-    present = (n_true + n_pred) > 0
+    if present is None:
+        present = (n_true + n_pred) > 0
     f1 = 2 * tp / np.maximum(n_true + n_pred, 1)
     rec = tp / np.maximum(n_true, 1)
     uf1 = float(f1[present].mean()) if present.any() else float("nan")
@@ -147,27 +166,66 @@ def _subject_matrices(by_subject: dict, subjects: list, labels: list) -> np.ndar
     return mats
 
 
-def paired_difference(a: dict, b: dict, labels: Sequence[int], resamples: int = 1000,
+def _paired(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
+    """(UF1, UAR) of ``a`` minus ``b`` on the same subjects (confusion matrices (K, K)), both
+    averaged over one class set: every class in the truth or in either's predictions."""
+    present = (ma.sum(0) + ma.sum(1) + mb.sum(0)) > 0
+    return np.subtract(_uf1_uar(ma, present), _uf1_uar(mb, present))
+
+
+def paired_difference(a, b, labels: Sequence[int], resamples: int = 1000,
                       seed: int = 0, level: float = 0.95) -> dict:
     """How much method ``a`` differs from method ``b`` on the same test subjects: the aggregate
     UF1 and UAR of ``a`` minus ``b``, and their paired percentile bootstrap interval (each
-    resample draws subjects with replacement and scores both methods on the same draw).
-    ``a``, ``b``: test subject -> (true labels, predictions). ``excludes_zero``: whether the
-    interval leaves 0 out (the difference is not explained by which subjects were tested)."""
-    subjects = sorted(a)
-    if sorted(b) != subjects:
+    resample draws subjects with replacement and scores both methods on the same draw, over
+    one class set).
+
+    ``a``, ``b``: test subject -> (true labels, predictions), or lists of such mappings, one
+    per training seed, paired by position (seed k of ``a`` with seed k of ``b``: the same
+    validation subjects). With several seeds the difference is the mean over seeds of the
+    per-seed differences, and each resample draws the seeds with replacement too, so the
+    interval covers both which subjects were tested and which seeds were trained.
+
+    ``excludes_zero``: whether the interval leaves 0 out. ``p``: the two-sided bootstrap
+    p-value of "no difference" (twice the share of resamples on the far side of 0, at most 1),
+    for adjusting several comparisons (``holm``)."""
+    runs_a = a if isinstance(a, list) else [a]
+    runs_b = b if isinstance(b, list) else [b]
+    if len(runs_a) != len(runs_b):
+        raise ValueError("a paired comparison needs as many seeds' runs on both sides")
+    subjects = _subjects_of(runs_a)
+    if _subjects_of(runs_b) != subjects:
         raise ValueError("a paired comparison needs the same test subjects in both runs")
     labels = list(labels)
-    ma, mb = _subject_matrices(a, subjects, labels), _subject_matrices(b, subjects, labels)
-    diff = np.subtract(_uf1_uar(ma.sum(0)), _uf1_uar(mb.sum(0)))
+    ma, mb = _stack(runs_a, subjects, labels), _stack(runs_b, subjects, labels)
+    seeds = len(runs_a)
+    diff = np.mean([_paired(ma[r].sum(0), mb[r].sum(0)) for r in range(seeds)], axis=0)
     rng = np.random.default_rng([seed, 1000033])
-    draws = rng.integers(0, len(subjects), size=(resamples, len(subjects)))
-    d = np.array([np.subtract(_uf1_uar(ma[pick].sum(0)), _uf1_uar(mb[pick].sum(0)))
-                  for pick in draws])
+    subject_draws, run_draws = _draws(rng, resamples, len(subjects), seeds, True)
+    d = np.array([np.mean([_paired(ma[r, pick].sum(0), mb[r, pick].sum(0)) for r in which],
+                          axis=0)
+                  for pick, which in zip(subject_draws, run_draws)])
     tail = (1 - level) / 2 * 100
-    out = {"level": level, "resamples": resamples, "seed": seed, "unit": "test subject"}
+    out = {"level": level, "resamples": resamples, "seed": seed, "seeds": seeds,
+           "unit": "test subject" + (" and training seed" if seeds > 1 else "")}
     for j, key in enumerate(("uf1", "uar")):
         lo, hi = (float(np.nanpercentile(d[:, j], q)) for q in (tail, 100 - tail))
+        col = d[:, j][~np.isnan(d[:, j])]
+        p = min(1.0, 2 * min(float(np.mean(col <= 0)), float(np.mean(col >= 0)))) \
+            if len(col) else 1.0
         out[key] = {"difference": float(diff[j]), "ci95": [lo, hi],
-                    "excludes_zero": bool(lo > 0 or hi < 0)}
+                    "excludes_zero": bool(lo > 0 or hi < 0), "p": p}
     return out
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (one family): each adjusted p-value, in the
+    given order. Rejecting where the adjusted value is below alpha keeps the chance of any false
+    "differs" in the family at most alpha."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

@@ -62,13 +62,14 @@ def test_ablation_grid(ray_session, tmp_path, monkeypatch, capsys):
     assert r"\begin{tabular}" in tex and r"\textbf{" in tex and r"+LoRA+SFA" in tex
     import csv
 
-    rows = list(csv.reader((tmp_path / "report" / "tables" / "ablation.csv").open()))
-    assert rows[0][0] == "row" and [r[0] for r in rows[1:]] == [r["row"] for r in grid["rows"]]
+    rows = list(csv.DictReader((tmp_path / "report" / "tables" / "ablation.csv").open()))
+    assert [r["row"] for r in rows] == [r["row"] for r in grid["rows"]]
+    assert {r["leaky"] for r in rows} == {"False"}  # each mark a column of its own
     # numbers as numbers: the figure and its interval bounds in columns of their own
-    assert rows[0][1:4] == ["UF1 % (all folds)", "UF1 % (all folds) 95 % CI low",
-                            "UF1 % (all folds) 95 % CI high"]
+    columns = ["UF1 % (all folds)", "UF1 % (all folds) 95 % CI low",
+               "UF1 % (all folds) 95 % CI high"]
     first = grid["rows"][0]
-    assert [float(v) for v in rows[1][1:4]] == pytest.approx(
+    assert [float(rows[0][c]) for c in columns] == pytest.approx(
         [100 * first["uf1"], *(100 * b for b in first["uf1_ci95"])], abs=1e-3)
 
 

@@ -62,6 +62,15 @@ def test_strain_of_known_fields():
     ys, xs = np.mgrid[0:32, 0:32].astype(np.float32)
     exx, eyy, exy = strain_components(0.1 * xs, 0.1 * ys)  # uniform expansion
     assert np.allclose(exx, 0.1) and np.allclose(eyy, 0.1) and np.allclose(exy, 0)
+    # Simple shear u = 0.2 y, v = 0: u_y = 0.2, so exy = (u_y + v_x) / 2 = 0.1 and the
+    # magnitude sqrt(u_x^2 + v_y^2 + 0.5 (u_y + v_x)^2) = sqrt(0.5 * 0.04) = 0.1414...
+    exx, eyy, exy = strain_components(0.2 * ys, np.zeros_like(ys))
+    assert np.allclose(exx, 0) and np.allclose(eyy, 0) and np.allclose(exy, 0.1)
+    assert np.allclose(optical_strain(0.2 * ys, np.zeros_like(ys)), 0.02 ** 0.5)
+    # u = 0.2 y, v = 0.1 x: exy = (0.2 + 0.1) / 2 = 0.15, magnitude sqrt(0.5 * 0.09) = 0.2121...
+    assert np.allclose(optical_strain(0.2 * ys, 0.1 * xs), 0.045 ** 0.5)
+    # a rotation (u = -0.1 y, v = 0.1 x) has no strain: its shear terms cancel
+    assert np.allclose(optical_strain(-0.1 * ys, 0.1 * xs), 0, atol=1e-6)
     assert np.allclose(optical_strain(np.full((8, 8), 3.0), np.full((8, 8), -2.0)), 0)
     colours = flow_colours(np.ones((4, 4)), np.zeros((4, 4)))
     assert colours.shape == (4, 4, 3) and colours.dtype == np.uint8 and colours.max() > 0

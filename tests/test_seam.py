@@ -10,7 +10,7 @@ import torch
 
 from mer_ray.config import ExperimentConfig, token_fields
 from mer_ray.experiments.loso import plan_loso
-from mer_ray.experiments.summary import augmentation
+from mer_ray.experiments.summary import summarise_run
 from mer_ray.train.fold_jobs import loso_jobs
 from mer_ray.train.runner import run_jobs
 from tests.helpers.shardfolder import write_shards
@@ -74,7 +74,6 @@ def test_fold_records_its_process_and_weights(shards, tmp_path):
     the backbone weights file; the summary keeps both beside the driver's."""
     import timm
 
-    from mer_ray.experiments.summary import summarise_run
     from mer_ray.provenance import libraries
 
     src = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=28,
@@ -93,14 +92,27 @@ def test_fold_records_its_process_and_weights(shards, tmp_path):
     assert prov["fold_workers"] == [libraries()] and prov["torch"] == libraries()["torch"]
 
 
-def test_summary_says_what_augmentation_ran():
-    base = ExperimentConfig()
-    assert augmentation(base).startswith("flip + affine")
-    assert augmentation(base.with_values({"train.augment": False})) == "none"
-    cached = base.with_values({"train.cache_trunk": True})
-    assert augmentation(cached).startswith("none: trained from cached")
-    views = cached.with_values({"train.cached_views": 2})
-    assert "1 augmented view(s)" in augmentation(views)
+def test_the_records_say_what_training_did(shards, tmp_path, monkeypatch):
+    """A fold's record and its run's summary say what the training clips went through, and
+    that is what happened: the augmentation runs exactly when they say it does (with the
+    trunk cache and no cached views, never)."""
+    from mer_ray.train import fold_inputs
+
+    calls = []
+    real = fold_inputs.augment_clips
+    monkeypatch.setattr(fold_inputs, "augment_clips",
+                        lambda *a: (calls.append(1), real(*a))[1])
+    for values, said in (({"train.augment": True}, "flip + affine"),
+                         ({"train.augment": False}, "none"),
+                         ({"train.cache_trunk": True}, "none: trained from cached")):
+        calls.clear()
+        exp = EXP.with_values(values)
+        run = plan(shards, tmp_path / said.replace(" ", "_"), exp)
+        [record] = run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, quiet=True)
+        summary = summarise_run(run.view())
+        assert bool(calls) == record.augmented == (said == "flip + affine"), said
+        assert record.cache_trunk == exp.train.cache_trunk
+        assert summary["augmentation"].startswith(said)
 
 
 def test_a_search_over_the_views_reads_clips():

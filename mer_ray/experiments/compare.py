@@ -1,35 +1,45 @@
 """``mer-ray compare``: methods x datasets on the same folds, one table.
 
-Every method runs as its own LOSO run on the same shards, with the same seed, so the same folds
-and validation subjects; all their folds go to the fold runner as one list of jobs (the slots
-start once). Per dataset, the table gives each method's UF1 / UAR over all folds' predictions
-with their 95 % bootstrap intervals over test subjects, the paired bootstrap interval of its
-difference from the best method (each resample scores both on the same subjects; "excludes 0"
-says the difference is not just which subjects happened to be tested), its trainable
-parameters and its compute seconds per fold. On the MEGC composite, each source dataset's
-part too.
+Every method runs as its own LOSO run on the same shards, with the same seeds, so the same
+folds and validation subjects (validation subjects are drawn per training seed, the same for
+every method); all their folds go to the fold runner as one list of jobs (the slots start
+once). With ``--seeds N`` each method is trained with N seeds (``train.seed``, +1, ...).
+
+Per dataset, the table gives each method's UF1 / UAR over all folds' predictions (the mean
+over seeds, each seed's figure, their spread) with a 95 % bootstrap interval that resamples
+test subjects (and, with several seeds, the seeds too); the paired bootstrap interval of its
+difference from the best method (each resample scores both methods on the same subjects and
+seeds, over one class set); the two-sided bootstrap p-value of that difference, Holm-adjusted
+over the methods compared with the best (the family: every method against the best, per
+dataset and figure), and whether it falls below 0.05 (the chance of calling any method
+different when none is stays at most 5 %); its trainable parameters and compute seconds per
+fold. With one seed, the intervals cover which subjects were tested, not training randomness,
+and the table says so. On the MEGC composite, each source dataset's part too. The bootstrap's
+seed and resample count are written into the comparison file.
 
 A method's configuration is the base configuration, then the method's own recipe (its
 registry entry), then the user's ``--set``. When a method reads optical flow, every method's
 shards carry it (``data.flow``, TV-L1 unless ``--flow`` says otherwise): one shard folder, the
-same clips for all.
-
-``with_leaky`` also runs every method with ``train.selection=test`` (each fold's epoch chosen on
-its test subject: the common protocol) and shows both figures and the difference; a leaky run is
-never the best, nor any figure the table calls honest.
+same clips for all. The base configuration must be honest (``train.selection=validation``):
+``--with-leaky`` adds the leaky protocol, each method also with ``train.selection=test`` (each
+fold's epoch chosen on its test subject), shown beside its honest run with the difference (the
+leak), marked LEAKY, and never the best nor compared with it (``integrity.py``).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..console import show
 from ..data.shards import Shards
+from ..integrity import best, marked, notes, refuse_leaky, row_flags
 from ..methods import METHODS, load_with_recipe, method_named
-from ..metrics import paired_difference
+from ..metrics import bootstrap_interval, holm, paired_difference
+from ..storage import open_storage
 from ..train.fold_jobs import loso_jobs
 from ..train.run_folder import RunFolder
 from ..train.runner import run_jobs
@@ -37,23 +47,61 @@ from .data import DataChoice
 from .loso import LosoRun, RunOptions, plan_loso, refuse_clashes, run_name, settle
 from .summary import subject_predictions, summarise_run
 
+RESAMPLES = 1000  # bootstrap resamples of every interval and difference
+ALPHA = 0.05  # the family-wise level of the Holm-adjusted "differs" column
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """What a comparison is, resolved from the command's options before Ray starts."""
+
+    methods: tuple[str, ...]
+    data: dict[str, DataChoice]  # dataset -> its data
+    base_file: Path | None = None
+    overrides: tuple[str, ...] = ()
+    user_set: frozenset[str] = frozenset()
+    name: str = "compare"
+    with_leaky: bool = False
+    seeds: int = 1
+
 
 @dataclass
 class Entry:
-    """One run of the comparison: a method (honest or leaky) on a dataset."""
+    """One run of the comparison: a method (honest or leaky) on a dataset, with one seed."""
 
     dataset: str
     method: str
     leaky: bool
+    seed: int
     exp: ExperimentConfig
     name: str
+    seeded: bool = False  # one of several seeds' runs
     run: LosoRun | None = None
     summary: dict | None = None
+
+    @property
+    def tag(self) -> str:
+        """The entry's part of its folds' job keys and progress lines: the method, leaky or
+        not, and the seed when there are several (keys never repeat across entries)."""
+        return (self.method + ("-leaky" if self.leaky else "")
+                + (f"-seed{self.seed}" if self.seeded else ""))
+
+
+@dataclass
+class Group:
+    """An entry's runs over the seeds: what one table row is made of."""
+
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def first(self) -> Entry:
+        return self.entries[0]
 
 
 def method_config(base_file, overrides: list[str], method: str, flow: str | None,
                   leaky: bool) -> ExperimentConfig:
-    """Base file, then the method's recipe, then the user's overrides."""
+    """Base file, then the method's recipe, then the user's overrides; the leaky protocol
+    for a leaky entry."""
     exp = load_with_recipe(base_file, [f"model.method={method}", *overrides])
     values = {"data.flow": flow} if flow else {}
     if leaky:
@@ -61,34 +109,55 @@ def method_config(base_file, overrides: list[str], method: str, flow: str | None
     return exp.with_values(values) if values else exp
 
 
-def plan_entries(methods: list[str], data: dict[str, DataChoice], base_file, overrides,
-                 user_set: set[str], storage: str, prefix: str, with_leaky: bool,
-                 max_folds: int | None) -> list[Entry]:
-    """Every (dataset, method, protocol) run, checked and named, its name refused when the
-    folder holds another run; before Ray starts."""
-    unknown = [m for m in methods if m not in METHODS]
+def _flow(spec: CompareSpec) -> str | None:
+    """The flow every method's shards carry: the configuration's, else TV-L1 when a method
+    reads flow, else none."""
+    base = load_with_recipe(spec.base_file, list(spec.overrides))
+    if base.data.flow is None and any(method_named(m).needs_flow for m in spec.methods):
+        return "tvl1"
+    return base.data.flow
+
+
+def plan_entries(spec: CompareSpec, storage: str, max_folds: int | None) -> list[Entry]:
+    """Every (dataset, method, protocol, seed) run, checked and named, its name refused when
+    the folder holds another run; before Ray starts. A leaky base configuration is refused:
+    the honest rows must be honest."""
+    unknown = [m for m in spec.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; registered: {', '.join(METHODS)}")
-    flow = next((o.partition("=")[2] for o in overrides if o.startswith("data.flow=")), None)
-    if flow is None and any(method_named(m).needs_flow for m in methods):
-        flow = "tvl1"
+    refuse_leaky(load_with_recipe(spec.base_file, list(spec.overrides)), "mer-ray compare",
+                 "remove it from --set / --config, and add --with-leaky to show the leaky "
+                 "protocol beside each method's honest run")
+    flow = _flow(spec)
     entries = []
-    for ds, choice in data.items():
-        for method in methods:
-            for leaky in (False, True) if with_leaky else (False,):
-                exp = settle(choice, method_config(base_file, overrides, method, flow, leaky),
-                             user_set)
+    for ds, choice in spec.data.items():
+        for method in spec.methods:
+            for leaky in (False, True) if spec.with_leaky else (False,):
+                exp = settle(choice, method_config(spec.base_file, list(spec.overrides),
+                                                   method, flow, leaky), set(spec.user_set))
                 tag = f"{method}-leaky" if leaky else method
-                name = run_name(choice, exp, max_folds, prefix=f"{prefix}-{tag}-")
-                refuse_clashes(choice, exp, storage, [name])
-                entries.append(Entry(ds, method, leaky, exp, name))
+                name = run_name(choice, exp, max_folds, prefix=f"{spec.name}-{tag}-")
+                for k in range(max(1, spec.seeds)):
+                    seed = exp.train.seed + k
+                    run = name if spec.seeds <= 1 else f"{name}-seed{seed}"
+                    seeded = exp.with_values({"train.seed": seed})
+                    refuse_clashes(choice, seeded, storage, [run])
+                    entries.append(Entry(ds, method, leaky, seed, seeded, run, spec.seeds > 1))
     return entries
+
+
+def groups(entries: list[Entry]) -> list[Group]:
+    """The entries by (dataset, method, protocol), seeds in order."""
+    out: dict[tuple, Group] = {}
+    for e in entries:
+        out.setdefault((e.dataset, e.method, e.leaky), Group()).entries.append(e)
+    return list(out.values())
 
 
 def train_entries(entries: list[Entry], shards: dict[str, Shards], opts: RunOptions,
                   folder: RunFolder) -> None:
-    """Every entry's folds as one list of jobs through the fold runner; the paper model's
-    trunk tokens computed while the slots start."""
+    """Every entry's folds as one list of jobs through the fold runner (their keys carry the
+    entry's tag); the paper model's trunk tokens computed while the slots start."""
     from .loso import shared_tokens
 
     for e in entries:
@@ -100,7 +169,7 @@ def train_entries(entries: list[Entry], shards: dict[str, Shards], opts: RunOpti
         for e in entries:
             tokens = shared_tokens(e.run, False, 1) if opts.local else \
                 shared_tokens(e.run, _gpu(e.exp), _slots(e.exp))
-            out += loso_jobs(e.run.plan(tokens), e.run.folds)
+            out += loso_jobs(e.run.plan(tokens), e.run.folds, tag=e.tag)
         return out
 
     base = entries[0].exp.train
@@ -120,103 +189,205 @@ def _slots(exp: ExperimentConfig) -> int:
     return fold_slots(exp.train, _gpu(exp))
 
 
-def _row(e: Entry, best: Entry | None, honest: Entry | None) -> dict:
-    """A table row: the entry's figures, and its paired difference from ``best`` (an honest
-    method) or, for a leaky entry, from its own honest run."""
-    s, m = e.summary, e.summary["metrics"]
-    classes = range(len(s["class_names"]))
-    storage = e.run.folder.storage
-    row = {"dataset": e.dataset, "method": e.method, "leaky": e.leaky, "run": e.name,
-           **{k: m[k] for k in ("uf1", "uar", "uf1_ci95", "uar_ci95", "per_fold_mean_uf1",
-                                "per_fold_mean_uar")},
-           "parameters": method_named(e.method).parameters(e.exp, len(s["class_names"])),
-           "seconds_per_fold": statistics.mean(f["worker_seconds"] for f in s["folds"]),
-           "synthetic": s["synthetic"], "pretrained": s["pretrained"],
-           "per_dataset": m.get("per_dataset")}
-    other = honest if e.leaky else best
-    if other is not None and other is not e:
-        diff = paired_difference(subject_predictions(storage, e.name),
-                                 subject_predictions(storage, other.name), classes,
-                                 seed=e.exp.train.seed)
-        row["versus"] = other.method + (" (honest)" if e.leaky else "")
-        row["difference"] = {k: diff[k] for k in ("uf1", "uar")}
-    return row
+def _predictions(g: Group) -> list[dict]:
+    e = g.first
+    return [subject_predictions(e.run.folder.storage, x.name) for x in g.entries]
 
 
-def compare_rows(entries: list[Entry]) -> list[dict]:
-    """The table's rows: per dataset, the honest runs (the best first compared with none),
-    then the leaky runs, each against its method's honest run."""
+def _figures(g: Group, seed: int) -> dict:
+    """A group's figures: per seed, their mean and spread, and the interval of the mean
+    (subjects and seeds resampled together)."""
+    sums = [e.summary for e in g.entries]
+    classes = range(len(sums[0]["class_names"]))
+    ci = bootstrap_interval(_predictions(g), classes, RESAMPLES, seed, resample_runs=True)
+    out = {}
+    for key in ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar"):
+        vals = [s["metrics"][key] for s in sums]
+        out[key] = statistics.mean(vals)
+        out[f"{key}_per_seed"] = vals
+        out[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+    out["uf1_ci95"], out["uar_ci95"] = ci["uf1"], ci["uar"]
+    parts: dict[str, dict] = {}
+    for s in sums:
+        for ds, d in (s["metrics"].get("per_dataset") or {}).items():
+            parts.setdefault(ds, []).append(d)
+    out["per_dataset"] = {ds: {"uf1": statistics.mean(d["uf1"] for d in got),
+                               "uar": statistics.mean(d["uar"] for d in got),
+                               "n_clips": got[0]["n_clips"]}
+                          for ds, got in parts.items()} or None
+    return out
+
+
+def _row(g: Group, seed: int) -> dict:
+    """A table row: the group's figures, marks and costs (its difference is added later)."""
+    e, s = g.first, g.first.summary
+    return {"dataset": e.dataset, "method": e.method, **row_flags(s),
+            "runs": [x.name for x in g.entries], "run": e.name,
+            "seeds": [x.seed for x in g.entries], **_figures(g, seed),
+            "parameters": method_named(e.method).parameters(e.exp, len(s["class_names"])),
+            "seconds_per_fold": statistics.mean(f["worker_seconds"] for x in g.entries
+                                                for f in x.summary["folds"]),
+            "synthetic": s["synthetic"], "pretrained": s["pretrained"]}
+
+
+def _difference(g: Group, other: Group, seed: int) -> dict:
+    classes = range(len(g.first.summary["class_names"]))
+    diff = paired_difference(_predictions(g), _predictions(other), classes, RESAMPLES, seed)
+    return {k: diff[k] for k in ("uf1", "uar")}
+
+
+def compare_rows(entries: list[Entry], seed: int = 0) -> list[dict]:
+    """The table's rows: per dataset, the honest methods (the best first compared with none;
+    the others' differences from it, Holm-adjusted over them), then the leaky runs, each
+    against its method's honest run (the leak), never against the best."""
     rows = []
     for ds in dict.fromkeys(e.dataset for e in entries):
-        honest = [e for e in entries if e.dataset == ds and not e.leaky]
-        best = max(honest, key=lambda e: (e.summary["metrics"]["uf1"], -honest.index(e)))
-        for e in honest:
-            rows.append({**_row(e, best, None), "best": e is best})
-        for e in (e for e in entries if e.dataset == ds and e.leaky):
-            own = next(h for h in honest if h.method == e.method)
-            rows.append({**_row(e, None, own), "best": False})
+        gs = [g for g in groups(entries) if g.first.dataset == ds]
+        made = [(g, _row(g, seed)) for g in gs]
+        top = best([r for _, r in made])
+        top_group = next((g for g, r in made if r is top), None)
+        family = []
+        for g, r in made:
+            r["best"] = r is top
+            if r["leaky"]:
+                own = next((h for h, hr in made if h.first.method == g.first.method
+                            and not hr["leaky"]), None)
+                if own is not None:
+                    r["versus"] = f"{g.first.method} (honest)"
+                    r["difference"] = _difference(g, own, seed)
+                    r["difference_kind"] = "the leak: this leaky run minus its honest run"
+            elif top is not None and r is not top and not r["search_informed"]:
+                r["versus"] = top["method"]
+                r["difference"] = _difference(g, top_group, seed)
+                r["difference_kind"] = "this method minus the best honest method"
+                family.append(r)
+        for key in ("uf1", "uar"):
+            adjusted = holm([r["difference"][key]["p"] for r in family])
+            for r, p in zip(family, adjusted):
+                r["difference"][key].update(p_holm=p, differs=p < ALPHA)
+        rows += [r for _, r in made if not r["leaky"]] + [r for _, r in made if r["leaky"]]
     return rows
 
 
-def _diff(row: dict, key: str) -> str:
+def _pct(v: float, ci=None, std=None) -> str:
+    text = f"{100 * v:.1f}"
+    if std is not None:
+        text += f" +- {100 * std:.1f}"
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _diff_cell(row: dict, key: str) -> str:
     d = row.get("difference")
     if not d:
         return "(best)" if row.get("best") else "-"
     lo, hi = d[key]["ci95"]
-    return (f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-            + (" *" if d[key]["excludes_zero"] else ""))
+    text = f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    if "p_holm" in d[key]:
+        return text + f" p={d[key]['p_holm']:.3f}" + (" *" if d[key]["differs"] else "")
+    return text
 
 
-def show_table(rows: list[dict], title: str) -> None:
-    def pct(v, ci):
-        return f"{100 * v:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else f"{100 * v:.1f}"
+def show_table(rows: list[dict], title: str, seeds: int) -> None:
+    many = seeds > 1
+    show(["dataset", "method", "UF1 %" + (" mean +- sd" if many else "") + " [95 % CI]",
+          "UAR %" + (" mean +- sd" if many else "") + " [95 % CI]",
+          *(["UF1 % per seed"] if many else []),
+          "UF1 diff [paired CI] Holm p", "UAR diff [paired CI] Holm p", "versus", "params",
+          "s/fold"],
+         [(r["dataset"], marked(r["method"], r),
+           _pct(r["uf1"], r["uf1_ci95"], r["uf1_std"]),
+           _pct(r["uar"], r["uar_ci95"], r["uar_std"]),
+           *([" ".join(f"{100 * v:.1f}" for v in r["uf1_per_seed"])] if many else []),
+           _diff_cell(r, "uf1"), _diff_cell(r, "uar"), r.get("versus", ""),
+           f"{r['parameters']:,}", f"{r['seconds_per_fold']:.1f}") for r in rows],
+         title=title)
+    for line in table_notes(rows, seeds):
+        print(line)
 
-    show(["dataset", "method", "UF1 % [95 % CI]", "UAR % [95 % CI]", "UF1 diff [paired CI]",
-          "UAR diff [paired CI]", "versus", "params", "s/fold"],
-         [(r["dataset"], r["method"] + (" LEAKY" if r["leaky"] else ""),
-           pct(r["uf1"], r["uf1_ci95"]), pct(r["uar"], r["uar_ci95"]), _diff(r, "uf1"),
-           _diff(r, "uar"), r.get("versus", ""), f"{r['parameters']:,}",
-           f"{r['seconds_per_fold']:.1f}") for r in rows], title=title)
-    print("UF1/UAR over all folds' predictions; diff: this row minus 'versus' on the same test "
-          "subjects (* the paired 95 % interval excludes 0); LEAKY rows chose each fold's "
-          "epoch on its test subject and are never a method's honest figure")
+
+def table_notes(rows: list[dict], seeds: int) -> list[str]:
+    """What the comparison's table says under it (the console and the report alike)."""
+    out = ["UF1/UAR over all folds' predictions" + (f", the mean over {seeds} training seeds "
+                                                     f"(+- their standard deviation)"
+                                                     if seeds > 1 else "")
+           + "; 95 % bootstrap intervals over test subjects"
+           + (" and seeds" if seeds > 1 else "") + ".",
+           "diff: this row minus 'versus' on the same test subjects"
+           + (" and seeds" if seeds > 1 else "") + ", with its paired bootstrap interval; "
+           f"p: two-sided bootstrap p-value, Holm-adjusted over the methods compared with the "
+           f"best (per dataset and figure); * below {ALPHA:g}: differs from the best with a "
+           f"family-wise error of at most {ALPHA:g}. A leaky row's diff is the leak (its "
+           f"honest run as 'versus'), not a comparison with the best."]
+    if seeds <= 1:
+        out.append("One training seed: the intervals cover which subjects were tested, not "
+                   "training randomness; no method is called worse on them without that "
+                   "caveat (--seeds N trains every method with N seeds).")
+    return out + notes(rows)
 
 
-def compare_command(methods: list[str], datasets: list[str], roots: list[str], protocol: str,
-                    workdir, synthetic, base_file, overrides: list[str], user_set: set[str],
-                    opts: RunOptions, name: str | None, with_leaky: bool, start_ray) -> list[dict]:
+def compare_identity(spec: CompareSpec, entries: list[Entry]) -> dict:
+    """What makes a comparison this comparison: its runs (their names carry each method's
+    configuration and data), seeds and protocols."""
+    return {"methods": list(spec.methods), "datasets": list(spec.data),
+            "with_leaky": spec.with_leaky, "seeds": spec.seeds,
+            "runs": sorted(e.name for e in entries)}
+
+
+def refuse_other_comparison(storage: str, spec: CompareSpec, entries: list[Entry]) -> None:
+    """A comparison file of this name that holds another comparison is refused (as a run
+    folder that holds another run): a second comparison never replaces the first."""
+    store = open_storage(storage)
+    file = f"{spec.name}.json"
+    if not store.exists(file):
+        return
+    try:
+        old = json.loads(store.read_bytes(file)).get("identity")
+    except ValueError:
+        old = None
+    if old != compare_identity(spec, entries):
+        raise ValueError(f"{store.where(file)} holds another comparison (other methods, data, "
+                         f"configuration or seeds): use another --name, or remove that file "
+                         f"and its runs to replace it")
+
+
+def compare_command(spec: CompareSpec, opts: RunOptions, start_ray) -> list[dict]:
     """Everything checked and every run named before ``start_ray``; then the shards, every
     run's folds at once, their summaries, and the table (``<storage>/<name>.json`` for
     ``mer-ray report``)."""
-    from .data import SYNTH_SEEDS
-    from .transfer import parse_roots
-
-    given = parse_roots(roots)
-    datasets = list(dict.fromkeys(datasets or ["samm"]))
-    data = {ds: DataChoice(ds, protocol, given.get(ds), None, None, synthetic, workdir,
-                           seed=synthetic.seed + (SYNTH_SEEDS.get(ds, 0) if len(datasets) > 1
-                                                  else 0))
-            for ds in datasets}
-    prefix = name or "compare"
-    entries = plan_entries(methods, data, base_file, overrides, user_set, opts.storage_path,
-                           prefix, with_leaky, opts.max_folds)
+    entries = plan_entries(spec, opts.storage_path, opts.max_folds)
+    refuse_other_comparison(opts.storage_path, spec, entries)
     start_ray()
-    shards = {ds: data[ds].prepare(next(e.exp for e in entries if e.dataset == ds).data)
-              for ds in datasets}
-    folder = RunFolder.open(opts.storage_path, prefix)
+    shards = {ds: spec.data[ds].prepare(next(e.exp for e in entries if e.dataset == ds).data)
+              for ds in spec.data}
+    folder = RunFolder.open(opts.storage_path, spec.name)
     train_entries(entries, shards, opts, folder)
     for e in entries:
-        e.summary = summarise_run(e.run.view(), {**opts.extra, "compare": prefix})
-    rows = compare_rows(entries)
-    title = (f"{prefix}: {len(methods)} method(s) on the same folds"
-             + (" (SYNTHETIC data)" if rows and rows[0]["synthetic"] else ""))
+        partial = {"partial": e.run.partial} if e.run.partial else {}
+        e.summary = summarise_run(e.run.view(), {**opts.extra, **partial,
+                                                 "compare": spec.name})
+    seed = entries[0].exp.train.seed
+    rows = compare_rows(entries, seed)
+    synthetic = rows and rows[0]["synthetic"]
+    partial = next((r["partial"] for r in rows if r["partial"]), None)
+    title = (f"{spec.name}: {len(spec.methods)} method(s) on the same folds"
+             + (f", {spec.seeds} training seeds" if spec.seeds > 1 else "")
+             + (" (SYNTHETIC data)" if synthetic else "")
+             + (f" [PARTIAL: {partial}]" if partial else ""))
     folder.storage.write_atomic(json.dumps(
-        {"grid": "compare", "title": title, "methods": methods, "datasets": datasets,
-         "with_leaky": with_leaky, "rows": rows}, indent=1, default=str).encode(),
-        f"{prefix}.json")
-    show_table(rows, title)
+        {"grid": "compare", "title": title, "methods": list(spec.methods),
+         "datasets": list(spec.data), "with_leaky": spec.with_leaky, "seeds": spec.seeds,
+         "partial": partial,
+         "bootstrap": {"seed": seed, "resamples": RESAMPLES, "level": 0.95,
+                       "unit": "test subject" + (" and training seed" if spec.seeds > 1
+                                                 else "")},
+         "multiple_comparisons": f"Holm over the methods compared with the best, per dataset "
+                                 f"and figure; differs: adjusted p < {ALPHA:g}",
+         "identity": compare_identity(spec, entries),
+         "notes": table_notes(rows, spec.seeds), "rows": rows},
+        indent=1, default=str).encode(), f"{spec.name}.json")
+    show_table(rows, title, spec.seeds)
     for r in rows:
         for part, d in (r.get("per_dataset") or {}).items():
-            print(f"  {r['method']}{' LEAKY' if r['leaky'] else ''} on the {part} part: "
+            print(f"  {marked(r['method'], r)} on the {part} part: "
                   f"UF1 {100 * d['uf1']:.1f}, UAR {100 * d['uar']:.1f} ({d['n_clips']} clips)")
     return rows

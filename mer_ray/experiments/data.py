@@ -87,6 +87,8 @@ def shards_folder(workdir: Path, dataset: str, protocol: str, data: DataConfig,
     geometry = "" if (data.eye_y, data.inter_ocular) == (default.eye_y, default.inter_ocular) \
         else f"-E{data.eye_y:g}x{data.inter_ocular:g}"
     flow = f"-F{data.flow}" if data.flow else ""
+    if data.flow and data.registration != default.registration:
+        flow += f"-R{data.registration}"
     return workdir / (f"shards-{dataset}-{protocol}-T{data.frames}-S{data.size}{geometry}{flow}-"
                       f"{Path(root).resolve().name}")
 
@@ -202,6 +204,37 @@ class DataChoice:
                 self.synthetic.render(self.dataset, self.protocol, root, seed)
         return ensure_shards(self.dataset, Path(root), self.protocol, data, self.workdir,
                              is_synthetic(root), self.annotations)
+
+
+def parse_roots(items: list[str]) -> dict[str, Path]:
+    """``--data-root DATASET=PATH`` items as {dataset: folder}."""
+    roots = {}
+    for item in items:
+        key, _, path = item.partition("=")
+        if key not in DATASETS or not path:
+            raise ValueError(f"--data-root {item!r}: expected DATASET=PATH with DATASET in "
+                             f"{', '.join(DATASETS)}")
+        roots[key] = Path(path)
+    return roots
+
+
+def dataset_choices(datasets: list[str] | None, roots: list[str], protocol: str,
+                    synthetic: SyntheticSet, workdir: Path, shards=None,
+                    apart: bool = True) -> dict[str, DataChoice]:
+    """Several datasets' data, keyed by dataset: each its folder (``roots``: DATASET=PATH
+    items) or, without one, a synthetic set in its layout, seeded apart per dataset when
+    ``apart`` (stand-ins for different datasets are different sets); or, with ``shards``,
+    the one dataset those shards hold. ``datasets`` None: SAMM."""
+    if shards is not None:
+        if roots or datasets:
+            raise ValueError("give --shards or --dataset / --data-root, not both (the shards "
+                             "name their dataset)")
+        choice = DataChoice(shards=shards)
+        return {choice.described()[0]: choice}
+    given = parse_roots(roots)
+    return {ds: DataChoice(ds, protocol, given.get(ds), None, None, synthetic, workdir,
+                           seed=synthetic.seed + (SYNTH_SEEDS.get(ds, 0) if apart else 0))
+            for ds in dict.fromkeys(datasets or ["samm"])}
 
 
 def frames_from_shards(exp: ExperimentConfig, shards: Shards, user_set: set[str]) -> \

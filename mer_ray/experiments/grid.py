@@ -15,7 +15,7 @@ trainable parameters, GFLOPs, memory). Any other grid is a YAML file::
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from ..config import ExperimentConfig, load_yaml
 from ..console import show
 from ..data.shards import Shards
+from ..integrity import best, marked, notes, row_flags
 from ..model.accounting import model_stats
 from ..model.variants import ABLATION, VARIANTS
 from ..storage import open_storage
@@ -71,14 +72,14 @@ def grid_spec(grid: str, values=SENSITIVITY) -> tuple[list[tuple[str, list[str]]
             path.stem, str(spec.get("title") or path.stem))
 
 
-def accounting(base: ExperimentConfig, rows: list[tuple[str, list[str]]]) -> list[dict]:
+def accounting(rows: list[GridRow]) -> list[dict]:
     """Table 7's columns for each row, measured before any training (they do not depend on
     it): trainable parameters, GFLOPs per clip, training memory (on a GPU the allocator's peak;
     on a CPU the itemised count beside the peak RSS of a process taking two steps)."""
     out = []
-    for label, overrides in rows:
-        exp = base.with_overrides(overrides)
-        st = model_stats(label, exp.model, exp.data.frames, exp.data.size,
+    for row in rows:
+        exp = row.exp
+        st = model_stats(row.label, exp.model, exp.data.frames, exp.data.size,
                          rss=not torch.cuda.is_available())
         out.append({"accounting": {
             "trainable_params": st.trainable_params, "total_params": st.total_params,
@@ -87,6 +88,16 @@ def accounting(base: ExperimentConfig, rows: list[tuple[str, list[str]]]) -> lis
             "peak_rss_mb": st.peak_rss_mb, "frames": exp.data.frames,
             "image_size": exp.data.size}})
     return out
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """A row of a grid: its label, its overrides and the configuration they resolve to (the
+    base file, the recipe of the row's method, the user's --set, then the row's own)."""
+
+    label: str
+    overrides: tuple[str, ...]
+    exp: ExperimentConfig
 
 
 def row_namer(prefix: str, name: str | None, data: DataChoice | None = None,
@@ -101,58 +112,69 @@ def row_namer(prefix: str, name: str | None, data: DataChoice | None = None,
     return lambda exp: run_name(data, exp, max_folds, prefix=f"{prefix}-")
 
 
-def run_grid(base: ExperimentConfig, shards: Shards, opts: RunOptions,
-             rows: list[tuple[str, list[str]]], prefix: str, title: str,
+def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str, title: str,
              name: str | None = None, row_extras: list[dict] | None = None,
              names=None) -> list[dict]:
     """One LOSO per row, one table (UF1/UAR over all folds' predictions with their interval,
-    and the mean over folds), one grid file ``<name or prefix>.json`` in the storage.
-    ``names(exp)``: a row's run name (``row_namer``)."""
+    and the mean over folds; leaky, search-informed, partial and control rows marked), one
+    grid file ``<name or prefix>.json`` in the storage. ``names(exp)``: a row's run name
+    (``row_namer``)."""
     names = names or row_namer(prefix, name)
-    out, table = [], []
-    for label, overrides in rows:
-        exp = base.with_overrides(overrides)
-        run = names(exp)
-        res = run_seeded(exp, shards, opts, run, {"grid": prefix, "row": label,
-                                                   "row_overrides": overrides})
+    out = []
+    for row in rows:
+        run = names(row.exp)
+        res = run_seeded(row.exp, shards, opts, run, {"grid": prefix, "row": row.label,
+                                                       "row_overrides": list(row.overrides)})
         summary = res["summaries"][0]
-        out.append({"row": label, "run": run if len(res["runs"]) == 1 else res["runs"],
-                    "overrides": overrides,
+        out.append({"row": row.label, "run": run if len(res["runs"]) == 1 else res["runs"],
+                    "overrides": list(row.overrides), "method": row.exp.model.method,
+                    **row_flags(summary),
                     **{k: v for k, v in res.items() if k not in ("runs", "summaries")},
                     "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
-                    **(row_extras[len(out)] if row_extras else {})})
-        table.append((label, pm(out[-1], "uf1"), pm(out[-1], "uar"),
-                      f"{100 * res['per_fold_mean_uf1']:.2f}",
-                      f"{100 * res['per_fold_mean_uar']:.2f}", summary["n_folds"]))
+                    "n_folds": summary["n_folds"], **(row_extras[len(out)] if row_extras else {})})
     open_storage(opts.storage_path).write_atomic(
         json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
         f"{name or prefix}.json")
     synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
     weights = ", random-init backbone" if out and out[0]["pretrained"] is False else ""
     seeds = f", mean +- std over {opts.seeds} seeds" if opts.seeds > 1 else ""
+    top = best(out)
     show(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
-          "UF1 % (fold mean)", "UAR % (fold mean)", "folds"], table,
+          "UF1 % (fold mean)", "UAR % (fold mean)", "folds"],
+         [(marked(r["row"], r) + (" (best)" if r is top else ""), pm(r, "uf1"), pm(r, "uar"),
+           f"{100 * r['per_fold_mean_uf1']:.2f}", f"{100 * r['per_fold_mean_uar']:.2f}",
+           r["n_folds"]) for r in out],
          title=f"{title}{synthetic}{weights}{seeds}")
+    for line in notes(out):
+        print(line)
     return out
 
 
-def run_grid_command(grid: str, values, data: DataChoice, exp: ExperimentConfig,
-                     user_set: set[str], opts: RunOptions, name: str | None, start_ray) -> int:
+def grid_rows(spec: list[tuple[str, list[str]]], data: DataChoice, configure,
+              user_set: set[str]) -> list[GridRow]:
+    """Each row's configuration, checked: ``configure(overrides)`` resolves the base file,
+    the recipe of the method the overrides choose, the user's --set and the overrides."""
+    return [GridRow(label, tuple(overrides), settle(data, configure(overrides), user_set))
+            for label, overrides in spec]
+
+
+def run_grid_command(grid: str, values, data: DataChoice, configure, user_set: set[str],
+                     opts: RunOptions, name: str | None, start_ray) -> int:
     """``mer-ray grid``: the grid's rows and the data checked, their run names refused when
     taken, before ``start_ray``; then every row's LOSO and the table."""
-    rows, prefix, title = grid_spec(grid, *([values] if values else []))
-    base = settle(data, exp, user_set)
+    spec, prefix, title = grid_spec(grid, *([values] if values else []))
+    base = settle(data, configure([]), user_set)
+    rows = grid_rows(spec, data, configure, user_set)
     names = row_namer(prefix, name, data, opts.max_folds)
-    for _, overrides in rows:
-        exp = base.with_overrides(overrides)
-        run = names(exp)
-        refuse_clashes(data, exp, opts.storage_path, [run] if opts.seeds <= 1 else
-                       [f"{run}-seed{exp.train.seed + i}" for i in range(opts.seeds)])
-    extras = accounting(base, rows) if prefix == "lora_vs_full" else None
+    for row in rows:
+        run = names(row.exp)
+        refuse_clashes(data, row.exp, opts.storage_path, [run] if opts.seeds <= 1 else
+                       [f"{run}-seed{row.exp.train.seed + i}" for i in range(opts.seeds)])
+    extras = accounting(rows) if prefix == "lora_vs_full" else None
     start_ray()
     shards = data.prepare(base.data)
     opts = replace(opts, extra={**opts.extra, "data_root": shards.meta.root})
-    out = run_grid(base, shards, opts, rows, prefix, title, name, extras, names)
+    out = run_grid(rows, shards, opts, prefix, title, name, extras, names)
     if extras:
         lora_vs_full_table(out)
     return 0

@@ -17,7 +17,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards, is_shard_folder
-from ..methods import caches_trunk, method_of
+from ..methods import caches_trunk, method_named, method_of
 from ..metrics import bootstrap_interval
 from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
@@ -100,7 +100,15 @@ def settle(data: DataChoice, exp: ExperimentConfig, user_set: set[str]) -> Exper
     taken from them (a conflicting setting the user made is refused)."""
     data.check()
     if data.shards is not None:
-        exp = frames_from_shards(exp, Shards.open(data.shards), user_set)
+        shards = Shards.open(data.shards)
+        method = method_named(exp.model.method)
+        if method.needs_flow and shards.meta.data.flow is None:
+            raise ValueError(
+                f"{shards.root}: these shards have no optical flow, and model.method="
+                f"{method.name} reads it: prepare shards with it (mer-ray prepare ... --flow "
+                f"tvl1, or farneback / dis) and pass those with --shards, or give --data-root "
+                f"with --flow tvl1")
+        exp = frames_from_shards(exp, shards, user_set)
     method_of(exp)  # a known method, with the flow it needs
     return exp
 

@@ -23,9 +23,17 @@ class SweepInterrupted(RuntimeError):
 def refuse_leaky(exp: ExperimentConfig) -> None:
     """A search picks configurations on validation figures; the leaky protocol (epochs chosen
     on the test subject) has no place in one."""
-    if exp.train.selection == "test":
-        raise ValueError("train.selection=test is the leaky protocol (each fold's epoch chosen "
-                         "on its test subject): a search never runs with it; use validation")
+    from ..integrity import refuse_leaky as refuse
+
+    refuse(exp, "mer-ray sweep", "a search chooses on validation figures only: use "
+                                 "train.selection=validation")
+
+
+# Settings a search space may not contain: what decides how a fold's epoch is selected is the
+# protocol itself, not a hyper-parameter (train.selection=test would let a trial choose on
+# its test subjects).
+NOT_SEARCHED = {"train.selection": "the selection protocol is not a hyper-parameter (test "
+                                   "would choose on the test subjects)"}
 
 
 SPACE_TYPES = ("uniform", "loguniform", "randint", "choice")
@@ -40,6 +48,8 @@ def read_space(path: str | Path) -> dict[str, dict]:
         if section not in known or name not in known[section]:
             raise ValueError(f"{path}: {key!r} is not a config field (section.field, e.g. "
                              f"loss.lambda1)")
+        if key in NOT_SEARCHED:
+            raise ValueError(f"{path}: {key} cannot be searched: {NOT_SEARCHED[key]}")
         if not isinstance(spec, dict) or spec.get("type") not in SPACE_TYPES:
             raise ValueError(f"{path}: {key}: expected {{type: {' | '.join(SPACE_TYPES)}, ...}}")
         need = ("values",) if spec["type"] == "choice" else ("low", "high")

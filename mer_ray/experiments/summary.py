@@ -11,6 +11,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.adapters.megc import source_dataset
 from ..data.shards import ShardMeta
+from ..integrity import LEAKY_SELECTION, is_leaky
 from ..methods import method_of
 from ..metrics import bootstrap_interval, loso_scores, scores
 from ..provenance import code_version, provenance
@@ -30,11 +31,6 @@ class RunView:
     shards: str  # the shard folder it tested on
     data: ShardMeta
     synthetic: bool = False  # anything it trained or tested on was synthetic
-
-
-LEAKY = ("train.selection=test: each fold's epoch (or setting) was chosen on its own test "
-         "subject, the common protocol this run reproduces to show its effect: its figures "
-         "are optimistic and never the honest figure of a method")
 
 
 def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
@@ -113,18 +109,6 @@ def _metrics(preds: pl.DataFrame, folds: list[FoldRecord], names: tuple[str, ...
     }
 
 
-def augmentation(exp: ExperimentConfig) -> str:
-    """What the training clips went through, in words."""
-    tc = exp.train
-    if tc.cache_trunk and tc.cached_views > 1:
-        return (f"cached views: each epoch a training clip is shown as aligned or as one of "
-                f"its {tc.cached_views - 1} augmented view(s) (flip + affine, drawn once per "
-                f"clip and view, encoded with the trunk tokens)")
-    if tc.cache_trunk:
-        return "none: trained from cached frozen-trunk tokens"
-    return "flip + affine on training clips, drawn every epoch" if tc.augment else "none"
-
-
 def _fold_rows(folds: list[FoldRecord], per_fold: list[dict], names) -> list[dict]:
     return [{"test_subject": f.test_subject, "val_subjects": f.val_subjects,
              "uf1": pf["uf1"], "uar": pf["uar"], "n": pf["n"],
@@ -159,12 +143,12 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
         "provenance": provenance(backbone, [f.device for f in folds],
                                  [f.libraries for f in folds]),
         "method": exp.model.method, "selection": exp.train.selection,
-        **({"leaky": LEAKY} if exp.train.selection == "test" else {}),
+        **({"leaky": LEAKY_SELECTION} if is_leaky(exp) else {}),
         # None: the method has no backbone to be pretrained
         "pretrained": (pretrained[0] if len(pretrained) == 1 else pretrained)
         if has_backbone else None,
         "weights_source": folds[0].weights_source if folds else None,
-        "augmentation": augmentation(exp),
+        "augmentation": method_of(exp).augmentation_of(exp),
         "control_shuffled_labels": exp.train.shuffle_labels,
         # True when the configuration was chosen by a search that saw these test subjects
         "search_informed": False,

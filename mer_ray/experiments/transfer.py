@@ -18,23 +18,23 @@ Records land under ``<storage>/<name>/{no_adaptation,adaptation}/`` in the LOSO 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..config import ExperimentConfig
 from ..console import show
-from ..data.adapters import DATASETS
 from ..data.folds import draw_validation
 from ..data.shards import Shards
+from ..integrity import marked, notes, row_flags
 from ..model.encoder import BackboneSource, resolve_backbone
 from ..storage import open_storage
 from ..train.fold_jobs import FoldPlan, transfer_job
 from ..train.job import FoldJob
 from ..train.run_folder import RunFolder
 from ..train.runner import pending, run_jobs
-from .data import SYNTH_SEEDS, DataChoice, SyntheticSet
+from .data import DataChoice, SyntheticSet, dataset_choices
 from .summary import RunView, summarise_run
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
@@ -131,36 +131,19 @@ def transfer_name(prefix: str, source: DataChoice, target: DataChoice,
     return f"{prefix}-{tag(source)}-to-{tag(target)}-{exp.hash()}"
 
 
-def parse_roots(items: list[str]) -> dict[str, Path]:
-    """``--data-root DATASET=PATH`` items as {dataset: folder}."""
-    roots = {}
-    for item in items:
-        key, _, path = item.partition("=")
-        if key not in DATASETS or not path:
-            raise ValueError(f"--data-root {item!r}: expected DATASET=PATH with DATASET in "
-                             f"{', '.join(DATASETS)}")
-        roots[key] = Path(path)
-    return roots
-
-
 def transfer_command(source: str, targets: list[str] | None, roots: list[str],
                      annotations: Path | None, conditions: str, workdir: Path,
                      synthetic: SyntheticSet, exp: ExperimentConfig, user_set: set[str],
                      opts, name: str | None, start_ray) -> int:
     """``mer-ray transfer``: every dataset checked and the run names refused when taken, before
     ``start_ray``; then each target's transfer and the table."""
-    given = parse_roots(roots)
     targets = targets or ["casme2", "smic"]
     if source in targets:
         raise ValueError("a target must differ from the source")
     adapt = {"both": [False, True], "none": [False], "adapt": [True]}[conditions]
-
-    def choice(ds: str, notes: Path | None = None) -> DataChoice:
-        return DataChoice(ds, "3class", given.get(ds), None, notes, synthetic, workdir,
-                          seed=synthetic.seed + SYNTH_SEEDS.get(ds, 0))
-
-    src = choice(source, annotations)
-    tgts = {t: choice(t) for t in targets}
+    choices = dataset_choices([source, *targets], roots, "3class", synthetic, workdir)
+    src = replace(choices.pop(source), annotations=annotations)
+    tgts = choices
     for d in (src, *tgts.values()):
         d.check()
     prefix = name or "cross"
@@ -198,9 +181,10 @@ def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
                          "run": f"{run}/{CONDITIONS[adapt]}", "uf1": m["uf1"], "uar": m["uar"],
                          "uf1_ci95": m["uf1_ci95"], "uar_ci95": m["uar_ci95"],
                          "n_target_clips": s["n_clips"], "pretrained": s["pretrained"],
-                         "synthetic": s["synthetic"]})
-            table.append((f"{source.upper()} -> {target.upper()}", "yes" if adapt else "no",
-                          f"{100 * m['uf1']:.2f}", f"{100 * m['uar']:.2f}", s["n_clips"]))
+                         "synthetic": s["synthetic"], "method": s["method"], **row_flags(s)})
+            table.append((marked(f"{source.upper()} -> {target.upper()}", rows[-1]),
+                          "yes" if adapt else "no", f"{100 * m['uf1']:.2f}",
+                          f"{100 * m['uar']:.2f}", s["n_clips"]))
     open_storage(storage_path).write_atomic(
         json.dumps({"grid": "cross_dataset", "title": "Cross-dataset transfer (Table 5)",
                     "rows": rows}, indent=1).encode(), f"{name or 'cross'}.json")
@@ -211,4 +195,6 @@ def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
                + (f" [{'; '.join(flags)}]" if flags else ""))
     print("validation subjects for early stopping come from the source; adaptation uses target "
           "clips without labels")
+    for line in notes(rows):
+        print(line)
     return rows

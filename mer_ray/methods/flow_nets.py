@@ -1,11 +1,19 @@
 """What the flow-based CNNs share: their inputs (the shards' onset -> apex flow and strain maps,
-resized to the network's input size) and their fit (the fold loop of ``train/fold.py`` with a
-plain cross-entropy).
+resized to the network's input size and normalised as the authors fed them) and their fit (the
+fold loop of ``train/fold.py`` with a plain cross-entropy).
 
-Flow is resized by area averaging and its values scaled by the same factor, so they stay
-displacements in pixels of the resized map. No augmentation. Every random draw (the batch
-order, dropout) comes from the seed and the epoch, so a resumed fold trains as an uninterrupted
-one would.
+Input normalisation, as the authors did it: STSTNet's published code
+(christy1206/STSTNet, ``main.py``) reads each clip's u, v and strain from 8-bit images in a
+folder named ``norm_u_v_os``: every map stretched over the 0-255 range by its own minimum and
+maximum (per clip and channel); MEB stores the same per-clip, per-channel min-max stretch as
+[0, 1] floats (``tools/extract_optical_flow.py``) and feeds it to both STSTNet and OFF-ApexNet.
+Here each map is resized to the network's input (area averaging), then stretched to [0, 1] by
+its own minimum and maximum (a constant map becomes 0). Two deviations, each stated: the
+authors' values are 0-255 (ours 1/255 of theirs: the first convolution absorbs a constant
+scale; MEB uses [0, 1] too), and they are 8-bit (ours float32: no rounding).
+
+No augmentation (neither paper augments). Every random draw (the batch order, dropout) comes
+from the seed and the epoch, so a resumed fold trains as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -17,24 +25,33 @@ from torch import nn
 from ..train.fold import FoldParts, fold_readers, set_determinism, train_fold
 from ..train.fold_inputs import seeded_generator
 
+NO_AUGMENTATION = ("none: the onset -> apex flow maps of the aligned clip, resized and "
+                   "min-max normalised per clip and channel, as the method's authors fed them")
 
-def resized(maps: np.ndarray, size: int, scale: bool) -> np.ndarray:
-    """(N, S, S) maps at ``size`` x ``size`` (area averaging); ``scale``: multiply by
-    size / S (displacements in the resized map's pixels)."""
+
+def resized(maps: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S) maps at ``size`` x ``size`` (area averaging), float32."""
     import cv2
 
-    n, s = maps.shape[0], maps.shape[-1]
-    out = np.stack([cv2.resize(m.astype(np.float32), (size, size),
-                               interpolation=cv2.INTER_AREA) for m in maps]) if n else \
-        np.zeros((0, size, size), np.float32)
-    return out * (size / s) if scale else out
+    if not len(maps):
+        return np.zeros((0, size, size), np.float32)
+    return np.stack([cv2.resize(m.astype(np.float32), (size, size),
+                                interpolation=cv2.INTER_AREA) for m in maps])
+
+
+def minmax(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> each map stretched to [0, 1] by its own minimum and maximum (a constant
+    map: 0)."""
+    lo = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - lo
+    return np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1.0), 0.0) \
+        .astype(np.float32)
 
 
 class FlowInputs:
-    """A fold's splits as (N, C, size, size) float tensors of the chosen flow channels, held in
-    memory (they are small), batched like the paper model's inputs."""
-
-    FLOW = ("flow_u", "flow_v")
+    """A fold's splits as (N, C, size, size) float tensors of the chosen flow channels
+    (resized, min-max normalised per clip and channel), held in memory (they are small),
+    batched like the paper model's inputs."""
 
     def __init__(self, readers: dict, channels: tuple[str, ...], size: int, batch_size: int,
                  seed: int, device, label_override=None):
@@ -58,7 +75,7 @@ class FlowInputs:
                 cols = {k: v for k, v in b.items()}
         keys = [f"{s}/{c}" for s, c in zip(cols["subject"], cols["clip"])]
         labels = [self.override.get(k, int(y)) for k, y in zip(keys, cols["label_id"])]
-        x = np.stack([resized(np.asarray(cols[c]), self.size, c in self.FLOW)
+        x = np.stack([minmax(resized(np.asarray(cols[c]), self.size))
                       for c in self.channels], axis=1)
         self.cached[name] = (keys, torch.tensor(labels, dtype=torch.long),
                              torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
@@ -102,8 +119,8 @@ def flow_fit(make_net, channels: tuple[str, ...], size: int):
         readers = fold_readers(job)
         data = FlowInputs(readers, channels, size, tc.batch_size, tc.seed, device,
                           job.label_override)
-        return train_fold(job, device, FoldParts(net, data, CrossEntropy()), resume, on_epoch,
-                          every_epoch)
+        return train_fold(job, device, FoldParts(net, data, CrossEntropy(), cache_trunk=False,
+                                                 augmented=False), resume, on_epoch, every_epoch)
     return fit
 
 

@@ -195,4 +195,5 @@ def svm_parameters(exp, classes: int) -> int:
 
 
 register(Method("lbptop_svm", "LBP-TOP histograms over a 5 x 5 block grid, linear SVM",
-                fit, svm_parameters))
+                fit, svm_parameters,
+                augmentation=lambda exp: "none: LBP-TOP histograms of the aligned clips"))

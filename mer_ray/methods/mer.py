@@ -20,5 +20,17 @@ def _mer_parameters(exp: ExperimentConfig, classes: int) -> int:
     return MERNet(exp.model, classes, exp.data.size, RANDOM).parameter_counts()[1]
 
 
+def augmentation(exp: ExperimentConfig) -> str:
+    """What the training clips went through, in words."""
+    tc = exp.train
+    if tc.cache_trunk and tc.cached_views > 1:
+        return (f"cached views: each epoch a training clip is shown as aligned or as one of "
+                f"its {tc.cached_views - 1} augmented view(s) (flip + affine, drawn once per "
+                f"clip and view, encoded with the trunk tokens)")
+    if tc.cache_trunk:
+        return "none: trained from cached frozen-trunk tokens"
+    return "flip + affine on training clips, drawn every epoch" if tc.augment else "none"
+
+
 register(Method("mer", "the paper's model: LoRA DinoV2 + SFA + DGAT + dynamic fusion",
-                _mer_fit, _mer_parameters, uses_backbone=True))
+                _mer_fit, _mer_parameters, uses_backbone=True, augmentation=augmentation))

@@ -20,7 +20,9 @@ class Method:
     ``recipe``: the method's own training settings (``section.field=value``), applied wherever
     the method is chosen: after the configuration file, before the user's ``--set``
     (``load_with_recipe``).
-    ``parameters(exp, classes)``: its trainable parameters."""
+    ``parameters(exp, classes)``: its trainable parameters.
+    ``augmentation(exp)``: what its training clips went through, in words (the run summary
+    says it); None: no augmentation."""
 
     name: str
     summary: str
@@ -30,6 +32,10 @@ class Method:
     needs_flow: bool = False
     uses_backbone: bool = False
     recipe: tuple[str, ...] = ()
+    augmentation: Callable[[ExperimentConfig], str] | None = None
+
+    def augmentation_of(self, exp: ExperimentConfig) -> str:
+        return self.augmentation(exp) if self.augmentation else "none"
 
 
 METHODS: dict[str, Method] = {}

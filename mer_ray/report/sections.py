@@ -8,9 +8,17 @@ from pathlib import Path
 
 import polars as pl
 
+from ..integrity import best, is_ranked, notes
 from .figures import confusion_png, fold_bars_png, sensitivity_png
 from .inputs import Node
-from .tables import Figure, md_table, pct, slug
+from .tables import Figure, md_table, named, num, pct, slug
+
+
+def is_top(rows: list[dict], row: dict, key: str) -> bool:
+    """Whether ``row`` holds the best ``key`` among the rows that may be ranked (ties: all of
+    them): the cells shown in bold."""
+    top = best(rows, key)
+    return top is not None and is_ranked(row) and row[key] == top[key]
 
 
 def _overlaps(a, b) -> str:
@@ -27,35 +35,46 @@ def _difference(row: dict, key: str) -> str:
     """The row's paired difference as a table cell (its numbers kept for CSV)."""
     d = row.get("difference")
     if not d:
-        return "(best)" if row.get("best") else "-"
+        return "(best)" if row.get("best") and is_ranked(row) else "-"
     lo, hi = d[key]["ci95"]
-    cell = Figure(f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-                  + (" (excludes 0)" if d[key]["excludes_zero"] else ""))
+    text = f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    if "p_holm" in d[key]:
+        text += f" Holm p={d[key]['p_holm']:.3f}" + (" (differs)" if d[key]["differs"] else "")
+    elif d[key].get("excludes_zero"):
+        text += " (excludes 0)"
+    cell = Figure(text)
     cell.value, cell.std, cell.ci, cell.best = d[key]["difference"], None, (lo, hi), False
     return cell
 
 
 def compare_section(grid: dict, stem: str, export: list | None) -> list[str]:
-    """``mer-ray compare``: methods on the same folds; leaky rows marked, never the best."""
+    """``mer-ray compare``: methods on the same folds; leaky rows marked, never ranked."""
     rows = grid["rows"]
+    seeds = grid.get("seeds") or 1
+
+    def top(r):
+        return bool(r.get("best")) and is_ranked(r)
+
     lines = md_table(
         ["dataset", "method", "UF1 % [95 % CI]", "UAR % [95 % CI]", "UF1 difference [95 % CI]",
          "UAR difference [95 % CI]", "versus", "trainable params", "seconds / fold"],
-        [[r["dataset"], r["method"] + (" **LEAKY**" if r["leaky"] else ""),
-          pct(r["uf1"], r.get("best", False), r["uf1_ci95"]),
-          pct(r["uar"], r.get("best", False), r["uar_ci95"]),
+        [[r["dataset"], named(r["method"], r),
+          pct(r["uf1"], top(r), r["uf1_ci95"], r.get("uf1_std")),
+          pct(r["uar"], top(r), r["uar_ci95"], r.get("uar_std")),
           _difference(r, "uf1"), _difference(r, "uar"), r.get("versus", ""),
-          f"{r['parameters']:,}", f"{r['seconds_per_fold']:.1f}"] for r in rows],
+          num(r["parameters"]), num(r["seconds_per_fold"], ".1f")] for r in rows],
         export, stem)
-    lines += ["", "UF1/UAR over all folds' predictions (primary) with 95 % bootstrap intervals "
-                  "over test subjects; the best honest method in bold. Difference: the row minus "
-                  "'versus' on the same test subjects, with its paired bootstrap interval. "
-                  "**LEAKY** rows chose each fold's epoch on its own test subject (the common "
-                  "protocol, shown to measure its effect): never a method's honest figure.", ""]
+    if seeds > 1:
+        lines += ["", f"UF1 of each of the {seeds} training seeds:", ""]
+        lines += md_table(["dataset", "method", *(f"seed {s}" for s in rows[0]["seeds"])],
+                          [[r["dataset"], named(r["method"], r),
+                            *(f"{100 * v:.2f}" for v in r["uf1_per_seed"])] for r in rows])
+    lines += ["", "The best method that may be ranked in bold. " + " ".join(
+        grid.get("notes") or []), ""]
     parts = [(r, ds, d) for r in rows for ds, d in (r.get("per_dataset") or {}).items()]
     if parts:
         lines += md_table(["dataset part", "method", "UF1 %", "UAR %", "clips"],
-                          [[ds, r["method"] + (" **LEAKY**" if r["leaky"] else ""),
+                          [[ds, named(r["method"], r),
                             f"{100 * d['uf1']:.1f}", f"{100 * d['uar']:.1f}",
                             str(d["n_clips"])] for r, ds, d in parts]) + [""]
     return lines
@@ -69,36 +88,34 @@ def grid_section(grid: dict, source: Node, figures: Path,
     if grid["grid"] == "compare":
         return lines + compare_section(grid, stem, export)
     if grid["grid"] == "cross_dataset":
-        best_uf1 = max(r["uf1"] for r in rows)
-        best_uar = max(r["uar"] for r in rows)
         lines += md_table(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"],
-                        [[f"{r['source'].upper()} → {r['target'].upper()}",
-                          "yes" if r["adaptation"] else "no", pct(r["uf1"], r["uf1"] == best_uf1),
-                          pct(r["uar"], r["uar"] == best_uar), str(r["n_target_clips"])]
-                         for r in rows], export, stem)
-        return lines + [""]
-    best = {k: max(r[k] for r in rows) for k in ("uf1", "uar", "per_fold_mean_uf1",
-                                                  "per_fold_mean_uar")}
-    top = max(rows, key=lambda r: r["uf1"])
+                          [[named(f"{r['source'].upper()} → {r['target'].upper()}", r),
+                            "yes" if r["adaptation"] else "no",
+                            pct(r["uf1"], is_top(rows, r, "uf1")),
+                            pct(r["uar"], is_top(rows, r, "uar")), str(r["n_target_clips"])]
+                           for r in rows], export, stem)
+        return lines + [""] + _notes(rows)
+    top = best(rows, "uf1")
     lines += md_table(["row", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]",
-                     "UF1 % (fold mean)", "UAR % (fold mean)", "UF1 CI overlaps best's",
-                     "run"],
-                    [[r["row"],
-                      *(pct(r[k], r[k] == best[k], r.get(f"{k}_ci95"), r.get(f"{k}_std"))
-                        for k in ("uf1", "uar")),
-                      *(pct(r[k], r[k] == best[k]) for k in ("per_fold_mean_uf1",
-                                                               "per_fold_mean_uar")),
-                      "(best)" if r is top else _overlaps(r.get("uf1_ci95"),
-                                                          top.get("uf1_ci95")),
-                      _run_name(r["run"])]
-                     for r in rows], export, stem)
+                       "UF1 % (fold mean)", "UAR % (fold mean)", "UF1 CI overlaps best's",
+                       "run"],
+                      [[named(r["row"], r),
+                        *(pct(r[k], is_top(rows, r, k), r.get(f"{k}_ci95"), r.get(f"{k}_std"))
+                          for k in ("uf1", "uar")),
+                        *(pct(r[k], is_top(rows, r, k)) for k in ("per_fold_mean_uf1",
+                                                                   "per_fold_mean_uar")),
+                        "(best)" if r is top else
+                        _overlaps(r.get("uf1_ci95"), top.get("uf1_ci95")) if top and
+                        is_ranked(r) else "-",
+                        _run_name(r["run"])]
+                       for r in rows], export, stem)
     seeds = rows[0].get("seeds") if rows else None
-    lines += ["", "Best in bold. All folds: UF1/UAR over every fold's predictions concatenated "
-                  "(primary), with its 95 % bootstrap interval over test subjects; fold mean: "
-                  "the mean of per-fold figures. A row whose interval overlaps the best row's "
-                  "is not shown to differ from it."
+    lines += ["", "Best in bold (among the rows that may be ranked). All folds: UF1/UAR over "
+                  "every fold's predictions concatenated (primary), with its 95 % bootstrap "
+                  "interval over test subjects; fold mean: the mean of per-fold figures. A row "
+                  "whose interval overlaps the best row's is not shown to differ from it."
               + (f" Mean ± standard deviation over {len(seeds)} training seeds."
-                 if seeds and len(seeds) > 1 else ""), ""]
+                 if seeds and len(seeds) > 1 else ""), "", *_notes(rows)]
     if grid["grid"] == "seeds" and grid.get("combined"):
         c = grid["combined"]
         lines += [f"Over the seeds ({', '.join(map(str, c['seeds']))}): UF1 "
@@ -167,36 +184,29 @@ def header(synthetic: bool, random_init: bool) -> list[str]:
             "over folds is given beside them.", ""]
 
 
+def _notes(rows) -> list[str]:
+    """What each integrity mark in ``rows`` means, a line each (none when no row has one)."""
+    found = notes(list(rows))
+    return [*(f"- {line}" for line in found), ""] if found else []
+
+
 def runs_section(table: pl.DataFrame, export: list) -> list[str]:
-    """Every run in one table, best figures in bold."""
-    best_uf1, best_uar = table["uf1"].max(), table["uar"].max()
+    """Every run in one table; the best figures among the runs that may be ranked in bold."""
+    rows = list(table.iter_rows(named=True))
     lines = ["## Runs", ""]
     lines += md_table(
         ["run", "data", "folds", "clips", "UF1 % (all) [95 % CI]", "UAR % (all) [95 % CI]",
          "UF1 % (fold mean)", "UAR % (fold mean)", "method", "backbone", "synthetic",
          "config", "code"],
-        [[f"`{r['run']}`" + (" (shuffled-label control)" if r["control"] else "")
-          + (" **LEAKY**" if r["leaky"] else "")
-          + (" **SEARCH-INFORMED**" if r["search_informed"] else "")
-          + (" (nested search)" if r["nested"] else "")
-          + (f" **PARTIAL: {r['partial']}**" if r["partial"] else ""),
-          f"{r['dataset']} {r['protocol'] or ''}".strip(), str(r["folds"]), str(r["clips"]),
-          pct(r["uf1"], r["uf1"] == best_uf1, r["uf1_ci95"]),
-          pct(r["uar"], r["uar"] == best_uar, r["uar_ci95"]),
+        [[named(f"`{r['run']}`" + (" (nested search)" if r["nested"] else ""), r),
+          f"{r['dataset']} {r['protocol'] or ''}".strip(), num(r["folds"]), num(r["clips"]),
+          pct(r["uf1"], is_top(rows, r, "uf1"), r["uf1_ci95"]),
+          pct(r["uar"], is_top(rows, r, "uar"), r["uar_ci95"]),
           pct(r["fold_mean_uf1"], False), pct(r["fold_mean_uar"], False),
           r["method"], r["backbone"], "YES" if r["synthetic"] else "no",
           f"`{r['config_hash']}`", f"`{r['code_version']}`"]
-         for r in table.iter_rows(named=True)], export, "runs")
-    lines.append("")
-    if table["leaky"].any():
-        lines += ["**LEAKY**: train.selection=test: each fold's epoch was chosen on its own test "
-                  "subject (the common protocol, reproduced to show its effect); its figures "
-                  "are optimistic, never a method's honest figure.", ""]
-    if table["search_informed"].any():
-        lines += ["**SEARCH-INFORMED**: the run's configuration was chosen by a search that "
-                  "trained or validated on its test subjects; its figures are not an unbiased "
-                  "estimate. Report a nested search's figures instead.", ""]
-    return lines
+         for r in rows], export, "runs")
+    return lines + [""] + _notes(rows)
 
 
 def _nested_lines(s: dict) -> list[str]:

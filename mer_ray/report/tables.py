@@ -20,7 +20,40 @@ class Figure(str):
     best: bool
 
 
+class Num(str):
+    """A number as a table shows it ("1,683", "29.5"); CSV gets ``value`` as a number."""
+
+    value: float | int
+
+
+def num(value: float | int, fmt: str = ",") -> Num:
+    cell = Num(format(value, fmt))
+    cell.value = value
+    return cell
+
+
+class Named(str):
+    """A run's or method's name with its integrity marks (``integrity.flags``): each format
+    shows them its own way (bold words in Markdown, a marker macro with a footnote in LaTeX,
+    a column per mark in CSV)."""
+
+    name: str
+    marks: dict
+
+
+def named(name: str, row: dict) -> Named:
+    from ..integrity import flags
+
+    cell = Named(name)
+    cell.name, cell.marks = name, flags(row)
+    return cell
+
+
 def md(cell: str) -> str:
+    if isinstance(cell, Named):
+        from ..integrity import labels
+
+        return " ".join([cell.name, *(f"**{m}**" for m in labels(cell.marks))])
     return f"**{cell}**" if getattr(cell, "best", False) else str(cell)
 
 
@@ -53,22 +86,58 @@ def latex_text(text: str) -> str:
     return "".join(LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def latex_table(header: list[str], rows: list[list[str]], caption: str) -> str:
-    """A LaTeX ``tabular`` (booktabs rules) with the best figures in bold."""
-    def cell(c):
-        return rf"\textbf{{{latex_text(c)}}}" if getattr(c, "best", False) else latex_text(c)
+# A LaTeX marker per integrity mark: a superscript after the name, explained under the table.
+LATEX_MARKS = {"leaky": ("merleaky", "L"), "search_informed": ("mersearch", "S"),
+               "partial": ("merpartial", "P"), "control": ("mercontrol", "C")}
 
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_text(caption)}}}",
+
+def _latex_cell(c) -> str:
+    if isinstance(c, Named):
+        return latex_text(c.name) + "".join(f"\\{LATEX_MARKS[k][0]}{{}}" for k in c.marks)
+    return rf"\textbf{{{latex_text(c)}}}" if getattr(c, "best", False) else latex_text(c)
+
+
+def latex_table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    r"""A LaTeX ``tabular`` with booktabs rules (the preamble needs ``\usepackage{booktabs}``),
+    the best figures in bold, and each integrity mark a superscript macro defined in the file
+    (``\providecommand``: a paper may define its own) and explained under the table."""
+    from ..integrity import MARK
+
+    used = [k for k in LATEX_MARKS if any(isinstance(c, Named) and k in c.marks
+                                          for r in rows for c in r)]
+    lines = ["% needs \\usepackage{booktabs} (\\toprule, \\midrule, \\bottomrule)",
+             *(f"\\providecommand{{\\{LATEX_MARKS[k][0]}}}{{\\textsuperscript{{"
+               f"{LATEX_MARKS[k][1]}}}}}" for k in used),
+             r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_text(caption)}}}",
              r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(latex_text(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [" & ".join(_latex_cell(c) for c in r) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if used:
+        lines.append(r"\par\footnotesize " + " ".join(
+            f"\\{LATEX_MARKS[k][0]}{{}} {latex_text(MARK[k].label)}: "
+            f"{latex_text(MARK[k].note)}." for k in used))
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
 def _csv_columns(name: str, cells: list) -> list[tuple[str, list]]:
     """One table column as CSV columns: a figure's value, standard deviation and interval
-    bounds each in a numeric column of its own (in %), anything else as text."""
+    bounds each in a numeric column of its own (in %), a number as a number, a name with its
+    integrity marks as the name and a column per mark (True / False; partial: its text),
+    anything else as text."""
+    if any(isinstance(c, Named) for c in cells):
+        from ..integrity import MARKS
+
+        out = [(name, [getattr(c, "name", str(c)).replace("`", "") for c in cells])]
+        for m in MARKS:
+            out.append((m.key, [(getattr(c, "marks", {}).get(m.key) or "")
+                                if m.key == "partial" else bool(getattr(c, "marks", {})
+                                                                .get(m.key))
+                                for c in cells]))
+        return out
+    if cells and all(isinstance(c, Num) for c in cells):
+        return [(name, [c.value for c in cells])]
     if not any(isinstance(c, Figure) for c in cells):
         return [(name, [str(c).replace("`", "") for c in cells])]
     base = re.sub(r"\s*\[95 % CI\]", "", name)

@@ -218,7 +218,7 @@ def _keeps_training(st: dict, tc: TrainConfig) -> bool:
     return st["epoch"] < tc.max_epochs and st["bad_epochs"] < tc.patience
 
 
-def _record(job: FoldJob, net: nn.Module, st: dict, device, amp) -> FoldRecord:
+def _record(job: FoldJob, parts: FoldParts, st: dict, device, amp) -> FoldRecord:
     tc = job.experiment.train
     leaky = tc.selection == "test"
     return FoldRecord(
@@ -228,8 +228,7 @@ def _record(job: FoldJob, net: nn.Module, st: dict, device, amp) -> FoldRecord:
         stopped_early=not leaky and st["bad_epochs"] >= tc.patience, history=st["history"],
         seconds=0.0, device=device_name(device), pretrained=job.backbone.pretrained,
         weights_source=job.backbone.label, weights_sha256=job.backbone.sha256(),
-        cache_trunk=tc.cache_trunk,
-        augmented=tc.augment and (not tc.cache_trunk or tc.cached_views > 1),
+        cache_trunk=parts.cache_trunk, augmented=parts.augmented,
         trunk_tokens=job.tokens.fingerprint[:16] if job.tokens else None,
         attempts=st["attempts"], adaptation_clips="target" in job.sources,
         precision=str(amp).replace("torch.", "") if amp else "fp32",
@@ -243,11 +242,14 @@ class FoldParts:
     """What a method trains in a fold: its network (returning ``{"logits": ...}`` and
     whatever its loss reads), its inputs (``batches(split, epoch)``, ``add(split, reader)``,
     ``split in inputs``, ``target_inputs(epoch)``) and its loss (``loss(out, labels,
-    target=None)`` -> parts with "total", "ce", "koleo", "cons")."""
+    target=None)`` -> parts with "total", "ce", "koleo", "cons"); and what its record says it
+    trained from: cached trunk tokens, augmented clips."""
 
     net: nn.Module
     data: Any
     loss_fn: Any
+    cache_trunk: bool = False  # what the fold record says it trained from and with
+    augmented: bool = False
 
 
 def fold_readers(job: FoldJob, columns=None) -> dict:
@@ -271,7 +273,9 @@ def mer_parts(job: FoldJob, device, token_cache: dict | None = None,
     loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
     readers = fold_readers(job, _read_columns) if readers is None else readers
     data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
-    return FoldParts(net, data, loss_fn)
+    tc = exp.train
+    return FoldParts(net, data, loss_fn, cache_trunk=tc.cache_trunk,
+                     augmented=tc.augment and (not tc.cache_trunk or tc.cached_views > 1))
 
 
 class Fold:
@@ -344,7 +348,7 @@ def train_fold(job: FoldJob, device, parts: FoldParts, resume: dict | None = Non
     t_last = time.perf_counter()
 
     fold.net.load_state_dict(st["best"], strict=False)  # the selected epoch's weights
-    record = _record(job, fold.net, st, device, fold.amp)
+    record = _record(job, parts, st, device, fold.amp)
     predictions, weights = None, b""
     if job.predicts_test:
         predictions, weights = fold.predict_test(record)

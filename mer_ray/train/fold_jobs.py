@@ -82,10 +82,13 @@ def _stored(plan: FoldPlan, key: str) -> dict:
             "checkpoint_dir": folder.checkpoint_dir(key)}
 
 
-def loso_jobs(plan: FoldPlan, splits: list[FoldSplit]) -> list[FoldJob]:
-    """One job per LOSO fold, its records in the plan's run folder."""
+def loso_jobs(plan: FoldPlan, splits: list[FoldSplit], tag: str = "") -> list[FoldJob]:
+    """One job per LOSO fold, its records in the plan's run folder. ``tag``: when the jobs of
+    several runs go to one runner (a comparison), what tells their keys apart ("ststnet/006";
+    a key names one fold of one run in the queue and on the console)."""
     exp = plan.experiment
-    return [_job(plan, split, split.test, exp, _sources(plan.root, split, test=True),
+    return [_job(plan, split, f"{tag}/{split.test}" if tag else split.test, exp,
+                 _sources(plan.root, split, test=True),
                  label_override=shuffled_labels(plan.shards, split, exp.train.seed)
                  if exp.train.shuffle_labels else None,
                  tracking=plan.tracking, **_stored(plan, split.test))
