@@ -3,6 +3,7 @@ shuffled-label controls, on the demo set and on synthetic sets no setting was ch
 long each baseline's LOSO takes.
 
     python benchmarks/methods.py [--workdir /tmp/mermethods] [--sets 0 60 61 62] [--seeds 3]
+                                 [--control-seeds 1] [--keep]
 
 For each synthetic set (set 0 is the demo's own; 60, 61 and 62 took no part in choosing any
 setting, of the demo or of a method), ``mer-ray compare --seeds N`` runs the paper's model
@@ -10,9 +11,9 @@ setting, of the demo or of a method), ``mer-ray compare --seeds N`` runs the pap
 recipe on top of that file: frames, size and seed stay the demo's) with N training seeds, with
 ``--with-leaky`` (each method also with each fold's epoch chosen on its test subject), on
 shards with TV-L1 flow; then the same with every fold's training and validation labels
-shuffled (``train.shuffle_labels``): an honest method must score near chance there (UF1 <= 0.45
-for 3 classes), while the leaky protocol, which picks among its epochs on the test subject,
-scores above it. Then LBP-TOP + SVM and STSTNet each run alone as ``mer-ray train`` on the demo
+shuffled (``train.shuffle_labels``; ``--control-seeds`` training seeds): an honest method must
+score near chance there (UF1 <= 0.45 for 3 classes), while the leaky protocol, which picks
+among its epochs on the test subject, scores above it. Then LBP-TOP + SVM and STSTNet each run alone as ``mer-ray train`` on the demo
 set (their shards already prepared): the command's wall time, Ray start-up included, and the
 folds' compute seconds.
 
@@ -72,6 +73,10 @@ def main() -> None:
     ap.add_argument("--sets", type=int, nargs="+", default=[0, 60, 61, 62],
                     help="synthetic sets (their --synthetic-seed)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per method")
+    ap.add_argument("--control-seeds", type=int, default=1,
+                    help="training seeds of the shuffled-label controls")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the workdir: comparisons already run there resume")
     ap.add_argument("--out", type=Path, default=Path("methods.json"))
     ap.add_argument("--alone-only", action="store_true",
                     help="only the baselines' runs alone, in an earlier run's workdir (its demo "
@@ -81,15 +86,16 @@ def main() -> None:
         results = json.loads(args.out.read_text())
         results["sets"] = {int(k): v for k, v in results["sets"].items()}
     else:
-        shutil.rmtree(args.workdir, ignore_errors=True)
-        args.workdir.mkdir(parents=True)
+        if not args.keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+        args.workdir.mkdir(parents=True, exist_ok=True)
         results = {"sets": {}, "alone": []}
     log = args.workdir / "commands.log"
     results["alone"] = []
     for seed in [] if args.alone_only else args.sets:
         start = time.perf_counter()
         honest = compare(args.workdir, log, seed, False, args.seeds)
-        control = compare(args.workdir, log, seed, True, args.seeds)
+        control = compare(args.workdir, log, seed, True, args.control_seeds)
         results["sets"][seed] = {"rows": honest["rows"], "control": control["rows"],
                                  "comparison": {k: honest[k] for k in
                                                 ("bootstrap", "multiple_comparisons", "notes")},
