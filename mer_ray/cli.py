@@ -34,6 +34,7 @@ This file parses and reports; each command's work is done by its module (``exper
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 
@@ -48,7 +49,7 @@ from .cli_data import (
     synthetic_set,
 )
 from .config import config_fields
-from .console import show
+from .console import Ticker, show
 from .data.annotations import AnnotationError
 from .data.frames import FrameError
 
@@ -175,7 +176,9 @@ def cmd_config(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    report = write_report(args.paths, args.out, tuple(args.format.split(",")))
+    with Ticker(f"writing the report of {', '.join(map(str, args.paths))}") as tick:
+        report = write_report(args.paths, args.out, tuple(args.format.split(",")),
+                              progress=tick.update)
     print(f"report: {report} (figures in {report.parent / 'figures'})")
     return 0
 
@@ -248,13 +251,20 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
         args = _parse(argv, script, fixed, about)
         args.argv, args.debug = argv, debug
         command = script or f"mer-ray {args.command}"
-        from .cli_args import refuse_remote_data
+        from .cli_args import check_locations
 
-        refuse_remote_data(args)
+        check_locations(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print(f"{command}: interrupted; running the same command again resumes",
-              file=sys.stderr)
+        print(f"{command}: interrupted: finished folds are stored and every running fold "
+              f"keeps its last epoch's checkpoint; running the same command again resumes",
+              file=sys.stderr, flush=True)
+        from .cluster import stop_after_interrupt
+
+        if stop_after_interrupt():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)  # the fold slots' threads must not touch the stopped Ray
         return 130
     except SweepInterrupted as stopped:
         print(f"{command}: {stopped}", file=sys.stderr)
@@ -262,6 +272,8 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
     except (AnnotationError, FrameError, FileNotFoundError, FileExistsError, ValueError,
             RuntimeError, OSError) as exc:
         if debug:
+            if getattr(exc, "details", ""):
+                print(exc.details, file=sys.stderr)
             raise
         print(f"{command}: error: {exc}", file=sys.stderr)
         if isinstance(exc, RuntimeError):

@@ -334,10 +334,20 @@ LOCAL_ONLY = ("workdir", "data_root", "out", "manifest", "annotations", "data_ro
 REMOTE_OK = {("prepare", "out")}
 
 
-def refuse_remote_data(args) -> None:
-    """A clear error for a URI given where a local (or mounted) folder is needed."""
-    from .storage import as_uri, is_uri
+def check_locations(args) -> None:
+    """Before any work: no URI that carries credentials; results writable where
+    ``--storage-path`` says; a clear error for a URI given where a local (or mounted) folder
+    is needed."""
+    from .storage import as_uri, check_writable, is_uri, redact, refuse_credentials
 
+    for key in ("storage_path", "shards", "out", "paths", "run"):  # what may be remote
+        given = getattr(args, key, None)
+        for value in given if isinstance(given, list) else [given]:
+            if value is not None and is_uri(str(value)):
+                refuse_credentials(value, {"paths": "report input", "run": "run"}.get(
+                    key, "--" + key.replace("_", "-")))
+    if getattr(args, "storage_path", None) is not None:
+        check_writable(args.storage_path)
     for key in LOCAL_ONLY:
         if (getattr(args, "command", None), key) in REMOTE_OK:
             continue
@@ -348,7 +358,7 @@ def refuse_remote_data(args) -> None:
             if value is None or not is_uri(path):
                 continue
             flag = "--data-root" if key == "data_roots" else "--" + key.replace("_", "-")
-            shown = f"{name}={as_uri(path)}" if name else as_uri(path)
+            shown = redact(f"{name}={as_uri(path)}" if name else as_uri(path))
             raise ValueError(
                 f"{flag} {shown}: this option needs a folder on this machine (or one every "
                 f"node mounts); only results (--storage-path) and shards (mer-ray prepare "

@@ -181,3 +181,19 @@ def _session_logs() -> str:
         return str(Path(ray._private.worker._global_node.get_session_dir_path()) / "logs")
     except AttributeError:  # joined a remote cluster: its head node holds them
         return "the head node's Ray session folder (session_latest/logs)"
+
+
+def stop_after_interrupt() -> bool:
+    """After Ctrl+C: stop this process's Ray (the workers of a local Ray this process started,
+    or the connection to a cluster it joined), with a line at least every few seconds.
+    Returns whether Ray was running (the process must then end at once: threads that drove
+    fold slots would otherwise touch Ray after it stopped)."""
+    import ray
+
+    from .console import Ticker
+
+    if not ray.is_initialized():
+        return False
+    with Ticker("stopping Ray's workers"), contextlib.suppress(Exception):
+        ray.shutdown()
+    return True

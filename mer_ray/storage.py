@@ -39,6 +39,31 @@ def is_uri(text: str | Path) -> bool:
     return bool(_URI.match(str(text)))
 
 
+# Where a URI can carry credentials: the user part (s3://KEY:SECRET@bucket/...) and query
+# parameters such as pyarrow's ?access_key=...&secret_key=...&session_token=...
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/+)([^/@?#]*@)")
+_SECRET_QUERY = re.compile(r"([?&](?:access_key|secret_key|session_token|token|password|"
+                           r"key|credential[s]?|signature|sig|X-Amz-[A-Za-z-]+)=)[^&#]*",
+                           re.IGNORECASE)
+
+
+def redact(text: str | Path) -> str:
+    """``text`` with any credentials a URI in it carries replaced by ``***``."""
+    out = _USERINFO.sub(r"\1***@", str(text))
+    return _SECRET_QUERY.sub(r"\1***", out)
+
+
+def refuse_credentials(text: str | Path, option: str) -> None:
+    """A URI that carries credentials is refused (one line, the credentials left out): what is
+    in a URI ends up in console lines, logs, run records and reports."""
+    if redact(as_uri(text)) != as_uri(text):
+        raise StorageError(
+            f"{option} {redact(as_uri(text))}: this URI carries credentials, and URIs are "
+            f"printed, logged and recorded with results; give them in the environment instead "
+            f"(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; "
+            f"GOOGLE_APPLICATION_CREDENTIALS for gs://)")
+
+
 def as_uri(text: str | Path) -> str:
     """A URI as the user wrote it: ``s3://b/x`` (an option parsed as a Path reads ``s3:/b/x``)."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(text))
@@ -154,6 +179,7 @@ def locate(uri: str | Path) -> Storage:
     if not is_uri(text):
         local = str(Path(text).expanduser().resolve())
         return Storage(pafs.LocalFileSystem(), local, local)
+    refuse_credentials(text, "storage")
     text = as_uri(text).rstrip("/")
     if text not in _FILESYSTEMS:
         try:
@@ -171,5 +197,26 @@ def open_storage(uri: str | Path) -> Storage:
     """Where results go: ``locate``, with a local folder created."""
     store = locate(uri)
     if store.is_local:
-        Path(store.root).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(store.root).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{store.root}: cannot create this folder for results "
+                               f"({exc.strerror or exc}); give --storage-path a folder you can "
+                               f"write") from None
     return store
+
+
+def check_writable(uri: str | Path) -> None:
+    """Before any work: results can be written where ``--storage-path`` says (a local folder
+    is created and a probe file written and removed; a URI's bucket is checked by
+    ``locate``)."""
+    store = open_storage(uri)
+    if not store.is_local:
+        return
+    probe = Path(store.root) / f".mer-ray-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(f"{store.root}: cannot write results here ({exc.strerror or exc}); "
+                           f"give --storage-path a folder you can write") from None

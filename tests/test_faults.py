@@ -67,3 +67,40 @@ def test_killed_fold_worker_resumes_from_its_checkpoint(tiny_shards, ray_session
     got = json.loads((runs / "fault" / "folds" / "006" / "predictions.json").read_text())
     same_predictions(got, reference(tiny_shards, exp, tmp_path / "ref", 1)["006"])
     no_partial_files(runs)
+
+
+def test_ctrl_c_says_what_is_kept_at_once_and_exits_130(tiny_shards, ray_session, tmp_path):
+    """Ctrl+C on a driver training on Ray: the first thing it prints says what is kept, then
+    Ray's stop is announced, and it exits 130; the held fold's checkpoint stays for a resume.
+    (How soon the line comes is a figure of benchmarks/stress_resume.py, not a timed test.)"""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers.tiny import write_config
+
+    repo = Path(__file__).resolve().parent.parent
+    config = write_config(tmp_path / "fault.yaml", tuple(FAULT))
+    runs = tmp_path / "runs"
+    hold(runs / "sig" / "train" / "fold-006")
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    log = tmp_path / "driver.log"
+    with open(log, "w") as sink:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "mer_ray", "train", "--shards", str(tiny_shards.root),
+             "--config", str(config), "--storage-path", str(runs), "--name", "sig",
+             "--max-folds", "1"], cwd=repo, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    def alive():
+        assert driver.poll() is None, log.read_text()[-3000:]
+
+    wait_for(lambda: committed_epoch(runs / "sig" / "train" / "fold-006"),
+             "the first committed epoch checkpoint", alive=alive)
+    before = log.read_text()
+    os.killpg(driver.pid, signal.SIGINT)
+    assert driver.wait(timeout=120) == 130, log.read_text()[-3000:]
+    after = log.read_text()[len(before):].splitlines()
+    assert after[0].startswith("mer-ray train: interrupted: finished folds are stored"), after
+    assert any("stopping Ray's workers" in line for line in after[1:]), after
+    assert committed_epoch(runs / "sig" / "train" / "fold-006")

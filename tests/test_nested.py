@@ -91,3 +91,35 @@ def test_scrambled_outer_labels_change_nothing_in_its_search(nested_run, tmp_pat
     assert [t["inner_val_uf1"] for t in after["trials"]] == \
         [t["inner_val_uf1"] for t in before["trials"]]
     assert [t["params"] for t in after["trials"]] == [t["params"] for t in before["trials"]]
+
+
+def test_an_outer_fold_cut_short_resumes_by_its_records(nested_run, tmp_path):
+    """An outer fold stopped between its search's trials (its first inner evaluation stored,
+    the second not, no choice, no fold): run again, it reuses the stored evaluation (not
+    trained again), evaluates the other, and makes the same choice and predictions."""
+    import os
+
+    runs = tmp_path / "runs"
+    shutil.copytree(nested_run / "runs" / "nested", runs / "nested")
+    run = runs / "nested"
+    kept = next((run / "search" / "006").glob("t000-*.json"))
+    stamp = kept.stat().st_mtime_ns
+    before = json.loads((run / "search" / "006.json").read_text())
+    predictions = json.loads((run / "folds" / "006" / "predictions.json").read_text())
+    for gone in (run / "search" / "006.json", *(run / "search" / "006").glob("t001-*.json")):
+        gone.unlink()
+    shutil.rmtree(run / "folds" / "006")
+    [shards] = (nested_run / "w").glob("shards-*")
+    record = json.loads((run / "experiment.json").read_text())
+    plan = plan_nested(Shards.open(shards), ExperimentConfig.from_dict(record["config"]),
+                       str(runs), "nested", read_space(nested_run / "space.yaml"), 2, 1,
+                       max_folds=2)
+    assert run_nested(plan, local=True) == ["006"]  # 007 was finished: not trained again
+    assert kept.stat().st_mtime_ns == stamp and os.path.exists(kept)
+    after = json.loads((run / "search" / "006.json").read_text())
+    assert after["chosen_params"] == before["chosen_params"]
+    assert [t["inner_val_uf1"] for t in after["trials"]] == \
+        [t["inner_val_uf1"] for t in before["trials"]]
+    again = json.loads((run / "folds" / "006" / "predictions.json").read_text())
+    assert again["keys"] == predictions["keys"]
+    assert again["probs"] == pytest.approx(predictions["probs"], abs=1e-5)

@@ -102,6 +102,30 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     assert value[tuple(best2[k] for k in params)] == value[tuple(best[k] for k in params)] \
         == max(value.values())
 
+    # The state a Ctrl+C can leave: a trial cut short that Tune saved as TERMINATED (its last
+    # result partial, no finished record). The same search run again runs it again, keeps the
+    # other trial as it was, and ends complete (before: "1 of 2 trials finished", exit 130).
+    run_dir = tmp_path / "a" / "sweep"
+    cut, kept = table["trial_id"].to_list()
+    state_file = sorted((run_dir / "tune").glob("experiment_state-*.json"))[-1]
+    state = json.loads(state_file.read_text())
+    for pair in state["trial_data"]:
+        trial, meta = json.loads(pair[0]), json.loads(pair[1])
+        if trial["trial_id"] == cut:
+            assert trial["status"] == "TERMINATED"
+            meta["last_result"] = {**meta["last_result"], "done": False, "folds_done": 0,
+                                   "val_uf1": 0.0}
+            pair[1] = json.dumps(meta)
+    state_file.write_text(json.dumps(state))
+    (run_dir / "finished" / f"{cut}.json").unlink()
+    kept_result = next((run_dir / "tune").glob(f"*{kept}*/result.json")).read_text()
+    again, table3 = run_sweep(setup, load_space(space_file), num_samples=2, n_folds=1)
+    assert table3.height == 2 and table3["folds_done"].to_list() == [1, 1]
+    assert table3.filter(pl.col("trial_id") == cut)["val_uf1"].item() == \
+        table.filter(pl.col("trial_id") == cut)["val_uf1"].item()  # trained again, the same
+    assert next((run_dir / "tune").glob(f"*{kept}*/result.json")).read_text() == kept_result
+    assert (run_dir / "finished" / f"{cut}.json").is_file()
+
 
 def test_interrupted_sweep_resumes(ray_session, synth_samm, tiny_shards, tmp_path):
     """A sweep driver stopped (SIGINT) after its first trial while the second is held at its

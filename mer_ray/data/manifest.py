@@ -48,11 +48,17 @@ ONSET_AFTER_OFFSET = "onset after offset"
 FRAMES_MISSING = "frames missing on disk"
 VIDEO_UNREADABLE = "video could not be opened"
 SPAN_EMPTY = "no frames on disk in onset..offset"
+# (ours) More than this share of an annotated span missing on disk excludes the clip: what is
+# left cannot stand for the expression (T frames sampled from it would mostly repeat the few
+# present). Any missing frame is noted.
+MOSTLY_MISSING_SHARE = 0.5
+SPAN_MOSTLY_MISSING = "most of onset..offset missing on disk"
 ROW_FIX = "left out by a documented per-row fix"
 NOT_IN_GT = "not in the ground-truth list"
 GT_ONLY = "in the ground-truth list, not in the annotations"
 REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, NO_APEX, ONSET_AFTER_OFFSET,
-           FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY, ROW_FIX, NOT_IN_GT, GT_ONLY)
+           FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY, SPAN_MOSTLY_MISSING, ROW_FIX,
+           NOT_IN_GT, GT_ONLY)
 # Not a reason: a note on included clips whose apex lies outside their span (the span is valid;
 # the apex is left empty so nothing uses the bad value).
 APEX_OUTSIDE = "apex outside onset..offset"
@@ -108,6 +114,16 @@ def _check_frames(row: dict, whole: bool) -> None:
         _add_note(row, f"frames on disk run {first}..{last}")
         return
     row["n_frames"] = n
+    annotated = row["offset"] - row["onset"] + 1
+    if n < annotated:
+        present = set(index.numbers)
+        gone = [f for f in range(row["onset"], row["offset"] + 1) if f not in present]
+        apex = row.get("apex")
+        _add_note(row, f"{len(gone)} of {annotated} frames of {row['onset']}..{row['offset']} "
+                       f"missing on disk (e.g. {', '.join(map(str, gone[:5]))})"
+                       + (f", the apex {apex} among them" if apex in gone else ""))
+        if len(gone) > MOSTLY_MISSING_SHARE * annotated:
+            row["excluded_reason"] = SPAN_MOSTLY_MISSING
 
 
 def build_manifest(

@@ -42,6 +42,7 @@ META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "o
 UNREADABLE = "unreadable frames"
 NO_FACE = "no face found"
 NO_FRAMES = "frames missing on disk"
+ZERO_FLOW = "the apex is the onset frame: the onset -> apex flow is zero"
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ def clip_flow(index, span: list[int], apex, cfg: PrepareConfig) -> dict:
     says (``align.align_pair``), and the flow between them."""
     apex = None if apex is None or (isinstance(apex, float) and np.isnan(apex)) else int(apex)
     pos, note = apex_position(span, list(index.numbers), apex)
+    if pos == span[0]:  # nothing between onset and apex: the flow is zero by construction
+        note = "; ".join(n for n in (note, ZERO_FLOW) if n)
     first, peak = read_frames(index, [span[0], pos])
     onset, peak, registered = align_pair(first, peak, cfg.size, cfg.geometry, cfg.registration)
     return flow_columns(onset, peak, cfg.flow, "; ".join(n for n in (note, registered) if n))

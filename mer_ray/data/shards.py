@@ -42,6 +42,7 @@ from ..storage import locate
 CLIPS_DIR = "clips"
 TRUNK_DIR = "trunk"
 PREPARE_JSON = "prepare.json"
+TOKENS_MARKER = "tokens.json"  # a token folder's record of what made it (train/trunk.py)
 CLIP_COLUMNS = ("subject", "clip", "label_id", "frames")
 TOKEN_COLUMNS = ("subject", "clip", "label_id", "tokens")
 VIEWS_COLUMN = "views"  # token folders with cached augmented views: (V-1, T, L, D) per clip
@@ -194,9 +195,13 @@ def read_partition(root: str | Path, subject: str, columns: Iterable[str]):
     files = store.files(f"subject={subject}", suffix=".parquet")
     read = list(dict.fromkeys(["clip", *columns]))
     tables = [pq.read_table(f, columns=read, filesystem=store.fs) for f in files]
-    if not tables:
-        return None
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables(tables) if tables else None
+    if table is None or table.num_rows == 0:
+        # a training set silently smaller by a subject would move every figure
+        raise FileNotFoundError(
+            f"{store.where(f'subject={subject}')}: no clips in this subject's partition (its "
+            f"files are missing or empty); prepare the shards again (mer-ray prepare "
+            f"--overwrite), or delete the token folder above it to have it made again")
     clips = table.column("clip").to_pylist()
     if len(set(clips)) != len(clips):  # e.g. two passes that wrote one folder at once
         twice = sorted({c for c in clips if clips.count(c) > 1})
@@ -208,8 +213,8 @@ def read_partition(root: str | Path, subject: str, columns: Iterable[str]):
 
 
 def _read_labels(shards: str | Path, subject: str) -> list[int]:
-    table = read_partition(clips_root(shards), subject, ["label_id"])
-    return [] if table is None else table.column("label_id").to_pylist()
+    return read_partition(clips_root(shards), subject, ["label_id"]).column("label_id") \
+        .to_pylist()
 
 
 def subject_labels(shards: str | Path) -> dict[str, set[int]]:
@@ -230,8 +235,6 @@ def clip_labels(shards: str | Path, subjects: Iterable[str]) -> tuple[list[str],
     keys, labels = [], []
     for s in subjects:
         t = read_partition(clips_root(shards), s, ["clip", "label_id"])
-        if t is None:
-            continue
         keys += [f"{s}/{c}" for c in t.column("clip").to_pylist()]
         labels += t.column("label_id").to_pylist()
     return keys, labels
@@ -270,12 +273,13 @@ class SubjectReader:
 
         subjects, columns = tuple(subjects), tuple(columns)
         tables = []
+        self.per_subject = {}
         for s in subjects:
             t = read_partition(root, s, [c for c in columns if c != "subject"])
-            if t is not None:
-                tables.append(t.append_column("subject", pa.array([s] * t.num_rows)))
+            tables.append(t.append_column("subject", pa.array([s] * t.num_rows)))
+            self.per_subject[s] = t.num_rows
         if not tables:
-            raise FileNotFoundError(f"no shards for subject(s) {list(subjects)} under {root}")
+            raise FileNotFoundError(f"no subjects to read under {root}")
         table = pa.concat_tables(tables)
         self.columns = {c: _column(table, c) for c in columns}
         self.rows = table.num_rows
@@ -292,6 +296,33 @@ class SubjectReader:
         for i in range(0, self.rows, batch_size):
             idx = order[i:i + batch_size]
             yield {c: v[idx] for c, v in self.columns.items()}
+
+
+class ShardsChanged(ValueError):
+    """What a fold reads is no longer what its run was planned on."""
+
+
+def shards_id_of(root: str | Path) -> str | None:
+    """The ``shards_id`` a folder of clips or tokens was made from: a token folder's own
+    marker says it; a clip folder (``SHARDS/clips``) is its shard folder's."""
+    store = locate(root)
+    try:
+        return json.loads(store.read_bytes(TOKENS_MARKER))["shards_id"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return read_prepare_meta(store.where().rsplit("/", 1)[0]).shards_id
+
+
+def check_made_from(root: str | Path, shards_id: str) -> None:
+    """Refuse to read ``root`` unless it was made from the shards ``shards_id`` (the shards a
+    run was planned on): a ``prepare --overwrite`` of the folder during a run is refused, not
+    read."""
+    found = shards_id_of(root)
+    if found != shards_id:
+        raise ShardsChanged(
+            f"{root}: made from shards {found}, but this run was planned on shards "
+            f"{shards_id}: the folder was prepared again while the run was going. Run the same "
+            f"command again (it plans on the shards as they are now), or use another --name")
 
 
 def ray_dataset(root: str | Path, subjects: Iterable[str]):

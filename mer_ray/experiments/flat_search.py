@@ -16,8 +16,10 @@ protocol.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,10 +58,26 @@ def interrupt_watch():
         yield lambda: False
         return
     previous = signal.signal(signal.SIGINT, sentinel)
-    fired = []
+    fired, done = [], threading.Event()
+
+    def say():  # Tune puts the sentinel back the moment the signal comes: say so at once
+        tune_holds = False
+        while not done.wait(0.2):
+            if signal.getsignal(signal.SIGINT) is not sentinel:
+                tune_holds = True  # Tune's handler is in place
+            elif tune_holds:
+                print("interrupted: Ray Tune is saving the search's state (finished trials are "
+                      "kept; running the same command again resumes it)", file=sys.stderr,
+                      flush=True)
+                return
+
+    watcher = threading.Thread(target=say, daemon=True)
     try:
+        with contextlib.suppress(Exception):
+            watcher.start()
         yield lambda: bool(fired)
     finally:
+        done.set()
         if signal.getsignal(signal.SIGINT) is sentinel:
             fired.append(True)
         signal.signal(signal.SIGINT, previous)
@@ -90,6 +108,64 @@ class TrialLines(Callback):
         for tick in _TICKERS:
             tick.say(f"[{done}/{self.total}] trial {trial.trial_id}: validation UF1 "
                      + ("-" if value is None else f"{value:.3f}") + f" ({params})")
+
+
+FINISHED = "finished"  # under the run folder: a record per trial Tune finished properly
+
+
+class TrialRecords(Callback):
+    """The project's own record of every trial that ended as a trial should (its function
+    returned, or the scheduler stopped it): ``<run>/finished/<trial id>.json``, written in the
+    driver when Tune completes the trial. Tune's own status is not enough: a trial that Ctrl+C
+    cut short is stopped on the way out and may be saved as TERMINATED, and a restore does not
+    run terminated trials again (``requeue_unfinished`` puts those without a record back)."""
+
+    def __init__(self, storage_uri: str, run: str):
+        self.storage_uri, self.run = storage_uri, run
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        from ..storage import open_storage
+
+        open_storage(self.storage_uri).write_atomic(json.dumps(
+            {"trial_id": trial.trial_id, "config": trial.config,
+             "last_result": {k: v for k, v in (trial.last_result or {}).items()
+                             if isinstance(v, (int, float, str, bool, type(None)))}},
+            default=str).encode(), self.run, FINISHED, f"{trial.trial_id}.json")
+
+
+def finished_trials(folder) -> set[str]:
+    """The ids of the trials with a record in ``<run>/finished/``."""
+    return {name[:-len(".json")] for name in folder.storage.listdir(folder.name, FINISHED)
+            if name.endswith(".json")}
+
+
+def requeue_unfinished(folder, tune_dir: str) -> list[str]:
+    """Before a restore: every trial of the saved search that Tune holds as TERMINATED but that
+    has no finished record, and whose last result is not its function's return, is set back to
+    PENDING in the saved state, so the restore runs it again (from the start: the trials keep no
+    checkpoints). Returns their ids."""
+    storage = folder.storage
+    states = sorted(n for n in storage.listdir(folder.name, tune_dir)
+                    if n.startswith("experiment_state-") and n.endswith(".json"))
+    if not states:
+        return []
+    newest = (folder.name, tune_dir, states[-1])
+    state = json.loads(storage.read_bytes(*newest))
+    finished, again = finished_trials(folder), []
+    for pair in state.get("trial_data", []):
+        trial = json.loads(pair[0])
+        meta = json.loads(pair[1]) if isinstance(pair[1], str) else pair[1]
+        last = (meta or {}).get("last_result") or {}
+        if isinstance(last, str):
+            last = json.loads(last)
+        if trial.get("status") == "TERMINATED" and trial.get("trial_id") not in finished \
+                and not last.get("done"):
+            trial["status"] = "PENDING"
+            pair[0] = json.dumps(trial, indent=2)
+            again.append(trial["trial_id"])
+    if again:
+        storage.write_atomic(json.dumps(state).encode(), *newest)
+    return again
 
 
 def trial(params: dict[str, Any], context: dict) -> None:
@@ -141,7 +217,10 @@ def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int,
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if tune.Tuner.can_restore(path):
-        print(f"resuming the sweep in {path}")
+        again = requeue_unfinished(run.folder, path.rsplit("/", 1)[1])
+        print(f"resuming the sweep in {path}"
+              + (f" ({len(again)} trial(s) cut short by the last stop run again)"
+                 if again else ""))
         return tune.Tuner.restore(path, trainable, resume_errored=True)
     tc = run.exp.train
     storage = None
@@ -161,23 +240,25 @@ def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int,
                                     max_t=n_folds * tc.max_epochs, grace_period=tc.max_epochs)
             if asha else None),
         run_config=tune.RunConfig(name="tune", storage_path=path.rsplit("/", 1)[0], verbose=0,
-                                  callbacks=[TrialLines(num_samples)]))
+                                  callbacks=[TrialLines(num_samples),
+                                             TrialRecords(run.folder.storage.uri, run.name)]))
 
 
-def _trials_table(results, space: dict, num_samples: int, asha: bool, path: str,
-                  interrupted: bool):
-    """The trials as a table; a search stopped before every trial finished raises."""
+def _trials_table(results, space: dict, num_samples: int, path: str, interrupted: bool,
+                  finished: set[str]):
+    """The trials as a table; a search stopped before every trial finished raises.
+
+    A trial is finished when it has a finished record (``TrialRecords``: its function
+    returned, or the scheduler stopped it), or its last result is its function's return, or
+    it raised. Tune's own status is not trusted for this: a trial cut short by Ctrl+C may be
+    saved as TERMINATED."""
     import polars as pl
 
-    # A trial's function returned (done) or ASHA stopped it, or it raised: those are finished.
-    # Tune ends a run gracefully on Ctrl-C and may then count unfinished trials as terminated,
-    # so its own counts are not trusted for this.
-    complete = [r for r in results if r.error is None and (r.metrics or {}).get("done")]
-    stopped = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
-    finished = len(complete) + results.num_errors + (len(stopped) if asha else 0)
-    if interrupted or finished < num_samples:
+    done = [r for r in results if r.error is None and (
+        (r.metrics or {}).get("done") or (r.metrics or {}).get("trial_id") in finished)]
+    if interrupted or len(done) + results.num_errors < num_samples:
         raise SweepInterrupted(
-            f"the sweep stopped with {len(complete) + results.num_errors} of {num_samples} "
+            f"the sweep stopped with {len(done) + results.num_errors} of {num_samples} "
             f"trials finished; run the same command again to resume it from {path}")
     rows = []
     for i, r in enumerate(results):
@@ -234,7 +315,8 @@ def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: in
             results = tuner.fit()
         finally:
             _TICKERS.remove(tick)
-    table = _trials_table(results, space, num_samples, asha, path, interrupted())
+    table = _trials_table(results, space, num_samples, path, interrupted(),
+                          finished_trials(run.folder))
     done = table.filter(pl.col("error").is_null() & (pl.col("folds_done") == len(folds)))
     if done.is_empty():
         raise RuntimeError(f"no trial finished all {len(folds)} folds; see {path}")

@@ -17,7 +17,6 @@ the storage layer. Folders are searched recursively. The report has:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -44,10 +43,11 @@ def _write_tables(export: list, out: Path, formats: tuple[str, ...]) -> list[Pat
 
 
 def write_report(paths: list[str | Path], out: str | Path,
-                 formats: tuple[str, ...] = ("md",)) -> Path:
+                 formats: tuple[str, ...] = ("md",), progress=None) -> Path:
     """report.md (always) and figures; with "latex" / "csv" in ``formats``, every paper-layout
     table (the runs, each grid, Table 7's accounting) also as ``tables/<name>.tex`` / ``.csv``
-    (in CSV, a figure's value and interval bounds in numeric columns of their own)."""
+    (in CSV, a figure's value and interval bounds in numeric columns of their own).
+    ``progress(text)``: after each run's section (its figures take a moment each)."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {unknown}; choose from {', '.join(FORMATS)}")
@@ -59,7 +59,7 @@ def write_report(paths: list[str | Path], out: str | Path,
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     table = load_runs(runs) if runs else pl.DataFrame()
-    grid_data = [(g, json.loads(g.read_text())) for g in grids]
+    grid_data = [(g, g.read_json()) for g in grids]
     synthetic = (runs and table["synthetic"].any()) or any(
         r.get("synthetic") for _, g in grid_data for r in g["rows"])
     random_init = (runs and table["random_init"].any()) or any(
@@ -68,7 +68,9 @@ def write_report(paths: list[str | Path], out: str | Path,
     lines = header(bool(synthetic), bool(random_init))
     if runs:
         lines += runs_section(table, export)
-        for r in runs:
+        for k, r in enumerate(runs):
+            if progress is not None:
+                progress(f"{k}/{len(runs)} runs")
             lines += run_section(r, figures)
     if grid_data:
         lines += ["## Experiment grids", ""]

@@ -62,7 +62,20 @@ class Node:
         return self.read_bytes().decode()
 
     def read_parquet(self) -> pl.DataFrame:
-        return pl.read_parquet(io.BytesIO(self.read_bytes()))
+        try:
+            return pl.read_parquet(io.BytesIO(self.read_bytes()))
+        except Exception as exc:  # polars' errors for a damaged file are its own types
+            raise ValueError(f"{self}: not a Parquet file mer-ray can read ({_first(exc)}); "
+                             f"write it again (the run's summary step: run its command "
+                             f"again) or leave this run out of the report") from None
+
+    def read_json(self) -> dict:
+        try:
+            return json.loads(self.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{self}: not a JSON file mer-ray can read ({_first(exc)}); "
+                             f"write it again (run the command that made it again) or leave "
+                             f"it out of the report") from None
 
     def files(self, suffix: str) -> list[Node]:
         """Every file below this folder whose name ends with ``suffix``, in a stable order."""
@@ -70,6 +83,11 @@ class Node:
         return sorted((Node(self.storage, i.path) for i in self.storage.fs.get_file_info(sel)
                        if i.type == pafs.FileType.File and i.path.endswith(suffix)),
                       key=lambda n: n.path)
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def open_node(path: str | Path) -> Node:
@@ -125,7 +143,11 @@ def is_grid(path: Node) -> bool:
 def load_runs(runs: list[Node]) -> pl.DataFrame:
     rows = []
     for r in runs:
-        s = json.loads((r / "summary.json").read_text())
+        s = (r / "summary.json").read_json()
+        if not isinstance(s.get("metrics"), dict) or "name" not in s:
+            raise ValueError(f"{r / 'summary.json'}: not a run summary mer-ray can read (no "
+                             f"name or metrics); write it again (run the run's command "
+                             f"again) or leave this run out of the report")
         m = s["metrics"]
         rows.append({
             "run": s["name"], "path": str(r), "dataset": s.get("dataset"),

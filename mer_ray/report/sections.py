@@ -3,7 +3,6 @@ sweep. Each returns Markdown lines; tables meant for papers are also appended to
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -146,7 +145,7 @@ def grid_section(grid: dict, source: Node, figures: Path,
 
 def sweep_section(path: Node) -> list[str]:
     """A sweep: what it optimised, what it chose, which subjects it saw, and every trial."""
-    sweep = json.loads(path.read_text())
+    sweep = path.read_json()
     chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in sweep["best_params"].items())
     lines = [f"### Sweep `{path.parent.name}`", "", f"From `{path}`.", "",
@@ -237,7 +236,7 @@ def _composite_lines(s: dict) -> list[str]:
 
 def run_section(run: Node, figures: Path) -> list[str]:
     """One run: its setting, per-class recall, its search or composite parts, its figures."""
-    s = json.loads((run / "summary.json").read_text())
+    s = (run / "summary.json").read_json()
     name = slug(s["name"])
     confusion_png(s, figures / f"{name}_confusion.png")
     fold_bars_png(s, figures / f"{name}_folds.png")

@@ -195,6 +195,24 @@ def check_tokens(job: FoldJob, net: MERNet) -> None:
             f"(train.cached_views and the augmentation settings decide them)")
 
 
+def check_token_counts(job: FoldJob, readers: dict) -> None:
+    """Each subject's tokens a fold read: as many clips as the pass that made them recorded
+    (a partition that lost files reads fewer, silently)."""
+    if job.tokens is None:
+        return
+    recorded = (read_marker(job.tokens.root) or {}).get("per_subject")
+    if recorded is None:  # tokens made before passes counted their subjects' clips
+        return
+    for reader in readers.values():
+        inner = getattr(reader, "inner", reader)
+        for subject, n in getattr(inner, "per_subject", {}).items():
+            if recorded.get(subject) != n:
+                raise TrunkMismatch(
+                    f"fold {job.key}: {job.tokens.root} subject={subject} holds {n} clip(s), "
+                    f"its pass wrote {recorded.get(subject)}; delete the token folder to have "
+                    f"it made again")
+
+
 def _class_weights(job: FoldJob, device) -> torch.Tensor | None:
     if job.experiment.loss.class_weights != "inverse_freq":
         return None
@@ -272,6 +290,7 @@ def mer_parts(job: FoldJob, device, token_cache: dict | None = None,
     net.to(device)
     loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
     readers = fold_readers(job, _read_columns) if readers is None else readers
+    check_token_counts(job, readers)
     data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
     tc = exp.train
     return FoldParts(net, data, loss_fn, cache_trunk=tc.cache_trunk,
@@ -316,7 +335,9 @@ class Fold:
         weights (the single look at it, in the honest protocol)."""
         job = self.job
         if "test" not in self.data:
-            self.data.add("test", job.sources["test"].reader(job.columns))
+            test = job.sources["test"].reader(job.columns)
+            check_token_counts(job, {"test": test})
+            self.data.add("test", test)
         keys, ty, tp = predict(self.net, self.data, "test", self.amp)
         test = scores(ty, tp.argmax(1), self.classes)
         record.test_uf1, record.test_uar, record.n_test = test.uf1, test.uar, len(keys)

@@ -57,12 +57,13 @@ def shuffled_labels(shards: Shards, split: FoldSplit, seed: int) -> dict[str, in
     return {k: int(labels[i]) for k, i in zip(keys, perm)}
 
 
-def _sources(root: str, split: FoldSplit, test: bool) -> dict[str, SplitSource]:
-    sources = {"train": SplitSource(root, split.train)}
+def _sources(plan: FoldPlan, split: FoldSplit, test: bool) -> dict[str, SplitSource]:
+    made = plan.shards.meta.shards_id or ""
+    sources = {"train": SplitSource(plan.root, split.train, made_from=made)}
     if split.val:
-        sources["val"] = SplitSource(root, split.val)
+        sources["val"] = SplitSource(plan.root, split.val, made_from=made)
     if test:
-        sources["test"] = SplitSource(root, (split.test,))
+        sources["test"] = SplitSource(plan.root, (split.test,), made_from=made)
     return sources
 
 
@@ -88,7 +89,7 @@ def loso_jobs(plan: FoldPlan, splits: list[FoldSplit], tag: str = "") -> list[Fo
     a key names one fold of one run in the queue and on the console)."""
     exp = plan.experiment
     return [_job(plan, split, f"{tag}/{split.test}" if tag else split.test, exp,
-                 _sources(plan.root, split, test=True),
+                 _sources(plan, split, test=True),
                  label_override=shuffled_labels(plan.shards, split, exp.train.seed)
                  if exp.train.shuffle_labels else None,
                  tracking=plan.tracking, **_stored(plan, split.test))
@@ -101,7 +102,7 @@ def search_job(plan: FoldPlan, split: FoldSplit, exp: ExperimentConfig,
     nothing of it is stored (a search trial's fold). With the plan's run folder, its start
     gate is ``<run>/gate`` (``fold_run.pass_gate``)."""
     gate = (plan.folder.storage.uri, plan.folder.rel("gate")) if plan.folder else None
-    return _job(plan, split, key or split.test, exp, _sources(plan.root, split, test=False),
+    return _job(plan, split, key or split.test, exp, _sources(plan, split, test=False),
                 gate=gate)
 
 
@@ -109,7 +110,7 @@ def outer_job(plan: FoldPlan, split: FoldSplit, search: Any) -> FoldJob:
     """A nested search's outer fold: ``search.choose(job)`` picks its configuration where it
     runs, then it trains and predicts its test subject once, as a LOSO fold does."""
     return _job(plan, split, split.test, plan.experiment,
-                _sources(plan.root, split, test=True), search=search,
+                _sources(plan, split, test=True), search=search,
                 **_stored(plan, split.test))
 
 
@@ -125,13 +126,15 @@ def transfer_job(plan: FoldPlan, target: Shards, train: tuple[str, ...], val: tu
     every clip of ``target`` once; with ``adapt``, the target clips also join training with
     their labels replaced by -1. Records under ``<run>/<condition>/``."""
     src, tgt = str(plan.shards.clips), str(target.clips)
+    made, made_target = plan.shards.meta.shards_id or "", target.meta.shards_id or ""
     test = tuple(target.subjects())
     split = FoldSplit(f"target:{target.meta.dataset or 'target'}", val, train)
-    sources = {"train": SplitSource(src, train), "test": SplitSource(tgt, test)}
+    sources = {"train": SplitSource(src, train, made_from=made),
+               "test": SplitSource(tgt, test, made_from=made_target)}
     if val:
-        sources["val"] = SplitSource(src, val)
+        sources["val"] = SplitSource(src, val, made_from=made)
     if adapt:
-        sources["target"] = SplitSource(tgt, test, unlabelled=True)
+        sources["target"] = SplitSource(tgt, test, unlabelled=True, made_from=made_target)
     folder = plan.folder
     return _job(plan.without_tokens(), split, condition, plan.experiment, sources,
                 data_id=f"{plan.shards.meta.shards_id}+{target.meta.shards_id}",

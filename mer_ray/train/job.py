@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
-from ..data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader
+from ..data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader, check_made_from
 from ..model.encoder import BackboneSource
 from ..records import FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, FoldRecord, Predictions
 
@@ -27,13 +27,17 @@ from ..records import FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, FoldRecord, Predictio
 class SplitSource:
     """Where one split's clips come from: some subjects' partitions of a clip or token folder.
     ``unlabelled``: labels are replaced by -1 before they reach training (domain-adaptation
-    target clips)."""
+    target clips). ``made_from``: the ``shards_id`` of the shards the run was planned on; the
+    folder must still hold what was made from them when the fold reads it."""
 
     root: str
     subjects: tuple[str, ...]
     unlabelled: bool = False
+    made_from: str = ""
 
     def reader(self, columns=CLIP_COLUMNS):
+        if self.made_from:
+            check_made_from(self.root, self.made_from)
         inner = SubjectReader(self.root, self.subjects, columns)
         return Unlabelled(inner) if self.unlabelled else inner
 

@@ -19,7 +19,7 @@ from .fold_run import fold_summary, run_job
 from .job import FoldJob
 from .progress import Progress
 from .run_folder import RunFolder
-from .slots import FoldFailed, SlotPool, failure_message, fold_slots
+from .slots import SlotPool, fold_failed, fold_slots
 
 Jobs = list[FoldJob] | Callable[[], list[FoldJob]]
 
@@ -106,5 +106,5 @@ def _run_here(jobs: list[FoldJob], tc: TrainConfig, bar: Progress | None,
     finally:
         torch.set_num_threads(before)
     if errors:
-        raise FoldFailed(failure_message(errors))
+        raise fold_failed(errors)
     return records

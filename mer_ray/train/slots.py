@@ -38,13 +38,29 @@ WAIT = "wait"  # the queue's answer to a slot while jobs may still come
 
 
 class FoldFailed(RuntimeError):
-    """Some folds raised; the others finished and were stored."""
+    """Some folds raised; the others finished and were stored. The message names each failed
+    fold with the last line of its error; ``details`` holds the whole tracebacks (``--debug``
+    prints them)."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
 
 
-def failure_message(errors: dict[str, str]) -> str:
-    first = next(iter(errors))
-    return (f"{len(errors)} fold(s) failed ({', '.join(errors)}); the others were stored. "
-            f"First error, fold {first}:\n{errors[first]}")
+def last_line(error: str) -> str:
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "error"
+
+
+def fold_failed(errors: dict[str, str], logs: str | None = None) -> FoldFailed:
+    """The error of a set of folds some of which raised: a line per failed fold, where the
+    tracebacks are, and the tracebacks themselves as ``details``."""
+    where = f"; the workers' tracebacks are in {logs}/slot-*.log" if logs else ""
+    lines = [f"{len(errors)} fold(s) failed ({', '.join(errors)}); the others were stored"
+             f"{where} (--debug prints them here):"]
+    lines += [f"  fold {key}: {last_line(error)}" for key, error in errors.items()]
+    details = "\n".join(f"fold {key}:\n{error}" for key, error in errors.items())
+    return FoldFailed("\n".join(lines), details)
 
 
 # -- resources -----------------------------------------------------------------------------------
@@ -244,7 +260,7 @@ class SlotPool:
                  use_gpu: bool):
         import ray
 
-        self.use_gpu, self.slots = use_gpu, slots
+        self.use_gpu, self.slots, self.log_dir = use_gpu, slots, log_dir
         # A worker's Train run checks on its controller once per health-check interval (2 s
         # by default); Ray Train passes this variable from the process that builds the trainer
         # to its controller. A value the user set is kept.
@@ -316,5 +332,5 @@ class SlotPool:
             errors = dict(failed)
             for key in unfinished:
                 errors[key] = "; ".join(self.slot_errors.values()) or "not trained"
-            raise FoldFailed(failure_message(errors))
+            raise fold_failed(errors, self.log_dir)
         return list(done.values())

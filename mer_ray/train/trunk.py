@@ -23,16 +23,31 @@ not that of the trunk it built. The marker also records the shards' ``shards_id`
 clips since aligned again from other data are computed anew. The fold readers then stream
 tokens instead of frames; the control run (shuffled labels) and a resumed run reuse them.
 
-Tokens live beside the shards, wherever those are. In a local (or mounted) folder a pass writes
-into ``<fingerprint>.partial`` and renames it into place; on an object store (no rename) it
-writes the final keys directly. Either way ``tokens.json`` is written last and removed first:
-a folder without it is an unfinished pass, which the next run deletes and computes again.
+Tokens live beside the shards, wherever those are, one folder per pass: a pass writes its
+tokens into ``<folder>/pass-<id>/`` with its own ``tokens.json`` last, then publishes it by
+writing ``<folder>/tokens.json``, which names the pass (the folds read ``pass-<id>``). A
+folder is finished when that pointer exists; nothing a pass writes is ever another pass's.
+
+Two runs that need the same tokens at once (on one machine or two, in a folder or on an object
+store) do not both compute them: a pass holds a lease, ``<folder>/pass.lease`` (its owner and
+an expiry it renews while it works). A lease object rather than a lock file or a conditional
+write: pyarrow's file systems offer neither an exclusive create on object stores nor a
+conditional put, and one mechanism serves folders and stores alike. A run that finds a live
+lease waits, then reads the other pass's result; one that finds it expired takes it over and
+deletes the dead pass's folder. Taking the lease is write, wait ``SETTLE_S``, read back: of two
+runs writing at the same moment, the later write wins and the other sees it. Should both still
+believe they won, both compute, each into its own pass folder, and the pointer names a complete
+pass either way: the price of the race is duplicate work, never a folder that looks finished
+while it is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -41,7 +56,14 @@ import torch
 
 from ..config import BACKBONES, ExperimentConfig
 from ..console import Ticker
-from ..data.shards import CLIP_COLUMNS, TRUNK_DIR, Shards, clip_keys, ray_dataset
+from ..data.shards import (
+    CLIP_COLUMNS,
+    TOKENS_MARKER,
+    TRUNK_DIR,
+    Shards,
+    clip_keys,
+    ray_dataset,
+)
 from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
 from ..model.encoder import BackboneSource
 from ..provenance import libraries
@@ -49,7 +71,11 @@ from ..storage import locate
 from .device import fold_device
 from .job import TokenSource
 
-MARKER = "tokens.json"
+MARKER = TOKENS_MARKER  # a pass's record of what made its tokens, and the folder's pointer
+LEASE = "pass.lease"
+LEASE_S = 60.0  # a lease not renewed for this long belongs to a pass that died
+SETTLE_S = 1.0  # between writing a lease and reading it back
+WAIT_POLL_S = 1.0
 BATCH = 16  # clips per forward pass; the same in every executor
 
 
@@ -109,7 +135,7 @@ class TrunkEncoder:
 
 def token_root(shards: str | Path, fingerprint: str, views_id: str | None = None) -> str:
     """The token folder of a trunk (a path or URI); with augmented views
-    (``TrainConfig.views_id``) its own."""
+    (``TrainConfig.views_id``) its own. Its passes live under it (``finished``)."""
     name = fingerprint[:16] if views_id is None else f"{fingerprint[:16]}-{views_id}"
     return locate(shards).where(TRUNK_DIR, name)
 
@@ -119,6 +145,87 @@ def read_marker(root: str | Path) -> dict | None:
         return json.loads(locate(root).read_bytes(MARKER))
     except (OSError, ValueError):
         return None
+
+
+def finished(root: str, fingerprint: str, views_id: str | None, shards: Shards) -> str | None:
+    """Where the finished tokens of this trunk, views and shards are (a pass folder, or the
+    folder itself for tokens made before passes had folders of their own), or None. The
+    pointer must name this trunk, views, shards id and clip count."""
+    marker = read_marker(root)
+    if marker is None or marker.get("fingerprint") != fingerprint \
+            or marker.get("views") != views_id \
+            or marker.get("shards_id") != shards.meta.shards_id \
+            or marker.get("clips") != shards.meta.clips:
+        return None
+    name = marker.get("pass")
+    return locate(root).where(name) if name else str(root)
+
+
+@contextlib.contextmanager
+def pass_lease(root: str, ready):
+    """Hold the lease of the token folder ``root`` while the body computes a pass; yields
+    the pass id, or None when ``ready()`` (the finished tokens, or None) became true while
+    waiting for another pass (then there is nothing to compute)."""
+    with contextlib.ExitStack() as waiting:
+        me = _take_lease(root, ready, waiting)
+    if me is None:
+        yield None
+        return
+    store = locate(root)
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(LEASE_S / 4):
+            if (_lease(store) or {}).get("owner") == me:
+                _write_lease(store, me)
+
+    keeper = threading.Thread(target=renew, daemon=True)
+    keeper.start()
+    try:
+        yield me
+    finally:
+        stop.set()
+        keeper.join()
+        if (_lease(store) or {}).get("owner") == me:
+            store.delete(LEASE)
+
+
+def _lease(store) -> dict | None:
+    try:
+        return json.loads(store.read_bytes(LEASE))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_lease(store, me: str) -> None:
+    store.write_atomic(json.dumps({"owner": me, "expires": time.time() + LEASE_S}).encode(),
+                       LEASE)
+
+
+def _take_lease(root: str, ready, waiting: contextlib.ExitStack) -> str | None:
+    """The lease taken (its owner id), or None once ``ready()``; while another live pass holds
+    it, a line at least every ``TICK_S`` says so (``waiting`` closes it)."""
+    store = locate(root)
+    me, tick = uuid.uuid4().hex[:12], None
+    while True:
+        held = _lease(store)
+        if held is None or held["expires"] < time.time():
+            _write_lease(store, me)
+            time.sleep(SETTLE_S)  # a second run writing now: the later write wins
+            if (_lease(store) or {}).get("owner") == me:
+                if held is not None:  # a pass that stopped renewing: its folder is garbage
+                    store.delete(f"pass-{held['owner']}")
+                for name in store.listdir():  # tokens an unfinished pass of old left here
+                    if name.startswith("subject="):
+                        store.delete(name)
+                return me
+            continue
+        if ready() is not None:
+            return None
+        if tick is None:
+            tick = waiting.enter_context(Ticker(
+                f"waiting for another run's frozen-trunk token pass in {root}"))
+        time.sleep(WAIT_POLL_S)
 
 
 # Passes estimated below this many floating-point operations run in this process (about 10 s
@@ -188,58 +295,61 @@ def ensure_trunk_tokens(shards: Shards, exp: ExperimentConfig, backbone: Backbon
     fingerprint = trunk_fingerprint(net)
     views_id = exp.train.views_id
     root = token_root(shards.root, fingerprint, views_id)
-    found = TokenSource(str(root), fingerprint, views_id, made_with(backbone))
-    marker = read_marker(root)
-    if (marker is not None and marker.get("fingerprint") == fingerprint
-            and marker.get("shards_id") == shards.meta.shards_id
-            and marker.get("views") == views_id):
+
+    def ready() -> TokenSource | None:
+        where = finished(root, fingerprint, views_id, shards)
+        return None if where is None else TokenSource(where, fingerprint, views_id,
+                                                      made_with(backbone))
+
+    found = ready()
+    if found is not None or not compute:
         return found
-    if not compute:
-        return None
-    _compute_tokens(shards, exp, net, backbone, use_gpu, slots, where, found)
-    return found
+    with pass_lease(root, ready) as me:
+        found = ready()  # another run may have made them while this one waited or took over
+        if me is None or found is not None:
+            return found
+        return _compute_tokens(shards, exp, net, backbone, use_gpu, slots, where, root, me)
 
 
 def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: BackboneSource,
-                    use_gpu: bool, slots: int, where: str, found: TokenSource) -> None:
-    """Encode every clip into ``found.root`` (locally through a ``.partial`` folder), then
-    write the marker that makes the folder finished."""
+                    use_gpu: bool, slots: int, where: str, root: str,
+                    me: str) -> TokenSource:
+    """Encode every clip into the pass folder ``<root>/pass-<me>``, write its marker, then
+    publish it (``<root>/tokens.json``, written last). Runs under the pass's lease."""
     import pyarrow.parquet as pq
 
     from ..provenance import code_version
 
     start = time.perf_counter()
-    root = locate(found.root)
-    root.delete(MARKER)  # the folder is unfinished from here on
-    root.delete()  # an unfinished pass, or tokens of other shards
-    partial = root
-    if root.is_local:
-        partial = locate(f"{root.root}.partial")
-        partial.delete()
+    folder = locate(root)
+    out = locate(folder.where(f"pass-{me}"))
     if where == "auto":
         where = pass_place(shards, exp)
     views = f" and {exp.train.cached_views - 1} augmented view(s) of each" \
         if exp.train.cached_views > 1 else ""
+    fingerprint, views_id = trunk_fingerprint(net), exp.train.views_id
     with Ticker(f"computing the frozen-trunk tokens of {shards.meta.clips} clips{views} "
                 f"({'in this process' if where == 'here' else 'Ray Data'})") as tick:
         if where == "here":
-            encode_here(shards, net, partial.where(), fold_device(use_gpu), exp.train,
-                        tick.update)
+            encode_here(shards, net, out.where(), fold_device(use_gpu), exp.train, tick.update)
         else:
-            ray_pass(shards, exp, backbone, use_gpu, slots, found.fingerprint, partial.where())
-    if partial is not root:
-        root.fs.move(partial.root, root.root)
-    n = 0
-    for f in root.files(suffix=".parquet"):
-        with root.fs.open_input_file(f) as fh:
-            n += pq.ParquetFile(fh).metadata.num_rows
-    root.write_atomic(json.dumps({
-        "fingerprint": found.fingerprint, "clips": n, "shards": str(shards.root),
-        "shards_id": shards.meta.shards_id, "computed": where, "views": found.views_id,
-        "cached_views": exp.train.cached_views, **dict(found.made_with),
+            ray_pass(shards, exp, backbone, use_gpu, slots, fingerprint, out.where())
+    counts = {}
+    for f in out.files(suffix=".parquet"):
+        subject = f.rsplit("/subject=", 1)[1].split("/", 1)[0]
+        with out.fs.open_input_file(f) as fh:
+            counts[subject] = counts.get(subject, 0) + pq.ParquetFile(fh).metadata.num_rows
+    marker = {
+        "fingerprint": fingerprint, "clips": sum(counts.values()),
+        "per_subject": dict(sorted(counts.items())), "shards": str(shards.root),
+        "shards_id": shards.meta.shards_id, "computed": where, "views": views_id,
+        "cached_views": exp.train.cached_views, **made_with(backbone),
         "backbone": exp.model.backbone, "image_size": exp.data.size,
-        "seconds": round(time.perf_counter() - start, 2), "code_version": code_version(),
-    }, indent=1).encode(), MARKER)
+        "seconds": round(time.perf_counter() - start, 2), "code_version": code_version()}
+    out.write_atomic(json.dumps(marker, indent=1).encode(), MARKER)
+    folder.write_atomic(json.dumps({**marker, "pass": f"pass-{me}"}, indent=1).encode(),
+                        MARKER)
+    return TokenSource(out.where(), fingerprint, views_id, made_with(backbone))
 
 
 def ray_pass(shards: Shards, exp: ExperimentConfig, backbone: BackboneSource, use_gpu: bool,
