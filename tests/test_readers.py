@@ -3,8 +3,6 @@ partitions, token folders' counts and shards, shards prepared again under a run,
 passes at once), credentials never printed, and bad input or stops as a new user meets them."""
 
 import json
-import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from mer_ray.cli import main
 from mer_ray.config import ExperimentConfig
-from mer_ray.data.shards import Shards, ShardsChanged, SubjectReader
+from mer_ray.data.shards import ShardsChanged, SubjectReader
 from mer_ray.experiments.loso import plan_loso
 from mer_ray.model.encoder import RANDOM
 from mer_ray.train.fold_jobs import loso_jobs
@@ -98,33 +96,11 @@ def test_shards_prepared_again_under_a_run_are_refused_not_read(tmp_path):
 def test_two_token_passes_at_once_compute_once(tmp_path, monkeypatch):
     """Two runs that need the same tokens at the same moment: one takes the pass's lease and
     computes, the other waits and reads its result; neither deletes the other's files."""
-    from mer_ray.train import trunk
+    from tests.helpers.trunk_pass import two_passes_at_once
 
-    monkeypatch.setattr(trunk, "WAIT_POLL_S", 0.1)
     shards = write_shards(tmp_path / "s")
-    calls, real = [], trunk.encode_here
-
-    def slow(*args, **kw):
-        calls.append(threading.get_ident())
-        time.sleep(1.5)  # long enough for the other run to find the lease taken
-        return real(*args, **kw)
-
-    monkeypatch.setattr(trunk, "encode_here", slow)
-    got, errors = [], []
-
-    def run():
-        try:
-            got.append(tokens_here(Shards.open(shards.root)))
-        except Exception as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert len(calls) == 1  # one pass computed
+    got, computed = two_passes_at_once(shards.root, EXP, monkeypatch)
+    assert computed == 1  # one pass computed
     assert got[0].root == got[1].root  # the other read its result
     SubjectReader(got[0].root, ("s1", "s2", "s3", "s4"), ("clip", "tokens"))  # whole
     assert not (Path(got[0].root).parent / "pass.lease").exists()  # released

@@ -155,12 +155,37 @@ def test_trunk_tokens_are_written_beside_the_shards(s3_tokens, s3, tiny_shards):
     got, _ = s3_tokens
     assert got["reused"]  # finished: a second look finds the folder without computing
     prefix = got["root"].removeprefix(f"s3://{BUCKET}/")
-    stored = keys(s3.client(), prefix + "/")
-    assert f"{prefix}/subject=006/stale.parquet" not in stored  # the unfinished pass's
+    folder = got["folder"].removeprefix(f"s3://{BUCKET}/")
+    stored = keys(s3.client(), folder + "/")
+    assert f"{folder}/subject=006/stale.parquet" not in stored  # the unfinished pass's
+    assert f"{folder}/pass.lease" not in stored  # released
     marker = json.loads(read(s3.client(), f"{prefix}/tokens.json"))
     assert marker["computed"] == "ray" and marker["clips"] == tiny_shards.meta.clips
-    assert {k.split("/")[3] for k in stored if k.endswith(".parquet")} == \
+    pointer = json.loads(read(s3.client(), f"{folder}/tokens.json"))
+    assert f"{folder}/{pointer['pass']}" == prefix
+    assert {k[len(prefix) + 1:].split("/")[0] for k in stored
+            if k.startswith(prefix) and k.endswith(".parquet")} == \
         {f"subject={s}" for s in tiny_shards.subjects()}
+
+
+def test_two_token_passes_on_the_store_at_once_compute_once(s3_shards, s3, monkeypatch):
+    """Two runs needing the same tokens at once on the object store: one takes the lease
+    object and computes, the other waits and reads its pass; nothing of either is deleted."""
+    from mer_ray.data.shards import Shards, SubjectReader
+    from tests.helpers.tiny import TINY
+    from tests.helpers.trunk_pass import two_passes_at_once
+
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    exp = ExperimentConfig().with_overrides(TINY + ["train.cache_trunk=true",
+                                                    "train.seed=11"])  # tokens of its own
+    got, computed = two_passes_at_once(SHARDS, exp, monkeypatch)
+    assert computed == 1 and got[0].root == got[1].root
+    shards = Shards.open(SHARDS)
+    assert SubjectReader(got[0].root, shards.subjects(), ("clip", "tokens")).rows == \
+        shards.meta.clips
+    folder = got[0].root.rsplit("/", 1)[0].removeprefix(f"s3://{BUCKET}/")
+    assert f"{folder}/pass.lease" not in keys(s3.client(), folder + "/")
 
 
 def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards, s3_tokens,
