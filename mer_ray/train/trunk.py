@@ -213,8 +213,9 @@ def _take_lease(root: str, ready, waiting: contextlib.ExitStack) -> str | None:
             _write_lease(store, me)
             time.sleep(SETTLE_S)  # a second run writing now: the later write wins
             if (_lease(store) or {}).get("owner") == me:
-                if held is not None:  # a pass that stopped renewing: its folder is garbage
-                    store.delete(f"pass-{held['owner']}")
+                published = (read_marker(root) or {}).get("pass")
+                if held is not None and published != f"pass-{held['owner']}":
+                    store.delete(f"pass-{held['owner']}")  # a pass that stopped renewing
                 for name in store.listdir():  # tokens an unfinished pass of old left here
                     if name.startswith("subject="):
                         store.delete(name)
