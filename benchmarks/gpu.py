@@ -68,10 +68,10 @@ def model_config(sz: dict, **kw):
 
 def step_memory_and_speed(sz: dict, device: torch.device) -> list[dict]:
     """Steps 1 and 2: peak memory of a training step and clips/s, per setting."""
+    from mer_ray.fitting.loop import autocast, training_step
     from mer_ray.model import MERLoss
     from mer_ray.model.build import build_model
     from mer_ray.model.encoder import RANDOM
-    from mer_ray.train.fold import autocast, training_step
 
     rows = []
     b, t, s = sz["batch"], sz["frames"], sz["size"]

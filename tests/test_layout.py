@@ -61,6 +61,36 @@ def test_no_import_cycles(graph):
     assert not cycles, f"modules that import themselves through others: {cycles}"
 
 
+def floors(graph: dict) -> dict[str, set[str]]:
+    """The package's folders (and top-level modules) as one graph: which imports which."""
+    def floor(m: str) -> str:
+        return m.split(".")[1] if "." in m else m
+    out: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        out.setdefault(floor(m), set()).update(floor(d) for d in deps if floor(d) != floor(m))
+    return out
+
+
+def test_no_loops_between_folders(graph):
+    """The floors stand on each other, never in a circle: data and model below fitting, the
+    methods above it, the trainer above them, the experiments above the trainer."""
+    f = floors(graph)
+    loops = sorted(m for m in f if m in reach(f, m))
+    assert not loops, f"folders that import themselves through others: {loops}"
+
+
+def test_methods_sit_below_the_trainer(graph):
+    """train/ runs any method it is handed and names none; a method imports the platform's
+    small interfaces (fitting/, data/, model/), never the trainer or the experiments."""
+    for m in (m for m in graph if m.startswith("mer_ray.train")):
+        bad = {d for d in reach(graph, m) if d.startswith("mer_ray.methods")}
+        assert not bad, f"{m} reaches {sorted(bad)}"
+    for m in (m for m in graph if m.startswith(("mer_ray.methods", "mer_ray.fitting"))):
+        bad = {d for d in reach(graph, m)
+               if d.startswith(("mer_ray.train", "mer_ray.experiments", "mer_ray.cli"))}
+        assert not bad, f"{m} reaches {sorted(bad)}"
+
+
 def test_serving_does_not_import_training(graph):
     serving = [m for m in graph if m.startswith("mer_ray.serving")]
     assert {"mer_ray.serving.modelfile", "mer_ray.serving.predict", "mer_ray.serving.export",
@@ -141,7 +171,7 @@ def test_one_home_each():
     """A fold job is made in one module; the device is chosen by one function (no other
     module names "cuda" or "cpu" for torch); prepare.json is opened in one module; no module
     imports another's private names."""
-    home = {"FoldJob": {"mer_ray/train/fold_jobs.py"}, "TokenSource": {"mer_ray/train/trunk.py"}}
+    home = {"FoldJob": {"mer_ray/train/fold_jobs.py"}, "TokenSource": {"mer_ray/methods/mer/tokens.py"}}
     for name, allowed in home.items():
         makers = {str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
                   if any(_calls(p, name))}
@@ -150,7 +180,7 @@ def test_one_home_each():
         rel = str(p.relative_to(REPO))
         for call in _calls(p, "device"):
             literal = [a for a in call.args if isinstance(a, ast.Constant)]
-            assert not literal or rel == "mer_ray/train/device.py", (rel, call.lineno)
+            assert not literal or rel == "mer_ray/fitting/device.py", (rel, call.lineno)
         text = p.read_text()
         for node in ast.walk(ast.parse(text)):
             if rel != "mer_ray/data/shards.py":

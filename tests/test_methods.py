@@ -254,8 +254,8 @@ def test_methods_without_a_backbone_claim_no_trunk_cache(shards, tmp_path):
 
 def test_a_toy_method_through_the_registry(shards, tmp_path):
     """A new method is a few lines: a fit that turns a fold job into a fold result."""
+    from mer_ray.fitting.job import FoldResult
     from mer_ray.records import FoldRecord, Predictions
-    from mer_ray.train.job import FoldResult
 
     def fit(job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
         """Always the training split's most frequent class."""

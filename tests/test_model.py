@@ -387,10 +387,10 @@ def test_float16_tokens_on_the_demo_configuration(tmp_path):
     bound."""
     from mer_ray.config import load_experiment
     from mer_ray.data.shards import SubjectReader
+    from mer_ray.fitting.loop import training_step
     from mer_ray.model.build import build_model
     from mer_ray.model.encoder import RANDOM
     from mer_ray.model.inputs import clips_to_tensor
-    from mer_ray.train.fold import training_step
     from tests.helpers.shardfolder import write_shards
 
     exp = load_experiment("experiments/configs/demo.yaml")
@@ -434,10 +434,10 @@ def test_bf16_autocast_trains_and_fp32_stays_exact():
     exactly repeatable. (bf16 matmuls are emulated on most CPUs, ~25x slower than float32:
     one batch of 8 clips per epoch keeps this short.)"""
     from mer_ray.config import ExperimentConfig
+    from mer_ray.fitting.loop import _train_epoch, autocast_dtype
+    from mer_ray.methods.mer.inputs import FoldInputs
     from mer_ray.model import MERLoss as Loss
     from mer_ray.model.build import build_model
-    from mer_ray.train.fold import _train_epoch, autocast_dtype
-    from mer_ray.train.fold_inputs import FoldInputs
 
     cpu = torch.device("cpu")
     assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
@@ -474,8 +474,8 @@ def test_target_clips_never_move_the_batch_statistics():
     inside a training step leaves BatchNorm's running statistics as the source batches set
     them (the target's forward uses them, never updates them)."""
     from mer_ray.config import ExperimentConfig
-    from mer_ray.train.fold import _train_epoch
-    from mer_ray.train.fold_inputs import FoldInputs
+    from mer_ray.fitting.loop import _train_epoch
+    from mer_ray.methods.mer.inputs import FoldInputs
 
     exp = ExperimentConfig().with_overrides(["data.size=56", "model.pretrained=false",
                                              "model.onset_relative=true",

@@ -14,10 +14,10 @@ from mer_ray.cli import main
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import ShardsChanged, SubjectReader
 from mer_ray.experiments.loso import plan_loso
+from mer_ray.methods.mer.tokens import ensure_trunk_tokens
 from mer_ray.model.encoder import RANDOM
 from mer_ray.train.fold_jobs import loso_jobs
 from mer_ray.train.runner import run_jobs
-from mer_ray.train.trunk import ensure_trunk_tokens
 from tests.helpers.shardfolder import write_shards
 from tests.helpers.tiny import TINY
 from tests.test_first_hour import no_ray  # noqa: F401  (a fixture)
@@ -174,7 +174,7 @@ def test_an_unwritable_storage_path_names_the_option(no_ray, tmp_path, capsys): 
 def test_a_failed_fold_says_what_failed_without_the_traceback(tmp_path):
     from dataclasses import replace
 
-    from mer_ray.train.job import SplitSource
+    from mer_ray.fitting.job import SplitSource
     from mer_ray.train.slots import FoldFailed
 
     shards = write_shards(tmp_path / "s")

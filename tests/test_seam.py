@@ -96,7 +96,7 @@ def test_the_records_say_what_training_did(shards, tmp_path, monkeypatch):
     """A fold's record and its run's summary say what the training clips went through, and
     that is what happened: the augmentation runs exactly when they say it does (with the
     trunk cache and no cached views, never)."""
-    from mer_ray.train import fold_inputs
+    from mer_ray.methods.mer import inputs as fold_inputs
 
     calls = []
     real = fold_inputs.augment_clips
@@ -130,7 +130,7 @@ def test_a_search_over_the_views_reads_clips():
 
 
 def test_one_device_rule(monkeypatch):
-    from mer_ray.train import device
+    from mer_ray.fitting import device
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

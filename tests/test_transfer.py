@@ -13,7 +13,7 @@ import torch
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import Shards
 from mer_ray.experiments.transfer import condition_jobs, plan_transfer, run_transfer
-from mer_ray.train.fold import fit_fold
+from mer_ray.methods.mer.fit import fit_fold
 from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

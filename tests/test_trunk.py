@@ -14,13 +14,13 @@ from mer_ray.config import ExperimentConfig
 from mer_ray.data.folds import FoldSplit
 from mer_ray.data.prepare import PrepareConfig, prepare_shards
 from mer_ray.data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, Shards, SubjectReader
+from mer_ray.fitting.job import FoldJob, SplitSource
+from mer_ray.methods.mer.fit import fit_fold
+from mer_ray.methods.mer.inputs import FoldInputs
+from mer_ray.methods.mer.tokens import ensure_trunk_tokens
 from mer_ray.model.build import TrunkMismatch, build_model
 from mer_ray.model.encoder import RANDOM
 from mer_ray.model.inputs import clips_to_tensor
-from mer_ray.train.fold import fit_fold
-from mer_ray.train.fold_inputs import FoldInputs
-from mer_ray.train.job import FoldJob, SplitSource
-from mer_ray.train.trunk import ensure_trunk_tokens
 from tests.helpers.tiny import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -36,10 +36,12 @@ def ensure(shards, exp, **kw):
 
 
 def fold_job(exp, sources, split, tokens_root, fingerprint, counts=(1, 1, 1)):
-    from mer_ray.train.job import TokenSource
+    from mer_ray.fitting.job import TokenSource
+    from mer_ray.methods import method_named
 
     return FoldJob("006", exp, CLASSES, split, sources, counts, RANDOM,
-                   tokens=TokenSource(str(tokens_root), fingerprint, exp.train.views_id))
+                   tokens=TokenSource(str(tokens_root), fingerprint, exp.train.views_id),
+                   method=method_named("mer"))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,7 @@ def _by_key(columns: dict) -> dict[str, int]:
 def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_path):
     """train.cached_views: each clip's views are the trunk tokens of its augmentation draws,
     in a folder of their own, the same from the Ray Data pass and from this process."""
-    from mer_ray.train.augment import clip_views
+    from mer_ray.methods.mer.augment import clip_views
 
     root, fingerprint = tokens
     vroot, same = ensure(tiny_shards, VIEWS, where="ray")
@@ -196,7 +198,7 @@ def test_augmented_views_are_cached_with_the_tokens(tokens, tiny_shards, tmp_pat
 def test_training_sees_views_and_validation_never(tokens, tiny_shards):
     """Each epoch shows every training clip through one of its views (the draw a function of
     seed and epoch); validation clips are read without views and seen as aligned."""
-    from mer_ray.train.fold import _read_columns
+    from mer_ray.methods.mer.fit import _read_columns
 
     vroot, fingerprint = ensure(tiny_shards, VIEWS)
     split = FoldSplit("006", ("007",), ("008",))

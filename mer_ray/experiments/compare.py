@@ -178,7 +178,7 @@ def train_entries(entries: list[Entry], shards: dict[str, Shards], opts: RunOpti
 
 
 def _gpu(exp: ExperimentConfig) -> bool:
-    from ..train.device import use_gpus
+    from ..fitting.device import use_gpus
 
     return use_gpus(exp.train.use_gpu, on_ray=True)
 

@@ -30,7 +30,7 @@ from ray.tune import Callback
 from ..config import ExperimentConfig
 from ..console import Ticker, show
 from ..data.folds import FoldSplit
-from ..train.device import use_gpus
+from ..fitting.device import use_gpus
 from ..train.fold_jobs import FoldPlan, search_job
 from ..train.runner import run_jobs
 from ..train.slots import fold_resources, fold_slots
@@ -294,7 +294,7 @@ def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: in
     use_gpu = use_gpus(tc.use_gpu, on_ray=True)
     folds = sweep_folds(run, n_folds)
     # The trials read the aligned clips (each computes its own trunk tokens).
-    plan = FoldPlan(run.exp, run.shards, run.backbone, folder=run.folder)
+    plan = FoldPlan(run.exp, run.shards, run.backbone, folder=run.folder, method=run.method)
     context = {"experiment": run.exp.to_dict(), "plan": plan, "asha": asha, "folds": folds}
     # A trial trains its folds itself: it holds what one fold worker would.
     resources = {k.lower() if k in ("CPU", "GPU") else k: v

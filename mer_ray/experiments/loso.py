@@ -17,18 +17,18 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards, is_shard_folder
-from ..methods import caches_trunk, method_named, method_of
+from ..fitting.device import use_gpus
+from ..fitting.job import TokenSource
+from ..methods import Method, caches_trunk, method_named, method_of
+from ..methods.mer.tokens import ensure_trunk_tokens, pass_place
 from ..metrics import bootstrap_interval
 from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
 from ..storage import open_storage
-from ..train.device import use_gpus
 from ..train.fold_jobs import FoldPlan, loso_jobs
-from ..train.job import TokenSource
 from ..train.run_folder import RunFolder
 from ..train.runner import run_jobs
 from ..train.slots import fold_slots
-from ..train.trunk import ensure_trunk_tokens, pass_place
 from .data import DataChoice, frames_from_shards
 from .summary import RunView, print_summary, subject_predictions, summarise_run
 
@@ -58,6 +58,7 @@ class LosoRun:
     folds: list[FoldSplit]
     backbone: BackboneSource
     subjects: int = 0  # every subject's fold; more than len(folds) when --max-folds cut some
+    method: Method | None = None  # what fits its folds, resolved once
 
     @property
     def name(self) -> str:
@@ -76,7 +77,8 @@ class LosoRun:
                        self.shards.meta)
 
     def plan(self, tokens: TokenSource | None = None, tracking=None) -> FoldPlan:
-        return FoldPlan(self.exp, self.shards, self.backbone, tokens, self.folder, tracking)
+        return FoldPlan(self.exp, self.shards, self.backbone, tokens, self.folder, tracking,
+                        self.method)
 
     def todo(self) -> list[FoldSplit]:
         return [f for f in self.folds if not self.folder.fold_done(f.test)]
@@ -150,13 +152,14 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
          "dataset": meta.dataset, "protocol": meta.protocol, "synthetic": meta.synthetic},
         {"config_hash": exp.hash(), "shards": str(shards.root), "shards_id": meta.shards_id,
          **(identity or {})})
-    return LosoRun(folder, shards, exp, folds, backbone_for(exp), subjects)
+    method = method_of(exp)
+    return LosoRun(folder, shards, exp, folds, backbone_for(exp, method), subjects, method)
 
 
-def backbone_for(exp: ExperimentConfig) -> BackboneSource:
+def backbone_for(exp: ExperimentConfig, method: Method) -> BackboneSource:
     """Where the backbone's weights come from, decided here once for every fold; methods
     without a backbone have none."""
-    return resolve_backbone(exp.model) if method_of(exp).uses_backbone else NO_BACKBONE
+    return resolve_backbone(exp.model) if method.uses_backbone else NO_BACKBONE
 
 
 def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,

@@ -34,13 +34,13 @@ import numpy as np
 from ..config import ExperimentConfig, token_fields
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards
-from ..train.device import use_gpus
+from ..fitting.device import use_gpus
+from ..fitting.job import FoldJob
+from ..methods.mer.tokens import pass_place
 from ..train.fold_jobs import FoldPlan, chosen, outer_job, search_job
-from ..train.job import FoldJob
 from ..train.run_folder import RunFolder
 from ..train.runner import run_jobs
 from ..train.slots import fold_slots
-from ..train.trunk import pass_place
 from .loso import LosoRun, plan_loso, shared_tokens
 from .search_space import optuna_space, refuse_leaky
 from .summary import print_summary, summarise_run

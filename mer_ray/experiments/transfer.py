@@ -27,14 +27,16 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.folds import draw_validation
 from ..data.shards import Shards
+from ..fitting.job import FoldJob
 from ..integrity import marked, notes, row_flags
-from ..model.encoder import BackboneSource, resolve_backbone
+from ..methods import Method, method_of
+from ..model.encoder import BackboneSource
 from ..storage import open_storage
 from ..train.fold_jobs import FoldPlan, transfer_job
-from ..train.job import FoldJob
 from ..train.run_folder import RunFolder
 from ..train.runner import pending, run_jobs
 from .data import DataChoice, SyntheticSet, dataset_choices
+from .loso import backbone_for
 from .summary import RunView, summarise_run
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
@@ -49,6 +51,7 @@ class TransferRun:
     backbone: BackboneSource
     val: tuple[str, ...]
     train: tuple[str, ...]
+    method: Method
 
     @property
     def name(self) -> str:
@@ -84,11 +87,13 @@ def plan_transfer(source: Shards, target: Shards, exp: ExperimentConfig,
                  {"config_hash": exp.hash(), "source_shards": str(source.root),
                   "target_shards": str(target.root), "source_id": sm.shards_id,
                   "target_id": tm.shards_id})
-    return TransferRun(folder, source, target, exp, resolve_backbone(exp.model), val, train)
+    method = method_of(exp)
+    return TransferRun(folder, source, target, exp, backbone_for(exp, method), val, train,
+                       method)
 
 
 def condition_jobs(run: TransferRun, conditions: list[bool]) -> list[FoldJob]:
-    plan = FoldPlan(run.exp, run.source, run.backbone, folder=run.folder)
+    plan = FoldPlan(run.exp, run.source, run.backbone, folder=run.folder, method=run.method)
     return [transfer_job(plan, run.target, run.train, run.val, adapt, CONDITIONS[adapt],
                          {"source": run.source.meta.dataset, "target": run.target.meta.dataset,
                           "adaptation": adapt})

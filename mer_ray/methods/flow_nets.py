@@ -22,8 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train.fold import FoldParts, fold_readers, set_determinism, train_fold
-from ..train.fold_inputs import seeded_generator
+from ..fitting.loop import (
+    FoldParts,
+    fold_readers,
+    seeded_generator,
+    set_determinism,
+    train_fold,
+)
 
 NO_AUGMENTATION = ("none: the onset -> apex flow maps of the aligned clip, resized and "
                    "min-max normalised per clip and channel, as the method's authors fed them")

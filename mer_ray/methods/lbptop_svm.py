@@ -24,9 +24,9 @@ import time
 
 import numpy as np
 
+from ..fitting.job import FoldJob, FoldResult
 from ..metrics import scores
 from ..records import FoldRecord, Predictions
-from ..train.job import FoldJob, FoldResult
 from .registry import Method, register
 
 GRID = 5

@@ -24,9 +24,8 @@ import numpy as np
 from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
 from ..data.shards import Shards
-from ..methods import method_of
+from ..fitting.job import FoldJob, SplitSource, TokenSource
 from ..model.encoder import BackboneSource
-from .job import FoldJob, SplitSource, TokenSource
 from .run_folder import RunFolder
 
 
@@ -40,6 +39,7 @@ class FoldPlan:
     tokens: TokenSource | None = None
     folder: RunFolder | None = None
     tracking: Any = None  # a tracking.TrackingSpec
+    method: Any = None  # the methods.Method the jobs are fitted by, resolved by the planner
 
     @property
     def root(self) -> str:
@@ -70,11 +70,14 @@ def _sources(plan: FoldPlan, split: FoldSplit, test: bool) -> dict[str, SplitSou
 def _job(plan: FoldPlan, split: FoldSplit, key: str, exp: ExperimentConfig,
          sources: dict, **kw) -> FoldJob:
     kw.setdefault("data_id", plan.shards.meta.shards_id or "")
-    method = method_of(exp)
+    if plan.method is None or plan.method.name != exp.model.method:
+        raise ValueError(f"fold {key}: its plan resolves method {getattr(plan.method, 'name', None)!r}, "
+                         f"its configuration asks for {exp.model.method!r}")
     return FoldJob(key=key, experiment=exp, class_names=tuple(plan.shards.class_names),
                    split=split, sources=sources,
                    label_counts=tuple(plan.shards.label_counts(split.train)),
-                   backbone=plan.backbone, tokens=plan.tokens, reads=method.columns, **kw)
+                   backbone=plan.backbone, tokens=plan.tokens, reads=plan.method.columns,
+                   method=plan.method, **kw)
 
 
 def _stored(plan: FoldPlan, key: str) -> dict:

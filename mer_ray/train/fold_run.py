@@ -25,12 +25,11 @@ import uuid
 import torch
 
 from ..config import TRUNK_FIELDS
-from ..methods import caches_trunk, method_named, method_of
+from ..fitting.job import FoldJob, FoldResult, store_result
 from ..provenance import libraries
 from ..records import PAUSE, STATE
 from ..storage import open_storage
 from ..tracking import FoldTracker
-from .job import FoldJob, FoldResult, store_result
 
 _TOKENS: dict[str, dict] = {}  # one trunk's tokens per process: key -> {clip key: tokens}
 
@@ -51,8 +50,7 @@ def token_cache(job: FoldJob) -> dict | None:
     the fold computes its own; another method's per-clip features), for its next fold of the
     same clips. Only the latest key's are kept."""
     exp = job.experiment
-    if method_named(exp.model.method).uses_backbone and (not caches_trunk(exp)
-                                                         or job.tokens is not None):
+    if job.method.uses_backbone and (not exp.train.cache_trunk or job.tokens is not None):
         return None
     key = trunk_key(job)
     if key not in _TOKENS:
@@ -122,7 +120,7 @@ def run_job(job: FoldJob, device, report=None, node: tuple[str, str] = ("local",
             report(job, row, last)
 
     t_fit = time.perf_counter()
-    result = method_of(job.experiment).fit(job, device, resume, save, token_cache(job),
+    result = job.method.fit(job, device, resume, save, token_cache(job),
                                            every_epoch=epoch_done)
     rec = result.record
     # From the fold's start to its first step: what came before the method's fit, and the

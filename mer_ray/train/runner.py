@@ -13,10 +13,10 @@ from collections.abc import Callable
 import torch
 
 from ..config import TrainConfig
+from ..fitting.device import fold_device, use_gpus
+from ..fitting.job import FoldJob
 from ..records import FoldRecord
-from .device import fold_device, use_gpus
 from .fold_run import fold_summary, run_job
-from .job import FoldJob
 from .progress import Progress
 from .run_folder import RunFolder
 from .slots import SlotPool, fold_failed, fold_slots

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
+from ..fitting.device import fold_device
+from ..fitting.job import FoldJob
 from ..records import FoldRecord
-from .device import fold_device
 from .fold_run import fold_summary, run_job
-from .job import FoldJob
 from .progress import Progress
 
 CONTROLLER_POLL_S = "0.2"

@@ -10,10 +10,10 @@ import sys
 from mer_ray.cluster import ensure_ray
 from mer_ray.config import ExperimentConfig, load_yaml
 from mer_ray.data.shards import Shards
+from mer_ray.methods.mer.tokens import ensure_trunk_tokens, token_root
 from mer_ray.model.build import build_model, trunk_fingerprint
 from mer_ray.model.encoder import resolve_backbone
 from mer_ray.storage import locate
-from mer_ray.train.trunk import ensure_trunk_tokens, token_root
 
 
 def two_passes_at_once(shards_uri: str, exp: ExperimentConfig, monkeypatch) -> tuple[list, int]:
@@ -24,8 +24,8 @@ def two_passes_at_once(shards_uri: str, exp: ExperimentConfig, monkeypatch) -> t
     import time
     import warnings
 
+    from mer_ray.methods.mer import tokens as trunk
     from mer_ray.model.encoder import RANDOM
-    from mer_ray.train import trunk
 
     monkeypatch.setattr(trunk, "WAIT_POLL_S", 0.1)
     calls, real = [], trunk.encode_here

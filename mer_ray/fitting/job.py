@@ -101,6 +101,7 @@ class FoldJob:
     gate: tuple[str, str] | None = None  # (storage, folder): a start gate (fold_run.py)
     data_id: str = ""  # what the clips are (the shards' content ids): keys cached tokens
     reads: tuple[str, ...] | None = None  # the method's shard columns (None: clips or tokens)
+    method: Any = None  # the ``methods.Method`` that fits it, resolved once by the planner
 
     @property
     def predicts_test(self) -> bool:

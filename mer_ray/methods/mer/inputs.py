@@ -11,18 +11,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import ExperimentConfig
-from ..data.shards import clip_keys
-from ..model import MERNet
-from ..model.inputs import clips_to_tensor
+from ...config import ExperimentConfig
+from ...data.shards import clip_keys
+from ...fitting.loop import seeded_generator
+from ...model import MERNet
+from ...model.inputs import clips_to_tensor
 from .augment import augment_clips
-from .trunk import encode_views
-
-
-def seeded_generator(*parts: int) -> torch.Generator:
-    """A generator seeded by ``parts`` (e.g. seed, epoch, step, purpose)."""
-    seed = int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-    return torch.Generator().manual_seed(seed)
+from .tokens import encode_views
 
 
 class FoldInputs:

@@ -54,9 +54,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import BACKBONES, ExperimentConfig
-from ..console import Ticker
-from ..data.shards import (
+from ...config import BACKBONES, ExperimentConfig
+from ...console import Ticker
+from ...data.shards import (
     CLIP_COLUMNS,
     TOKENS_MARKER,
     TRUNK_DIR,
@@ -64,12 +64,12 @@ from ..data.shards import (
     clip_keys,
     ray_dataset,
 )
-from ..model.build import TrunkMismatch, build_model, trunk_fingerprint
-from ..model.encoder import BackboneSource
-from ..provenance import libraries
-from ..storage import locate
-from .device import fold_device
-from .job import TokenSource
+from ...fitting.device import fold_device
+from ...fitting.job import TokenSource
+from ...model.build import TrunkMismatch, build_model, trunk_fingerprint
+from ...model.encoder import BackboneSource
+from ...provenance import libraries
+from ...storage import locate
 
 MARKER = TOKENS_MARKER  # a pass's record of what made its tokens, and the folder's pointer
 LEASE = "pass.lease"
@@ -81,7 +81,7 @@ BATCH = 16  # clips per forward pass; the same in every executor
 
 def encode_frames(net, frames: np.ndarray, device) -> np.ndarray:
     """uint8 frames (B, T, S, S, 3) -> trunk tokens (B, T, L, D) float16, as numpy."""
-    from ..model.inputs import clips_to_tensor
+    from ...model.inputs import clips_to_tensor
 
     return net.trunk_tokens(clips_to_tensor(frames).to(device)).half().cpu().numpy()
 
@@ -89,7 +89,7 @@ def encode_frames(net, frames: np.ndarray, device) -> np.ndarray:
 def encode_views(net, frames: np.ndarray, keys: list[str], tc, device) -> np.ndarray:
     """uint8 frames (B, T, S, S, 3) -> trunk tokens of each clip's augmented views
     (B, tc.cached_views - 1, T, L, D) float16 (``augment.clip_views``), in passes of ``BATCH``."""
-    from ..model.inputs import clips_to_tensor
+    from ...model.inputs import clips_to_tensor
     from .augment import clip_views
 
     views = clip_views(clips_to_tensor(frames), list(keys), tc)  # (B, V-1, T, 3, S, S)
@@ -255,7 +255,7 @@ def encode_here(shards: Shards, net, out: str, device, tc=None, progress=None) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..data.shards import SubjectReader
+    from ...data.shards import SubjectReader
 
     store = locate(out)
     net = net.to(device).eval()
@@ -319,7 +319,7 @@ def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: Backbo
     publish it (``<root>/tokens.json``, written last). Runs under the pass's lease."""
     import pyarrow.parquet as pq
 
-    from ..provenance import code_version
+    from ...provenance import code_version
 
     start = time.perf_counter()
     folder = locate(root)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..config import TrainConfig
+from ...config import TrainConfig
 
 
 def augment_clips(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:

@@ -1,6 +1,8 @@
-"""One fold's training, top to bottom: build the model, train epochs while validation says so,
-predict the test subject once with the best-validation weights. No Ray in here: the runner
-calls ``fit_fold`` in a Ray Train worker or in this process alike.
+"""The fold loop every network method trains through: epochs while the selection split says
+so, the selected epoch's weights, the test subject predicted once. A method hands it its
+parts (``FoldParts``: network, inputs, loss); the loop, the selection (validation subjects,
+or the leaky test selection), the checkpoints and the records are the platform's. No Ray in
+here: the runner calls a method's fit in a Ray Train worker or in this process alike.
 
 The test subject is touched exactly once, after training. Every epoch can be checkpointed
 (``on_epoch``): the latest state plus the best weights so far; a retried or resumed fold
@@ -22,20 +24,16 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..metrics import scores
-from ..model import MERLoss, MERNet
-from ..model.build import (
-    TrunkMismatch,
-    build_model,
-    frozen_fingerprint,
-    set_determinism,
-    trunk_fingerprint,
-)
-from ..model.losses import inverse_freq_weights
-from ..provenance import device_name, libraries
+from ..model.build import frozen_fingerprint, set_determinism  # noqa: F401  (re-exported)
+from ..provenance import device_name
 from ..records import FoldRecord, Predictions
-from .fold_inputs import FoldInputs
 from .job import FoldJob, FoldResult
-from .trunk import read_marker
+
+
+def seeded_generator(*parts: int) -> torch.Generator:
+    """A generator seeded by ``parts`` (e.g. seed, epoch, step, purpose)."""
+    seed = int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+    return torch.Generator().manual_seed(seed)
 
 
 @contextlib.contextmanager
@@ -53,13 +51,13 @@ def norm_statistics_frozen(net: nn.Module):
             m.train()
 
 
-def weights_blob(net: MERNet, best: dict[str, torch.Tensor]) -> bytes:
+def weights_blob(net: nn.Module, best: dict[str, torch.Tensor]) -> bytes:
     buf = io.BytesIO()
     torch.save({"state": best, "frozen_fingerprint": frozen_fingerprint(net)}, buf)
     return buf.getvalue()
 
 
-def _trainable_state(net: MERNet) -> dict[str, torch.Tensor]:
+def _trainable_state(net: nn.Module) -> dict[str, torch.Tensor]:
     """What training changes: trainable parameters and every buffer (BatchNorm statistics)."""
     state = {n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad}
     state.update({n: b.detach().cpu().clone() for n, b in net.named_buffers()})
@@ -91,7 +89,7 @@ def fp32(out: dict) -> dict:
 
 
 @torch.no_grad()
-def predict(net: MERNet, data: FoldInputs, name: str, amp: torch.dtype | None = None):
+def predict(net: nn.Module, data, name: str, amp: torch.dtype | None = None):
     net.eval()
     keys, labels, probs = [], [], []
     device = next(net.parameters()).device
@@ -106,7 +104,7 @@ def predict(net: MERNet, data: FoldInputs, name: str, amp: torch.dtype | None = 
     return keys, torch.cat(labels).numpy(), torch.cat(probs).numpy()
 
 
-def training_step(net: MERNet, opt, loss_fn: MERLoss, inputs: dict, labels: torch.Tensor,
+def training_step(net: nn.Module, opt, loss_fn, inputs: dict, labels: torch.Tensor,
                   amp: torch.dtype | None = None, target: dict | None = None) -> dict:
     """One optimiser step on a batch: forward (in ``amp`` when given; ``target``: unlabelled
     clips whose forward pass never shapes batch-norm statistics), the loss in fp32, backward,
@@ -127,7 +125,7 @@ def training_step(net: MERNet, opt, loss_fn: MERLoss, inputs: dict, labels: torc
     return parts
 
 
-def _train_epoch(net: MERNet, opt, loss_fn: MERLoss, data: FoldInputs, epoch: int,
+def _train_epoch(net: nn.Module, opt, loss_fn, data, epoch: int,
                  amp: torch.dtype | None = None) -> dict:
     net.train()
     sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
@@ -162,63 +160,6 @@ def _select(net: nn.Module, data, st: dict, row: dict, classes: list[int],
                   best=_trainable_state(net))
     else:
         st["bad_epochs"] += 1
-
-
-def _read_columns(job: FoldJob, split: str) -> tuple[str, ...]:
-    """What a split reads: the job's columns, plus the cached augmented views for training."""
-    if split == "train" and job.tokens is not None and job.experiment.train.cached_views > 1:
-        return (*job.columns, "views")
-    return job.columns
-
-
-def check_tokens(job: FoldJob, net: MERNet) -> None:
-    """A fold reading shared trunk tokens must have built the trunk that made them, and the
-    folder must hold the augmented views its configuration asks for."""
-    if job.tokens is None:
-        return
-    own = trunk_fingerprint(net)
-    if own != job.tokens.fingerprint:
-        mine = {"weights": job.backbone.label, "pretrained": job.backbone.pretrained,
-                "libraries": libraries()}
-        raise TrunkMismatch(
-            f"fold {job.key}: the shared trunk tokens in {job.tokens.root} were made by trunk "
-            f"{job.tokens.fingerprint[:16]} ({dict(job.tokens.made_with)}); this fold built "
-            f"{own[:16]} ({mine}). Are the backbone weights and library versions the same "
-            f"everywhere?")
-    marker = read_marker(job.tokens.root) or {}
-    want = job.experiment.train.views_id
-    if marker.get("fingerprint") != job.tokens.fingerprint or marker.get("views") != want:
-        raise TrunkMismatch(
-            f"fold {job.key}: {job.tokens.root} holds tokens of trunk "
-            f"{str(marker.get('fingerprint'))[:16]} with views {marker.get('views')}; this fold "
-            f"needs trunk {job.tokens.fingerprint[:16]} with views {want} "
-            f"(train.cached_views and the augmentation settings decide them)")
-
-
-def check_token_counts(job: FoldJob, readers: dict) -> None:
-    """Each subject's tokens a fold read: as many clips as the pass that made them recorded
-    (a partition that lost files reads fewer, silently)."""
-    if job.tokens is None:
-        return
-    recorded = (read_marker(job.tokens.root) or {}).get("per_subject")
-    if recorded is None:  # tokens made before passes counted their subjects' clips
-        return
-    for reader in readers.values():
-        inner = getattr(reader, "inner", reader)
-        for subject, n in getattr(inner, "per_subject", {}).items():
-            if recorded.get(subject) != n:
-                raise TrunkMismatch(
-                    f"fold {job.key}: {job.tokens.root} subject={subject} holds {n} clip(s), "
-                    f"its pass wrote {recorded.get(subject)}; delete the token folder to have "
-                    f"it made again")
-
-
-def _class_weights(job: FoldJob, device) -> torch.Tensor | None:
-    if job.experiment.loss.class_weights != "inverse_freq":
-        return None
-    counts = torch.tensor(job.label_counts)
-    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
-    return inverse_freq_weights(labels, len(counts)).to(device)
 
 
 def _fresh_state() -> dict:
@@ -268,6 +209,7 @@ class FoldParts:
     loss_fn: Any
     cache_trunk: bool = False  # what the fold record says it trained from and with
     augmented: bool = False
+    check_readers: Any = None  # check_readers(readers): a split read later (the test)
 
 
 def fold_readers(job: FoldJob, columns=None) -> dict:
@@ -280,23 +222,6 @@ def fold_readers(job: FoldJob, columns=None) -> dict:
             if name != "test" or leaky}
 
 
-def mer_parts(job: FoldJob, device, token_cache: dict | None = None,
-              readers: dict | None = None) -> FoldParts:
-    """The paper's model (``MERNet``) for a fold: built from the driver's backbone source,
-    checked against the shared tokens it reads, with its inputs and CE + KoLeo + consistency."""
-    exp = job.experiment
-    net = build_model(exp, len(job.class_names), job.backbone)
-    check_tokens(job, net)
-    net.to(device)
-    loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
-    readers = fold_readers(job, _read_columns) if readers is None else readers
-    check_token_counts(job, readers)
-    data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
-    tc = exp.train
-    return FoldParts(net, data, loss_fn, cache_trunk=tc.cache_trunk,
-                     augmented=tc.augment and (not tc.cache_trunk or tc.cached_views > 1))
-
-
 class Fold:
     """A fold being trained: its model, optimiser, loss, inputs and progress state."""
 
@@ -306,6 +231,7 @@ class Fold:
         self.amp = autocast_dtype(tc.precision, device)
         self.classes = list(range(len(job.class_names)))
         self.net, self.data, self.loss_fn = parts.net, parts.data, parts.loss_fn
+        self.check_readers = parts.check_readers
         self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
                                     lr=tc.lr)
         self.split = selection_split(tc)
@@ -336,7 +262,8 @@ class Fold:
         job = self.job
         if "test" not in self.data:
             test = job.sources["test"].reader(job.columns)
-            check_token_counts(job, {"test": test})
+            if self.check_readers is not None:
+                self.check_readers({"test": test})
             self.data.add("test", test)
         keys, ty, tp = predict(self.net, self.data, "test", self.amp)
         test = scores(ty, tp.argmax(1), self.classes)
@@ -379,14 +306,3 @@ def train_fold(job: FoldJob, device, parts: FoldParts, resume: dict | None = Non
     record.timing = {"setup_s": round(t_first - t_start, 3), "train_s": round(t_last - t_first, 3),
                      "finish_s": round(end - t_last, 3)}
     return FoldResult(job.key, record, predictions, weights)
-
-
-def fit_fold(job: FoldJob, device, resume: dict | None = None, on_epoch=None,
-             token_cache: dict | None = None, readers: dict | None = None,
-             every_epoch=None) -> FoldResult:
-    """Train one fold of the paper's model and, if its job has a test split, predict it.
-    ``token_cache``: clip -> trunk tokens, shared by folds of one process. ``readers``: split
-    name -> reader (default: the job's sources, read now). The rest as ``train_fold``."""
-    set_determinism(job.experiment.train.deterministic)
-    return train_fold(job, device, mer_parts(job, device, token_cache, readers), resume,
-                      on_epoch, every_epoch)
