@@ -155,10 +155,10 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
     """Steps 3 and 4: the synthetic LOSO through Ray, one fold per GPU and four per GPU (twice,
     for determinism)."""
     from mer_ray.config import DataConfig
+    from mer_ray.data.choice import ensure_shards
     from mer_ray.data.synth import generate
-    from mer_ray.experiments.data import ensure_shards
-    from mer_ray.experiments.loso import plan_loso, shared_tokens, train_folds
-    from mer_ray.experiments.summary import summarise_run
+    from mer_ray.protocols.loso import plan_loso, shared_tokens, train_folds
+    from mer_ray.protocols.summary import summarise_run
     from mer_ray.train.slots import fold_slots
 
     generate(work / "synth", "samm", sz["subjects"], sz["clips"], "3class", seed=0,

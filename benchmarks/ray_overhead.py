@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from mer_ray.config import load_experiment  # noqa: E402
 from mer_ray.console import show  # noqa: E402
+from mer_ray.data.choice import SYNTH_INTENSITY, SYNTH_SIZE, ensure_shards  # noqa: E402
 from mer_ray.data.synth import generate  # noqa: E402
 from mer_ray.data.synth.render import RenderConfig  # noqa: E402
-from mer_ray.experiments.data import SYNTH_INTENSITY, SYNTH_SIZE, ensure_shards  # noqa: E402
-from mer_ray.experiments.loso import plan_loso, shared_tokens, train_folds  # noqa: E402
-from mer_ray.experiments.summary import summarise_run  # noqa: E402
+from mer_ray.protocols.loso import plan_loso, shared_tokens, train_folds  # noqa: E402
+from mer_ray.protocols.summary import summarise_run  # noqa: E402
 
 
 def fixed_costs(summary: dict) -> tuple[str, str]:

@@ -41,12 +41,12 @@ from mer_ray.data.align import (  # noqa: E402
     pair_matrices,
     warp,
 )
+from mer_ray.data.choice import SYNTH_INTENSITY  # noqa: E402
 from mer_ray.data.flow import apex_position, optical_flow  # noqa: E402
 from mer_ray.data.frames import index_frames, read_frames  # noqa: E402
 from mer_ray.data.manifest import build_manifest, included  # noqa: E402
 from mer_ray.data.synth import generate  # noqa: E402
 from mer_ray.data.synth.render import RenderConfig  # noqa: E402
-from mer_ray.experiments.data import SYNTH_INTENSITY  # noqa: E402
 
 
 def clip_pairs(root: Path) -> list[tuple[list, list, str]]:

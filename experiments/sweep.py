@@ -19,7 +19,7 @@ validation subjects together cover most subjects, then the best configuration as
 search_informed: true, and its figures are not an unbiased estimate (use them to pick settings
 for a new dataset, not to report).
 
-The search space is experiments/configs/sweep_space.yaml (--space to change it). Running the
+The search space is the package's mer_ray/protocols/sweep_space.yaml (--space to change it). Running the
 same command again resumes: finished outer folds (or Tune trials) are kept. Without
 --data-root it runs on a synthetic set and says so.
 

@@ -55,14 +55,13 @@ from .data.frames import FrameError
 
 
 def _start_ray(args, command: str) -> None:
-    from .cluster import ensure_ray
-    from .experiments.data import driver_log
+    from .cluster import driver_log, ensure_ray
 
     ensure_ray(log_file=driver_log(args.storage_path, args.workdir, command))
 
 
 def _options(args, extra: dict):
-    from .experiments.loso import RunOptions
+    from .protocols.loso import RunOptions
 
     return RunOptions(storage_path=args.storage_path, max_folds=args.max_folds,
                       local=args.local, seeds=getattr(args, "seeds", 1),
@@ -73,15 +72,14 @@ def _options(args, extra: dict):
 # -- experiments -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from .experiments.loso import refuse_clashes, run_name, settle, train
+    from .protocols.loso import refuse_clashes, settle, train
+    from .protocols.names import run_name, seed_names
 
     exp, user_set = experiment_config(args)
     data = data_choice(args)
     exp = settle(data, exp, user_set)
     name = args.name or run_name(data, exp, args.max_folds)
-    names = [name] if args.seeds <= 1 else \
-        [f"{name}-seed{exp.train.seed + i}" for i in range(args.seeds)]
-    refuse_clashes(data, exp, args.storage_path, names)
+    refuse_clashes(data, exp, args.storage_path, seed_names(name, exp.train.seed, args.seeds))
     _start_ray(args, "train")
     shards = data.prepare(exp.data)
     train(exp, shards, _options(args, {"data_root": shards.meta.root}), name)
@@ -89,8 +87,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from .experiments.grid import run_grid_command
     from .methods import load_with_recipe
+    from .protocols.grid import run_grid_command
 
     _, user_set = experiment_config(args)
     given = overrides(args)
@@ -101,7 +99,7 @@ def cmd_grid(args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from .experiments.transfer import transfer_command
+    from .protocols.transfer import transfer_command
 
     if args.protocol != "3class":
         raise ValueError("cross-dataset transfer uses the 3-class protocol (one label space)")
@@ -112,8 +110,8 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .experiments.compare import CompareSpec, compare_command
-    from .experiments.data import dataset_choices
+    from .data.choice import dataset_choices
+    from .protocols.compare import CompareSpec, compare_command
 
     _, user_set = experiment_config(args)
     spec = CompareSpec(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
@@ -129,8 +127,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments.loso import refuse_clashes, run_name, settle
-    from .experiments.search_space import read_space, refuse_leaky
+    from .protocols.loso import refuse_clashes, settle
+    from .protocols.names import best_name, run_name
+    from .protocols.search_space import read_space, refuse_leaky
 
     space = read_space(args.space)  # a bad space fails before any work
     exp, user_set = experiment_config(args)
@@ -140,19 +139,19 @@ def cmd_sweep(args) -> int:
     if args.flat:
         name = args.name or run_name(data, exp, prefix="sweep-")
         refuse_clashes(data, exp, args.storage_path, [name])
-        refuse_clashes(data, exp, args.storage_path, [f"{name}-best"], config_known=False)
+        refuse_clashes(data, exp, args.storage_path, [best_name(name)], config_known=False)
     else:
         name = args.name or run_name(data, exp, args.max_folds, prefix="nested-")
     _start_ray(args, "sweep")
     shards = data.prepare(exp.data)
     opts = _options(args, {"data_root": shards.meta.root})
     if args.flat:
-        from .experiments.flat_search import flat_search
+        from .protocols.flat_search import flat_search
 
         flat_search(exp, shards, space, opts, name, args.num_samples, args.sweep_folds,
                     args.asha, args.study_db, final=not args.no_final)
         return 0
-    from .experiments.nested_search import nested_search
+    from .protocols.nested_search import nested_search
 
     nested_search(exp, shards, space, opts, name, args.trials, args.inner_folds)
     return 0
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
     """Run one command; returns its exit status (0, 2 on an error, 3 for --strict, 130 when
     interrupted). ``script``, ``fixed``, ``about``: run as an experiment script (its name in
     usage lines, its description in --help, settings it fixes)."""
-    from .experiments.search_space import SweepInterrupted
+    from .protocols.search_space import SweepInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

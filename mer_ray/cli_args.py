@@ -10,7 +10,7 @@ from .data.adapters import DATASETS
 from .data.labels import ALL_PROTOCOLS as PROTOCOLS
 from .data.synth.layouts import LAYOUTS
 
-SPACE = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "sweep_space.yaml"
+SPACE = Path(__file__).resolve().parent / "protocols" / "sweep_space.yaml"  # the default space
 
 
 class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -30,7 +30,7 @@ def synthetic_args(g, prefix: str = "") -> None:
     """The synthetic set's settings: ``mer-ray synth`` takes them as they are, the experiment
     commands with the ``--synthetic-`` prefix (the set they use without a data root). One
     default for each, everywhere: the embedded default set."""
-    from .experiments.data import SYNTH_INTENSITY, SYNTH_SIZE
+    from .data.choice import SYNTH_INTENSITY, SYNTH_SIZE
 
     g.add_argument(f"--{prefix}subjects", type=int, default=None,
                    help=f"subjects (default for the dataset: {SYNTH_SIZE[0]}; the MEGC "

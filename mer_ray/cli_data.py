@@ -32,7 +32,7 @@ def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
 
 
 def synthetic_set(args):
-    from .experiments.data import SyntheticSet
+    from .data.choice import SyntheticSet
 
     if not hasattr(args, "synthetic_subjects"):  # a command without a synthetic default
         return SyntheticSet()
@@ -43,7 +43,7 @@ def synthetic_set(args):
 
 
 def data_choice(args):
-    from .experiments.data import DataChoice
+    from .data.choice import DataChoice
 
     return DataChoice(args.dataset, args.protocol, args.data_root, getattr(args, "shards", None),
                       args.annotations, synthetic_set(args), getattr(args, "workdir", Path("data")))
@@ -53,9 +53,9 @@ def data_choice(args):
 # -- data --------------------------------------------------------------------------------------
 
 def cmd_synth(args) -> int:
+    from .data.choice import SyntheticSet
     from .data.synth import generate
     from .data.synth.render import RenderConfig
-    from .experiments.data import SyntheticSet
 
     subjects = SyntheticSet(args.subjects).subjects_for(args.layout)
     with Ticker(f"rendering a synthetic {args.layout} set ({subjects} subjects)") as tick:
@@ -104,9 +104,8 @@ def cmd_manifest(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from .cluster import ensure_ray
+    from .cluster import driver_log, ensure_ray
     from .data.prepare import prepare_clips, refuse_overwrite
-    from .experiments.data import driver_log
     from .storage import locate
 
     exp, _ = experiment_config(args)
@@ -139,8 +138,9 @@ def cmd_flow(args) -> int:
 
     exp, _ = experiment_config(args)
     if args.shards is not None:
-        clip, columns = stored_flow(Shards.open(args.shards), args.clip)
-        backend = Shards.open(args.shards).meta.data.flow
+        shards = Shards.open(args.shards)
+        clip, columns = stored_flow(shards, args.clip)
+        backend = shards.meta.data.flow
     else:
         if args.data_root is None:
             raise ValueError("mer-ray flow needs --shards (prepared with --flow) or --data-root")

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 # Ray keeps at most about one idle worker process per CPU and ends the others after a second.
@@ -197,3 +198,13 @@ def stop_after_interrupt() -> bool:
     with Ticker("stopping Ray's workers"), contextlib.suppress(Exception):
         ray.shutdown()
     return True
+
+
+def driver_log(storage_path: str, workdir: Path, command: str) -> Path:
+    """Where a command's Ray messages go: ``<storage>/logs/`` (``<workdir>/logs/`` when the
+    storage is remote)."""
+    from .storage import open_storage
+
+    local = open_storage(storage_path).local_path("logs")
+    base = Path(local) if local else Path(workdir) / "logs"
+    return base / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}.log"

@@ -23,6 +23,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
     return "\n".join(out)
 
 
+def params_text(params: dict) -> str:
+    """Chosen settings as a line: ``loss.lambda1=0.1234, model.lora_rank=8``."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
 def show(headers, rows, title=None) -> None:
     print(table(headers, rows, title), flush=True)
 

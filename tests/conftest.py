@@ -53,7 +53,7 @@ def tiny_shards(synth_samm, ray_session, tmp_path_factory):
     """Aligned shards of ``synth_samm`` at S=28, T=4 (a ``data.shards.Shards``): the LOSO and
     sweep tests' data."""
     from mer_ray.config import DataConfig
-    from mer_ray.experiments.data import ensure_shards
+    from mer_ray.data.choice import ensure_shards
 
     return ensure_shards("samm", synth_samm, "3class", DataConfig(frames=4, size=28),
                          workdir=tmp_path_factory.mktemp("loso_shards"), synthetic=True)

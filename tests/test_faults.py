@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.loso import plan_loso, train_folds
+from mer_ray.protocols.loso import plan_loso, train_folds
 from tests.helpers.resume import (
     committed_epoch,
     hold,

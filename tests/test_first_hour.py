@@ -149,13 +149,13 @@ def test_shards_bring_their_frame_settings(no_ray, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(cli, "_start_ray", lambda args, command: (_ for _ in ()).throw(
         RuntimeError("stop here")))
 
-    from mer_ray.experiments.loso import settle as real
+    from mer_ray.protocols.loso import settle as real
 
     def settled(data, exp, user_set):
         seen["exp"] = real(data, exp, user_set)
         return seen["exp"]
 
-    monkeypatch.setattr("mer_ray.experiments.loso.settle", settled)
+    monkeypatch.setattr("mer_ray.protocols.loso.settle", settled)
     base = ["train", "--shards", str(shards.root), "--storage-path", str(tmp_path / "runs")]
     assert main(base) == 2 and "stop here" in capsys.readouterr().err  # got as far as Ray
     assert (seen["exp"].data.frames, seen["exp"].data.size) == (4, 28)
@@ -219,8 +219,8 @@ def test_debug_anywhere_on_the_line(no_ray, tmp_path):
 
 def test_default_names_carry_the_data_and_a_partial_run_says_so(tmp_path):
     from mer_ray.config import ExperimentConfig
-    from mer_ray.experiments.data import DataChoice
-    from mer_ray.experiments.loso import run_name
+    from mer_ray.data.choice import DataChoice
+    from mer_ray.protocols.names import run_name
 
     exp = ExperimentConfig()
     a = run_name(DataChoice(root=tmp_path / "a" / "SAMM"), exp)
@@ -232,7 +232,7 @@ def test_default_names_carry_the_data_and_a_partial_run_says_so(tmp_path):
 
 
 def test_a_partial_run_says_so_in_its_summary(tmp_path, capsys):
-    from mer_ray.experiments.summary import print_summary
+    from mer_ray.protocols.summary import print_summary
 
     summary = {"name": "x", "n_folds": 2, "n_clips": 6, "synthetic": False, "pretrained": True,
                "control_shuffled_labels": False, "partial": {"folds": 2, "of": 8},

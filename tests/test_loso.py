@@ -10,9 +10,9 @@ import pytest
 
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import Shards
-from mer_ray.experiments.loso import plan_loso, train_folds
-from mer_ray.experiments.summary import summarise_run
-from mer_ray.train.run_folder import ExperimentMismatch
+from mer_ray.protocols.loso import plan_loso, train_folds
+from mer_ray.protocols.summary import summarise_run
+from mer_ray.train.folder import ExperimentMismatch
 from tests.helpers.tiny import TINY as BASE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -105,7 +105,7 @@ def test_slots_start_before_their_jobs_and_end_when_none_come(tiny_shards, tmp_p
 
     import ray
 
-    from mer_ray.train.fold_jobs import loso_jobs
+    from mer_ray.train.jobs import loso_jobs
     from mer_ray.train.slots import SlotPool
 
     run = plan_loso(tiny_shards, ExperimentConfig().with_overrides(TINY), tmp_path / "runs",

@@ -14,9 +14,9 @@ import torch
 
 from mer_ray import methods
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.loso import plan_loso, train_folds
-from mer_ray.experiments.summary import print_summary, summarise_run
 from mer_ray.methods import METHODS, Method, load_with_recipe, method_named, register
+from mer_ray.protocols.loso import plan_loso, train_folds
+from mer_ray.protocols.summary import print_summary, summarise_run
 from tests.helpers.shardfolder import write_shards
 from tests.helpers.tiny import TINY
 
@@ -97,7 +97,7 @@ def test_a_chosen_method_trains_with_its_recipe_wherever_it_is_chosen():
     """`train --set model.method=ststnet` gets STSTNet's recipe over the configuration file
     (as `compare` does), and the user's own --set still wins over the recipe."""
     from mer_ray.cli import build_parser, experiment_config
-    from mer_ray.experiments.compare import method_config
+    from mer_ray.protocols.compare import method_config
 
     demo = "experiments/configs/demo.yaml"
     recipe = dict(o.split("=") for o in method_named("ststnet").recipe)
@@ -305,7 +305,7 @@ def test_every_method_marks_its_leaky_run(shards, tmp_path, capsys, name):
 
 
 def test_a_search_refuses_the_leaky_selection(shards, tmp_path):
-    from mer_ray.experiments.nested_search import plan_nested
+    from mer_ray.protocols.nested_search import plan_nested
 
     exp = EXP.with_values({"train.selection": "test"})
     with pytest.raises(ValueError, match="selection=test"):
@@ -329,8 +329,8 @@ def test_paired_difference():
 
 
 def compare_spec(shards, tmp_path, methods=("lbptop_svm", "ststnet"), **kw):
-    from mer_ray.experiments.compare import CompareSpec
-    from mer_ray.experiments.data import DataChoice
+    from mer_ray.data.choice import DataChoice
+    from mer_ray.protocols.compare import CompareSpec
     from tests.helpers.tiny import write_config
 
     tiny = write_config(tmp_path / "tiny.yaml", ("train.max_epochs=3", "train.patience=3"))
@@ -340,9 +340,9 @@ def compare_spec(shards, tmp_path, methods=("lbptop_svm", "ststnet"), **kw):
 
 
 def compared(spec, storage: str, local: bool = True, max_folds=None):
-    from mer_ray.experiments.compare import compare_rows, plan_entries, train_entries
-    from mer_ray.experiments.loso import RunOptions
-    from mer_ray.train.run_folder import RunFolder
+    from mer_ray.protocols.compare import compare_rows, plan_entries, train_entries
+    from mer_ray.protocols.loso import RunOptions
+    from mer_ray.train.folder import RunFolder
 
     shards = {ds: choice.prepare(None) for ds, choice in spec.data.items()}
     with warnings.catch_warnings():

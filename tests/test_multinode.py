@@ -20,8 +20,8 @@ NODES, FOLDS = 1, 4
 @pytest.fixture(scope="module")
 def six_subject_shards(ray_session, tmp_path_factory):
     from mer_ray.config import DataConfig
+    from mer_ray.data.choice import ensure_shards
     from mer_ray.data.synth import generate
-    from mer_ray.experiments.data import ensure_shards
 
     root = tmp_path_factory.mktemp("six")
     generate(root / "synth", "samm", subjects=FOLDS, clips_per_class=1, protocol="3class",

@@ -14,8 +14,8 @@ import pytest
 
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import Shards
-from mer_ray.experiments.nested_search import plan_nested, run_nested
-from mer_ray.experiments.search_space import read_space
+from mer_ray.protocols.nested_search import plan_nested, run_nested
+from mer_ray.protocols.search_space import read_space
 from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -14,8 +14,8 @@ import torch
 from mer_ray.cli import main as cli
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.frames import index_frames, read_frames
-from mer_ray.experiments.loso import plan_loso, train_folds
-from mer_ray.experiments.summary import summarise_run
+from mer_ray.protocols.loso import plan_loso, train_folds
+from mer_ray.protocols.summary import summarise_run
 from mer_ray.serving.explain import PANELS
 from mer_ray.serving.modelfile import (
     CheckpointError,

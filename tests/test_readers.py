@@ -13,10 +13,10 @@ import pytest
 from mer_ray.cli import main
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import ShardsChanged, SubjectReader
-from mer_ray.experiments.loso import plan_loso
 from mer_ray.methods.mer.tokens import ensure_trunk_tokens
 from mer_ray.model.encoder import RANDOM
-from mer_ray.train.fold_jobs import loso_jobs
+from mer_ray.protocols.loso import plan_loso
+from mer_ray.train.jobs import loso_jobs
 from mer_ray.train.runner import run_jobs
 from tests.helpers.shardfolder import write_shards
 from tests.helpers.tiny import TINY
@@ -147,7 +147,7 @@ def a_run(tmp_path):
     exp = ExperimentConfig().with_overrides(TINY + ["model.method=lbptop_svm"])
     run = plan(shards, tmp_path, exp, folds=None)
     run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, quiet=True)
-    from mer_ray.experiments.summary import summarise_run
+    from mer_ray.protocols.summary import summarise_run
 
     summarise_run(run.view())
     return tmp_path / "runs" / "r"

@@ -12,9 +12,9 @@ import pytest
 
 from mer_ray.cli import main
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.data import DataChoice
-from mer_ray.experiments.loso import RunOptions
+from mer_ray.data.choice import DataChoice
 from mer_ray.methods import load_with_recipe, method_named
+from mer_ray.protocols.loso import RunOptions
 from tests.helpers.shardfolder import write_shards
 from tests.helpers.tiny import TINY, write_config
 from tests.test_first_hour import no_ray  # noqa: F401  (a fixture)
@@ -43,7 +43,7 @@ def test_compare_refuses_a_leaky_base_before_ray(no_ray, shards, tmp_path, capsy
 
 
 def test_a_search_space_cannot_search_the_selection(tmp_path):
-    from mer_ray.experiments.search_space import read_space
+    from mer_ray.protocols.search_space import read_space
 
     space = tmp_path / "space.yaml"
     space.write_text("train.selection: {type: choice, values: [validation, test]}\n")
@@ -71,7 +71,7 @@ def grid_file(tmp_path, rows) -> str:
 
 
 def run_grid(shards, tmp_path, rows, user):
-    from mer_ray.experiments.grid import run_grid_command
+    from mer_ray.protocols.grid import run_grid_command
 
     storage = str(tmp_path / "runs")
     with warnings.catch_warnings():
@@ -121,7 +121,7 @@ def cross_shards(tmp_path):
 
 
 def test_a_transfer_marks_its_leaky_row(tmp_path, capsys):
-    from mer_ray.experiments.transfer import run_cross
+    from mer_ray.protocols.transfer import run_cross
 
     source, target = cross_shards(tmp_path)
     exp = ExperimentConfig().with_overrides(
@@ -206,8 +206,8 @@ def test_the_difference_over_seeds_resamples_the_seeds():
 def test_fold_keys_name_their_run(shards, tmp_path):
     """Two methods' folds of one subject are two keys: on Ray, one method's unfinished fold
     can no longer hide behind another's finished one."""
-    from mer_ray.experiments.loso import plan_loso
-    from mer_ray.train.fold_jobs import loso_jobs
+    from mer_ray.protocols.loso import plan_loso
+    from mer_ray.train.jobs import loso_jobs
 
     keys = []
     for method in ("lbptop_svm", "ststnet"):
@@ -220,7 +220,7 @@ def test_fold_keys_name_their_run(shards, tmp_path):
 # -- 5: compare as a user meets it ----------------------------------------------------------------
 
 def test_a_partial_comparison_says_so_everywhere(shards, tmp_path, capsys):
-    from mer_ray.experiments.compare import CompareSpec, compare_command
+    from mer_ray.protocols.compare import CompareSpec, compare_command
     from mer_ray.report import write_report
 
     spec = CompareSpec(methods=("lbptop_svm", "ststnet"),

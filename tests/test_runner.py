@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from mer_ray.config import ExperimentConfig, TrainConfig
-from mer_ray.experiments.loso import plan_loso
 from mer_ray.fitting.job import SplitSource
+from mer_ray.protocols.loso import plan_loso
 from mer_ray.records import PAUSE, STATE, FoldRecord, Predictions
 from mer_ray.storage import open_storage
-from mer_ray.train.fold_jobs import loso_jobs
-from mer_ray.train.fold_run import run_job
+from mer_ray.train.attempt import run_job
+from mer_ray.train.jobs import loso_jobs
 from mer_ray.train.runner import run_jobs
 from mer_ray.train.slots import FoldFailed, fold_resources, slots_for
 from tests.helpers.tiny import TINY

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mer_ray.config import ExperimentConfig, token_fields
-from mer_ray.experiments.loso import plan_loso
-from mer_ray.experiments.summary import summarise_run
-from mer_ray.train.fold_jobs import loso_jobs
+from mer_ray.protocols.loso import plan_loso
+from mer_ray.protocols.summary import summarise_run
+from mer_ray.train.jobs import loso_jobs
 from mer_ray.train.runner import run_jobs
 from tests.helpers.shardfolder import write_shards
 from tests.helpers.tiny import TINY
@@ -119,7 +119,7 @@ def test_a_search_over_the_views_reads_clips():
     """A search space that changes the tokens a fold reads (the trunk, the frames, the cached
     views or the augmentation they are drawn with) cannot share the base configuration's token
     folder."""
-    from mer_ray.experiments.nested_search import shares_tokens
+    from mer_ray.protocols.nested_search import shares_tokens
 
     for key in ("train.cached_views", "train.flip_p", "train.rotate_deg", "train.translate",
                 "train.scale_min", "train.augment", "train.seed", "model.backbone",
@@ -151,7 +151,7 @@ def test_tokens_a_process_computed_never_serve_other_clips(tmp_path):
     """Two shard folders whose clips have the same names (two synthetic sets, say): a fold on
     the second, trained after a fold on the first in the same process, predicts what it
     predicts trained alone (its tokens are its own clips', not the first folder's)."""
-    from mer_ray.train import fold_run
+    from mer_ray.train import attempt as fold_run
 
     exp = EXP.with_values({"train.cache_trunk": True})
     a = write_shards(tmp_path / "a", seed=0)
@@ -162,7 +162,7 @@ def test_tokens_a_process_computed_never_serve_other_clips(tmp_path):
             warnings.simplefilter("ignore")
             planned = plan_loso(shards, exp, tmp_path / where, name="r", max_folds=1)
         [job] = loso_jobs(planned.plan(), planned.folds)
-        from mer_ray.train.fold_run import run_job
+        from mer_ray.train.attempt import run_job
 
         return run_job(job, torch.device("cpu")).predictions
 

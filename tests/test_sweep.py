@@ -9,9 +9,9 @@ import pytest
 
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import Shards
-from mer_ray.experiments.flat_search import run_sweep, sweep_folds
-from mer_ray.experiments.loso import plan_loso
-from mer_ray.experiments.search_space import load_space
+from mer_ray.protocols.flat_search import run_sweep, sweep_folds
+from mer_ray.protocols.loso import plan_loso
+from mer_ray.protocols.search_space import load_space
 from tests.helpers.tiny import TINY, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_trials_keep_their_creation_order_when_tune_returns_them_in_another():
     folders' names carry."""
     from types import SimpleNamespace
 
-    from mer_ray.experiments.flat_search import creation_index
+    from mer_ray.protocols.flat_search import creation_index
 
     def result(trial_id, k):
         return SimpleNamespace(metrics={"trial_id": trial_id},

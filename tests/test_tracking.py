@@ -4,7 +4,7 @@ store (no server) and to TensorBoard event files."""
 import pytest
 
 from mer_ray.config import ExperimentConfig
-from mer_ray.experiments.loso import RunOptions, run_loso
+from mer_ray.protocols.loso import RunOptions, run_loso
 from tests.helpers.tiny import TINY
 
 EXP = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=2", "train.patience=2"])

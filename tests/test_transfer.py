@@ -12,8 +12,8 @@ import torch
 
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import Shards
-from mer_ray.experiments.transfer import condition_jobs, plan_transfer, run_transfer
 from mer_ray.methods.mer.fit import fit_fold
+from mer_ray.protocols.transfer import condition_jobs, plan_transfer, run_transfer
 from tests.helpers.tiny import write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

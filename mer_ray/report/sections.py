@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..console import params_text
 from ..integrity import best, is_ranked, notes
 from .figures import confusion_png, fold_bars_png, sensitivity_png
 from .inputs import Node
@@ -146,8 +147,7 @@ def grid_section(grid: dict, source: Node, figures: Path,
 def sweep_section(path: Node) -> list[str]:
     """A sweep: what it optimised, what it chose, which subjects it saw, and every trial."""
     sweep = path.read_json()
-    chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in sweep["best_params"].items())
+    chosen = params_text(sweep["best_params"])
     lines = [f"### Sweep `{path.parent.name}`", "", f"From `{path}`.", "",
              f"- Objective: {sweep['objective']}. Sweep folds, by test subject: "
              f"{', '.join(sweep['sweep_folds'])}.",

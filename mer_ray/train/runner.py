@@ -16,9 +16,9 @@ from ..config import TrainConfig
 from ..fitting.device import fold_device, use_gpus
 from ..fitting.job import FoldJob
 from ..records import FoldRecord
-from .fold_run import fold_summary, run_job
+from .attempt import fold_summary, run_job
+from .folder import RunFolder
 from .progress import Progress
-from .run_folder import RunFolder
 from .slots import SlotPool, fold_failed, fold_slots
 
 Jobs = list[FoldJob] | Callable[[], list[FoldJob]]

@@ -29,7 +29,7 @@ from ..config import TrainConfig
 from ..fitting.device import fold_device
 from ..fitting.job import FoldJob
 from ..records import FoldRecord
-from .fold_run import fold_summary, run_job
+from .attempt import fold_summary, run_job
 from .progress import Progress
 
 CONTROLLER_POLL_S = "0.2"

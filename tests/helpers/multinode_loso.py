@@ -26,9 +26,9 @@ def main(shards: str, out: str, nodes: int, folds: int) -> None:
 
     from mer_ray.config import ExperimentConfig
     from mer_ray.data.shards import Shards
-    from mer_ray.experiments.loso import plan_loso, train_folds
-    from mer_ray.experiments.summary import summarise_run
     from mer_ray.fitting.device import LOGICAL_GPUS
+    from mer_ray.protocols.loso import plan_loso, train_folds
+    from mer_ray.protocols.summary import summarise_run
     from mer_ray.train.slots import fold_slots
 
     # The nodes' GPUs are logical only: folds scheduled on them compute on the CPU. The

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mer_ray.experiments.loso import plan_loso, train_folds
+from mer_ray.protocols.loso import plan_loso, train_folds
 from mer_ray.records import PAUSE, STATE
 
 

@@ -16,7 +16,7 @@ from ..methods import method_of
 from ..metrics import bootstrap_interval, loso_scores, scores
 from ..provenance import code_version, provenance
 from ..records import FoldRecord
-from ..train.run_folder import RunFolder
+from ..train.folder import RunFolder
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ import torch
 
 from ..config import ExperimentConfig, load_yaml
 from ..console import show
+from ..data.choice import DataChoice
 from ..data.shards import Shards
 from ..integrity import best, marked, notes, row_flags
 from ..model.accounting import model_stats
 from ..model.variants import ABLATION, VARIANTS
 from ..storage import open_storage
-from .data import DataChoice
-from .loso import RunOptions, pm, refuse_clashes, run_name, run_seeded, settle
+from .loso import RunOptions, pm, refuse_clashes, run_seeded, settle
+from .names import grid_row_namer, seed_names
 
 SENSITIVITY = (0.0, 0.05, 0.1, 0.3, 0.5, 1.0)
 NAMED = ("ablation", "sensitivity", "lora-vs-full")
@@ -100,26 +101,13 @@ class GridRow:
     exp: ExperimentConfig
 
 
-def row_namer(prefix: str, name: str | None, data: DataChoice | None = None,
-              max_folds: int | None = None):
-    """How a grid names its rows' runs: by the configuration (a row that repeats another, as
-    lambda1 = 0.1 with lambda2 = 0.5 sits on both sensitivity curves, reuses its folds instead
-    of training them again); without --name, after the data too."""
-    if name:
-        return lambda exp: f"{name}-{exp.hash()}"
-    if data is None:
-        return lambda exp: f"{prefix}-{exp.hash()}"
-    return lambda exp: run_name(data, exp, max_folds, prefix=f"{prefix}-")
-
-
 def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str, title: str,
-             name: str | None = None, row_extras: list[dict] | None = None,
-             names=None) -> list[dict]:
+             names, name: str | None = None,
+             row_extras: list[dict] | None = None) -> list[dict]:
     """One LOSO per row, one table (UF1/UAR over all folds' predictions with their interval,
     and the mean over folds; leaky, search-informed, partial and control rows marked), one
     grid file ``<name or prefix>.json`` in the storage. ``names(exp)``: a row's run name
     (``row_namer``)."""
-    names = names or row_namer(prefix, name)
     out = []
     for row in rows:
         run = names(row.exp)
@@ -165,16 +153,15 @@ def run_grid_command(grid: str, values, data: DataChoice, configure, user_set: s
     spec, prefix, title = grid_spec(grid, *([values] if values else []))
     base = settle(data, configure([]), user_set)
     rows = grid_rows(spec, data, configure, user_set)
-    names = row_namer(prefix, name, data, opts.max_folds)
+    names = grid_row_namer(prefix, name, data, opts.max_folds)
     for row in rows:
-        run = names(row.exp)
-        refuse_clashes(data, row.exp, opts.storage_path, [run] if opts.seeds <= 1 else
-                       [f"{run}-seed{row.exp.train.seed + i}" for i in range(opts.seeds)])
+        refuse_clashes(data, row.exp, opts.storage_path,
+                       seed_names(names(row.exp), row.exp.train.seed, opts.seeds))
     extras = accounting(rows) if prefix == "lora_vs_full" else None
     start_ray()
     shards = data.prepare(base.data)
     opts = replace(opts, extra={**opts.extra, "data_root": shards.meta.root})
-    out = run_grid(rows, shards, opts, prefix, title, name, extras, names)
+    out = run_grid(rows, shards, opts, prefix, title, names, name, extras)
     if extras:
         lora_vs_full_table(out)
     return 0

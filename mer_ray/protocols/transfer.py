@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import ExperimentConfig
 from ..console import show
+from ..data.choice import SyntheticSet, dataset_choices
 from ..data.folds import draw_validation
 from ..data.shards import Shards
 from ..fitting.job import FoldJob
@@ -32,11 +33,11 @@ from ..integrity import marked, notes, row_flags
 from ..methods import Method, method_of
 from ..model.encoder import BackboneSource
 from ..storage import open_storage
-from ..train.fold_jobs import FoldPlan, transfer_job
-from ..train.run_folder import RunFolder
+from ..train.folder import RunFolder
+from ..train.jobs import FoldPlan, transfer_job
 from ..train.runner import pending, run_jobs
-from .data import DataChoice, SyntheticSet, dataset_choices
 from .loso import backbone_for
+from .names import data_tag, transfer_name
 from .summary import RunView, summarise_run
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
@@ -63,7 +64,7 @@ class TransferRun:
 
 
 def plan_transfer(source: Shards, target: Shards, exp: ExperimentConfig,
-                  storage_path: str, name: str | None = None) -> TransferRun:
+                  storage_path: str, name: str) -> TransferRun:
     source.check(exp.data)
     target.check(exp.data)
     if source.class_names != target.class_names:
@@ -76,8 +77,7 @@ def plan_transfer(source: Shards, target: Shards, exp: ExperimentConfig,
                           np.random.default_rng([exp.train.seed, 104729]))
     train = tuple(s for s in subjects if s not in val)
     sm, tm = source.meta, target.meta
-    folder = RunFolder.open(storage_path, name or f"{sm.dataset or 'source'}-to-"
-                                                  f"{tm.dataset or 'target'}-{exp.hash()}")
+    folder = RunFolder.open(storage_path, name)
     folder.claim({"config_hash": exp.hash(), "config": exp.to_dict(),
                   "source_shards": str(source.root), "target_shards": str(target.root),
                   "source": sm.dataset, "target": tm.dataset,
@@ -128,14 +128,6 @@ def transfer_summary(run: TransferRun, adapt: bool, extra: dict | None = None) -
         **(extra or {})})
 
 
-def transfer_name(prefix: str, source: DataChoice, target: DataChoice,
-                  exp: ExperimentConfig) -> str:
-    """``<prefix>-<source>.<its data hash>-to-<target>.<its data hash>-<config hash>``."""
-    def tag(d: DataChoice) -> str:
-        return f"{d.dataset}.{d.identity().rsplit('.', 1)[1]}"
-    return f"{prefix}-{tag(source)}-to-{tag(target)}-{exp.hash()}"
-
-
 def transfer_command(source: str, targets: list[str] | None, roots: list[str],
                      annotations: Path | None, conditions: str, workdir: Path,
                      synthetic: SyntheticSet, exp: ExperimentConfig, user_set: set[str],
@@ -153,13 +145,14 @@ def transfer_command(source: str, targets: list[str] | None, roots: list[str],
         d.check()
     prefix = name or "cross"
     for d in tgts.values():
-        RunFolder.open(opts.storage_path, transfer_name(prefix, src, d, exp)).check_claim(
+        RunFolder.open(opts.storage_path, transfer_name(prefix, data_tag(src), data_tag(d),
+                                                        exp)).check_claim(
             {"config_hash": exp.hash(), "source_shards": str(src.shards_path(exp.data)),
              "target_shards": str(d.shards_path(exp.data))})
     start_ray()
     source_shards = src.prepare(exp.data)
     target_shards = {t: d.prepare(exp.data) for t, d in tgts.items()}
-    names = {t: transfer_name(prefix, src, d, exp) for t, d in tgts.items()}
+    names = {t: transfer_name(prefix, data_tag(src), data_tag(d), exp) for t, d in tgts.items()}
     run_cross(exp, source, source_shards, target_shards, adapt, opts.storage_path, prefix,
               opts.local, {**opts.extra, "source_root": source_shards.meta.root,
                            "target_roots": {k: v.meta.root for k, v in target_shards.items()}},
@@ -176,7 +169,7 @@ def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
     each target's run name (default ``<name or cross>-<source>-to-<target>-<config hash>``)."""
     rows, table = [], []
     for target, target_shards in targets.items():
-        run = (names or {}).get(target) or f"{name or 'cross'}-{source}-to-{target}-{exp.hash()}"
+        run = (names or {}).get(target) or transfer_name(name or "cross", source, target, exp)
         planned = plan_transfer(source_shards, target_shards, exp, storage_path, run)
         run_transfer(planned, conditions, local=local)
         for adapt in conditions:

@@ -28,13 +28,14 @@ import numpy as np
 from ray.tune import Callback
 
 from ..config import ExperimentConfig
-from ..console import Ticker, show
+from ..console import Ticker, params_text, show
 from ..data.folds import FoldSplit
 from ..fitting.device import use_gpus
-from ..train.fold_jobs import FoldPlan, search_job
+from ..train.jobs import FoldPlan, search_job
 from ..train.runner import run_jobs
 from ..train.slots import fold_resources, fold_slots
 from .loso import LosoRun, RunOptions, plan_loso, run_loso
+from .names import best_name
 from .search_space import SweepInterrupted, refuse_leaky, tune_space
 
 METRIC = "val_uf1"
@@ -103,8 +104,7 @@ class TrialLines(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         done, _ = self._count(trials)
         value = (trial.last_result or {}).get(METRIC)
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in (trial.config or {}).items())
+        params = params_text(trial.config or {})
         for tick in _TICKERS:
             tick.say(f"[{done}/{self.total}] trial {trial.trial_id}: validation UF1 "
                      + ("-" if value is None else f"{value:.3f}") + f" ({params})")
@@ -352,11 +352,10 @@ def flat_search(exp: ExperimentConfig, shards, space: dict, opts: RunOptions, na
         [table[c].round(4) for c, t in zip(table.columns, table.dtypes) if t.is_float()])
     show(list(rounded.columns), rounded.rows(),
          title=f"sweep {name}: objective = mean validation UF1 over the sweep folds")
-    print("best configuration: " + ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()))
+    print("best configuration: " + params_text(best))
     if final:
         record = run.folder.read_json(run.folder.rel("sweep.json"))
-        run_loso(exp.with_values(best), shards, opts, f"{name}-best",
+        run_loso(exp.with_values(best), shards, opts, best_name(name),
                  {"sweep": name, "best_params": best, "search_informed": True,
                   "search_subjects": record["search_subjects"]})
     return best

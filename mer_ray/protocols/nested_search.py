@@ -37,8 +37,8 @@ from ..data.shards import Shards
 from ..fitting.device import use_gpus
 from ..fitting.job import FoldJob
 from ..methods.mer.tokens import pass_place
-from ..train.fold_jobs import FoldPlan, chosen, outer_job, search_job
-from ..train.run_folder import RunFolder
+from ..train.folder import RunFolder
+from ..train.jobs import FoldPlan, chosen, outer_job, search_job
 from ..train.runner import run_jobs
 from ..train.slots import fold_slots
 from .loso import LosoRun, plan_loso, shared_tokens
@@ -66,11 +66,6 @@ def inner_splits(labels_by_subject: dict[str, set], outer: str, n_val: int, seed
 
 def _seed(seed: int, outer: str) -> int:
     return int(np.random.SeedSequence([seed, *outer.encode()]).generate_state(1)[0])
-
-
-def _params(params: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items())
 
 
 @dataclass(frozen=True)
@@ -151,12 +146,10 @@ class NestedPlan:
         return {"space": self.space, "trials": self.trials, "inner_folds": self.inner_folds}
 
 
-def plan_nested(shards: Shards, exp: ExperimentConfig, storage_path: str, name: str | None,
+def plan_nested(shards: Shards, exp: ExperimentConfig, storage_path: str, name: str,
                 space: dict[str, dict], trials: int, inner_folds: int,
                 max_folds: int | None = None) -> NestedPlan:
     refuse_leaky(exp)
-    meta = shards.meta
-    name = name or f"nested-{meta.dataset or 'data'}-{meta.protocol or ''}-{exp.hash()}"
     plan = NestedPlan(None, space, trials, inner_folds)
     plan.run = plan_loso(shards, exp, storage_path, name, max_folds,
                          identity={"nested_search": plan.identity()})
@@ -224,7 +217,7 @@ def nested_record(plan: NestedPlan) -> dict:
             **plan.identity(), "outer_folds": outer}
 
 
-def nested_search(exp: ExperimentConfig, shards: Shards, space: dict, opts, name: str | None,
+def nested_search(exp: ExperimentConfig, shards: Shards, space: dict, opts, name: str,
                   trials: int, inner_folds: int) -> dict:
     """``mer-ray sweep`` (nested, the default): plan, run the outer folds without stored
     results, then write and print the summary of the outer predictions."""

@@ -26,7 +26,7 @@ from ..data.folds import FoldSplit
 from ..data.shards import Shards
 from ..fitting.job import FoldJob, SplitSource, TokenSource
 from ..model.encoder import BackboneSource
-from .run_folder import RunFolder
+from .folder import RunFolder
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import uuid
 import torch
 
 from ..config import TRUNK_FIELDS
+from ..console import params_text
 from ..fitting.job import FoldJob, FoldResult, store_result
 from ..provenance import libraries
 from ..records import PAUSE, STATE
@@ -151,5 +152,4 @@ def fold_summary(record) -> dict:
     return {"test_uf1": record.test_uf1, "test_uar": record.test_uar,
             "best_val_uf1": record.best_val_uf1, "epochs_run": record.epochs_run,
             "wall_seconds": record.wall_seconds,
-            "chosen": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in chosen.items()) if chosen else None}
+            "chosen": params_text(chosen) if chosen else None}

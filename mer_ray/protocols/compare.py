@@ -35,16 +35,17 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..console import show
+from ..data.choice import DataChoice
 from ..data.shards import Shards
 from ..integrity import best, marked, notes, refuse_leaky, row_flags
 from ..methods import METHODS, load_with_recipe, method_named
 from ..metrics import bootstrap_interval, holm, paired_difference
 from ..storage import open_storage
-from ..train.fold_jobs import loso_jobs
-from ..train.run_folder import RunFolder
+from ..train.folder import RunFolder
+from ..train.jobs import loso_jobs
 from ..train.runner import run_jobs
-from .data import DataChoice
-from .loso import LosoRun, RunOptions, plan_loso, refuse_clashes, run_name, settle
+from .loso import LosoRun, RunOptions, plan_loso, refuse_clashes, settle
+from .names import run_name, seed_names, seeded
 from .summary import subject_predictions, summarise_run
 
 RESAMPLES = 1000  # bootstrap resamples of every interval and difference
@@ -83,8 +84,8 @@ class Entry:
     def tag(self) -> str:
         """The entry's part of its folds' job keys and progress lines: the method, leaky or
         not, and the seed when there are several (keys never repeat across entries)."""
-        return (self.method + ("-leaky" if self.leaky else "")
-                + (f"-seed{self.seed}" if self.seeded else ""))
+        tag = self.method + ("-leaky" if self.leaky else "")
+        return seeded(tag, self.seed) if self.seeded else tag
 
 
 @dataclass
@@ -137,12 +138,12 @@ def plan_entries(spec: CompareSpec, storage: str, max_folds: int | None) -> list
                                                    method, flow, leaky), set(spec.user_set))
                 tag = f"{method}-leaky" if leaky else method
                 name = run_name(choice, exp, max_folds, prefix=f"{spec.name}-{tag}-")
-                for k in range(max(1, spec.seeds)):
-                    seed = exp.train.seed + k
-                    run = name if spec.seeds <= 1 else f"{name}-seed{seed}"
-                    seeded = exp.with_values({"train.seed": seed})
-                    refuse_clashes(choice, seeded, storage, [run])
-                    entries.append(Entry(ds, method, leaky, seed, seeded, run, spec.seeds > 1))
+                runs = seed_names(name, exp.train.seed, spec.seeds)
+                for seed, run in zip(range(exp.train.seed, exp.train.seed + len(runs)), runs):
+                    seeded_exp = exp.with_values({"train.seed": seed})
+                    refuse_clashes(choice, seeded_exp, storage, [run])
+                    entries.append(Entry(ds, method, leaky, seed, seeded_exp, run,
+                                         spec.seeds > 1))
     return entries
 
 

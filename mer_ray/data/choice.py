@@ -1,27 +1,26 @@
 """The data a run trains on, as the user chose it (``DataChoice``): a dataset root aligned into
 shards once and reused, shards made by ``mer-ray prepare``, or, without either, a synthetic set
 in the dataset's layout (said loudly). ``check`` runs before Ray starts: everything about the
-choice that can be known without a cluster fails fast. Also: where a command's Ray messages go.
+choice that can be known without a cluster fails fast.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..config import DataConfig, ExperimentConfig
 from ..console import Ticker
-from ..data.adapters import DATASETS
-from ..data.labels import class_names, protocols_of
-from ..data.manifest import build_manifest
-from ..data.prepare import PrepareConfig, prepare_shards
-from ..data.shards import Shards, is_shard_folder
-from ..data.synth import generate, generate_composite, is_synthetic
-from ..data.synth.render import RenderConfig
-from ..storage import is_uri, locate, open_storage
+from ..storage import is_uri
+from .adapters import DATASETS
+from .labels import class_names, protocols_of
+from .manifest import build_manifest
+from .prepare import PrepareConfig, prepare_shards
+from .shards import Shards, is_shard_folder
+from .synth import generate, generate_composite, is_synthetic
+from .synth.render import RenderConfig
 
 LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic", "casme3": "casme3"}
 # The embedded default set: 8 subjects x 4 clips per class (96 clips in 3-class; SAMM's 3-class
@@ -131,6 +130,14 @@ class DataChoice:
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
     workdir: Path = Path("data")
     seed: int | None = None  # the synthetic set's seed, when not synthetic.seed
+    opened: Shards | None = field(default=None, compare=False, repr=False)
+
+    def handle(self) -> Shards:
+        """The given shards, opened once: their ``prepare.json`` is read here and every later
+        question about them (their dataset, frame settings, id) reads this handle."""
+        if self.opened is None:
+            object.__setattr__(self, "opened", Shards.open(self.shards))
+        return self.opened
 
     def check(self) -> None:
         """Everything about the choice that needs no cluster; a clear error when it is
@@ -138,7 +145,7 @@ class DataChoice:
         if self.shards is not None:
             if self.root is not None:
                 raise ValueError("give --shards or --data-root, not both")
-            Shards.open(self.shards)  # names the folder when it is not a shard folder
+            self.handle()  # names the folder when it is not a shard folder
             return
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
@@ -167,7 +174,7 @@ class DataChoice:
     def shards_path(self, data: DataConfig) -> Path | str:
         """Where the shards are (or will be) for these frame settings: a path, or the URI."""
         if self.shards is not None:
-            where = locate(self.shards).where()
+            where = self.handle().root
             return where if is_uri(where) else Path(where)
         return shards_folder(self.workdir, self.dataset, self.protocol, data,
                              self.source()).resolve()
@@ -175,7 +182,7 @@ class DataChoice:
     def described(self) -> tuple[str, str]:
         """(dataset, protocol): given shards' own, else the choice's."""
         if self.shards is not None:
-            meta = Shards.open(self.shards).meta
+            meta = self.handle().meta
             return meta.dataset or "data", meta.protocol or "protocol"
         return self.dataset, self.protocol
 
@@ -190,7 +197,7 @@ class DataChoice:
         """The shards to train on (aligning them, or rendering a synthetic set first, when
         needed). Ray must be running."""
         if self.shards is not None:
-            return Shards.open(self.shards)
+            return self.handle()
         root = self.root
         if root is None:
             root = self.synthetic_root
@@ -247,11 +254,3 @@ def frames_from_shards(exp: ExperimentConfig, shards: Shards, user_set: set[str]
     exp = exp.with_values(keep) if keep else exp
     shards.check(exp.data)
     return exp
-
-
-def driver_log(storage_path: str, workdir: Path, command: str) -> Path:
-    """Where a command's Ray messages go: ``<storage>/logs/`` (``<workdir>/logs/`` when the
-    storage is remote)."""
-    local = open_storage(storage_path).local_path("logs")
-    base = Path(local) if local else Path(workdir) / "logs"
-    return base / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}.log"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..console import show
+from ..data.choice import DataChoice, frames_from_shards
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards, is_shard_folder
 from ..fitting.device import use_gpus
@@ -25,11 +26,11 @@ from ..metrics import bootstrap_interval
 from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
 from ..storage import open_storage
-from ..train.fold_jobs import FoldPlan, loso_jobs
-from ..train.run_folder import RunFolder
+from ..train.folder import RunFolder
+from ..train.jobs import FoldPlan, loso_jobs
 from ..train.runner import run_jobs
 from ..train.slots import fold_slots
-from .data import DataChoice, frames_from_shards
+from .names import seed_names
 from .summary import RunView, print_summary, subject_predictions, summarise_run
 
 FIGURES = ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar", "uf1_ci95", "uar_ci95")
@@ -84,25 +85,12 @@ class LosoRun:
         return [f for f in self.folds if not self.folder.fold_done(f.test)]
 
 
-def run_name(data: DataChoice, exp: ExperimentConfig, max_folds: int | None = None,
-             prefix: str = "") -> str:
-    """A run's default name: the dataset, protocol, data folder (with a hash of its path) and
-    configuration hash; ``-firstN`` for a run of the first N folds only."""
-    dataset, protocol = data.described()
-    part = f"-first{max_folds}" if max_folds else ""
-    return f"{prefix}{dataset}-{protocol}-{data.identity()}-{exp.hash()}{part}"
-
-
-def default_name(shards: Shards, exp: ExperimentConfig) -> str:
-    return run_name(DataChoice(shards=shards.root), exp)
-
-
 def settle(data: DataChoice, exp: ExperimentConfig, user_set: set[str]) -> ExperimentConfig:
     """Before Ray starts: the data choice checked and, for given shards, the frame settings
     taken from them (a conflicting setting the user made is refused)."""
     data.check()
     if data.shards is not None:
-        shards = Shards.open(data.shards)
+        shards = data.handle()
         method = method_named(exp.model.method)
         if method.needs_flow and shards.meta.data.flow is None:
             raise ValueError(
@@ -125,14 +113,16 @@ def refuse_clashes(data: DataChoice, exp: ExperimentConfig, storage_path: str,
     where = data.shards_path(exp.data)
     known = {"config_hash": exp.hash()} if config_known else {}
     known["shards"] = str(where)
-    if is_shard_folder(where):
+    if data.shards is not None:
+        known["shards_id"] = data.handle().meta.shards_id
+    elif is_shard_folder(where):
         known["shards_id"] = Shards.open(where).meta.shards_id
     for name in names:
         RunFolder.open(storage_path, name).check_claim({**known, **(identity or {})})
 
 
 def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
-              name: str | None = None, max_folds: int | None = None,
+              name: str, max_folds: int | None = None,
               identity: dict | None = None) -> LosoRun:
     """The folds of a run and its folder; a folder that holds another run (other
     configuration, other clips, or another ``identity``: e.g. a nested search's space and
@@ -142,7 +132,7 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
     subjects = len(folds)
     if max_folds:
         folds = folds[:max_folds]
-    folder = RunFolder.open(storage_path, name or default_name(shards, exp))
+    folder = RunFolder.open(storage_path, name)
     meta = shards.meta
     folder.claim(
         {"config_hash": exp.hash(), "config": exp.to_dict(), "shards": str(shards.root),
@@ -199,7 +189,7 @@ def train_folds(run: LosoRun, local: bool = False, tracker=None) -> list[FoldRec
                     expected=len(todo))
 
 
-def run_loso(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str | None = None,
+def run_loso(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
              extra: dict | None = None) -> dict:
     """One LOSO run with its summary written and printed; returns the summary."""
     from ..tracking import log_summary, tracker_for
@@ -228,7 +218,7 @@ def run_seeded(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: st
         return {"runs": [name], "summaries": [s], "seeds": [exp.train.seed],
                 **{k: s["metrics"][k] for k in FIGURES}}
     seeds = [exp.train.seed + i for i in range(n)]
-    names = [f"{name}-seed{sd}" for sd in seeds]
+    names = seed_names(name, exp.train.seed, n)
     summaries = [run_loso(exp.with_values({"train.seed": sd}), shards, opts, nm,
                           {**(extra or {}), "seeds_of": name})
                  for sd, nm in zip(seeds, names)]
@@ -257,11 +247,9 @@ def pm(row: dict, key: str) -> str:
     return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
-def train(exp: ExperimentConfig, shards: Shards, opts: RunOptions,
-          name: str | None = None) -> dict:
+def train(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str) -> dict:
     """``mer-ray train``: one LOSO run, or with several seeds one per seed plus a table and a
     ``<name>-seeds.json`` grid file of them (which ``mer-ray report`` shows)."""
-    name = name or default_name(shards, exp)
     if opts.seeds <= 1:
         return run_loso(exp, shards, opts, name)
     res = run_seeded(exp, shards, opts, name)
