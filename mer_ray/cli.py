@@ -99,14 +99,17 @@ def cmd_grid(args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from .protocols.transfer import transfer_command
+    from .data.choice import dataset_choices
+    from .protocols.transfer import transfer_command, transfer_spec
 
     if args.protocol != "3class":
         raise ValueError("cross-dataset transfer uses the 3-class protocol (one label space)")
-    exp, user_set = experiment_config(args)
-    return transfer_command(args.source, args.targets, args.data_roots, args.annotations,
-                            args.conditions, args.workdir, synthetic_set(args), exp, user_set,
-                            _options(args, {}), args.name, lambda: _start_ray(args, "transfer"))
+    exp, _ = experiment_config(args)
+    data = dataset_choices([args.source, *(args.targets or ["casme2", "smic"])],
+                           args.data_roots, "3class", synthetic_set(args), args.workdir)
+    spec = transfer_spec(exp, args.source, args.targets, data, args.conditions, args.name,
+                         args.annotations)
+    return transfer_command(spec, _options(args, {}), lambda: _start_ray(args, "transfer"))
 
 
 def cmd_compare(args) -> int:
@@ -146,10 +149,12 @@ def cmd_sweep(args) -> int:
     shards = data.prepare(exp.data)
     opts = _options(args, {"data_root": shards.meta.root})
     if args.flat:
-        from .protocols.flat_search import flat_search
+        from .protocols.flat_search import FlatSpec, flat_search
+        from .protocols.search_space import tune_space
 
-        flat_search(exp, shards, space, opts, name, args.num_samples, args.sweep_folds,
-                    args.asha, args.study_db, final=not args.no_final)
+        flat_search(exp, shards, FlatSpec(tune_space(space), args.num_samples, args.sweep_folds,
+                                          args.asha, args.study_db), opts, name,
+                    final=not args.no_final)
         return 0
     from .protocols.nested_search import nested_search
 

@@ -62,7 +62,7 @@ def test_a_token_folder_records_its_clips_and_shards_and_readers_check_both(tmp_
     pq.write_table(pq.read_table(part).slice(0, 2), part)
     [job] = loso_jobs(run.plan(found), run.folds)
     with pytest.raises(Exception, match=r"subject=s2 holds 2 clip\(s\), its pass wrote 3"):
-        run_jobs([job], EXP.train, local=True, quiet=True)
+        run_jobs([job], EXP.train, local=True, title=None)
     # a pointer whose clip count is not the shards' is not a finished folder
     pointer = Path(found.root).parent / "tokens.json"
     pointer.write_text(json.dumps({**json.loads(pointer.read_text()), "clips": 11}))
@@ -77,7 +77,7 @@ def test_a_fold_refuses_tokens_of_other_shards(tmp_path):
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "shards_id": "other"}))
     [job] = loso_jobs(run.plan(found), run.folds)
     with pytest.raises(Exception, match=r"made from shards other, but this run was planned"):
-        run_jobs([job], EXP.train, local=True, quiet=True)
+        run_jobs([job], EXP.train, local=True, title=None)
 
 
 def test_shards_prepared_again_under_a_run_are_refused_not_read(tmp_path):
@@ -89,7 +89,7 @@ def test_shards_prepared_again_under_a_run_are_refused_not_read(tmp_path):
     [job] = loso_jobs(run.plan(), run.folds)
     write_shards(tmp_path / "s", seed=5)  # the same folder, prepared again from other data
     with pytest.raises(Exception, match=r"prepared again while the run was going"):
-        run_jobs([job], exp.train, local=True, quiet=True)
+        run_jobs([job], exp.train, local=True, title=None)
     assert issubclass(ShardsChanged, ValueError)
 
 
@@ -146,7 +146,7 @@ def a_run(tmp_path):
     shards = write_shards(tmp_path / "s")
     exp = ExperimentConfig().with_overrides(TINY + ["model.method=lbptop_svm"])
     run = plan(shards, tmp_path, exp, folds=None)
-    run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, quiet=True)
+    run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, title=None)
     from mer_ray.protocols.summary import summarise_run
 
     summarise_run(run.view())
@@ -184,7 +184,7 @@ def test_a_failed_fold_says_what_failed_without_the_traceback(tmp_path):
     bad = replace(bad, sources={**bad.sources, "test": SplitSource(
         bad.sources["test"].root, ("nobody",))})
     with pytest.raises(FoldFailed) as failed:
-        run_jobs([bad, good], exp.train, local=True, quiet=True)
+        run_jobs([bad, good], exp.train, local=True, title=None)
     message = str(failed.value)
     assert "Traceback" not in message and "fold s1: FileNotFoundError" in message
     assert "subject=nobody" in message and "--debug" in message

@@ -121,15 +121,17 @@ def cross_shards(tmp_path):
 
 
 def test_a_transfer_marks_its_leaky_row(tmp_path, capsys):
-    from mer_ray.protocols.transfer import run_cross
+    from mer_ray.protocols.transfer import TransferSpec, run_cross
 
     source, target = cross_shards(tmp_path)
     exp = ExperimentConfig().with_overrides(
         [*QUICK, "model.method=lbptop_svm", "train.selection=test"])
+    spec = TransferSpec(exp, DataChoice(shards=source.root),
+                        {"casme2": DataChoice(shards=target.root)}, (False,), "x")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows = run_cross(exp, "samm", source, {"casme2": target}, [False],
-                         str(tmp_path / "runs"), "x", local=True)
+        rows = run_cross(spec, source, {"casme2": target},
+                         RunOptions(storage_path=str(tmp_path / "runs"), local=True))
     assert rows[0]["leaky"] is True
     out = capsys.readouterr().out
     assert "SAMM -> CASME2 LEAKY" in out and "LEAKY: its selection" in out

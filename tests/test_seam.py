@@ -48,7 +48,7 @@ def test_the_driver_decides_where_the_backbone_comes_from(shards, tmp_path, monk
     monkeypatch.setattr(encoder, "_cached_hub_file", probe)
     jobs = loso_jobs(run.plan(), run.folds)
     assert all(j.backbone == encoder.RANDOM for j in jobs)
-    [record] = run_jobs(jobs, exp.train, local=True, quiet=True)
+    [record] = run_jobs(jobs, exp.train, local=True, title=None)
     assert record.pretrained is False and record.weights_source == "random init"
 
 
@@ -61,7 +61,7 @@ def test_here_trains_with_a_slots_thread_count(shards, tmp_path):
     torch.set_num_threads(2)
     try:
         [record] = run_jobs(loso_jobs(run.plan(), run.folds), EXP.train, local=True,
-                            quiet=True, report=lambda job, row, last: seen.append(
+                            title=None, report=lambda job, row, last: seen.append(
                                 torch.get_num_threads()))
         assert seen == [1, 1] and record.threads == 1
         assert torch.get_num_threads() == 2  # this process's own setting comes back
@@ -82,7 +82,7 @@ def test_fold_records_its_process_and_weights(shards, tmp_path):
     torch.save(src.state_dict(), weights)
     exp = EXP.with_values({"model.backbone_weights": str(weights)})
     run = plan(shards, tmp_path, exp)
-    [record] = run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, quiet=True)
+    [record] = run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, title=None)
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert record.weights_sha256 == sha and record.pretrained
     assert record.libraries == libraries() and record.libraries["torch"]
@@ -108,7 +108,7 @@ def test_the_records_say_what_training_did(shards, tmp_path, monkeypatch):
         calls.clear()
         exp = EXP.with_values(values)
         run = plan(shards, tmp_path / said.replace(" ", "_"), exp)
-        [record] = run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, quiet=True)
+        [record] = run_jobs(loso_jobs(run.plan(), run.folds), exp.train, local=True, title=None)
         summary = summarise_run(run.view())
         assert bool(calls) == record.augmented == (said == "flip + affine"), said
         assert record.cache_trunk == exp.train.cache_trunk

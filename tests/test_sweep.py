@@ -9,7 +9,7 @@ import pytest
 
 from mer_ray.config import ExperimentConfig
 from mer_ray.data.shards import Shards
-from mer_ray.protocols.flat_search import run_sweep, sweep_folds
+from mer_ray.protocols.flat_search import FlatSpec, run_sweep, sweep_folds
 from mer_ray.protocols.loso import plan_loso
 from mer_ray.protocols.search_space import load_space
 from tests.helpers.tiny import TINY, write_config
@@ -69,7 +69,7 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     exp = ExperimentConfig().with_overrides(TINY)
     setup = plan_loso(tiny_shards, exp, tmp_path / "a", name="sweep")
     [fold] = sweep_folds(setup, 1)
-    best, table = run_sweep(setup, load_space(space_file), num_samples=2, n_folds=1)
+    best, table = run_sweep(setup, FlatSpec(load_space(space_file), num_samples=2, folds=1))
     assert table.height == 2 and table["folds_done"].to_list() == [1, 1]
     assert table["val_uf1"].is_between(0, 1).all()
     assert pl.read_parquet(tmp_path / "a" / "sweep" / "trials.parquet").equals(table)
@@ -93,8 +93,8 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     _scramble_test_labels(tiny_shards, scrambled, [fold.test])
     setup2 = plan_loso(Shards.open(scrambled), exp, tmp_path / "b", name="sweep")
     params = ["loss.lambda1", "model.lora_rank"]
-    best2, table2 = run_sweep(setup2, load_space(space_file), num_samples=2, n_folds=1,
-                              points=table.select(params).to_dicts())
+    best2, table2 = run_sweep(setup2, FlatSpec(load_space(space_file), num_samples=2, folds=1,
+                                               points=table.select(params).to_dicts()))
     assert table2.drop("trial_id", "trial").sort(params).equals(
         table.drop("trial_id", "trial").sort(params))
     value = {tuple(r[k] for k in params): r["val_uf1"] for r in table.to_dicts()}
@@ -119,7 +119,7 @@ def test_sweep_reads_validation_only(tiny_shards, tmp_path):
     state_file.write_text(json.dumps(state))
     (run_dir / "finished" / f"{cut}.json").unlink()
     kept_result = next((run_dir / "tune").glob(f"*{kept}*/result.json")).read_text()
-    again, table3 = run_sweep(setup, load_space(space_file), num_samples=2, n_folds=1)
+    again, table3 = run_sweep(setup, FlatSpec(load_space(space_file), num_samples=2, folds=1))
     assert table3.height == 2 and table3["folds_done"].to_list() == [1, 1]
     assert table3.filter(pl.col("trial_id") == cut)["val_uf1"].item() == \
         table.filter(pl.col("trial_id") == cut)["val_uf1"].item()  # trained again, the same
@@ -213,7 +213,8 @@ def test_asha_clock_is_epochs(tiny_shards, tmp_path):
     space_file.write_text(SPACE)
     exp = ExperimentConfig().with_overrides(TINY + ["train.max_epochs=3", "train.patience=3"])
     setup = plan_loso(tiny_shards, exp, tmp_path / "runs", name="asha")
-    _, table = run_sweep(setup, load_space(space_file), num_samples=2, n_folds=2, asha=True)
+    _, table = run_sweep(setup, FlatSpec(load_space(space_file), num_samples=2, folds=2,
+                                         asha=True))
     finished = table.filter(pl.col("folds_done") == 2)
     assert finished.height >= 1 and (finished["epochs_done"] == 6).all()
     for result in (tmp_path / "runs" / "asha" / "tune").glob("*/result.json"):

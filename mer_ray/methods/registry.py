@@ -22,7 +22,11 @@ class Method:
     (``load_with_recipe``).
     ``parameters(exp, classes)``: its trainable parameters.
     ``augmentation(exp)``: what its training clips went through, in words (the run summary
-    says it); None: no augmentation."""
+    says it); None: no augmentation.
+    ``shared_inputs(shards, exp, backbone, use_gpu, slots, compute) -> TokenSource | None``:
+    what every fold of a run reads in common, made once before they train (None: nothing for
+    this configuration; with ``compute`` off, only what already exists), and
+    ``shared_place(shards, exp)``: where making it runs ("here" or "ray")."""
 
     name: str
     summary: str
@@ -33,6 +37,8 @@ class Method:
     uses_backbone: bool = False
     recipe: tuple[str, ...] = ()
     augmentation: Callable[[ExperimentConfig], str] | None = None
+    shared_inputs: Callable | None = None
+    shared_place: Callable | None = None
 
     def augmentation_of(self, exp: ExperimentConfig) -> str:
         return self.augmentation(exp) if self.augmentation else "none"

@@ -61,18 +61,20 @@ def _adam_steps(net: MERNet, x: torch.Tensor) -> None:
         opt.step()
 
 
-def training_memory(net: MERNet, frames: int, batch: int = 1) -> tuple[float, str]:
+def training_memory(net: MERNet, frames: int, batch: int = 1,
+                    device: torch.device | None = None) -> tuple[float, str]:
     """Memory of one training step with Adam, in MB.
 
     On a GPU: the allocator's peak over two steps. On the CPU, where torch keeps no allocator
     statistics: parameters + gradients + Adam's two moments (trainable parameters only) + the
     activations autograd saves for the backward pass (unique storages, parameters excluded),
-    the same quantities that make up a GPU's peak."""
+    the same quantities that make up a GPU's peak. ``device``: where to measure (the caller
+    asks the device rule, ``fitting/device.py``); default the CPU."""
     s = net.size
     trainable = [p for p in net.parameters() if p.requires_grad]
-    if torch.cuda.is_available():
-        net = net.cuda()
-        x = torch.randn(batch, frames, 3, s, s, device="cuda")
+    if device is not None and device.type == "cuda":
+        net = net.to(device)
+        x = torch.randn(batch, frames, 3, s, s, device=device)
         torch.cuda.reset_peak_memory_stats()
         _adam_steps(net, x)
         peak = torch.cuda.max_memory_allocated() / 2**20
@@ -154,14 +156,20 @@ def training_rss(cfg: ModelConfig, frames: int, size: int, num_classes: int = 3,
     return int(proc.stdout.strip().splitlines()[-1]) / 2**20
 
 
-def model_stats(name: str, cfg: ModelConfig, frames: int, size: int, num_classes: int = 3,
-                memory: bool = True, batch: int = 1, rss: bool = False) -> ModelStats:
-    """Table 7 columns for clips of ``frames`` frames of ``size`` pixels. ``rss``: also the
-    peak RSS of a process training this model on the CPU (a few seconds: a fresh process
-    imports torch)."""
-    net = _counting_model(cfg, num_classes, size)
+TABLE_CLASSES = 3  # the classes of the head whose parameters model_stats counts
+
+
+def model_stats(name: str, cfg: ModelConfig, frames: int, size: int, memory: bool = True,
+                batch: int = 1, device: torch.device | None = None,
+                rss: bool = False) -> ModelStats:
+    """Table 7 columns for clips of ``frames`` frames of ``size`` pixels, the memory measured
+    on ``device`` (the caller asks the device rule; default the CPU). ``rss``: also the peak
+    RSS of a process training this model on the CPU (a few seconds: a fresh process imports
+    torch). The head has ``TABLE_CLASSES`` classes, as the paper's Table 7 counts."""
+    net = _counting_model(cfg, TABLE_CLASSES, size)
     total, trainable = net.parameter_counts()
     fwd, train = count_flops(net, frames)
-    mem, kind = training_memory(net, frames, batch) if memory else (None, "not measured")
-    peak_rss = training_rss(cfg, frames, size, num_classes, batch) if rss else None
+    mem, kind = training_memory(net, frames, batch, device) if memory else \
+        (None, "not measured")
+    peak_rss = training_rss(cfg, frames, size, TABLE_CLASSES, batch) if rss else None
     return ModelStats(name, cfg.backbone, total, trainable, fwd, train, mem, kind, peak_rss)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import ExperimentConfig
@@ -43,8 +43,8 @@ from ..metrics import bootstrap_interval, holm, paired_difference
 from ..storage import open_storage
 from ..train.folder import RunFolder
 from ..train.jobs import loso_jobs
-from ..train.runner import run_jobs
-from .loso import LosoRun, RunOptions, plan_loso, refuse_clashes, settle
+from ..train.runner import run_planned
+from .loso import LosoRun, RunOptions, plan_loso, planned, refuse_clashes, settle
 from .names import run_name, seed_names, seeded
 from .summary import subject_predictions, summarise_run
 
@@ -157,37 +157,17 @@ def groups(entries: list[Entry]) -> list[Group]:
 
 def train_entries(entries: list[Entry], shards: dict[str, Shards], opts: RunOptions,
                   folder: RunFolder) -> None:
-    """Every entry's folds as one list of jobs through the fold runner (their keys carry the
-    entry's tag); the paper model's trunk tokens computed while the slots start."""
-    from .loso import shared_tokens
-
+    """Every entry's folds through the runner at once (their keys carry the entry's tag): one
+    slot pool, the paper model's trunk tokens made once per shards and configuration."""
     for e in entries:
         e.run = plan_loso(shards[e.dataset], e.exp, opts.storage_path, e.name, opts.max_folds)
-    todo = sum(len(e.run.todo()) for e in entries)
-
-    def jobs():
-        out = []
-        for e in entries:
-            tokens = shared_tokens(e.run, False, 1) if opts.local else \
-                shared_tokens(e.run, _gpu(e.exp), _slots(e.exp))
-            out += loso_jobs(e.run.plan(tokens), e.run.folds, tag=e.tag)
-        return out
-
-    base = entries[0].exp.train
-    run_jobs(jobs if not opts.local else jobs(), base, local=opts.local, folder=folder,
-             title=f"{folder.name}: {len(entries)} run(s)", expected=todo)
-
-
-def _gpu(exp: ExperimentConfig) -> bool:
-    from ..fitting.device import use_gpus
-
-    return use_gpus(exp.train.use_gpu, on_ray=True)
-
-
-def _slots(exp: ExperimentConfig) -> int:
-    from ..train.slots import fold_slots
-
-    return fold_slots(exp.train, _gpu(exp))
+    runs = []
+    for e in entries:
+        plan = planned(e.run)
+        runs.append(replace(plan, jobs=lambda tokens, e=e: loso_jobs(e.run.plan(tokens),
+                                                                     e.run.folds, tag=e.tag)))
+    run_planned(runs, local=opts.local, folder=folder,
+                title=f"{folder.name}: {len(entries)} run(s)")
 
 
 def _predictions(g: Group) -> list[dict]:

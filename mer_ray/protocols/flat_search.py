@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..train.runner import run_jobs
 from ..train.slots import fold_resources, fold_slots
 from .loso import LosoRun, RunOptions, plan_loso, run_loso
 from .names import best_name
-from .search_space import SweepInterrupted, refuse_leaky, tune_space
+from .search_space import SweepInterrupted, refuse_leaky
 
 METRIC = "val_uf1"
 TRIALS_FILE = "trials.parquet"
@@ -193,7 +194,7 @@ def trial(params: dict[str, Any], context: dict) -> None:
                      "epochs_run": int(row["epoch"]) + 1})
 
     jobs = [search_job(plan, split, exp) for split in context["folds"]]
-    run_jobs(jobs, exp.train, local=True, quiet=True, report=report)
+    run_jobs(jobs, exp.train, local=True, title=None, report=report, use_gpu=context["use_gpu"])
 
 
 def sweep_folds(run: LosoRun, n_folds: int) -> list[FoldSplit]:
@@ -207,8 +208,20 @@ def sweep_folds(run: LosoRun, n_folds: int) -> list[FoldSplit]:
     return [usable[i] for i in pick]
 
 
-def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int, asha: bool,
-           study_db: str | None, seed: int, points: list[dict] | None, path: str):
+@dataclass(frozen=True)
+class FlatSpec:
+    """A flat search: its space (Tune domains), how many trials on how many folds each, ASHA
+    or not, where Optuna keeps its study, and configurations to evaluate first."""
+
+    space: dict[str, Any]
+    num_samples: int = 16
+    folds: int = 3
+    asha: bool = False
+    study_db: str | None = None
+    points: list[dict] | None = None  # Optuna's points_to_evaluate
+
+
+def _tuner(run: LosoRun, trainable, spec: FlatSpec, folds: int, slots: int, path: str):
     """A new Tune run of the search, or the one saved at ``path``, resumed."""
     import optuna
     from ray import tune
@@ -224,23 +237,23 @@ def _tuner(run: LosoRun, trainable, space: dict, num_samples: int, n_folds: int,
         return tune.Tuner.restore(path, trainable, resume_errored=True)
     tc = run.exp.train
     storage = None
-    if study_db:
-        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(study_db).resolve()}")
+    if spec.study_db:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(spec.study_db).resolve()}")
     searcher = OptunaSearch(metric=METRIC, mode="max", study_name=run.name, storage=storage,
-                            points_to_evaluate=points,
-                            sampler=optuna.samplers.TPESampler(seed=seed))
+                            points_to_evaluate=spec.points,
+                            sampler=optuna.samplers.TPESampler(seed=tc.seed))
     return tune.Tuner(
-        trainable, param_space=space,
+        trainable, param_space=spec.space,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=num_samples,
-            max_concurrent_trials=fold_slots(tc, use_gpus(tc.use_gpu, on_ray=True)),
+            search_alg=searcher, num_samples=spec.num_samples,
+            max_concurrent_trials=slots,
             # The clock is epochs trained over the trial's folds: a trial is compared with
             # others after the same amount of training, first after one fold's worth.
             scheduler=ASHAScheduler(metric=METRIC, mode="max", time_attr="epochs_done",
-                                    max_t=n_folds * tc.max_epochs, grace_period=tc.max_epochs)
-            if asha else None),
+                                    max_t=folds * tc.max_epochs, grace_period=tc.max_epochs)
+            if spec.asha else None),
         run_config=tune.RunConfig(name="tune", storage_path=path.rsplit("/", 1)[0], verbose=0,
-                                  callbacks=[TrialLines(num_samples),
+                                  callbacks=[TrialLines(spec.num_samples),
                                              TrialRecords(run.folder.storage.uri, run.name)]))
 
 
@@ -282,32 +295,30 @@ def creation_index(result, fallback: int) -> int:
     return int(found.group(1)) - 1 if found else fallback
 
 
-def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: int,
-              asha: bool = False, study_db: str | None = None, seed: int = 0,
-              points: list[dict] | None = None):
+def run_sweep(run: LosoRun, spec: FlatSpec):
     """Run (or resume) the search; returns (best params, trials table as a polars DataFrame).
-    ``points``: configurations to evaluate first (Optuna's ``points_to_evaluate``)."""
+    TPE is seeded by the run's seed."""
     import polars as pl
     from ray import tune
 
     tc = run.exp.train
-    use_gpu = use_gpus(tc.use_gpu, on_ray=True)
-    folds = sweep_folds(run, n_folds)
+    use_gpu = use_gpus(tc.use_gpu, on_ray=True)  # decided here, once, for every trial
+    folds = sweep_folds(run, spec.folds)
     # The trials read the aligned clips (each computes its own trunk tokens).
     plan = FoldPlan(run.exp, run.shards, run.backbone, folder=run.folder, method=run.method)
-    context = {"experiment": run.exp.to_dict(), "plan": plan, "asha": asha, "folds": folds}
+    context = {"experiment": run.exp.to_dict(), "plan": plan, "asha": spec.asha,
+               "folds": folds, "use_gpu": use_gpu}
     # A trial trains its folds itself: it holds what one fold worker would.
     resources = {k.lower() if k in ("CPU", "GPU") else k: v
                  for k, v in fold_resources(tc, use_gpu).items()}
     trainable = tune.with_resources(tune.with_parameters(trial, context=context), resources)
     path = f"{run.folder.storage.uri.rstrip('/')}/{run.name}/tune"  # a folder or a URI
-    tuner = _tuner(run, trainable, space, num_samples, len(folds), asha, study_db, seed,
-                   points, path)
+    tuner = _tuner(run, trainable, spec, len(folds), fold_slots(tc, use_gpu), path)
     # Tune prints its own banner on stdout: it goes to a log file, our lines to the console.
     logs = run.folder.logs_dir
     log = Path(logs) / "tune.log" if logs else Path(os.devnull)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with Ticker(f"{run.name}: searching {num_samples} configuration(s) on {len(folds)} "
+    with Ticker(f"{run.name}: searching {spec.num_samples} configuration(s) on {len(folds)} "
                 f"fold(s)") as tick, open(log, "a") as sink, \
             contextlib.redirect_stdout(sink), interrupt_watch() as interrupted:
         _TICKERS.append(tick)
@@ -315,14 +326,14 @@ def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: in
             results = tuner.fit()
         finally:
             _TICKERS.remove(tick)
-    table = _trials_table(results, space, num_samples, path, interrupted(),
+    table = _trials_table(results, spec.space, spec.num_samples, path, interrupted(),
                           finished_trials(run.folder))
     done = table.filter(pl.col("error").is_null() & (pl.col("folds_done") == len(folds)))
     if done.is_empty():
         raise RuntimeError(f"no trial finished all {len(folds)} folds; see {path}")
     # ties: the earliest trial (Tune's trial ids are random, their order is not the trials')
     best_row = done.sort([METRIC, "trial"], descending=[True, False]).row(0, named=True)
-    best = {k: best_row[k] for k in space}
+    best = {k: best_row[k] for k in spec.space}
     run.folder.storage.write_parquet(table, run.name, TRIALS_FILE)
     run.folder.write_json({
         "best_params": best, "best_val_uf1": best_row[METRIC], "metric": METRIC,
@@ -332,22 +343,20 @@ def run_sweep(run: LosoRun, space: dict[str, Any], num_samples: int, n_folds: in
         # them too; its figures are strictly untouched by the search only for other subjects
         # (a nested search, one sweep per outer fold, is the strict protocol).
         "search_subjects": sorted({s for f in folds for s in f.train + f.val}),
-        "num_samples": num_samples, "asha": asha,
-        "study_db": str(study_db) if study_db else None,
+        "num_samples": spec.num_samples, "asha": spec.asha,
+        "study_db": str(spec.study_db) if spec.study_db else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, run.folder.rel("sweep.json"))
     return best, table
 
 
-def flat_search(exp: ExperimentConfig, shards, space: dict, opts: RunOptions, name: str,
-                num_samples: int, n_folds: int, asha: bool = False,
-                study_db: str | None = None, final: bool = True) -> dict:
+def flat_search(exp: ExperimentConfig, shards, spec: FlatSpec, opts: RunOptions, name: str,
+                final: bool = True) -> dict:
     """``mer-ray sweep --flat``: the search, its table, and (``final``) the pick's LOSO run
     ``<name>-best``, marked search-informed. Returns the best configuration."""
     refuse_leaky(exp)
     run = plan_loso(shards, exp, opts.storage_path, name)
-    best, table = run_sweep(run, tune_space(space), num_samples, n_folds, asha, study_db,
-                            exp.train.seed)
+    best, table = run_sweep(run, spec)
     rounded = table.with_columns(
         [table[c].round(4) for c, t in zip(table.columns, table.dtypes) if t.is_float()])
     show(list(rounded.columns), rounded.rows(),

@@ -18,17 +18,16 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from ..config import ExperimentConfig, load_yaml
 from ..console import show
 from ..data.choice import DataChoice
 from ..data.shards import Shards
+from ..fitting.device import fold_device, use_gpus
 from ..integrity import best, marked, notes, row_flags
 from ..model.accounting import model_stats
 from ..model.variants import ABLATION, VARIANTS
 from ..storage import open_storage
-from .loso import RunOptions, pm, refuse_clashes, run_seeded, settle
+from .loso import RunOptions, over_seeds, plan_seeded, pm, refuse_clashes, settle, train_planned
 from .names import grid_row_namer, seed_names
 
 SENSITIVITY = (0.0, 0.05, 0.1, 0.3, 0.5, 1.0)
@@ -78,10 +77,11 @@ def accounting(rows: list[GridRow]) -> list[dict]:
     it): trainable parameters, GFLOPs per clip, training memory (on a GPU the allocator's peak;
     on a CPU the itemised count beside the peak RSS of a process taking two steps)."""
     out = []
+    device = fold_device(use_gpus("auto"))  # this process's: the driver measures
     for row in rows:
         exp = row.exp
-        st = model_stats(row.label, exp.model, exp.data.frames, exp.data.size,
-                         rss=not torch.cuda.is_available())
+        st = model_stats(row.label, exp.model, exp.data.frames, exp.data.size, device=device,
+                         rss=device.type == "cpu")
         out.append({"accounting": {
             "trainable_params": st.trainable_params, "total_params": st.total_params,
             "gflops_forward": st.gflops_forward, "gflops_train": st.gflops_train,
@@ -108,11 +108,24 @@ def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str,
     and the mean over folds; leaky, search-informed, partial and control rows marked), one
     grid file ``<name or prefix>.json`` in the storage. ``names(exp)``: a row's run name
     (``row_namer``)."""
+    unique: dict[str, list] = {}  # a row that repeats another reuses its runs
+    for row in rows:
+        run = names(row.exp)
+        if run not in unique:
+            unique[run] = plan_seeded(row.exp, shards, opts, run,
+                                      {"grid": prefix, "row": row.label,
+                                       "row_overrides": list(row.overrides)})
+    summaries = iter(train_planned([p for plans in unique.values() for p in plans], opts,
+                                   f"{name or prefix}: {len(rows)} row(s)"))
+    results = {}
+    for run, plans in unique.items():
+        done = [next(summaries) for _ in plans]
+        results[run] = over_seeds(done, [p.run.name for p in plans],
+                                  plans[0].run.folder.storage, plans[0].run.exp.train.seed)
     out = []
     for row in rows:
         run = names(row.exp)
-        res = run_seeded(row.exp, shards, opts, run, {"grid": prefix, "row": row.label,
-                                                       "row_overrides": list(row.overrides)})
+        res = results[run]
         summary = res["summaries"][0]
         out.append({"row": row.label, "run": run if len(res["runs"]) == 1 else res["runs"],
                     "overrides": list(row.overrides), "method": row.exp.model.method,

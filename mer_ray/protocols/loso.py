@@ -18,18 +18,15 @@ from ..console import show
 from ..data.choice import DataChoice, frames_from_shards
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards, is_shard_folder
-from ..fitting.device import use_gpus
 from ..fitting.job import TokenSource
-from ..methods import Method, caches_trunk, method_named, method_of
-from ..methods.mer.tokens import ensure_trunk_tokens, pass_place
+from ..methods import Method, method_named, method_of
 from ..metrics import bootstrap_interval
 from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
 from ..storage import open_storage
 from ..train.folder import RunFolder
 from ..train.jobs import FoldPlan, loso_jobs
-from ..train.runner import run_jobs
-from ..train.slots import fold_slots
+from ..train.runner import PlannedRun, Shared, run_planned
 from .names import seed_names
 from .summary import RunView, print_summary, subject_predictions, summarise_run
 
@@ -154,88 +151,116 @@ def backbone_for(exp: ExperimentConfig, method: Method) -> BackboneSource:
 
 def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,
                   compute: bool = True) -> TokenSource | None:
-    """With ``train.cache_trunk`` (the paper's model): the token folder every fold reads
-    (computed once here, reused by later runs on the same shards, trunk and views); else, or
-    when there is none and ``compute`` is off, None."""
-    if not caches_trunk(run.exp):
+    """What the run's folds share (its method's ``shared_inputs``: with the trunk cache, the
+    paper model's token folder), made now when ``compute``; None when there is nothing."""
+    if run.method.shared_inputs is None:
         return None
-    return ensure_trunk_tokens(run.shards, run.exp, run.backbone, use_gpu, slots, compute)
+    return run.method.shared_inputs(run.shards, run.exp, run.backbone, use_gpu, slots, compute)
+
+
+def planned(run: LosoRun, tracker=None) -> PlannedRun:
+    """The run's folds as the runner takes them. ``tracker``: a ``tracking.TrackingSpec``
+    (each fold logs its epochs)."""
+    shared = Shared(run.method, run.shards, run.exp, run.backbone) \
+        if run.method.shared_inputs is not None else None
+    return PlannedRun(run.folder, lambda tokens: loso_jobs(run.plan(tokens, tracker), run.folds),
+                      len(run.todo()), run.exp.train, shared)
 
 
 def train_folds(run: LosoRun, local: bool = False, tracker=None) -> list[FoldRecord]:
     """Train every fold without stored results; returns their records. ``local``: one after
     another in this process instead of on Ray Train workers (the same folds, the same
-    predictions). ``tracker``: a ``tracking.TrackingSpec`` (each fold logs its epochs)."""
-    todo = run.todo()
-    if not todo:
-        return []
-    tc = run.exp.train
-    if local:
-        # The tokens the Ray folds read are used when they exist for this trunk (then both
-        # paths train on the same tokens); otherwise each clip is encoded once in this process.
-        tokens = shared_tokens(run, False, 1, compute=False)
-        return run_jobs(loso_jobs(run.plan(tokens, tracker), run.folds), tc, local=True,
-                        title=run.name)
-    use_gpu = use_gpus(tc.use_gpu, on_ray=True)
+    predictions)."""
+    return run_planned([planned(run, tracker)], local=local, folder=run.folder, title=run.name)
 
-    def jobs():
-        tokens = shared_tokens(run, use_gpu, fold_slots(tc, use_gpu))
-        return loso_jobs(run.plan(tokens, tracker), run.folds)
 
-    # The slots start while the driver computes the trunk tokens, unless that pass needs the
-    # fold resources the slots would hold (a Ray Data pass).
-    overlap = not caches_trunk(run.exp) or pass_place(run.shards, run.exp) == "here"
-    return run_jobs(jobs if overlap else jobs(), tc, folder=run.folder, title=run.name,
-                    expected=len(todo))
+@dataclass
+class Planned:
+    """A LOSO run planned for the runner, and what its summary will record."""
+
+    run: LosoRun
+    extra: dict
+    tracker: object = None
+
+
+def plan_run(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
+             extra: dict | None = None) -> Planned:
+    from ..tracking import tracker_for
+
+    run = plan_loso(shards, exp, opts.storage_path, name, opts.max_folds)
+    partial = {"partial": run.partial} if run.partial else {}
+    return Planned(run, {**opts.extra, **partial, **(extra or {})},
+                   tracker_for(opts.tracking, opts.tracking_uri, run.folder))
+
+
+def train_planned(plans: list[Planned], opts: RunOptions, title: str) -> list[dict]:
+    """Every planned run's folds through the runner at once (one slot pool), then each run's
+    summary written and printed; returns the summaries, in order."""
+    from ..tracking import log_summary
+
+    trained = run_planned([planned(p.run, p.tracker) for p in plans], local=opts.local,
+                          folder=plans[0].run.folder, title=title)
+    reused = sum(len(p.run.folds) for p in plans) - len(trained)
+    if reused:
+        print(f"{reused} fold(s) already had results and were not retrained")
+    summaries = []
+    for p in plans:
+        summary = summarise_run(p.run.view(), p.extra)
+        log_summary(p.tracker, p.run.folder, summary)
+        print_summary(summary, p.run.folder.where())
+        summaries.append(summary)
+    return summaries
 
 
 def run_loso(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
              extra: dict | None = None) -> dict:
     """One LOSO run with its summary written and printed; returns the summary."""
-    from ..tracking import log_summary, tracker_for
-
-    run = plan_loso(shards, exp, opts.storage_path, name, opts.max_folds)
-    tracker = tracker_for(opts.tracking, opts.tracking_uri, run.folder)
-    trained = train_folds(run, local=opts.local, tracker=tracker)
-    reused = len(run.folds) - len(trained)
-    if reused:
-        print(f"{reused} fold(s) already had results and were not retrained")
-    partial = {"partial": run.partial} if run.partial else {}
-    summary = summarise_run(run.view(), {**opts.extra, **partial, **(extra or {})})
-    log_summary(tracker, run.folder, summary)
-    print_summary(summary, run.folder.where())
+    [summary] = train_planned([plan_run(exp, shards, opts, name, extra)], opts, name)
     return summary
+
+
+def plan_seeded(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
+                extra: dict | None = None) -> list[Planned]:
+    """The run, or with ``opts.seeds`` > 1 the same run once per training seed."""
+    names = seed_names(name, exp.train.seed, opts.seeds)
+    if len(names) == 1:
+        return [plan_run(exp, shards, opts, name, extra)]
+    return [plan_run(exp.with_values({"train.seed": exp.train.seed + i}), shards, opts, nm,
+                     {**(extra or {}), "seeds_of": name}) for i, nm in enumerate(names)]
+
+
+def over_seeds(summaries: list[dict], names: list[str], storage, seed: int) -> dict:
+    """A run's figures, or with several seeds the mean and standard deviation over them and
+    their 95 % bootstrap interval over test subjects (of the mean over seeds); with the runs'
+    names and summaries."""
+    seeds = [s["seed"] for s in summaries]
+    if len(summaries) == 1:
+        s = summaries[0]
+        return {"runs": names, "summaries": summaries, "seeds": seeds,
+                **{k: s["metrics"][k] for k in FIGURES}}
+
+    def spread(key):
+        vals = [s["metrics"][key] for s in summaries]
+        return statistics.mean(vals), statistics.stdev(vals)
+
+    ci = bootstrap_interval([subject_predictions(storage, nm) for nm in names],
+                            range(len(summaries[0]["class_names"])), seed=seed)
+    (uf1, uf1_sd), (uar, uar_sd) = spread("uf1"), spread("uar")
+    return {"runs": names, "summaries": summaries, "seeds": seeds,
+            "uf1": uf1, "uf1_std": uf1_sd, "uar": uar, "uar_std": uar_sd,
+            "per_fold_mean_uf1": spread("per_fold_mean_uf1")[0],
+            "per_fold_mean_uar": spread("per_fold_mean_uar")[0],
+            "uf1_ci95": ci["uf1"], "uar_ci95": ci["uar"]}
 
 
 def run_seeded(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
                extra: dict | None = None) -> dict:
-    """A LOSO run, or with ``opts.seeds`` > 1 the same run with each training seed: the
-    figures (then the mean and standard deviation over seeds), their 95 % bootstrap interval
-    over test subjects (of the mean over seeds), and the runs' names and summaries."""
-    n = max(1, opts.seeds)
-    if n == 1:
-        s = run_loso(exp, shards, opts, name, extra)
-        return {"runs": [name], "summaries": [s], "seeds": [exp.train.seed],
-                **{k: s["metrics"][k] for k in FIGURES}}
-    seeds = [exp.train.seed + i for i in range(n)]
-    names = seed_names(name, exp.train.seed, n)
-    summaries = [run_loso(exp.with_values({"train.seed": sd}), shards, opts, nm,
-                          {**(extra or {}), "seeds_of": name})
-                 for sd, nm in zip(seeds, names)]
-
-    def over_seeds(key):
-        vals = [s["metrics"][key] for s in summaries]
-        return statistics.mean(vals), statistics.stdev(vals)
-
-    storage = open_storage(opts.storage_path)
-    ci = bootstrap_interval([subject_predictions(storage, nm) for nm in names],
-                            range(len(summaries[0]["class_names"])), seed=exp.train.seed)
-    (uf1, uf1_sd), (uar, uar_sd) = over_seeds("uf1"), over_seeds("uar")
-    return {"runs": names, "summaries": summaries, "seeds": seeds,
-            "uf1": uf1, "uf1_std": uf1_sd, "uar": uar, "uar_std": uar_sd,
-            "per_fold_mean_uf1": over_seeds("per_fold_mean_uf1")[0],
-            "per_fold_mean_uar": over_seeds("per_fold_mean_uar")[0],
-            "uf1_ci95": ci["uf1"], "uar_ci95": ci["uar"]}
+    """A LOSO run, or with ``opts.seeds`` > 1 the same run with each training seed, all their
+    folds through one runner: ``over_seeds``' figures."""
+    plans = plan_seeded(exp, shards, opts, name, extra)
+    summaries = train_planned(plans, opts, name)
+    return over_seeds(summaries, [p.run.name for p in plans], plans[0].run.folder.storage,
+                      exp.train.seed)
 
 
 def pm(row: dict, key: str) -> str:

@@ -37,7 +37,7 @@ def best_name(search: str) -> str:
 
 def data_tag(data: DataChoice) -> str:
     """A dataset and the hash of its folder: ``samm.1a2b3c``."""
-    return f"{data.dataset}.{data.identity().rsplit('.', 1)[1]}"
+    return f"{data.described()[0]}.{data.identity().rsplit('.', 1)[1]}"
 
 
 def transfer_name(prefix: str, source: str, target: str, exp: ExperimentConfig) -> str:

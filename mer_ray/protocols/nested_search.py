@@ -34,14 +34,11 @@ import numpy as np
 from ..config import ExperimentConfig, token_fields
 from ..data.folds import FoldSplit, loso_splits
 from ..data.shards import Shards
-from ..fitting.device import use_gpus
 from ..fitting.job import FoldJob
-from ..methods.mer.tokens import pass_place
 from ..train.folder import RunFolder
 from ..train.jobs import FoldPlan, chosen, outer_job, search_job
-from ..train.runner import run_jobs
-from ..train.slots import fold_slots
-from .loso import LosoRun, plan_loso, shared_tokens
+from ..train.runner import run_jobs, run_planned
+from .loso import LosoRun, plan_loso, planned
 from .search_space import optuna_space, refuse_leaky
 from .summary import print_summary, summarise_run
 
@@ -95,7 +92,7 @@ class InnerSearch:
                 vals.append(done["best_val_uf1"])
                 continue
             [rec] = run_jobs([search_job(self.plan, split, exp, f"{o}:{t}:{split.test}")],
-                             exp.train, local=True, quiet=True)
+                             exp.train, local=True, title=None)
             self.folder.write_json({"params": params, "inner_fold": split.to_dict(),
                                     "best_val_uf1": rec.best_val_uf1,
                                     "epochs_run": rec.epochs_run}, where)
@@ -180,26 +177,17 @@ def shares_tokens(space: dict) -> bool:
 def run_nested(plan: NestedPlan, local: bool = False) -> list[str]:
     """Every outer fold without stored results: its search and its outer model, on the fold
     slots (or one after another in this process). Returns the outer subjects trained now."""
-    run, tc = plan.run, plan.run.exp.train
+    run = plan.run
     todo = run.todo()
     if not todo:
         return []
-    shares = shares_tokens(plan.space)  # else the trials read clips
     print(f"{run.name}: {len(todo)} outer fold(s), each searching {plan.trials} "
           f"configuration(s) on {plan.inner_folds} inner fold(s)", flush=True)
-    if local:
-        tokens = shared_tokens(run, False, 1, compute=False) if shares else None
-        run_jobs(outer_jobs(plan, tokens), tc, local=True, title=run.name)
-        return [f.test for f in todo]
-    use_gpu = use_gpus(tc.use_gpu, on_ray=True)
-
-    def jobs():
-        tokens = shared_tokens(run, use_gpu, fold_slots(tc, use_gpu)) if shares else None
-        return outer_jobs(plan, tokens)
-
-    overlap = not (shares and tc.cache_trunk) or pass_place(run.shards, run.exp) == "here"
-    run_jobs(jobs if overlap else jobs(), tc, folder=run.folder, title=run.name,
-             expected=len(todo))
+    base = planned(run)
+    if not shares_tokens(plan.space):  # the trials read the clips
+        base = replace(base, shared=None)
+    run_planned([replace(base, jobs=lambda tokens: outer_jobs(plan, tokens))], local=local,
+                folder=run.folder, title=run.name)
     return [f.test for f in todo]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import ExperimentConfig
 from ..console import show
-from ..data.choice import SyntheticSet, dataset_choices
+from ..data.choice import DataChoice
 from ..data.folds import draw_validation
 from ..data.shards import Shards
 from ..fitting.job import FoldJob
@@ -35,7 +35,7 @@ from ..model.encoder import BackboneSource
 from ..storage import open_storage
 from ..train.folder import RunFolder
 from ..train.jobs import FoldPlan, transfer_job
-from ..train.runner import pending, run_jobs
+from ..train.runner import PlannedRun, pending, run_planned
 from .loso import backbone_for
 from .names import data_tag, transfer_name
 from .summary import RunView, summarise_run
@@ -100,12 +100,19 @@ def condition_jobs(run: TransferRun, conditions: list[bool]) -> list[FoldJob]:
             for adapt in conditions]
 
 
+def planned(run: TransferRun, conditions: list[bool]) -> PlannedRun:
+    """The conditions' folds as the runner takes them (the clips themselves: a transfer shares
+    no tokens)."""
+    todo = len(pending(condition_jobs(run, conditions)))
+    return PlannedRun(run.folder, lambda shared: condition_jobs(run, conditions), todo,
+                      run.exp.train)
+
+
 def run_transfer(run: TransferRun, conditions: list[bool], local: bool = False) -> list[bool]:
     """Train the conditions without stored results (on Ray Train workers, or in this
     process); returns those trained now."""
-    jobs = condition_jobs(run, conditions)
-    todo = {j.key for j in pending(jobs)}
-    run_jobs(jobs, run.exp.train, local=local, folder=run.folder, title=run.name)
+    todo = {j.key for j in pending(condition_jobs(run, conditions))}
+    run_planned([planned(run, conditions)], local=local, folder=run.folder, title=run.name)
     return [a for a in conditions if CONDITIONS[a] in todo]
 
 
@@ -128,52 +135,71 @@ def transfer_summary(run: TransferRun, adapt: bool, extra: dict | None = None) -
         **(extra or {})})
 
 
-def transfer_command(source: str, targets: list[str] | None, roots: list[str],
-                     annotations: Path | None, conditions: str, workdir: Path,
-                     synthetic: SyntheticSet, exp: ExperimentConfig, user_set: set[str],
-                     opts, name: str | None, start_ray) -> int:
-    """``mer-ray transfer``: every dataset checked and the run names refused when taken, before
-    ``start_ray``; then each target's transfer and the table."""
-    targets = targets or ["casme2", "smic"]
+@dataclass(frozen=True)
+class TransferSpec:
+    """A transfer, resolved from the command's options: the configuration, the source's and
+    each target's data, the conditions (without / with adaptation) and the name prefix."""
+
+    exp: ExperimentConfig
+    source: DataChoice
+    targets: dict[str, DataChoice]
+    conditions: tuple[bool, ...] = (False, True)
+    name: str = "cross"
+
+    def run_name(self, target: str) -> str:
+        return transfer_name(self.name, data_tag(self.source), data_tag(self.targets[target]),
+                             self.exp)
+
+
+def transfer_spec(exp: ExperimentConfig, source: str, targets: list[str] | None,
+                  data: dict[str, DataChoice], conditions: str, name: str | None,
+                  annotations: Path | None = None) -> TransferSpec:
+    """The transfer the options ask for (``data``: every dataset's choice, the source's
+    included)."""
+    targets = list(dict.fromkeys(targets or ["casme2", "smic"]))
     if source in targets:
         raise ValueError("a target must differ from the source")
-    adapt = {"both": [False, True], "none": [False], "adapt": [True]}[conditions]
-    choices = dataset_choices([source, *targets], roots, "3class", synthetic, workdir)
-    src = replace(choices.pop(source), annotations=annotations)
-    tgts = choices
-    for d in (src, *tgts.values()):
+    adapt = {"both": (False, True), "none": (False,), "adapt": (True,)}[conditions]
+    return TransferSpec(exp, replace(data[source], annotations=annotations),
+                        {t: data[t] for t in targets}, adapt, name or "cross")
+
+
+def transfer_command(spec: TransferSpec, opts, start_ray) -> int:
+    """``mer-ray transfer``: every dataset checked and the run names refused when taken, before
+    ``start_ray``; then every target's transfer at once and the table."""
+    exp = spec.exp
+    for d in (spec.source, *spec.targets.values()):
         d.check()
-    prefix = name or "cross"
-    for d in tgts.values():
-        RunFolder.open(opts.storage_path, transfer_name(prefix, data_tag(src), data_tag(d),
-                                                        exp)).check_claim(
-            {"config_hash": exp.hash(), "source_shards": str(src.shards_path(exp.data)),
+    for t, d in spec.targets.items():
+        RunFolder.open(opts.storage_path, spec.run_name(t)).check_claim(
+            {"config_hash": exp.hash(), "source_shards": str(spec.source.shards_path(exp.data)),
              "target_shards": str(d.shards_path(exp.data))})
     start_ray()
-    source_shards = src.prepare(exp.data)
-    target_shards = {t: d.prepare(exp.data) for t, d in tgts.items()}
-    names = {t: transfer_name(prefix, data_tag(src), data_tag(d), exp) for t, d in tgts.items()}
-    run_cross(exp, source, source_shards, target_shards, adapt, opts.storage_path, prefix,
-              opts.local, {**opts.extra, "source_root": source_shards.meta.root,
-                           "target_roots": {k: v.meta.root for k, v in target_shards.items()}},
-              names)
+    source = spec.source.prepare(exp.data)
+    targets = {t: d.prepare(exp.data) for t, d in spec.targets.items()}
+    run_cross(spec, source, targets, replace(opts, extra={
+        **opts.extra, "source_root": source.meta.root,
+        "target_roots": {k: v.meta.root for k, v in targets.items()}}))
     return 0
 
 
-def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
-              targets: dict[str, Shards], conditions: list[bool], storage_path: str,
-              name: str | None = None, local: bool = False, extra: dict | None = None,
-              names: dict[str, str] | None = None) -> list[dict]:
+def run_cross(spec: TransferSpec, source_shards: Shards, targets: dict[str, Shards],
+              opts) -> list[dict]:
     """Table 5: for each target (name -> its shards), train on the source, test on the target,
-    without and with domain adaptation; one table, and ``<name or cross>.json``. ``names``:
-    each target's run name (default ``<name or cross>-<source>-to-<target>-<config hash>``)."""
-    rows, table = [], []
+    without and with domain adaptation, every target's folds at once; one table, and
+    ``<name>.json``."""
+    exp, conditions, source = spec.exp, list(spec.conditions), source_shards.meta.dataset
+    rows, table, runs = [], [], {}
     for target, target_shards in targets.items():
-        run = (names or {}).get(target) or transfer_name(name or "cross", source, target, exp)
-        planned = plan_transfer(source_shards, target_shards, exp, storage_path, run)
-        run_transfer(planned, conditions, local=local)
+        runs[target] = plan_transfer(source_shards, target_shards, exp, opts.storage_path,
+                                     spec.run_name(target))
+    first = next(iter(runs.values()))
+    run_planned([planned(r, conditions) for r in runs.values()], local=opts.local,
+                folder=first.folder, title=f"{spec.name}: {len(runs)} target(s)")
+    for target, plan in runs.items():
+        run = plan.name
         for adapt in conditions:
-            s = transfer_summary(planned, adapt, extra)
+            s = transfer_summary(plan, adapt, opts.extra)
             m = s["metrics"]
             rows.append({"source": source, "target": target, "adaptation": adapt,
                          "run": f"{run}/{CONDITIONS[adapt]}", "uf1": m["uf1"], "uar": m["uar"],
@@ -183,9 +209,9 @@ def run_cross(exp: ExperimentConfig, source: str, source_shards: Shards,
             table.append((marked(f"{source.upper()} -> {target.upper()}", rows[-1]),
                           "yes" if adapt else "no", f"{100 * m['uf1']:.2f}",
                           f"{100 * m['uar']:.2f}", s["n_clips"]))
-    open_storage(storage_path).write_atomic(
+    open_storage(opts.storage_path).write_atomic(
         json.dumps({"grid": "cross_dataset", "title": "Cross-dataset transfer (Table 5)",
-                    "rows": rows}, indent=1).encode(), f"{name or 'cross'}.json")
+                    "rows": rows}, indent=1).encode(), f"{spec.name}.json")
     flags = [f for f, on in (("SYNTHETIC data", rows and rows[0]["synthetic"]),
                              ("random-init backbone", rows and not rows[0]["pretrained"])) if on]
     show(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"], table,

@@ -13,6 +13,7 @@ from ..console import show
 def model_info(args) -> int:
     from dataclasses import replace
 
+    from ..fitting.device import fold_device, use_gpus
     from ..model.accounting import model_stats
     from ..model.variants import variant
 
@@ -21,7 +22,7 @@ def model_info(args) -> int:
     for name in names:
         cfg = replace(variant(name), backbone=args.backbone, pretrained=False)
         st = model_stats(name, cfg, args.frames, args.size, memory=not args.no_memory,
-                         batch=args.batch)
+                         batch=args.batch, device=fold_device(use_gpus("auto")))
         rows.append((name, cfg.finetune, st.backbone, f"{st.total_params / 1e6:.2f}",
                      f"{st.trainable_params / 1e6:.2f}", f"{st.gflops_forward:.1f}",
                      f"{st.gflops_train:.1f}",

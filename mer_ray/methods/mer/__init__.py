@@ -32,5 +32,27 @@ def augmentation(exp: ExperimentConfig) -> str:
     return "flip + affine on training clips, drawn every epoch" if tc.augment else "none"
 
 
+def shared_tokens(shards, exp: ExperimentConfig, backbone, use_gpu: bool, slots: int,
+                  compute: bool = True):
+    """With ``train.cache_trunk``: the frozen-trunk token folder every fold reads (computed
+    once, reused by later runs on the same shards, trunk and views); else, or when there is
+    none and ``compute`` is off, None."""
+    if not exp.train.cache_trunk:
+        return None
+    from .tokens import ensure_trunk_tokens
+
+    return ensure_trunk_tokens(shards, exp, backbone, use_gpu, slots, compute)
+
+
+def tokens_place(shards, exp: ExperimentConfig) -> str:
+    """Where the token pass runs: "here" (or nothing to make), or "ray"."""
+    if not exp.train.cache_trunk:
+        return "here"
+    from .tokens import pass_place
+
+    return pass_place(shards, exp)
+
+
 register(Method("mer", "the paper's model: LoRA DinoV2 + SFA + DGAT + dynamic fusion",
-                _mer_fit, _mer_parameters, uses_backbone=True, augmentation=augmentation))
+                _mer_fit, _mer_parameters, uses_backbone=True, augmentation=augmentation,
+                shared_inputs=shared_tokens, shared_place=tokens_place))

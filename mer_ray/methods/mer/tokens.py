@@ -309,21 +309,22 @@ def ensure_trunk_tokens(shards: Shards, exp: ExperimentConfig, backbone: Backbon
         found = ready()  # another run may have made them while this one waited or took over
         if me is None or found is not None:
             return found
-        return _compute_tokens(shards, exp, net, backbone, use_gpu, slots, where, root, me)
+        return _compute_tokens(shards, exp, net, backbone, use_gpu, slots, where,
+                               locate(root).where(f"pass-{me}"))
 
 
 def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: BackboneSource,
-                    use_gpu: bool, slots: int, where: str, root: str,
-                    me: str) -> TokenSource:
-    """Encode every clip into the pass folder ``<root>/pass-<me>``, write its marker, then
-    publish it (``<root>/tokens.json``, written last). Runs under the pass's lease."""
+                    use_gpu: bool, slots: int, where: str, pass_dir: str) -> TokenSource:
+    """Encode every clip into the pass folder ``pass_dir`` (``<token folder>/pass-<id>``),
+    write its marker, then publish it (the token folder's ``tokens.json``, written last).
+    Runs under the pass's lease."""
     import pyarrow.parquet as pq
 
     from ...provenance import code_version
 
     start = time.perf_counter()
-    folder = locate(root)
-    out = locate(folder.where(f"pass-{me}"))
+    out = locate(pass_dir)
+    folder = locate(pass_dir.rsplit("/", 1)[0])
     if where == "auto":
         where = pass_place(shards, exp)
     views = f" and {exp.train.cached_views - 1} augmented view(s) of each" \
@@ -348,8 +349,8 @@ def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: Backbo
         "backbone": exp.model.backbone, "image_size": exp.data.size,
         "seconds": round(time.perf_counter() - start, 2), "code_version": code_version()}
     out.write_atomic(json.dumps(marker, indent=1).encode(), MARKER)
-    folder.write_atomic(json.dumps({**marker, "pass": f"pass-{me}"}, indent=1).encode(),
-                        MARKER)
+    folder.write_atomic(json.dumps({**marker, "pass": pass_dir.rsplit("/", 1)[1]},
+                                   indent=1).encode(), MARKER)
     return TokenSource(out.where(), fingerprint, views_id, made_with(backbone))
 
 
