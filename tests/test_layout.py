@@ -171,7 +171,7 @@ def test_one_home_each():
     """A fold job is made in one module; the device is chosen by one function (no other
     module names "cuda" or "cpu" for torch); prepare.json is opened in one module; no module
     imports another's private names."""
-    home = {"FoldJob": {"mer_ray/train/fold_jobs.py"}, "TokenSource": {"mer_ray/methods/mer/tokens.py"}}
+    home = {"FoldJob": {"mer_ray/train/jobs.py"}, "TokenSource": {"mer_ray/methods/mer/tokens.py"}}
     for name, allowed in home.items():
         makers = {str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
                   if any(_calls(p, name))}
