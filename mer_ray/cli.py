@@ -45,7 +45,7 @@ from .cli_data import (
     cmd_synth,
     data_choice,
     experiment_config,
-    overrides,
+    settings,
     synthetic_set,
 )
 from .config import config_fields
@@ -91,9 +91,9 @@ def cmd_grid(args) -> int:
     from .protocols.grid import run_grid_command
 
     _, user_set = experiment_config(args)
-    given = overrides(args)
+    given = settings(args)
     return run_grid_command(args.grid, args.values, data_choice(args),
-                            lambda rows: load_with_recipe(args.config, [*given, *rows]),
+                            lambda row: load_with_recipe(args.config, given, row),
                             user_set, _options(args, {}), args.name,
                             lambda: _start_ray(args, "grid"))
 
@@ -122,7 +122,7 @@ def cmd_compare(args) -> int:
                                             args.protocol, synthetic_set(args), args.workdir,
                                             args.shards, apart=len(args.datasets or []) > 1),
                        base_file=args.config,
-                       overrides=tuple(overrides(args)), user_set=frozenset(user_set),
+                       settings=settings(args), user_set=frozenset(user_set),
                        name=args.name or "compare", with_leaky=args.with_leaky,
                        seeds=args.seeds)
     compare_command(spec, _options(args, {}), lambda: _start_ray(args, "compare"))

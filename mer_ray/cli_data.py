@@ -8,22 +8,26 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from .config import ExperimentConfig, load_yaml
+from .config import ExperimentConfig, load_yaml, parse_override
 from .console import Ticker, show
 
 
-def overrides(args) -> list[str]:
-    """--set options, then --frames, --size and --flow as the data settings they stand for."""
-    return list(args.overrides) + [f"data.{o}={getattr(args, o)}"
-                                   for o in ("frames", "size", "flow") if getattr(args, o, None)]
+def settings(args) -> dict[str, Any]:
+    """The settings the user gave, parsed once: --set options, then --frames, --size and
+    --flow as the data settings they stand for ({"section.field": value})."""
+    out = dict(parse_override(o) for o in args.overrides)
+    out.update({f"data.{o}": getattr(args, o) for o in ("frames", "size", "flow")
+                if getattr(args, o, None)})
+    return out
 
 
 def experiment_config(args) -> tuple[ExperimentConfig, set[str]]:
     """The configuration the options resolve to, and the data settings the user set (a config
     file's data section, --set data.*, --frames, --size)."""
-    given = overrides(args)
-    user_set = {o.partition("=")[0].strip() for o in given if o.startswith("data.")}
+    given = settings(args)
+    user_set = {k for k in given if k.startswith("data.")}
     if args.config:
         user_set |= {f"data.{k}" for k in (load_yaml(args.config).get("data") or {})}
     from .methods import load_with_recipe

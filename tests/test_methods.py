@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mer_ray import methods
-from mer_ray.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig, parse_override
 from mer_ray.methods import METHODS, Method, load_with_recipe, method_named, register
 from mer_ray.protocols.loso import plan_loso, train_folds
 from mer_ray.protocols.summary import print_summary, summarise_run
@@ -100,13 +100,13 @@ def test_a_chosen_method_trains_with_its_recipe_wherever_it_is_chosen():
     from mer_ray.protocols.compare import method_config
 
     demo = "experiments/configs/demo.yaml"
-    recipe = dict(o.split("=") for o in method_named("ststnet").recipe)
+    recipe = method_named("ststnet").recipe
     args = build_parser().parse_args(["train", "--config", demo, "--flow", "tvl1",
                                       "--set", "model.method=ststnet"])
     exp, _ = experiment_config(args)
-    assert exp.train.lr == float(recipe["train.lr"]) != 1e-3  # the recipe's, not demo.yaml's
-    assert exp.train.max_epochs == int(recipe["train.max_epochs"])
-    assert exp == method_config(demo, ["data.flow=tvl1"], "ststnet", None, False)
+    assert exp.train.lr == recipe.lr != 1e-3  # the recipe's, not demo.yaml's
+    assert exp.train.max_epochs == recipe.max_epochs
+    assert exp == method_config(demo, {"data.flow": "tvl1"}, "ststnet", None, False)
     args = build_parser().parse_args(["train", "--config", demo, "--flow", "tvl1", "--set",
                                       "model.method=ststnet", "--set", "train.lr=0.01"])
     assert experiment_config(args)[0].train.lr == 0.01
@@ -182,8 +182,9 @@ def shards(tmp_path_factory):
 def method_exp(method: str, **values) -> ExperimentConfig:
     """The tiny configuration with the method's recipe (the user's --set: TINY, a few
     epochs), as `mer-ray train --set model.method=...` resolves it."""
-    exp = load_with_recipe(None, [f"model.method={method}", *TINY, "data.flow=tvl1",
-                                  "train.max_epochs=8", "train.patience=8"])
+    exp = load_with_recipe(None, dict(parse_override(o) for o in [
+        f"model.method={method}", *TINY, "data.flow=tvl1", "train.max_epochs=8",
+        "train.patience=8"]))
     if method == "mer":  # seconds, not minutes: three epochs of the cached trunk
         exp = exp.with_values({"train.max_epochs": 3, "train.cache_trunk": True,
                                "train.lr": 1e-3})
@@ -335,7 +336,7 @@ def compare_spec(shards, tmp_path, methods=("lbptop_svm", "ststnet"), **kw):
 
     tiny = write_config(tmp_path / "tiny.yaml", ("train.max_epochs=3", "train.patience=3"))
     return CompareSpec(methods=tuple(methods), data={"samm": DataChoice(shards=shards.root)},
-                       base_file=tiny, overrides=("train.max_epochs=3",),
+                       base_file=tiny, settings={"train.max_epochs": 3},
                        user_set=frozenset({"data.frames", "data.size"}), name="cmp", **kw)
 
 

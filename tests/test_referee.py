@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mer_ray.cli import main
-from mer_ray.config import ExperimentConfig
+from mer_ray.config import ExperimentConfig, parse_override
 from mer_ray.data.choice import DataChoice
 from mer_ray.methods import load_with_recipe, method_named
 from mer_ray.protocols.loso import RunOptions
@@ -77,7 +77,8 @@ def run_grid(shards, tmp_path, rows, user):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run_grid_command(grid_file(tmp_path, rows), None, DataChoice(shards=shards.root),
-                         lambda extra: load_with_recipe(None, [*user, *extra]),
+                         lambda extra: load_with_recipe(
+                             None, dict(parse_override(o) for o in user), extra),
                          {"data.frames", "data.size", "data.flow"},
                          RunOptions(storage_path=storage, local=True), "g", lambda: None)
     return json.loads((tmp_path / "runs" / "g.json").read_text())
@@ -105,10 +106,9 @@ def test_a_grid_row_that_switches_method_gets_the_methods_recipe(shards, tmp_pat
                                        {"label": "ststnet lr", "set": ["model.method=ststnet",
                                                                        "train.lr=0.002"]}],
                     [*QUICK, "model.method=lbptop_svm"])
-    recipe = dict(o.split("=") for o in method_named("ststnet").recipe)
     configs = [json.loads((tmp_path / "runs" / r["run"] / "summary.json").read_text())
                ["config"]["train"] for r in grid["rows"]]
-    assert configs[1]["lr"] == float(recipe["train.lr"]) != configs[0]["lr"]
+    assert configs[1]["lr"] == method_named("ststnet").recipe.lr != configs[0]["lr"]
     assert configs[1]["max_epochs"] == 2 and configs[1]["batch_size"] == 4  # the user's
     assert configs[2]["lr"] == 0.002
 
@@ -227,7 +227,8 @@ def test_a_partial_comparison_says_so_everywhere(shards, tmp_path, capsys):
 
     spec = CompareSpec(methods=("lbptop_svm", "ststnet"),
                        data={"samm": DataChoice(shards=shards.root)},
-                       overrides=tuple(QUICK), user_set=frozenset({"data.frames", "data.size"}),
+                       settings=dict(parse_override(o) for o in QUICK),
+                       user_set=frozenset({"data.frames", "data.size"}),
                        name="part", with_leaky=True)
     storage = str(tmp_path / "runs")
     with warnings.catch_warnings():

@@ -19,6 +19,7 @@ from . import lbptop_svm, mer, offapexnet, ststnet  # noqa: E402,F401,I001
 from .registry import (
     METHODS,
     Method,
+    Recipe,
     caches_trunk,
     load_with_recipe,
     method_named,
@@ -26,5 +27,5 @@ from .registry import (
     register,
 )
 
-__all__ = ["METHODS", "Method", "caches_trunk", "load_with_recipe", "method_named", "method_of",
+__all__ = ["METHODS", "Method", "Recipe", "caches_trunk", "load_with_recipe", "method_named", "method_of",
            "register"]

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .flow_nets import NO_AUGMENTATION, flow_fit, trainable
-from .registry import Method, register
+from .registry import Method, Recipe, register
 
 SIZE = 28
 CHANNELS = ("flow_u", "flow_v")
@@ -74,6 +74,5 @@ register(Method(
     "offapexnet", "OFF-ApexNet: two CNN streams on onset-apex horizontal and vertical flow",
     flow_fit(OffApexNet, CHANNELS, SIZE), offapexnet_parameters,
     columns=("subject", "clip", "label_id", "flow_u", "flow_v"), needs_flow=True,
-    recipe=("train.lr=1e-4", "train.batch_size=32", "train.max_epochs=60",
-            "train.patience=15"),
+    recipe=Recipe(lr=1e-4, batch_size=32, max_epochs=60, patience=15),
     augmentation=lambda exp: NO_AUGMENTATION))

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-from ..config import ExperimentConfig, load_experiment
+from ..config import ExperimentConfig, described, load_experiment
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method's own training settings: applied wherever the method is chosen, after the
+    configuration file and before the user's settings (``load_with_recipe``). A field left
+    None keeps the configuration's value."""
+
+    lr: float | None = described(None, "Adam learning rate")
+    batch_size: int | None = described(None, "clips per step")
+    max_epochs: int | None = described(None, "upper bound on epochs")
+    patience: int | None = described(None, "epochs without a better validation UF1 before "
+                                           "stopping")
+
+    def values(self) -> dict[str, Any]:
+        """The recipe as configuration settings (``train.<field>``)."""
+        return {f"train.{f.name}": getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -17,9 +36,8 @@ class Method:
     process keeps for the same clips, e.g. their features; ``every_epoch(row, last)``).
     ``columns``: the shard columns a fold reads (None: the clips, or the paper model's trunk
     tokens). ``needs_flow``: the shards must carry optical flow (``data.flow``).
-    ``recipe``: the method's own training settings (``section.field=value``), applied wherever
-    the method is chosen: after the configuration file, before the user's ``--set``
-    (``load_with_recipe``).
+    ``recipe``: the method's own training settings (a ``Recipe``), applied wherever the method
+    is chosen: after the configuration file, before the user's settings (``load_with_recipe``).
     ``parameters(exp, classes)``: its trainable parameters.
     ``augmentation(exp)``: what its training clips went through, in words (the run summary
     says it); None: no augmentation.
@@ -35,7 +53,7 @@ class Method:
     columns: tuple[str, ...] | None = None
     needs_flow: bool = False
     uses_backbone: bool = False
-    recipe: tuple[str, ...] = ()
+    recipe: Recipe = Recipe()
     augmentation: Callable[[ExperimentConfig], str] | None = None
     shared_inputs: Callable | None = None
     shared_place: Callable | None = None
@@ -74,12 +92,13 @@ def caches_trunk(exp: ExperimentConfig) -> bool:
     return exp.train.cache_trunk and method_named(exp.model.method).uses_backbone
 
 
-def load_with_recipe(path, overrides: list[str]) -> ExperimentConfig:
+def load_with_recipe(path, settings: dict[str, Any] | None = None,
+                     extra: dict[str, Any] | None = None) -> ExperimentConfig:
     """The configuration a command runs: the file (or the defaults), then the chosen method's
-    recipe, then ``overrides`` (the user's settings, which win). ``mer-ray train --set
-    model.method=ststnet`` and ``mer-ray compare`` so train the same thing."""
-    exp = load_experiment(path, overrides)
-    recipe = method_named(exp.model.method).recipe
-    if not recipe:
-        return exp
-    return load_experiment(path, [f"model.method={exp.model.method}", *recipe, *overrides])
+    recipe, then ``settings`` (the user's: ``--set`` and the like, parsed once at the door,
+    which win over the recipe), then ``extra`` (a grid row's or a comparison's own). ``mer-ray
+    train --set model.method=ststnet`` and ``mer-ray compare`` so train the same thing."""
+    later = {**(settings or {}), **(extra or {})}
+    base = load_experiment(path)
+    method = method_named(later.get("model.method", base.model.method))
+    return base.with_values({"model.method": method.name, **method.recipe.values(), **later})

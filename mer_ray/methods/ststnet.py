@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .flow_nets import NO_AUGMENTATION, flow_fit, trainable
-from .registry import Method, register
+from .registry import Method, Recipe, register
 
 SIZE = 28
 CHANNELS = ("strain", "flow_u", "flow_v")
@@ -70,6 +70,5 @@ register(Method(
     "ststnet", "STSTNet: three shallow CNN streams on onset-apex optical strain and flow",
     flow_fit(STSTNet, CHANNELS, SIZE), ststnet_parameters,
     columns=("subject", "clip", "label_id", "flow_u", "flow_v", "strain"), needs_flow=True,
-    recipe=("train.lr=5e-4", "train.batch_size=32", "train.max_epochs=60",
-            "train.patience=15"),
+    recipe=Recipe(lr=5e-4, batch_size=32, max_epochs=60, patience=15),
     augmentation=lambda exp: NO_AUGMENTATION))

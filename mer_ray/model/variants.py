@@ -16,9 +16,9 @@ class Variant:
     label: str
     model: dict[str, Any]
 
-    def overrides(self) -> list[str]:
-        return [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
-                for k, v in self.model.items()]
+    def values(self) -> dict[str, Any]:
+        """The variant as configuration settings (``model.<field>``)."""
+        return {f"model.{k}": v for k, v in self.model.items()}
 
 
 # "baseline" is DinoV2 alone (frozen, no SFA, no DGAT: mean over frames into the fusion head).

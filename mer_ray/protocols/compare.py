@@ -59,7 +59,7 @@ class CompareSpec:
     methods: tuple[str, ...]
     data: dict[str, DataChoice]  # dataset -> its data
     base_file: Path | None = None
-    overrides: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict)  # the user's, parsed at the door
     user_set: frozenset[str] = frozenset()
     name: str = "compare"
     with_leaky: bool = False
@@ -99,21 +99,19 @@ class Group:
         return self.entries[0]
 
 
-def method_config(base_file, overrides: list[str], method: str, flow: str | None,
+def method_config(base_file, settings: dict, method: str, flow: str | None,
                   leaky: bool) -> ExperimentConfig:
-    """Base file, then the method's recipe, then the user's overrides; the leaky protocol
-    for a leaky entry."""
-    exp = load_with_recipe(base_file, [f"model.method={method}", *overrides])
-    values = {"data.flow": flow} if flow else {}
-    if leaky:
-        values["train.selection"] = "test"
-    return exp.with_values(values) if values else exp
+    """Base file, then the method's recipe, then the user's settings; the flow every method's
+    shards carry, and the leaky protocol for a leaky entry."""
+    extra = {"model.method": method, **({"data.flow": flow} if flow else {}),
+             **({"train.selection": "test"} if leaky else {})}
+    return load_with_recipe(base_file, settings, extra)
 
 
 def _flow(spec: CompareSpec) -> str | None:
     """The flow every method's shards carry: the configuration's, else TV-L1 when a method
     reads flow, else none."""
-    base = load_with_recipe(spec.base_file, list(spec.overrides))
+    base = load_with_recipe(spec.base_file, spec.settings)
     if base.data.flow is None and any(method_named(m).needs_flow for m in spec.methods):
         return "tvl1"
     return base.data.flow
@@ -126,7 +124,7 @@ def plan_entries(spec: CompareSpec, storage: str, max_folds: int | None) -> list
     unknown = [m for m in spec.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; registered: {', '.join(METHODS)}")
-    refuse_leaky(load_with_recipe(spec.base_file, list(spec.overrides)), "mer-ray compare",
+    refuse_leaky(load_with_recipe(spec.base_file, spec.settings), "mer-ray compare",
                  "remove it from --set / --config, and add --with-leaky to show the leaky "
                  "protocol beside each method's honest run")
     flow = _flow(spec)
@@ -134,7 +132,7 @@ def plan_entries(spec: CompareSpec, storage: str, max_folds: int | None) -> list
     for ds, choice in spec.data.items():
         for method in spec.methods:
             for leaky in (False, True) if spec.with_leaky else (False,):
-                exp = settle(choice, method_config(spec.base_file, list(spec.overrides),
+                exp = settle(choice, method_config(spec.base_file, spec.settings,
                                                    method, flow, leaky), set(spec.user_set))
                 tag = f"{method}-leaky" if leaky else method
                 name = run_name(choice, exp, max_folds, prefix=f"{spec.name}-{tag}-")

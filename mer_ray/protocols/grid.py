@@ -1,4 +1,4 @@
-"""Grids of LOSO runs: one run per row (a label and config overrides on top of the base
+"""Grids of LOSO runs: one run per row (a label and the settings it changes on top of the base
 configuration), then one table in the paper's layout and a grid file ``mer-ray report`` reads.
 
 Named grids: ``ablation`` (Table 6 rows, then Table A2's: the model variant registry
@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ExperimentConfig, load_yaml
+from ..config import ExperimentConfig, load_yaml, parse_override
 from ..console import show
 from ..data.choice import DataChoice
 from ..data.shards import Shards
@@ -34,24 +34,27 @@ SENSITIVITY = (0.0, 0.05, 0.1, 0.3, 0.5, 1.0)
 NAMED = ("ablation", "sensitivity", "lora-vs-full")
 
 
-def ablation_rows() -> list[tuple[str, list[str]]]:
-    return [(VARIANTS[v].label, VARIANTS[v].overrides()) for v in ABLATION]
+Rows = list[tuple[str, dict]]  # (label, {"section.field": value})
 
 
-def sensitivity_rows(values=SENSITIVITY) -> list[tuple[str, list[str]]]:
-    rows = [(f"lambda1={v:g} (lambda2=0.5)", [f"loss.lambda1={v}", "loss.lambda2=0.5"])
+def ablation_rows() -> Rows:
+    return [(VARIANTS[v].label, VARIANTS[v].values()) for v in ABLATION]
+
+
+def sensitivity_rows(values=SENSITIVITY) -> Rows:
+    rows = [(f"lambda1={v:g} (lambda2=0.5)", {"loss.lambda1": v, "loss.lambda2": 0.5})
             for v in values]
-    rows += [(f"lambda2={v:g} (lambda1=0.1)", ["loss.lambda1=0.1", f"loss.lambda2={v}"])
+    rows += [(f"lambda2={v:g} (lambda1=0.1)", {"loss.lambda1": 0.1, "loss.lambda2": v})
              for v in values]
     return rows
 
 
 # Both rows train from pixels: the frozen-trunk cache does not apply to full fine-tuning.
-LORA_VS_FULL = [("LoRA", ["model.finetune=lora", "train.cache_trunk=false"]),
-                ("full fine-tuning", ["model.finetune=full", "train.cache_trunk=false"])]
+LORA_VS_FULL = [("LoRA", {"model.finetune": "lora", "train.cache_trunk": False}),
+                ("full fine-tuning", {"model.finetune": "full", "train.cache_trunk": False})]
 
 
-def grid_spec(grid: str, values=SENSITIVITY) -> tuple[list[tuple[str, list[str]]], str, str]:
+def grid_spec(grid: str, values=SENSITIVITY) -> tuple[Rows, str, str]:
     """(rows, file prefix, title) of a named grid or a grid file."""
     if grid == "ablation":
         return ablation_rows(), "ablation", "Ablation, Table 6 / A2 layout"
@@ -68,8 +71,8 @@ def grid_spec(grid: str, values=SENSITIVITY) -> tuple[list[tuple[str, list[str]]
     if not isinstance(rows, list) or not rows or not all(
             isinstance(r, dict) and "label" in r for r in rows):
         raise ValueError(f"{path}: expected 'rows:' with a list of {{label: ..., set: [...]}}")
-    return ([(str(r["label"]), [str(s) for s in r.get("set") or []]) for r in rows],
-            path.stem, str(spec.get("title") or path.stem))
+    return ([(str(r["label"]), dict(parse_override(str(s)) for s in r.get("set") or []))
+             for r in rows], path.stem, str(spec.get("title") or path.stem))
 
 
 def accounting(rows: list[GridRow]) -> list[dict]:
@@ -93,11 +96,11 @@ def accounting(rows: list[GridRow]) -> list[dict]:
 
 @dataclass(frozen=True)
 class GridRow:
-    """A row of a grid: its label, its overrides and the configuration they resolve to (the
-    base file, the recipe of the row's method, the user's --set, then the row's own)."""
+    """A row of a grid: its label, the settings it changes and the configuration they resolve
+    to (the base file, the recipe of the row's method, the user's --set, then the row's own)."""
 
     label: str
-    overrides: tuple[str, ...]
+    settings: dict
     exp: ExperimentConfig
 
 
@@ -114,7 +117,7 @@ def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str,
         if run not in unique:
             unique[run] = plan_seeded(row.exp, shards, opts, run,
                                       {"grid": prefix, "row": row.label,
-                                       "row_overrides": list(row.overrides)})
+                                       "row_settings": row.settings})
     summaries = iter(train_planned([p for plans in unique.values() for p in plans], opts,
                                    f"{name or prefix}: {len(rows)} row(s)"))
     results = {}
@@ -128,7 +131,7 @@ def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str,
         res = results[run]
         summary = res["summaries"][0]
         out.append({"row": row.label, "run": run if len(res["runs"]) == 1 else res["runs"],
-                    "overrides": list(row.overrides), "method": row.exp.model.method,
+                    "settings": row.settings, "method": row.exp.model.method,
                     **row_flags(summary),
                     **{k: v for k, v in res.items() if k not in ("runs", "summaries")},
                     "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
@@ -153,10 +156,10 @@ def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str,
 
 def grid_rows(spec: list[tuple[str, list[str]]], data: DataChoice, configure,
               user_set: set[str]) -> list[GridRow]:
-    """Each row's configuration, checked: ``configure(overrides)`` resolves the base file,
-    the recipe of the method the overrides choose, the user's --set and the overrides."""
-    return [GridRow(label, tuple(overrides), settle(data, configure(overrides), user_set))
-            for label, overrides in spec]
+    """Each row's configuration, checked: ``configure(settings)`` resolves the base file,
+    the recipe of the method the row chooses, the user's --set and the row's settings."""
+    return [GridRow(label, settings, settle(data, configure(settings), user_set))
+            for label, settings in spec]
 
 
 def run_grid_command(grid: str, values, data: DataChoice, configure, user_set: set[str],

@@ -49,11 +49,12 @@ def fold_bars_png(summary: dict, out: Path) -> None:
 
 
 def _override(row: dict, key: str) -> float | None:
-    for o in row["overrides"]:
-        k, _, v = o.partition("=")
-        if k == key:
-            return float(v)
-    return None
+    """The value a grid row set for ``key`` (grid files of earlier versions kept them as
+    ``section.field=value`` strings)."""
+    given = row.get("settings")
+    if given is None:
+        given = dict(o.split("=", 1) for o in row.get("overrides", []))
+    return float(given[key]) if key in given else None
 
 
 def sensitivity_png(rows: list[dict], out: Path) -> None:
