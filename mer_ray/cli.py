@@ -37,6 +37,7 @@ import json
 import os
 import sys
 import warnings
+from dataclasses import replace
 
 from .cli_data import (
     cmd_flow,
@@ -79,23 +80,24 @@ def cmd_train(args) -> int:
     data = data_choice(args)
     exp = settle(data, exp, user_set)
     name = args.name or run_name(data, exp, args.max_folds)
-    refuse_clashes(data, exp, args.storage_path, seed_names(name, exp.train.seed, args.seeds))
+    opts = _options(args, {})
+    refuse_clashes(data, exp, opts.storage, seed_names(name, exp.train.seed, args.seeds))
     _start_ray(args, "train")
     shards = data.prepare(exp.data)
-    train(exp, shards, _options(args, {"data_root": shards.meta.root}), name)
+    train(exp, shards, replace(opts, extra={**opts.extra, "data_root": shards.meta.root}), name)
     return 0
 
 
 def cmd_grid(args) -> int:
     from .methods import load_with_recipe
-    from .protocols.grid import run_grid_command
+    from .protocols.grid import resolve_grid, run_grid_command
 
     _, user_set = experiment_config(args)
     given = settings(args)
-    return run_grid_command(args.grid, args.values, data_choice(args),
-                            lambda row: load_with_recipe(args.config, given, row),
-                            user_set, _options(args, {}), args.name,
-                            lambda: _start_ray(args, "grid"))
+    spec = resolve_grid(args.grid, args.values, data_choice(args),
+                        lambda row: load_with_recipe(args.config, given, row), user_set,
+                        args.name)
+    return run_grid_command(spec, _options(args, {}), lambda: _start_ray(args, "grid"))
 
 
 def cmd_transfer(args) -> int:
@@ -139,15 +141,16 @@ def cmd_sweep(args) -> int:
     refuse_leaky(exp)
     data = data_choice(args)
     exp = settle(data, exp, user_set)
+    opts = _options(args, {})
     if args.flat:
         name = args.name or run_name(data, exp, prefix="sweep-")
-        refuse_clashes(data, exp, args.storage_path, [name])
-        refuse_clashes(data, exp, args.storage_path, [best_name(name)], config_known=False)
+        refuse_clashes(data, exp, opts.storage, [name])
+        refuse_clashes(data, exp, opts.storage, [best_name(name)], config_known=False)
     else:
         name = args.name or run_name(data, exp, args.max_folds, prefix="nested-")
     _start_ray(args, "sweep")
     shards = data.prepare(exp.data)
-    opts = _options(args, {"data_root": shards.meta.root})
+    opts = replace(opts, extra={**opts.extra, "data_root": shards.meta.root})
     if args.flat:
         from .protocols.flat_search import FlatSpec, flat_search
         from .protocols.search_space import tune_space

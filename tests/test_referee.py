@@ -71,16 +71,16 @@ def grid_file(tmp_path, rows) -> str:
 
 
 def run_grid(shards, tmp_path, rows, user):
-    from mer_ray.protocols.grid import run_grid_command
+    from mer_ray.protocols.grid import resolve_grid, run_grid_command
 
     storage = str(tmp_path / "runs")
+    given = dict(parse_override(o) for o in user)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_grid_command(grid_file(tmp_path, rows), None, DataChoice(shards=shards.root),
-                         lambda extra: load_with_recipe(
-                             None, dict(parse_override(o) for o in user), extra),
-                         {"data.frames", "data.size", "data.flow"},
-                         RunOptions(storage_path=storage, local=True), "g", lambda: None)
+        spec = resolve_grid(grid_file(tmp_path, rows), None, DataChoice(shards=shards.root),
+                            lambda row: load_with_recipe(None, given, row),
+                            {"data.frames", "data.size", "data.flow"}, "g")
+        run_grid_command(spec, RunOptions(storage_path=storage, local=True), lambda: None)
     return json.loads((tmp_path / "runs" / "g.json").read_text())
 
 

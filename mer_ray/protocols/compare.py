@@ -40,7 +40,7 @@ from ..data.shards import Shards
 from ..integrity import best, marked, notes, refuse_leaky, row_flags
 from ..methods import METHODS, load_with_recipe, method_named
 from ..metrics import bootstrap_interval, holm, paired_difference
-from ..storage import open_storage
+from ..storage import Storage
 from ..train.folder import RunFolder
 from ..train.jobs import loso_jobs
 from ..train.runner import run_planned
@@ -117,7 +117,7 @@ def _flow(spec: CompareSpec) -> str | None:
     return base.data.flow
 
 
-def plan_entries(spec: CompareSpec, storage: str, max_folds: int | None) -> list[Entry]:
+def plan_entries(spec: CompareSpec, storage: Storage, max_folds: int | None) -> list[Entry]:
     """Every (dataset, method, protocol, seed) run, checked and named, its name refused when
     the folder holds another run; before Ray starts. A leaky base configuration is refused:
     the honest rows must be honest."""
@@ -158,7 +158,7 @@ def train_entries(entries: list[Entry], shards: dict[str, Shards], opts: RunOpti
     """Every entry's folds through the runner at once (their keys carry the entry's tag): one
     slot pool, the paper model's trunk tokens made once per shards and configuration."""
     for e in entries:
-        e.run = plan_loso(shards[e.dataset], e.exp, opts.storage_path, e.name, opts.max_folds)
+        e.run = plan_loso(shards[e.dataset], e.exp, opts.storage, e.name, opts.max_folds)
     runs = []
     for e in entries:
         plan = planned(e.run)
@@ -312,10 +312,9 @@ def compare_identity(spec: CompareSpec, entries: list[Entry]) -> dict:
             "runs": sorted(e.name for e in entries)}
 
 
-def refuse_other_comparison(storage: str, spec: CompareSpec, entries: list[Entry]) -> None:
+def refuse_other_comparison(store: Storage, spec: CompareSpec, entries: list[Entry]) -> None:
     """A comparison file of this name that holds another comparison is refused (as a run
     folder that holds another run): a second comparison never replaces the first."""
-    store = open_storage(storage)
     file = f"{spec.name}.json"
     if not store.exists(file):
         return
@@ -333,12 +332,12 @@ def compare_command(spec: CompareSpec, opts: RunOptions, start_ray) -> list[dict
     """Everything checked and every run named before ``start_ray``; then the shards, every
     run's folds at once, their summaries, and the table (``<storage>/<name>.json`` for
     ``mer-ray report``)."""
-    entries = plan_entries(spec, opts.storage_path, opts.max_folds)
-    refuse_other_comparison(opts.storage_path, spec, entries)
+    entries = plan_entries(spec, opts.storage, opts.max_folds)
+    refuse_other_comparison(opts.storage, spec, entries)
     start_ray()
     shards = {ds: spec.data[ds].prepare(next(e.exp for e in entries if e.dataset == ds).data)
               for ds in spec.data}
-    folder = RunFolder.open(opts.storage_path, spec.name)
+    folder = RunFolder.open(opts.storage, spec.name)
     train_entries(entries, shards, opts, folder)
     for e in entries:
         partial = {"partial": e.run.partial} if e.run.partial else {}

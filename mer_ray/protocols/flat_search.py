@@ -355,7 +355,7 @@ def flat_search(exp: ExperimentConfig, shards, spec: FlatSpec, opts: RunOptions,
     """``mer-ray sweep --flat``: the search, its table, and (``final``) the pick's LOSO run
     ``<name>-best``, marked search-informed. Returns the best configuration."""
     refuse_leaky(exp)
-    run = plan_loso(shards, exp, opts.storage_path, name)
+    run = plan_loso(shards, exp, opts.storage, name)
     best, table = run_sweep(run, spec)
     rounded = table.with_columns(
         [table[c].round(4) for c, t in zip(table.columns, table.dtypes) if t.is_float()])

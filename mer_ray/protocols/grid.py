@@ -26,7 +26,6 @@ from ..fitting.device import fold_device, use_gpus
 from ..integrity import best, marked, notes, row_flags
 from ..model.accounting import model_stats
 from ..model.variants import ABLATION, VARIANTS
-from ..storage import open_storage
 from .loso import RunOptions, over_seeds, plan_seeded, pm, refuse_clashes, settle, train_planned
 from .names import grid_row_namer, seed_names
 
@@ -136,7 +135,7 @@ def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str,
                     **{k: v for k, v in res.items() if k not in ("runs", "summaries")},
                     "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
                     "n_folds": summary["n_folds"], **(row_extras[len(out)] if row_extras else {})})
-    open_storage(opts.storage_path).write_atomic(
+    opts.storage.write_atomic(
         json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
         f"{name or prefix}.json")
     synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
@@ -162,22 +161,41 @@ def grid_rows(spec: list[tuple[str, list[str]]], data: DataChoice, configure,
             for label, settings in spec]
 
 
-def run_grid_command(grid: str, values, data: DataChoice, configure, user_set: set[str],
-                     opts: RunOptions, name: str | None, start_ray) -> int:
-    """``mer-ray grid``: the grid's rows and the data checked, their run names refused when
-    taken, before ``start_ray``; then every row's LOSO and the table."""
+@dataclass(frozen=True)
+class GridSpec:
+    """A grid, resolved from the command's options: its rows, each resolved to its
+    configuration and checked against the data; its file prefix and title; the base
+    configuration; the data; the ``--name``."""
+
+    rows: list[GridRow]
+    prefix: str
+    title: str
+    base: ExperimentConfig
+    data: DataChoice
+    name: str | None = None
+
+
+def resolve_grid(grid: str, values, data: DataChoice, configure, user_set: set[str],
+                 name: str | None) -> GridSpec:
+    """The grid the options ask for: ``configure(settings)`` resolves a row's configuration
+    (the base file, its method's recipe, the user's --set, the row's settings)."""
     spec, prefix, title = grid_spec(grid, *([values] if values else []))
-    base = settle(data, configure([]), user_set)
-    rows = grid_rows(spec, data, configure, user_set)
-    names = grid_row_namer(prefix, name, data, opts.max_folds)
-    for row in rows:
-        refuse_clashes(data, row.exp, opts.storage_path,
+    base = settle(data, configure({}), user_set)
+    return GridSpec(grid_rows(spec, data, configure, user_set), prefix, title, base, data, name)
+
+
+def run_grid_command(spec: GridSpec, opts: RunOptions, start_ray) -> int:
+    """``mer-ray grid``: the rows' run names refused when taken, before ``start_ray``; then
+    every row's LOSO and the table."""
+    names = grid_row_namer(spec.prefix, spec.name, spec.data, opts.max_folds)
+    for row in spec.rows:
+        refuse_clashes(spec.data, row.exp, opts.storage,
                        seed_names(names(row.exp), row.exp.train.seed, opts.seeds))
-    extras = accounting(rows) if prefix == "lora_vs_full" else None
+    extras = accounting(spec.rows) if spec.prefix == "lora_vs_full" else None
     start_ray()
-    shards = data.prepare(base.data)
+    shards = spec.data.prepare(spec.base.data)
     opts = replace(opts, extra={**opts.extra, "data_root": shards.meta.root})
-    out = run_grid(rows, shards, opts, prefix, title, names, name, extras)
+    out = run_grid(spec.rows, shards, opts, spec.prefix, spec.title, names, spec.name, extras)
     if extras:
         lora_vs_full_table(out)
     return 0

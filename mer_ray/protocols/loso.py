@@ -23,7 +23,7 @@ from ..methods import Method, method_named, method_of
 from ..metrics import bootstrap_interval
 from ..model.encoder import NO_BACKBONE, BackboneSource, resolve_backbone
 from ..records import FoldRecord
-from ..storage import open_storage
+from ..storage import Storage, open_storage
 from ..train.folder import RunFolder
 from ..train.jobs import FoldPlan, loso_jobs
 from ..train.runner import PlannedRun, Shared, run_planned
@@ -38,12 +38,17 @@ class RunOptions:
     """How a run is carried out (none of it changes its results)."""
 
     storage_path: str = "results"
+    storage: Storage | None = None  # the storage_path opened, once (``__post_init__``)
     max_folds: int | None = None
     local: bool = False  # one process instead of Ray Train workers
     seeds: int = 1  # the run repeated with train.seed, +1, ...
     tracking: str | None = None  # mlflow | tensorboard
     tracking_uri: str | None = None
     extra: dict = field(default_factory=dict)  # recorded in every summary
+
+    def __post_init__(self):
+        if self.storage is None:
+            self.storage = open_storage(self.storage_path)
 
 
 @dataclass
@@ -100,7 +105,7 @@ def settle(data: DataChoice, exp: ExperimentConfig, user_set: set[str]) -> Exper
     return exp
 
 
-def refuse_clashes(data: DataChoice, exp: ExperimentConfig, storage_path: str,
+def refuse_clashes(data: DataChoice, exp: ExperimentConfig, storage: Storage | str,
                    names: list[str], identity: dict | None = None,
                    config_known: bool = True) -> None:
     """Before Ray starts: refuse run names whose folders hold other runs, judged by what is
@@ -115,10 +120,10 @@ def refuse_clashes(data: DataChoice, exp: ExperimentConfig, storage_path: str,
     elif is_shard_folder(where):
         known["shards_id"] = Shards.open(where).meta.shards_id
     for name in names:
-        RunFolder.open(storage_path, name).check_claim({**known, **(identity or {})})
+        RunFolder.open(storage, name).check_claim({**known, **(identity or {})})
 
 
-def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
+def plan_loso(shards: Shards, exp: ExperimentConfig, storage: Storage | str | Path,
               name: str, max_folds: int | None = None,
               identity: dict | None = None) -> LosoRun:
     """The folds of a run and its folder; a folder that holds another run (other
@@ -129,7 +134,7 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage_path: str | Path,
     subjects = len(folds)
     if max_folds:
         folds = folds[:max_folds]
-    folder = RunFolder.open(storage_path, name)
+    folder = RunFolder.open(storage, name)
     meta = shards.meta
     folder.claim(
         {"config_hash": exp.hash(), "config": exp.to_dict(), "shards": str(shards.root),
@@ -187,7 +192,7 @@ def plan_run(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str,
              extra: dict | None = None) -> Planned:
     from ..tracking import tracker_for
 
-    run = plan_loso(shards, exp, opts.storage_path, name, opts.max_folds)
+    run = plan_loso(shards, exp, opts.storage, name, opts.max_folds)
     partial = {"partial": run.partial} if run.partial else {}
     return Planned(run, {**opts.extra, **partial, **(extra or {})},
                    tracker_for(opts.tracking, opts.tracking_uri, run.folder))
@@ -283,7 +288,7 @@ def train(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str) ->
             for sd, run, s in zip(res["seeds"], res["runs"], res["summaries"])]
     combined = {k: res[k] for k in ("uf1", "uf1_std", "uar", "uar_std", "uf1_ci95",
                                     "uar_ci95", "seeds", "runs")}
-    open_storage(opts.storage_path).write_atomic(json.dumps(
+    opts.storage.write_atomic(json.dumps(
         {"grid": "seeds", "title": f"{name}: {len(res['seeds'])} training seeds",
          "rows": rows, "combined": combined}, indent=1).encode(), f"{name}-seeds.json")
     show(["run", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]"],

@@ -143,12 +143,12 @@ class NestedPlan:
         return {"space": self.space, "trials": self.trials, "inner_folds": self.inner_folds}
 
 
-def plan_nested(shards: Shards, exp: ExperimentConfig, storage_path: str, name: str,
+def plan_nested(shards: Shards, exp: ExperimentConfig, storage, name: str,
                 space: dict[str, dict], trials: int, inner_folds: int,
                 max_folds: int | None = None) -> NestedPlan:
     refuse_leaky(exp)
     plan = NestedPlan(None, space, trials, inner_folds)
-    plan.run = plan_loso(shards, exp, storage_path, name, max_folds,
+    plan.run = plan_loso(shards, exp, storage, name, max_folds,
                          identity={"nested_search": plan.identity()})
     return plan
 
@@ -209,7 +209,7 @@ def nested_search(exp: ExperimentConfig, shards: Shards, space: dict, opts, name
                   trials: int, inner_folds: int) -> dict:
     """``mer-ray sweep`` (nested, the default): plan, run the outer folds without stored
     results, then write and print the summary of the outer predictions."""
-    plan = plan_nested(shards, exp, opts.storage_path, name, space, trials, inner_folds,
+    plan = plan_nested(shards, exp, opts.storage, name, space, trials, inner_folds,
                        opts.max_folds)
     run_nested(plan, local=opts.local)
     summary = summarise_run(plan.run.view(), {**opts.extra, "nested": nested_record(plan)})

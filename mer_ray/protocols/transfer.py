@@ -32,7 +32,6 @@ from ..fitting.job import FoldJob
 from ..integrity import marked, notes, row_flags
 from ..methods import Method, method_of
 from ..model.encoder import BackboneSource
-from ..storage import open_storage
 from ..train.folder import RunFolder
 from ..train.jobs import FoldPlan, transfer_job
 from ..train.runner import PlannedRun, pending, run_planned
@@ -64,7 +63,7 @@ class TransferRun:
 
 
 def plan_transfer(source: Shards, target: Shards, exp: ExperimentConfig,
-                  storage_path: str, name: str) -> TransferRun:
+                  storage, name: str) -> TransferRun:
     source.check(exp.data)
     target.check(exp.data)
     if source.class_names != target.class_names:
@@ -77,7 +76,7 @@ def plan_transfer(source: Shards, target: Shards, exp: ExperimentConfig,
                           np.random.default_rng([exp.train.seed, 104729]))
     train = tuple(s for s in subjects if s not in val)
     sm, tm = source.meta, target.meta
-    folder = RunFolder.open(storage_path, name)
+    folder = RunFolder.open(storage, name)
     folder.claim({"config_hash": exp.hash(), "config": exp.to_dict(),
                   "source_shards": str(source.root), "target_shards": str(target.root),
                   "source": sm.dataset, "target": tm.dataset,
@@ -171,7 +170,7 @@ def transfer_command(spec: TransferSpec, opts, start_ray) -> int:
     for d in (spec.source, *spec.targets.values()):
         d.check()
     for t, d in spec.targets.items():
-        RunFolder.open(opts.storage_path, spec.run_name(t)).check_claim(
+        RunFolder.open(opts.storage, spec.run_name(t)).check_claim(
             {"config_hash": exp.hash(), "source_shards": str(spec.source.shards_path(exp.data)),
              "target_shards": str(d.shards_path(exp.data))})
     start_ray()
@@ -191,7 +190,7 @@ def run_cross(spec: TransferSpec, source_shards: Shards, targets: dict[str, Shar
     exp, conditions, source = spec.exp, list(spec.conditions), source_shards.meta.dataset
     rows, table, runs = [], [], {}
     for target, target_shards in targets.items():
-        runs[target] = plan_transfer(source_shards, target_shards, exp, opts.storage_path,
+        runs[target] = plan_transfer(source_shards, target_shards, exp, opts.storage,
                                      spec.run_name(target))
     first = next(iter(runs.values()))
     run_planned([planned(r, conditions) for r in runs.values()], local=opts.local,
@@ -209,7 +208,7 @@ def run_cross(spec: TransferSpec, source_shards: Shards, targets: dict[str, Shar
             table.append((marked(f"{source.upper()} -> {target.upper()}", rows[-1]),
                           "yes" if adapt else "no", f"{100 * m['uf1']:.2f}",
                           f"{100 * m['uar']:.2f}", s["n_clips"]))
-    open_storage(opts.storage_path).write_atomic(
+    opts.storage.write_atomic(
         json.dumps({"grid": "cross_dataset", "title": "Cross-dataset transfer (Table 5)",
                     "rows": rows}, indent=1).encode(), f"{spec.name}.json")
     flags = [f for f, on in (("SYNTHETIC data", rows and rows[0]["synthetic"]),

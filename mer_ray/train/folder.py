@@ -34,8 +34,9 @@ class RunFolder:
     name: str
 
     @classmethod
-    def open(cls, storage_path: str | Path, name: str) -> RunFolder:
-        return cls(open_storage(storage_path), name)
+    def open(cls, storage: Storage | str | Path, name: str) -> RunFolder:
+        """The run ``name`` in ``storage`` (an opened ``Storage``, or a folder or URI to open)."""
+        return cls(storage if isinstance(storage, Storage) else open_storage(storage), name)
 
     def rel(self, *parts: str) -> str:
         """A path under this folder, relative to the storage root."""
