@@ -228,7 +228,7 @@ def test_every_method_trains_a_tiny_loso(shards, tmp_path, name):
             losses = [h["train_total"] for h in rec["history"]]
             assert losses[-1] < losses[0], losses
     method = method_named(name)
-    assert summary["augmentation"] == method.augmentation_of(method_exp(name))
+    assert summary["augmentation"] == method.augmentation(method_exp(name))
     assert (summary["pretrained"] is None) == (not method.uses_backbone)
     run(shards, tmp_path, name, name=f"{name}-again", max_folds=1)  # the first fold again
     other = pl.read_parquet(tmp_path / "runs" / f"{name}-again" / "predictions.parquet")
@@ -258,21 +258,29 @@ def test_a_toy_method_through_the_registry(shards, tmp_path):
     from mer_ray.fitting.job import FoldResult
     from mer_ray.records import FoldRecord, Predictions
 
-    def fit(job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
-        """Always the training split's most frequent class."""
-        time.sleep(0.2)  # its set-up: counted in the fold's time from its start to training
-        counts = np.bincount([int(y) for b in job.sources["train"].reader(job.columns)
-                              .iter_batches(batch_size=64) for y in b["label_id"]],
-                             minlength=len(job.class_names))
-        test = job.sources["test"].reader(job.columns).columns
-        keys = [f"{s}/{c}" for s, c in zip(test["subject"], test["clip"])]
-        probs = [list(np.eye(len(counts))[counts.argmax()])] * len(keys)
-        rec = FoldRecord(job.split.test, list(job.split.val), list(job.split.train), 0, -1,
-                         -1.0, False, [], 0.0, "cpu", False, None, False, False, None, [],
-                         False, method="toy")
-        return FoldResult(job.key, rec, Predictions(keys, test["label_id"].tolist(), probs), b"")
+    class Toy(Method):
+        name = "toy"
+        summary = "the majority class"
 
-    register(Method("toy", "the majority class", fit, lambda exp, classes: 0))
+        def fit(self, job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
+            """Always the training split's most frequent class."""
+            time.sleep(0.2)  # its set-up: counted in the fold's time from its start to training
+            counts = np.bincount([int(y) for b in job.sources["train"].reader(job.columns)
+                                  .iter_batches(batch_size=64) for y in b["label_id"]],
+                                 minlength=len(job.class_names))
+            test = job.sources["test"].reader(job.columns).columns
+            keys = [f"{s}/{c}" for s, c in zip(test["subject"], test["clip"])]
+            probs = [list(np.eye(len(counts))[counts.argmax()])] * len(keys)
+            rec = FoldRecord(job.split.test, list(job.split.val), list(job.split.train), 0, -1,
+                             -1.0, False, [], 0.0, "cpu", False, None, False, False, None, [],
+                             False, method="toy")
+            return FoldResult(job.key, rec, Predictions(keys, test["label_id"].tolist(), probs),
+                              b"")
+
+        def parameters(self, exp, classes):
+            return 0
+
+    register(Toy())
     try:
         summary = run(shards, tmp_path, "toy")
     finally:

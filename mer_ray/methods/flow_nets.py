@@ -29,6 +29,7 @@ from ..fitting.loop import (
     set_determinism,
     train_fold,
 )
+from .registry import Method
 
 NO_AUGMENTATION = ("none: the onset -> apex flow maps of the aligned clip, resized and "
                    "min-max normalised per clip and channel, as the method's authors fed them")
@@ -111,22 +112,39 @@ class CrossEntropy(nn.Module):
         return {"total": ce, "ce": ce, "koleo": zero, "cons": zero}
 
 
-def flow_fit(make_net, channels: tuple[str, ...], size: int):
-    """A method's ``fit`` for a flow CNN: ``make_net(classes)`` (built seeded), its input
-    ``channels`` at ``size`` x ``size``."""
-    def fit(job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
+class FlowCNN(Method):
+    """A flow CNN as a method: ``network(classes)`` (built seeded) on the shards' flow
+    ``channels`` at ``size`` x ``size``, trained by the platform's fold loop with a plain
+    cross-entropy, without augmentation."""
+
+    needs_flow = True
+    channels: tuple[str, ...] = ()
+    size: int = 28
+
+    def network(self, classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("subject", "clip", "label_id", *sorted(set(self.channels)))
+
+    def fit(self, job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
         from ..model.build import seed_everything
 
         tc = job.experiment.train
         set_determinism(tc.deterministic)
         seed_everything(tc.seed)
-        net = make_net(len(job.class_names)).to(device)
-        readers = fold_readers(job)
-        data = FlowInputs(readers, channels, size, tc.batch_size, tc.seed, device,
-                          job.label_override)
+        net = self.network(len(job.class_names)).to(device)
+        data = FlowInputs(fold_readers(job), self.channels, self.size, tc.batch_size, tc.seed,
+                          device, job.label_override)
         return train_fold(job, device, FoldParts(net, data, CrossEntropy(), cache_trunk=False,
                                                  augmented=False), resume, on_epoch, every_epoch)
-    return fit
+
+    def parameters(self, exp, classes: int) -> int:
+        return trainable(self.network(classes))
+
+    def augmentation(self, exp) -> str:
+        return NO_AUGMENTATION
 
 
 def trainable(net: nn.Module) -> int:

@@ -190,10 +190,18 @@ def fit(job: FoldJob, device=None, resume=None, on_epoch=None, cache=None,
     return FoldResult(job.key, record, predictions, b"")
 
 
-def svm_parameters(exp, classes: int) -> int:
-    return classes * (GRID * GRID * 3 * BINS + 1)
+class LbpTopSvm(Method):
+    name = "lbptop_svm"
+    summary = "LBP-TOP histograms over a 5 x 5 block grid, linear SVM"
+
+    def fit(self, job, device=None, resume=None, on_epoch=None, cache=None, every_epoch=None):
+        return fit(job, device, resume, on_epoch, cache, every_epoch)
+
+    def parameters(self, exp, classes: int) -> int:
+        return classes * (GRID * GRID * 3 * BINS + 1)
+
+    def augmentation(self, exp) -> str:
+        return "none: LBP-TOP histograms of the aligned clips"
 
 
-register(Method("lbptop_svm", "LBP-TOP histograms over a 5 x 5 block grid, linear SVM",
-                fit, svm_parameters,
-                augmentation=lambda exp: "none: LBP-TOP histograms of the aligned clips"))
+register(LbpTopSvm())

@@ -36,8 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .flow_nets import NO_AUGMENTATION, flow_fit, trainable
-from .registry import Method, Recipe, register
+from .flow_nets import FlowCNN
+from .registry import Recipe, register
 
 SIZE = 28
 CHANNELS = ("flow_u", "flow_v")
@@ -66,13 +66,15 @@ class OffApexNet(nn.Module):
         return {"logits": self.head(torch.cat([u.flatten(1), v.flatten(1)], dim=1))}
 
 
-def offapexnet_parameters(exp, classes: int) -> int:
-    return trainable(OffApexNet(classes))
+class OffApexNetMethod(FlowCNN):
+    name = "offapexnet"
+    summary = "OFF-ApexNet: two CNN streams on onset-apex horizontal and vertical flow"
+    channels = CHANNELS
+    size = SIZE
+    recipe = Recipe(lr=1e-4, batch_size=32, max_epochs=60, patience=15)
+
+    def network(self, classes: int) -> nn.Module:
+        return OffApexNet(classes)
 
 
-register(Method(
-    "offapexnet", "OFF-ApexNet: two CNN streams on onset-apex horizontal and vertical flow",
-    flow_fit(OffApexNet, CHANNELS, SIZE), offapexnet_parameters,
-    columns=("subject", "clip", "label_id", "flow_u", "flow_v"), needs_flow=True,
-    recipe=Recipe(lr=1e-4, batch_size=32, max_epochs=60, patience=15),
-    augmentation=lambda exp: NO_AUGMENTATION))
+register(OffApexNetMethod())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -27,39 +26,54 @@ class Recipe:
                 if getattr(self, f.name) is not None}
 
 
-@dataclass(frozen=True)
 class Method:
-    """A method the fold runner can train.
+    """A method the fold runner can train: subclass it, say what it reads and how it fits a
+    fold, and ``register`` an instance. The fold loop, the selection, the records and the
+    predictions stay the platform's (``fitting/``); a method imports those small interfaces,
+    never the trainer (``train/``), which runs any method it is handed.
 
-    ``fit(job, device, resume, on_epoch, cache, every_epoch) -> FoldResult``: train one fold
-    (``resume``/``on_epoch``: its epoch checkpoint, when it has epochs; ``cache``: a dict this
-    process keeps for the same clips, e.g. their features; ``every_epoch(row, last)``).
-    ``columns``: the shard columns a fold reads (None: the clips, or the paper model's trunk
-    tokens). ``needs_flow``: the shards must carry optical flow (``data.flow``).
-    ``recipe``: the method's own training settings (a ``Recipe``), applied wherever the method
-    is chosen: after the configuration file, before the user's settings (``load_with_recipe``).
-    ``parameters(exp, classes)``: its trainable parameters.
-    ``augmentation(exp)``: what its training clips went through, in words (the run summary
-    says it); None: no augmentation.
-    ``shared_inputs(shards, exp, backbone, use_gpu, slots, compute) -> TokenSource | None``:
-    what every fold of a run reads in common, made once before they train (None: nothing for
-    this configuration; with ``compute`` off, only what already exists), and
-    ``shared_place(shards, exp)``: where making it runs ("here" or "ray")."""
+    Class attributes: ``name`` (``model.method``), ``summary``; ``columns``, the shard columns
+    a fold reads (None: the clips, or the paper model's trunk tokens); ``needs_flow``, the
+    shards must carry optical flow (``data.flow``); ``uses_backbone``, it builds the DinoV2
+    backbone (whose weights' source the driver decides); ``recipe``, its own training
+    settings, applied wherever the method is chosen (``load_with_recipe``)."""
 
-    name: str
-    summary: str
-    fit: Callable
-    parameters: Callable[[ExperimentConfig, int], int]
+    name: str = ""
+    summary: str = ""
     columns: tuple[str, ...] | None = None
     needs_flow: bool = False
     uses_backbone: bool = False
     recipe: Recipe = Recipe()
-    augmentation: Callable[[ExperimentConfig], str] | None = None
-    shared_inputs: Callable | None = None
-    shared_place: Callable | None = None
 
-    def augmentation_of(self, exp: ExperimentConfig) -> str:
-        return self.augmentation(exp) if self.augmentation else "none"
+    def fit(self, job, device, resume=None, on_epoch=None, cache=None,
+            every_epoch=None):
+        """Train one fold and, when its job has a test split, predict it once: a
+        ``fitting.job.FoldResult``. ``resume``/``on_epoch``: its epoch checkpoint, when it has
+        epochs; ``cache``: a dict this process keeps for the same clips (their features);
+        ``every_epoch(row, last)``: after every epoch."""
+        raise NotImplementedError
+
+    def parameters(self, exp: ExperimentConfig, classes: int) -> int:
+        """Its trainable parameters for ``classes`` classes."""
+        raise NotImplementedError
+
+    def augmentation(self, exp: ExperimentConfig) -> str:
+        """What its training clips went through, in words (the run summary says it)."""
+        return "none"
+
+    def shared_inputs(self, shards, exp: ExperimentConfig, backbone, use_gpu: bool,
+                      slots: int, compute: bool = True):
+        """What every fold of a run reads in common, made once before they train (a
+        ``fitting.job.TokenSource``), or None: nothing for this configuration (with
+        ``compute`` off: only what exists already)."""
+        return None
+
+    def shared_place(self, shards, exp: ExperimentConfig) -> str:
+        """Where making ``shared_inputs`` runs: "here" (or nothing to make), or "ray"."""
+        return "here"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
 
 METHODS: dict[str, Method] = {}

@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .flow_nets import NO_AUGMENTATION, flow_fit, trainable
-from .registry import Method, Recipe, register
+from .flow_nets import FlowCNN
+from .registry import Recipe, register
 
 SIZE = 28
 CHANNELS = ("strain", "flow_u", "flow_v")
@@ -62,13 +62,15 @@ class STSTNet(nn.Module):
         return {"logits": self.classifier(self.pool(x).flatten(1))}
 
 
-def ststnet_parameters(exp, classes: int) -> int:
-    return trainable(STSTNet(classes))
+class STSTNetMethod(FlowCNN):
+    name = "ststnet"
+    summary = "STSTNet: three shallow CNN streams on onset-apex optical strain and flow"
+    channels = CHANNELS
+    size = SIZE
+    recipe = Recipe(lr=5e-4, batch_size=32, max_epochs=60, patience=15)
+
+    def network(self, classes: int) -> nn.Module:
+        return STSTNet(classes)
 
 
-register(Method(
-    "ststnet", "STSTNet: three shallow CNN streams on onset-apex optical strain and flow",
-    flow_fit(STSTNet, CHANNELS, SIZE), ststnet_parameters,
-    columns=("subject", "clip", "label_id", "flow_u", "flow_v", "strain"), needs_flow=True,
-    recipe=Recipe(lr=5e-4, batch_size=32, max_epochs=60, patience=15),
-    augmentation=lambda exp: NO_AUGMENTATION))
+register(STSTNetMethod())

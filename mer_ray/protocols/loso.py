@@ -158,18 +158,15 @@ def shared_tokens(run: LosoRun, use_gpu: bool, slots: int,
                   compute: bool = True) -> TokenSource | None:
     """What the run's folds share (its method's ``shared_inputs``: with the trunk cache, the
     paper model's token folder), made now when ``compute``; None when there is nothing."""
-    if run.method.shared_inputs is None:
-        return None
     return run.method.shared_inputs(run.shards, run.exp, run.backbone, use_gpu, slots, compute)
 
 
 def planned(run: LosoRun, tracker=None) -> PlannedRun:
     """The run's folds as the runner takes them. ``tracker``: a ``tracking.TrackingSpec``
     (each fold logs its epochs)."""
-    shared = Shared(run.method, run.shards, run.exp, run.backbone) \
-        if run.method.shared_inputs is not None else None
     return PlannedRun(run.folder, lambda tokens: loso_jobs(run.plan(tokens, tracker), run.folds),
-                      len(run.todo()), run.exp.train, shared)
+                      len(run.todo()), run.exp.train,
+                      Shared(run.method, run.shards, run.exp, run.backbone))
 
 
 def train_folds(run: LosoRun, local: bool = False, tracker=None) -> list[FoldRecord]:

@@ -148,7 +148,7 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
         "pretrained": (pretrained[0] if len(pretrained) == 1 else pretrained)
         if has_backbone else None,
         "weights_source": folds[0].weights_source if folds else None,
-        "augmentation": method_of(exp).augmentation_of(exp),
+        "augmentation": method_of(exp).augmentation(exp),
         "control_shuffled_labels": exp.train.shuffle_labels,
         # True when the configuration was chosen by a search that saw these test subjects
         "search_informed": False,
