@@ -266,12 +266,12 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
         print(f"{command}: interrupted: finished folds are stored and every running fold "
               f"keeps its last epoch's checkpoint; running the same command again resumes",
               file=sys.stderr, flush=True)
-        from .cluster import stop_after_interrupt
+        from .cluster import leave_after_interrupt
 
-        if stop_after_interrupt():
+        if leave_after_interrupt():
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(130)  # the fold slots' threads must not touch the stopped Ray
+            os._exit(130)  # at once: see leave_after_interrupt
         return 130
     except SweepInterrupted as stopped:
         print(f"{command}: {stopped}", file=sys.stderr)

@@ -184,19 +184,21 @@ def _session_logs() -> str:
         return "the head node's Ray session folder (session_latest/logs)"
 
 
-def stop_after_interrupt() -> bool:
-    """After Ctrl+C: stop this process's Ray (the workers of a local Ray this process started,
-    or the connection to a cluster it joined), with a line at least every few seconds.
-    Returns whether Ray was running (the process must then end at once: threads that drove
-    fold slots would otherwise touch Ray after it stopped)."""
+def leave_after_interrupt() -> bool:
+    """After Ctrl+C: whether this process runs Ray, and if so a line saying how its workers
+    stop; the caller then ends the process at once (``os._exit``). Ray is not shut down from
+    here: threads that drive fold slots may still be calling into Ray, and a call into a Ray
+    already shut down ends the process with Ray's own exit status (1), whichever thread got
+    there first. None is needed: the processes of a Ray this process started share its fate
+    (Ray starts them so), and a cluster ends the actors of a driver that has gone."""
     import ray
-
-    from .console import Ticker
 
     if not ray.is_initialized():
         return False
-    with Ticker("stopping Ray's workers"), contextlib.suppress(Exception):
-        ray.shutdown()
+    local = not os.environ.get("RAY_ADDRESS")  # ensure_ray joins the cluster it names
+    print("stopping Ray's workers: " + ("the local Ray this command started stops with it"
+                                        if local else "this run's actors on the cluster end "
+                                        "with this driver"), file=sys.stderr, flush=True)
     return True
 
 

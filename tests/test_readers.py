@@ -80,17 +80,25 @@ def test_a_fold_refuses_tokens_of_other_shards(tmp_path):
         run_jobs([job], EXP.train, local=True, title=None)
 
 
-def test_shards_prepared_again_under_a_run_are_refused_not_read(tmp_path):
+@pytest.mark.parametrize("stamped", [True, False])
+def test_shards_prepared_again_under_a_run_are_refused_not_read(tmp_path, stamped):
     """A `prepare --overwrite` of the run's shard folder while the run goes: the fold reads
-    other clips than its run was planned (and named) on, so it refuses them."""
-    shards = write_shards(tmp_path / "s")
+    other clips than its run was planned (and named) on, so it refuses them. Rows that carry
+    their shards_id are checked by it, even while the new prepare.json is not written yet
+    (prepare writes it last); shards from before that column, by their prepare.json."""
+    shards = write_shards(tmp_path / "s", stamped=stamped)
     exp = EXP.with_values({"train.cache_trunk": False})
     run = plan(shards, tmp_path, exp)
     [job] = loso_jobs(run.plan(), run.folds)
-    write_shards(tmp_path / "s", seed=5)  # the same folder, prepared again from other data
+    write_shards(tmp_path / "s", seed=5, stamped=stamped)  # the same folder, other data
+    if stamped:
+        (tmp_path / "s" / "prepare.json").unlink()  # a prepare half-way: its marker not yet
+    with pytest.raises(ShardsChanged, match=r"made from shards test5, but this run was "
+                                            r"planned on shards test0: the folder was prepared "
+                                            r"again while the run was going"):
+        SubjectReader(shards.clips, ["s1"], made_from=job.sources["train"].made_from)
     with pytest.raises(Exception, match=r"prepared again while the run was going"):
         run_jobs([job], exp.train, local=True, title=None)
-    assert issubclass(ShardsChanged, ValueError)
 
 
 def test_two_token_passes_at_once_compute_once(tmp_path, monkeypatch):

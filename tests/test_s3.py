@@ -18,6 +18,7 @@ needed).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ class S3Server:
 
     def __init__(self, log: Path, enforce_auth: bool = False):
         self.port = free_port()
+        self.log = log  # the server's request log: one line per request
         self.endpoint = f"http://127.0.0.1:{self.port}"
         extra = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if enforce_auth else {}
         with open(log, "w") as sink:
@@ -248,6 +250,28 @@ def test_loso_on_s3_resumes_after_its_driver_is_killed(ray_session, tiny_shards,
     assert report.returncode == 0, report.stderr[-3000:]
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| `loso`" in text and f"{100 * summary['metrics']['uf1']:.2f}" in text
+
+
+def test_a_run_on_shards_in_the_store_reads_their_prepare_json_once(ray_session, s3_shards, s3,
+                                                                    tmp_path):
+    """The driver opens the shards once at the door and passes the handle down; the folds
+    (on Ray's workers, reading clips, not tokens) check what they read in the rows' own
+    shards_id, not by fetching prepare.json again: one GET of it for the whole run, counted
+    in the store's request log."""
+    config = write_config(tmp_path / "tiny.yaml", ("train.cache_trunk=false",))
+    before = len(s3.log.read_text().splitlines())
+    res = mer_ray("train", "--shards", SHARDS, "--storage-path", str(tmp_path / "runs"),
+                  "--name", "once", "--config", str(config), "--max-folds", "2",
+                  env=joining(ray_session, s3))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    requests = [re.sub(r"\x1b\[[0-9;]*m", "", r)  # the server colours some status codes
+                for r in s3.log.read_text().splitlines()[before:]]
+    gets = [r for r in requests if f'"GET /{BUCKET}/shards/prepare.json' in r]
+    clips = [r for r in requests if f'"GET /{BUCKET}/shards/clips/' in r]
+    assert clips, requests[-20:]  # the folds did read the clips on the store
+    assert len(gets) == 1, gets
+    summary = json.loads((tmp_path / "runs" / "once" / "summary.json").read_text())
+    assert summary["n_folds"] == 2
 
 
 @pytest.fixture(scope="module")

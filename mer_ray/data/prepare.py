@@ -34,7 +34,14 @@ from .flow import apex_position, flow_columns
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
 from .sampling import uniform_indices
-from .shards import CLIPS_DIR, TRUNK_DIR, ShardMeta, unmark_shards, write_prepare_meta
+from .shards import (
+    CLIPS_DIR,
+    SHARDS_ID_COLUMN,
+    TRUNK_DIR,
+    ShardMeta,
+    unmark_shards,
+    write_prepare_meta,
+)
 
 META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "apex",
                 "offset", "source"]
@@ -213,13 +220,22 @@ def _align_all(rows: list[dict], cfg: PrepareConfig, workers: int | None):
     return ds, ds.drop_columns(["frames"]).to_pandas()
 
 
-def _write_clips(ds, out: Storage, cfg: PrepareConfig) -> None:
+def _write_clips(ds, out: Storage, cfg: PrepareConfig, shards_id: str) -> None:
+    """The aligned clips, partitioned by subject; every row carries the ``shards_id`` of what
+    it was made from, so a fold checks its data in the files it reads anyway (no read of
+    ``prepare.json`` per fold)."""
+    import pyarrow as pa
+
+    def stamp(batch):
+        return pa.array([shards_id] * batch.num_rows, pa.string())
+
     with warnings.catch_warnings():
         # Ray suggests a hash repartition instead of min_rows_per_file with partition
         # columns; for a few hundred clips that shuffle costs more than it saves.
         warnings.simplefilter("ignore", DeprecationWarning)
         (ds.filter(expr="rejected_reason == ''")
            .drop_columns(["rejected_reason"])
+           .add_column(SHARDS_ID_COLUMN, stamp, batch_format="pyarrow")
            .write_parquet(out.path(CLIPS_DIR), filesystem=out.fs, partition_cols=["subject"],
                           min_rows_per_file=cfg.min_rows_per_file))
 
@@ -263,13 +279,14 @@ def prepare_shards(
     _clear(store, overwrite)
     start = time.perf_counter()
     rows = included(manifest).sort(["subject", "clip"]).select(META_COLUMNS).to_dicts()
+    shards_id = shards_identity(manifest, cfg)
     meta, per_class, good = None, {}, 0
     if rows:
         ds, meta = _align_all(rows, cfg, workers)
         kept = meta[meta["rejected_reason"] == ""]
         good, per_class = len(kept), kept["label"].value_counts().to_dict()
         if good:
-            _write_clips(ds, store, cfg)
+            _write_clips(ds, store, cfg, shards_id)
     rejected = _rejected(manifest, meta)
     store.write_parquet(rejected, "rejected.parquet")
     store.write_parquet(manifest, "manifest.parquet")
@@ -277,7 +294,7 @@ def prepare_shards(
     per_class = {k: int(v) for k, v in sorted(per_class.items())}
     write_prepare_meta(store.where(), ShardMeta(
         class_names=tuple(class_names), config=asdict(cfg),
-        shards_id=shards_identity(manifest, cfg), clips=good, per_class=per_class,
+        shards_id=shards_id, clips=good, per_class=per_class,
         rejected=rejected.height, seconds=round(seconds, 2), code_version=code_version(),
         annotation_files=[{"file": f, "sha256": h} for f, h in annotation_files(manifest)],
         **{k: v for k, v in (extra_meta or {}).items()}))

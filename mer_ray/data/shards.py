@@ -5,8 +5,9 @@ and the readers every consumer uses.
 
     SHARDS/prepare.json                        settings, class names, counts, ``shards_id``
     SHARDS/manifest.parquet, rejected.parquet  what was aligned, and what was not (and why)
-    SHARDS/clips/subject=<id>/*.parquet        one row per clip: CLIP_COLUMNS + metadata
-    SHARDS/trunk/<fingerprint>/subject=<id>/   frozen-trunk tokens (``train/trunk.py``):
+    SHARDS/clips/subject=<id>/*.parquet        one row per clip: CLIP_COLUMNS + metadata, and
+                                               the shards_id (SHARDS_ID_COLUMN)
+    SHARDS/trunk/<fingerprint>/subject=<id>/   frozen-trunk tokens (``methods/mer/tokens.py``):
                                                TOKEN_COLUMNS
     SHARDS/trunk/<fingerprint>/tokens.json     what made the tokens (written last)
     SHARDS/trunk/<fingerprint>-<views id>/     the same plus VIEWS_COLUMN: the tokens of
@@ -19,7 +20,7 @@ subject out of its training and validation data (``folds.py``).
 Folds read their subjects' partitions with pyarrow directly (``SubjectReader``): one fold's
 clips are a few MB to a few hundred MB, and a Ray Data execution per split cost seconds per fold
 (measured: a two-file read took 13 s on a loaded 2-core machine). Ray Data does the passes over
-whole folders: alignment (``prepare.py``) and the trunk tokens (``train/trunk.py``).
+whole folders: alignment (``prepare.py``) and the trunk tokens (``methods/mer/tokens.py``).
 
 A shard folder is a local (or mounted) folder or an object-store URI (``s3://bucket/shards``):
 every reader and writer here goes through a pyarrow file system (``storage.locate``), so the
@@ -42,9 +43,12 @@ from ..storage import locate
 CLIPS_DIR = "clips"
 TRUNK_DIR = "trunk"
 PREPARE_JSON = "prepare.json"
-TOKENS_MARKER = "tokens.json"  # a token folder's record of what made it (train/trunk.py)
+TOKENS_MARKER = "tokens.json"  # a token folder's record of what made it (methods/mer/tokens.py)
 CLIP_COLUMNS = ("subject", "clip", "label_id", "frames")
 TOKEN_COLUMNS = ("subject", "clip", "label_id", "tokens")
+# Each clip row's shards_id: a fold checks that what it reads was made from the shards its run
+# was planned on, in the files it reads anyway (shards from before it: prepare.json says it)
+SHARDS_ID_COLUMN = "shards_id"
 VIEWS_COLUMN = "views"  # token folders with cached augmented views: (V-1, T, L, D) per clip
 
 
@@ -186,15 +190,20 @@ def shard_subjects(shards: str | Path) -> list[str]:
     return sorted(n.split("=", 1)[1] for n in names)
 
 
-def read_partition(root: str | Path, subject: str, columns: Iterable[str]):
-    """One subject's partition of a clip or token folder as a pyarrow Table (files in order)."""
+def read_partition(root: str | Path, subject: str, columns: Iterable[str],
+                   optional: Iterable[str] = ()):
+    """One subject's partition of a clip or token folder as a pyarrow Table (files in order).
+    ``optional``: columns added when every file has them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     store = locate(root)
-    files = store.files(f"subject={subject}", suffix=".parquet")
-    read = list(dict.fromkeys(["clip", *columns]))
-    tables = [pq.read_table(f, columns=read, filesystem=store.fs) for f in files]
+    files = [pq.ParquetFile(f, filesystem=store.fs)
+             for f in store.files(f"subject={subject}", suffix=".parquet")]
+    columns, read = list(columns), list(dict.fromkeys(["clip", *columns]))
+    extra = [c for c in optional if files and all(c in f.schema_arrow.names for f in files)]
+    tables = [f.read(columns=read + extra) for f in files]
+    columns += extra
     table = pa.concat_tables(tables) if tables else None
     if table is None or table.num_rows == 0:
         # a training set silently smaller by a subject would move every figure
@@ -209,7 +218,7 @@ def read_partition(root: str | Path, subject: str, columns: Iterable[str]):
                          f"more than one file; delete this folder's parent and make it again "
                          f"(mer-ray prepare --overwrite for clips; tokens are remade by the "
                          f"next run)")
-    return table.select(list(columns))
+    return table.select(columns)
 
 
 def _read_labels(shards: str | Path, subject: str) -> list[int]:
@@ -268,18 +277,33 @@ class SubjectReader:
     of ``subjects`` and, within a subject, the files' order."""
 
     def __init__(self, root: str | Path, subjects: Iterable[str],
-                 columns: Iterable[str] = CLIP_COLUMNS):
+                 columns: Iterable[str] = CLIP_COLUMNS, made_from: str = ""):
+        """``made_from``: the ``shards_id`` the rows must have been made from (a fold's run's
+        shards); checked in the rows' own column, or, for files without one (token folders,
+        shards prepared before it), once against the folder's marker."""
         import pyarrow as pa
 
         subjects, columns = tuple(subjects), tuple(columns)
         tables = []
         self.per_subject = {}
+        unchecked = False
         for s in subjects:
-            t = read_partition(root, s, [c for c in columns if c != "subject"])
+            t = read_partition(root, s, [c for c in columns if c != "subject"],
+                               optional=(SHARDS_ID_COLUMN,) if made_from else ())
+            if made_from and SHARDS_ID_COLUMN in t.column_names:
+                found = set(t.column(SHARDS_ID_COLUMN).to_pylist())
+                if found != {made_from}:
+                    raise shards_changed(f"{root}/subject={s}", ", ".join(sorted(found)),
+                                         made_from)
+                t = t.drop_columns([SHARDS_ID_COLUMN])
+            else:
+                unchecked = bool(made_from)
             tables.append(t.append_column("subject", pa.array([s] * t.num_rows)))
             self.per_subject[s] = t.num_rows
         if not tables:
             raise FileNotFoundError(f"no subjects to read under {root}")
+        if unchecked:
+            check_made_from(root, made_from)
         table = pa.concat_tables(tables)
         self.columns = {c: _column(table, c) for c in columns}
         self.rows = table.num_rows
@@ -319,10 +343,14 @@ def check_made_from(root: str | Path, shards_id: str) -> None:
     read."""
     found = shards_id_of(root)
     if found != shards_id:
-        raise ShardsChanged(
-            f"{root}: made from shards {found}, but this run was planned on shards "
-            f"{shards_id}: the folder was prepared again while the run was going. Run the same "
-            f"command again (it plans on the shards as they are now), or use another --name")
+        raise shards_changed(root, found, shards_id)
+
+
+def shards_changed(where: str | Path, found: str | None, planned: str) -> ShardsChanged:
+    return ShardsChanged(
+        f"{where}: made from shards {found}, but this run was planned on shards {planned}: "
+        f"the folder was prepared again while the run was going. Run the same command again "
+        f"(it plans on the shards as they are now), or use another --name")
 
 
 def ray_dataset(root: str | Path, subjects: Iterable[str]):

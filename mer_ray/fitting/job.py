@@ -3,8 +3,8 @@
 A ``FoldJob`` is everything one fold needs: the configuration, the split, where each split's
 clips (or shared trunk tokens) are read from, where the backbone's weights come from, label
 overrides, and where its records go. Every experiment turns itself into fold jobs in one module
-(``fold_jobs.py``); ``runner.run_jobs`` runs a list of them; ``fold.fit_fold`` turns one job
-into a ``FoldResult``.
+(``train/jobs.py``); ``train/runner.py`` runs them; the job's method (``job.method.fit``) turns
+one job into a ``FoldResult``.
 
 A finished fold's records go under ``record_dir`` (``store_result``; the layout is in
 ``records.py``).
@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
-from ..data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader, check_made_from
+from ..data.shards import CLIP_COLUMNS, TOKEN_COLUMNS, SubjectReader
 from ..model.encoder import BackboneSource
 from ..records import FOLD_JSON, FOLD_PREDS, FOLD_WEIGHTS, FoldRecord, Predictions
 
@@ -36,9 +36,7 @@ class SplitSource:
     made_from: str = ""
 
     def reader(self, columns=CLIP_COLUMNS):
-        if self.made_from:
-            check_made_from(self.root, self.made_from)
-        inner = SubjectReader(self.root, self.subjects, columns)
+        inner = SubjectReader(self.root, self.subjects, columns, made_from=self.made_from)
         return Unlabelled(inner) if self.unlabelled else inner
 
 
@@ -98,7 +96,7 @@ class FoldJob:
     extra: Mapping[str, Any] = field(default_factory=dict)
     tracking: Any = None  # a tracking.TrackingSpec: where its epochs are logged, or None
     search: Any = None
-    gate: tuple[str, str] | None = None  # (storage, folder): a start gate (fold_run.py)
+    gate: tuple[str, str] | None = None  # (storage, folder): a start gate (train/attempt.py)
     data_id: str = ""  # what the clips are (the shards' content ids): keys cached tokens
     reads: tuple[str, ...] | None = None  # the method's shard columns (None: clips or tokens)
     method: Any = None  # the ``methods.Method`` that fits it, resolved once by the planner

@@ -1,6 +1,6 @@
 """What the flow-based CNNs share: their inputs (the shards' onset -> apex flow and strain maps,
 resized to the network's input size and normalised as the authors fed them) and their fit (the
-fold loop of ``train/fold.py`` with a plain cross-entropy).
+fold loop of ``fitting/loop.py`` with a plain cross-entropy).
 
 Input normalisation, as the authors did it: STSTNet's published code
 (christy1206/STSTNet, ``main.py``) reads each clip's u, v and strain from 8-bit images in a

@@ -2,7 +2,7 @@
 without stored results through the fold runner, write and print the summary; with several
 training seeds, the same run once per seed and the mean and spread.
 
-A run lives under ``<storage>/<name>/`` (``train/run_folder.py``). Running the same run again
+A run lives under ``<storage>/<name>/`` (``train/folder.py``). Running the same run again
 resumes it: finished folds are kept, unfinished ones continue from their last epoch.
 """
 

@@ -1,3 +1,5 @@
-"""Training one fold and running many: fold jobs and results, the training loop (Ray-free), the
-fold runner (in process, or Ray Train workers per fold slot), LOSO planning, the shared trunk
-tokens, augmentation and summaries."""
+"""Running folds: every experiment's fold jobs made in one place (``jobs.py``), the runner that
+takes whole planned runs and runs their folds in this process or on Ray Train workers per fold
+slot (``runner.py``, ``slots.py``), one fold's attempt wherever it runs (``attempt.py``), a
+run's folder (``folder.py``) and the progress lines. It runs any method it is handed and
+imports none."""

@@ -1,5 +1,5 @@
 """One fold, wherever it runs (this process or a Ray Train worker): resume it from its last
-epoch checkpoint, checkpoint every epoch, train it (``fold.fit_fold``), store its records.
+epoch checkpoint, checkpoint every epoch, train it (its method's ``fit``), store its records.
 
 - Every epoch a fold writes its checkpoint to storage (``<run>/train/fold-<key>/state.pt``,
   tensors and plain types only: it is read with ``torch.load(weights_only=True)``). A fold

@@ -103,7 +103,7 @@ def search_job(plan: FoldPlan, split: FoldSplit, exp: ExperimentConfig,
                key: str | None = None) -> FoldJob:
     """A fold that trains and validates ``exp`` only: its test subject is never read and
     nothing of it is stored (a search trial's fold). With the plan's run folder, its start
-    gate is ``<run>/gate`` (``fold_run.pass_gate``)."""
+    gate is ``<run>/gate`` (``attempt.pass_gate``)."""
     gate = (plan.folder.storage.uri, plan.folder.rel("gate")) if plan.folder else None
     return _job(plan, split, key or split.test, exp, _sources(plan, split, test=False),
                 gate=gate)

@@ -10,7 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mer_ray.data.prepare import PrepareConfig
-from mer_ray.data.shards import CLIPS_DIR, ShardMeta, Shards, subject_dir, write_prepare_meta
+from mer_ray.data.shards import (
+    CLIPS_DIR,
+    SHARDS_ID_COLUMN,
+    ShardMeta,
+    Shards,
+    subject_dir,
+    write_prepare_meta,
+)
 
 CLASSES = ("negative", "positive", "surprise")
 
@@ -38,10 +45,12 @@ def _flow(label: int, size: int, rng) -> dict:
 
 def write_shards(root: Path, subjects=("s1", "s2", "s3", "s4"), per_class: int = 1,
                  frames: int = 4, size: int = 28, seed: int = 0,
-                 flow: str | None = None) -> Shards:
+                 flow: str | None = None, stamped: bool = True) -> Shards:
     """``per_class`` clips of each class per subject; each class's frames carry a bright
     square in its own place, so a model can learn them. ``flow``: flow columns too (a
-    backend's name for prepare.json; the fields are made up: each class moves its own way)."""
+    backend's name for prepare.json; the fields are made up: each class moves its own way).
+    ``stamped``: each row carries the shards_id, as ``prepare`` writes it (off: shards from
+    before that column)."""
     rng = np.random.default_rng(seed)
     for s in subjects:
         clips, labels, data, flows = [], [], [], []
@@ -60,6 +69,8 @@ def write_shards(root: Path, subjects=("s1", "s2", "s3", "s4"), per_class: int =
                 columns[key] = pa.FixedShapeTensorArray.from_numpy_ndarray(
                     np.stack([f[key] for f in flows]))
             columns["flow_note"] = [f["flow_note"] for f in flows]
+        if stamped:
+            columns[SHARDS_ID_COLUMN] = [f"test{seed}"] * len(clips)
         table = pa.table(columns)
         folder = Path(subject_dir(root / CLIPS_DIR, s))
         folder.mkdir(parents=True, exist_ok=True)
