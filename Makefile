@@ -27,7 +27,7 @@ demo: $(STAMP)
 # Every tier: unit, Ray and end-to-end tests (CI runs this).
 test: $(STAMP)
 	mkdir -p $(RAY_TMPDIR)
-	$(BIN)/python -m pytest -q -m ""
+	$(BIN)/python -m pytest -q -m "" --durations=20
 
 # The unit tier only: no Ray, seconds.
 test-fast: $(STAMP)
