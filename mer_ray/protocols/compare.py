@@ -46,7 +46,7 @@ from ..train.jobs import loso_jobs
 from ..train.runner import run_planned
 from .loso import LosoRun, RunOptions, plan_loso, planned, refuse_clashes, settle
 from .names import run_name, seed_names, seeded
-from .summary import subject_predictions, summarise_run
+from .summary import subject_predictions, summarise_run, write_grid_file
 
 RESAMPLES = 1000  # bootstrap resamples of every interval and difference
 ALPHA = 0.05  # the family-wise level of the Holm-adjusted "differs" column
@@ -351,18 +351,14 @@ def compare_command(spec: CompareSpec, opts: RunOptions, start_ray) -> list[dict
              + (f", {spec.seeds} training seeds" if spec.seeds > 1 else "")
              + (" (SYNTHETIC data)" if synthetic else "")
              + (f" [PARTIAL: {partial}]" if partial else ""))
-    folder.storage.write_atomic(json.dumps(
-        {"grid": "compare", "title": title, "methods": list(spec.methods),
-         "datasets": list(spec.data), "with_leaky": spec.with_leaky, "seeds": spec.seeds,
-         "partial": partial,
-         "bootstrap": {"seed": seed, "resamples": RESAMPLES, "level": 0.95,
-                       "unit": "test subject" + (" and training seed" if spec.seeds > 1
-                                                 else "")},
-         "multiple_comparisons": f"Holm over the methods compared with the best, per dataset "
-                                 f"and figure; differs: adjusted p < {ALPHA:g}",
-         "identity": compare_identity(spec, entries),
-         "notes": table_notes(rows, spec.seeds), "rows": rows},
-        indent=1, default=str).encode(), f"{spec.name}.json")
+    write_grid_file(
+        folder.storage, f"{spec.name}.json", "compare", title, rows, methods=list(spec.methods),
+        datasets=list(spec.data), with_leaky=spec.with_leaky, seeds=spec.seeds, partial=partial,
+        bootstrap={"seed": seed, "resamples": RESAMPLES, "level": 0.95,
+                   "unit": "test subject" + (" and training seed" if spec.seeds > 1 else "")},
+        multiple_comparisons=f"Holm over the methods compared with the best, per dataset and "
+                             f"figure; differs: adjusted p < {ALPHA:g}",
+        identity=compare_identity(spec, entries), notes=table_notes(rows, spec.seeds))
     show_table(rows, title, spec.seeds)
     for r in rows:
         for part, d in (r.get("per_dataset") or {}).items():

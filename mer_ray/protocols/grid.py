@@ -14,7 +14,6 @@ trainable parameters, GFLOPs, memory). Any other grid is a YAML file::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..model.accounting import model_stats
 from ..model.variants import ABLATION, VARIANTS
 from .loso import RunOptions, over_seeds, plan_seeded, pm, refuse_clashes, settle, train_planned
 from .names import grid_row_namer, seed_names
+from .summary import write_grid_file
 
 SENSITIVITY = (0.0, 0.05, 0.1, 0.3, 0.5, 1.0)
 NAMED = ("ablation", "sensitivity", "lora-vs-full")
@@ -135,9 +135,7 @@ def run_grid(rows: list[GridRow], shards: Shards, opts: RunOptions, prefix: str,
                     **{k: v for k, v in res.items() if k not in ("runs", "summaries")},
                     "pretrained": summary["pretrained"], "synthetic": summary["synthetic"],
                     "n_folds": summary["n_folds"], **(row_extras[len(out)] if row_extras else {})})
-    opts.storage.write_atomic(
-        json.dumps({"grid": prefix, "title": title, "rows": out}, indent=1).encode(),
-        f"{name or prefix}.json")
+    write_grid_file(opts.storage, f"{name or prefix}.json", prefix, title, out)
     synthetic = " (SYNTHETIC data)" if out and out[0]["synthetic"] else ""
     weights = ", random-init backbone" if out and out[0]["pretrained"] is False else ""
     seeds = f", mean +- std over {opts.seeds} seeds" if opts.seeds > 1 else ""

@@ -8,7 +8,6 @@ resumes it: finished folds are kept, unfinished ones continue from their last ep
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..train.folder import RunFolder
 from ..train.jobs import FoldPlan, loso_jobs
 from ..train.runner import PlannedRun, Shared, run_planned
 from .names import seed_names
-from .summary import RunView, print_summary, subject_predictions, summarise_run
+from .summary import RunView, print_summary, subject_predictions, summarise_run, write_grid_file
 
 FIGURES = ("uf1", "uar", "per_fold_mean_uf1", "per_fold_mean_uar", "uf1_ci95", "uar_ci95")
 
@@ -285,9 +284,8 @@ def train(exp: ExperimentConfig, shards: Shards, opts: RunOptions, name: str) ->
             for sd, run, s in zip(res["seeds"], res["runs"], res["summaries"])]
     combined = {k: res[k] for k in ("uf1", "uf1_std", "uar", "uar_std", "uf1_ci95",
                                     "uar_ci95", "seeds", "runs")}
-    opts.storage.write_atomic(json.dumps(
-        {"grid": "seeds", "title": f"{name}: {len(res['seeds'])} training seeds",
-         "rows": rows, "combined": combined}, indent=1).encode(), f"{name}-seeds.json")
+    write_grid_file(opts.storage, f"{name}-seeds.json", "seeds",
+                    f"{name}: {len(res['seeds'])} training seeds", rows, combined=combined)
     show(["run", "UF1 % (all folds) [95 % CI]", "UAR % (all folds) [95 % CI]"],
          [(r["row"], pm(r, "uf1"), pm(r, "uar")) for r in rows]
          + [("mean +- std over seeds", pm(combined, "uf1"), pm(combined, "uar"))],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from ..methods import method_of
 from ..metrics import bootstrap_interval, loso_scores, scores
 from ..provenance import code_version, provenance
 from ..records import FoldRecord
+from ..storage import Storage
 from ..train.folder import RunFolder
 
 
@@ -210,3 +212,13 @@ def print_summary(summary: dict, where: str) -> None:
         print(f"classes absent from truth and predictions (left out of the means): "
               f"{', '.join(m['classes_absent'])}")
     print(f"results: {where}")
+
+
+def write_grid_file(storage: Storage, file: str, kind: str, title: str, rows: list[dict],
+                    **extra) -> None:
+    """The one layout of a file over several runs (a grid, a comparison, a transfer, a run's
+    training seeds): ``{"grid": kind, "title": ..., <extra>, "rows": [one dict per row]}``,
+    written whole to ``file`` in the results storage; the report reads every kind the same
+    way."""
+    storage.write_atomic(json.dumps({"grid": kind, "title": title, **extra, "rows": rows},
+                                    indent=1, default=str).encode(), file)

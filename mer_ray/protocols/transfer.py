@@ -17,7 +17,6 @@ Records land under ``<storage>/<name>/{no_adaptation,adaptation}/`` in the LOSO 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from ..train.jobs import FoldPlan, transfer_job
 from ..train.runner import PlannedRun, pending, run_planned
 from .loso import backbone_for
 from .names import data_tag, transfer_name
-from .summary import RunView, summarise_run
+from .summary import RunView, summarise_run, write_grid_file
 
 CONDITIONS = {False: "no_adaptation", True: "adaptation"}
 
@@ -208,9 +207,8 @@ def run_cross(spec: TransferSpec, source_shards: Shards, targets: dict[str, Shar
             table.append((marked(f"{source.upper()} -> {target.upper()}", rows[-1]),
                           "yes" if adapt else "no", f"{100 * m['uf1']:.2f}",
                           f"{100 * m['uar']:.2f}", s["n_clips"]))
-    opts.storage.write_atomic(
-        json.dumps({"grid": "cross_dataset", "title": "Cross-dataset transfer (Table 5)",
-                    "rows": rows}, indent=1).encode(), f"{spec.name}.json")
+    write_grid_file(opts.storage, f"{spec.name}.json", "cross_dataset",
+                    "Cross-dataset transfer (Table 5)", rows)
     flags = [f for f, on in (("SYNTHETIC data", rows and rows[0]["synthetic"]),
                              ("random-init backbone", rows and not rows[0]["pretrained"])) if on]
     show(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"], table,
