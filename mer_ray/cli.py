@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
         args.argv, args.debug = argv, debug
         command = script or f"mer-ray {args.command}"
         from .cli_args import check_locations
+        from .methods.plugins import load_plugins
+
+        load_plugins(getattr(args, "plugins", []))
 
         check_locations(args)
         return COMMANDS[args.command](args)

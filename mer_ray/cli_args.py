@@ -99,6 +99,10 @@ def run_args(p, seeds: bool = True, seeds_help: str | None = None) -> None:
     g.add_argument("--local", action="store_true",
                    help="train the folds one after another in this process instead of on Ray "
                         "Train workers (the same predictions)")
+    g.add_argument("--plugin", dest="plugins", action="append", default=[],
+                   metavar="FILE_OR_MODULE",
+                   help="a Python file or module that registers a method of yours (repeat for "
+                        "several); then --set model.method=NAME trains it, here or on Ray")
     if seeds:
         g.add_argument("--seeds", type=int, default=1,
                        help=seeds_help or "repeat with this many training seeds (train.seed, "
