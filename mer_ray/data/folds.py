@@ -7,10 +7,14 @@ in two of its sets, and each set is read from its own subjects' partitions only
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+FOLDS_FILE = "folds.json"  # in every run's folder
 
 
 class LeakageError(ValueError):
@@ -75,3 +79,23 @@ def loso_splits(labels_by_subject: Mapping[str, Iterable], n_val: int = 2,
         val = draw_validation(rest, labels, n_val, np.random.default_rng([seed, i]))
         folds.append(FoldSplit(test, val, tuple(s for s in rest if s not in val)))
     return folds
+
+
+def fold_file(folds: Sequence[FoldSplit], keys: Sequence[str], labels: Sequence[str],
+              dataset: str, protocol: str, seed: int) -> dict:
+    """A run's folds as other codebases can use them (``folds.json`` in every run): each
+    fold's test, validation and training subjects, every clip of every subject with its label
+    name, and a hash of that content (subjects, clips, labels and the split, nothing about
+    the machine or the path), so the same dataset, annotation file, protocol and seed give
+    the same hash anywhere. ``keys``: "subject/clip" of every clip, ``labels`` their class
+    names."""
+    clips: dict[str, list[dict]] = {}
+    for key, label in sorted(zip(keys, labels)):
+        subject, clip = key.split("/", 1)
+        clips.setdefault(subject, []).append({"clip": clip, "label": label})
+    content = {"folds": [f.to_dict() for f in folds], "clips": clips}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"))
+                            .encode()).hexdigest()[:16]
+    return {"hash": digest, "dataset": dataset, "protocol": protocol, "seed": seed,
+            "hash_covers": "the folds (test, validation and training subjects) and every "
+                           "clip's subject, id and label", **content}

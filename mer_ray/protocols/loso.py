@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import ExperimentConfig
 from ..console import show
 from ..data.choice import DataChoice, frames_from_shards
-from ..data.folds import FoldSplit, loso_splits
+from ..data.folds import FOLDS_FILE, FoldSplit, fold_file, loso_splits
 from ..data.shards import Shards, is_shard_folder
 from ..fitting.job import TokenSource
 from ..methods import Method, method_named, method_of
@@ -129,10 +129,9 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage: Storage | str | Pa
     configuration, other clips, or another ``identity``: e.g. a nested search's space and
     budget) is refused."""
     shards.check(exp.data)
-    folds = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
-    subjects = len(folds)
-    if max_folds:
-        folds = folds[:max_folds]
+    every = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
+    subjects = len(every)
+    folds = every[:max_folds] if max_folds else every
     folder = RunFolder.open(storage, name)
     meta = shards.meta
     folder.claim(
@@ -143,8 +142,23 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage: Storage | str | Pa
          "dataset": meta.dataset, "protocol": meta.protocol, "synthetic": meta.synthetic},
         {"config_hash": exp.hash(), "shards": str(shards.root), "shards_id": meta.shards_id,
          **(identity or {})})
+    write_fold_file(folder, shards, every, exp.train.seed)  # all of them, even with max_folds
     method = method_of(exp)
     return LosoRun(folder, shards, exp, folds, backbone_for(exp, method), subjects, method)
+
+
+def write_fold_file(folder: RunFolder, shards: Shards, folds: list[FoldSplit],
+                    seed: int) -> None:
+    """The run's ``folds.json`` (``data.folds.fold_file``: every fold of the protocol, also
+    when the run trains the first few), once: the folds are fixed by the shards and the seed,
+    which the folder's claim already holds to."""
+    if folder.exists(folder.rel(FOLDS_FILE)):
+        return
+    meta = shards.meta
+    subjects = sorted({s for f in folds for s in (f.test, *f.val, *f.train)})
+    keys, ids = shards.clip_labels(subjects)
+    folder.write_json(fold_file(folds, keys, [meta.class_names[i] for i in ids], meta.dataset,
+                                meta.protocol, seed), folder.rel(FOLDS_FILE))
 
 
 def backbone_for(exp: ExperimentConfig, method: Method) -> BackboneSource:

@@ -11,6 +11,7 @@ import polars as pl
 from ..config import ExperimentConfig
 from ..console import show
 from ..data.adapters.megc import source_dataset
+from ..data.folds import FOLDS_FILE
 from ..data.shards import ShardMeta
 from ..integrity import LEAKY_SELECTION, is_leaky
 from ..methods import method_of
@@ -155,6 +156,10 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
         # True when the configuration was chosen by a search that saw these test subjects
         "search_informed": False,
         "shards": run.shards,
+        # the folds' own file and its hash (data/folds.py fold_file): the same on any machine
+        "folds_file": FOLDS_FILE if run.folder.exists(run.folder.rel(FOLDS_FILE)) else None,
+        "folds_hash": run.folder.read_json(run.folder.rel(FOLDS_FILE))["hash"]
+        if run.folder.exists(run.folder.rel(FOLDS_FILE)) else None,
         "data": {"root": meta.root, "config": meta.config, "clips": meta.clips,
                  "per_class": meta.per_class},
         **(extra or {}),
@@ -211,6 +216,9 @@ def print_summary(summary: dict, where: str) -> None:
     if m["classes_absent"]:
         print(f"classes absent from truth and predictions (left out of the means): "
               f"{', '.join(m['classes_absent'])}")
+    if summary.get("folds_hash"):
+        print(f"folds: {summary['folds_file']} in the run's folder (hash {summary['folds_hash']}: "
+              f"the same folds and clips give the same hash anywhere)")
     print(f"results: {where}")
 
 
