@@ -41,6 +41,7 @@ from dataclasses import replace
 
 from .cli_data import (
     cmd_flow,
+    cmd_folds,
     cmd_manifest,
     cmd_prepare,
     cmd_synth,
@@ -199,6 +200,7 @@ def _model_command(name: str):
 
 
 COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare, "flow": cmd_flow,
+            "folds": cmd_folds,
             "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
             "compare": cmd_compare, "config": cmd_config, "report": cmd_report,
             "model-info": _model_command("model_info"),

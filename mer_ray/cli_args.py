@@ -157,6 +157,18 @@ def data_commands(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("flow.png"), help="PNG to write")
 
 
+    p = sub.add_parser("folds", formatter_class=Help,
+                       help="the LOSO folds a run on this data would use, as a file other "
+                            "codebases can read (no training)")
+    data_args(p, shards=True)
+    config_args(p)
+    p.add_argument("--out", required=True, type=Path,
+                   help="file to write (.json, or .csv: one row per fold, subject role and "
+                        "clip)")
+    p.add_argument("--format", choices=("json", "csv"), default=None,
+                   help="default: from --out's suffix")
+
+
 def experiment_commands(sub) -> None:
     p = sub.add_parser("train", help="a LOSO run (the synthetic default without a data root)",
                        formatter_class=Help)

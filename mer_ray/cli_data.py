@@ -136,6 +136,46 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_folds(args) -> int:
+    """``mer-ray folds``: the folds (``data.folds.fold_file``) a run on this data and seed
+    would train on, written without training; its hash is the one such a run stores."""
+    import json
+
+    from .cluster import driver_log, ensure_ray
+    from .data.folds import fold_file, loso_splits
+    from .protocols.loso import settle
+
+    fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "json")
+    exp, user_set = experiment_config(args)
+    data = data_choice(args)
+    exp = settle(data, exp, user_set)
+    if data.shards is None:  # aligning (or rendering the synthetic default) runs on Ray
+        ensure_ray(log_file=driver_log(args.out.parent, args.workdir, "folds"))
+    shards = data.prepare(exp.data)
+    folds = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
+    keys, ids = shards.clip_labels(sorted(shards.subject_labels()))
+    meta = shards.meta
+    content = fold_file(folds, keys, [meta.class_names[i] for i in ids], meta.dataset,
+                        meta.protocol, exp.train.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        args.out.write_text(json.dumps(content, indent=1))
+    else:
+        import polars as pl
+
+        rows = [{"fold": f["test"], "role": role, "subject": subject, "clip": c["clip"],
+                 "label": c["label"], "folds_hash": content["hash"]}
+                for f in content["folds"]
+                for role, subjects in (("test", [f["test"]]), ("val", f["val"]),
+                                       ("train", f["train"]))
+                for subject in subjects for c in content["clips"].get(subject, [])]
+        pl.DataFrame(rows).write_csv(args.out)
+    print(f"{len(folds)} folds over {len(keys)} clips ({meta.dataset}, {meta.protocol}, "
+          f"{exp.train.val_subjects} validation subject(s) per fold, seed {exp.train.seed}); "
+          f"hash {content['hash']}: {args.out}")
+    return 0
+
+
 def cmd_flow(args) -> int:
     from .data.flow_preview import computed_flow, flow_figure, stored_flow
     from .data.shards import Shards

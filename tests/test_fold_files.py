@@ -48,3 +48,25 @@ def test_the_hash_covers_the_labels():
     assert fold["hash"] != other["hash"]
     assert fold == fold_file([], ["s2/c1", "s1/c1"], ["negative", "positive"], "samm",
                              "3class", 0)  # the order clips are read in does not matter
+
+
+def test_the_folds_command_writes_a_runs_folds_without_training(tmp_path, capsys):
+    """``mer-ray folds`` on shards: the folds and hash a run on them stores, as JSON or as
+    CSV (each clip once per fold, in its role there)."""
+    import polars as pl
+
+    from mer_ray.cli import main
+
+    run = folds_of(tmp_path, "a")
+    shards = tmp_path / "a" / "shards"
+    args = ["folds", "--shards", str(shards), "--set", "train.val_subjects=1"]
+    assert main([*args, "--out", str(tmp_path / "f.json")]) == 0
+    assert run["hash"] in capsys.readouterr().out
+    assert json.loads((tmp_path / "f.json").read_text()) == run
+    assert main([*args, "--out", str(tmp_path / "f.csv")]) == 0
+    rows = pl.read_csv(tmp_path / "f.csv")
+    assert rows.height == 4 * 24 and set(rows["folds_hash"]) == {run["hash"]}
+    for fold in run["folds"]:
+        mine = rows.filter(pl.col("fold") == fold["test"])
+        assert set(mine.filter(pl.col("role") == "test")["subject"]) == {fold["test"]}
+        assert set(mine.filter(pl.col("role") == "val")["subject"]) == set(fold["val"])
