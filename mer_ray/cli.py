@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import replace
 
@@ -244,6 +246,29 @@ def _quiet_warnings() -> None:
         f"warning: {message}\n"
 
 
+def _interrupted(command: str) -> int:
+    """After Ctrl+C: say what is kept, leave Ray, exit 130. Further SIGINTs are ignored
+    meanwhile: one that landed while a library was handling the first raised a second
+    KeyboardInterrupt inside this handler, and the command exited 1 with a traceback (seen
+    once in 37 interruptions by benchmarks/stress_resume.py, Ctrl+C during a grid's summary)."""
+    here = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if here else None
+    try:
+        print(f"{command}: interrupted: finished folds are stored and every running fold "
+              f"keeps its last epoch's checkpoint; running the same command again resumes",
+              file=sys.stderr, flush=True)
+        from .cluster import leave_after_interrupt
+
+        if leave_after_interrupt():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)  # at once: see leave_after_interrupt
+    finally:
+        if here:
+            signal.signal(signal.SIGINT, previous)
+    return 130
+
+
 def main(argv: list[str] | None = None, script: str | None = None, fixed: dict | None = None,
          about: str | None = None) -> int:
     """Run one command; returns its exit status (0, 2 on an error, 3 for --strict, 130 when
@@ -268,16 +293,7 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
         check_locations(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print(f"{command}: interrupted: finished folds are stored and every running fold "
-              f"keeps its last epoch's checkpoint; running the same command again resumes",
-              file=sys.stderr, flush=True)
-        from .cluster import leave_after_interrupt
-
-        if leave_after_interrupt():
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)  # at once: see leave_after_interrupt
-        return 130
+        return _interrupted(command)
     except SweepInterrupted as stopped:
         print(f"{command}: {stopped}", file=sys.stderr)
         return 130
