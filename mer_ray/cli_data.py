@@ -142,8 +142,8 @@ def cmd_folds(args) -> int:
     import json
 
     from .cluster import driver_log, ensure_ray
-    from .data.folds import fold_file, loso_splits
-    from .protocols.loso import settle
+    from .data.folds import loso_splits
+    from .protocols.loso import folds_content, settle
 
     fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "json")
     exp, user_set = experiment_config(args)
@@ -153,10 +153,7 @@ def cmd_folds(args) -> int:
         ensure_ray(log_file=driver_log(args.out.parent, args.workdir, "folds"))
     shards = data.prepare(exp.data)
     folds = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
-    keys, ids = shards.clip_labels(sorted(shards.subject_labels()))
-    meta = shards.meta
-    content = fold_file(folds, keys, [meta.class_names[i] for i in ids], meta.dataset,
-                        meta.protocol, exp.train.seed)
+    content, meta = folds_content(shards, folds, exp.train.seed), shards.meta
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
         args.out.write_text(json.dumps(content, indent=1))
@@ -170,7 +167,7 @@ def cmd_folds(args) -> int:
                                        ("train", f["train"]))
                 for subject in subjects for c in content["clips"].get(subject, [])]
         pl.DataFrame(rows).write_csv(args.out)
-    print(f"{len(folds)} folds over {len(keys)} clips ({meta.dataset}, {meta.protocol}, "
+    print(f"{len(folds)} folds over {sum(map(len, content['clips'].values()))} clips ({meta.dataset}, {meta.protocol}, "
           f"{exp.train.val_subjects} validation subject(s) per fold, seed {exp.train.seed}); "
           f"hash {content['hash']}: {args.out}")
     return 0

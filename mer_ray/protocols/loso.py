@@ -152,13 +152,18 @@ def write_fold_file(folder: RunFolder, shards: Shards, folds: list[FoldSplit],
     """The run's ``folds.json`` (``data.folds.fold_file``: every fold of the protocol, also
     when the run trains the first few), once: the folds are fixed by the shards and the seed,
     which the folder's claim already holds to."""
-    if folder.exists(folder.rel(FOLDS_FILE)):
-        return
+    if not folder.exists(folder.rel(FOLDS_FILE)):
+        folder.write_json(folds_content(shards, folds, seed), folder.rel(FOLDS_FILE))
+
+
+def folds_content(shards: Shards, folds: list[FoldSplit], seed: int) -> dict:
+    """``data.folds.fold_file`` of these folds over the shards' clips (a run's ``folds.json``,
+    and what ``mer-ray folds`` writes)."""
     meta = shards.meta
-    subjects = sorted({s for f in folds for s in (f.test, *f.val, *f.train)})
-    keys, ids = shards.clip_labels(subjects)
-    folder.write_json(fold_file(folds, keys, [meta.class_names[i] for i in ids], meta.dataset,
-                                meta.protocol, seed), folder.rel(FOLDS_FILE))
+    keys, ids = shards.clip_labels(sorted({s for f in folds for s in (f.test, *f.val,
+                                                                       *f.train)}))
+    return fold_file(folds, keys, [meta.class_names[i] for i in ids], meta.dataset,
+                     meta.protocol, seed)
 
 
 def backbone_for(exp: ExperimentConfig, method: Method) -> BackboneSource:

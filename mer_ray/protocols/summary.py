@@ -134,6 +134,9 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
     has_backbone = method_of(exp).uses_backbone
     backbone = {"source": folds[0].weights_source, "sha256": folds[0].weights_sha256} \
         if folds else None
+    folds_file = run.folder.rel(FOLDS_FILE)
+    folds_hash = run.folder.read_json(folds_file)["hash"] if run.folder.exists(folds_file) \
+        else None
     summary = {
         "name": run.folder.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -157,9 +160,7 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
         "search_informed": False,
         "shards": run.shards,
         # the folds' own file and its hash (data/folds.py fold_file): the same on any machine
-        "folds_file": FOLDS_FILE if run.folder.exists(run.folder.rel(FOLDS_FILE)) else None,
-        "folds_hash": run.folder.read_json(run.folder.rel(FOLDS_FILE))["hash"]
-        if run.folder.exists(run.folder.rel(FOLDS_FILE)) else None,
+        "folds_file": FOLDS_FILE if folds_hash else None, "folds_hash": folds_hash,
         "data": {"root": meta.root, "config": meta.config, "clips": meta.clips,
                  "per_class": meta.per_class},
         **(extra or {}),
