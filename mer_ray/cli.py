@@ -14,6 +14,7 @@ Experiments:
     mer-ray sweep       hyper-parameter search: nested LOSO (default) or flat
     mer-ray compare     methods x datasets on the same folds: UF1/UAR with intervals, paired
                         differences from the best, parameters, seconds; --with-leaky beside
+    mer-ray score       predictions made anywhere, scored as mer-ray scores its runs
     mer-ray report      Markdown (and LaTeX / CSV tables) + PNG figures from stored results
     mer-ray config      every configuration field with its default and help; --show: the
                         resolved configuration and its hash
@@ -52,6 +53,7 @@ from .cli_data import (
     settings,
     synthetic_set,
 )
+from .cli_results import cmd_score, score_args
 from .config import config_fields
 from .console import Ticker, show
 from .data.annotations import AnnotationError
@@ -205,6 +207,7 @@ COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare
             "folds": cmd_folds,
             "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
             "compare": cmd_compare, "config": cmd_config, "report": cmd_report,
+            "score": cmd_score,
             "model-info": _model_command("model_info"),
             "checkpoint": _model_command("checkpoint"),
             "predict": _model_command("predict"), "export": _model_command("export")}
@@ -216,7 +219,7 @@ def build_parser():
     from .cli_args import build_parser as build
     from .provenance import code_version
 
-    return build(__doc__, code_version())
+    return build(__doc__, code_version(), more=(score_args,))
 
 
 def _parse(argv: list[str], script: str | None, fixed: dict | None, about: str | None):
@@ -303,7 +306,8 @@ def main(argv: list[str] | None = None, script: str | None = None, fixed: dict |
             if getattr(exc, "details", ""):
                 print(exc.details, file=sys.stderr)
             raise
-        print(f"{command}: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # one line per problem found
+            print(f"{command}: error: {line}", file=sys.stderr)
         if isinstance(exc, RuntimeError):
             print("(run with --debug for the traceback; Ray's messages are in the log files "
                   "named above)", file=sys.stderr)

@@ -327,7 +327,7 @@ def model_commands(sub) -> None:
     p.add_argument("--max-batch", type=int, default=256, help="largest batch the file accepts")
 
 
-def build_parser(description: str, version: str) -> argparse.ArgumentParser:
+def build_parser(description: str, version: str, more=()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mer-ray", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true",
@@ -338,6 +338,8 @@ def build_parser(description: str, version: str) -> argparse.ArgumentParser:
     experiment_commands(sub)
     compare_command(sub)
     result_commands(sub)
+    for add in more:  # commands whose options live with their code (cli_results.py)
+        add(sub)
     model_commands(sub)
     parser.commands = sub.choices  # each command's own parser (an experiment script's)
     return parser

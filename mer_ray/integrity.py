@@ -37,6 +37,10 @@ MARKS = (
     Mark("search_informed", "SEARCH-INFORMED", False,
          "its configuration was chosen by a search that trained or validated on its test "
          "subjects: not an unbiased estimate, never ranked; report a nested search's figure"),
+    Mark("selection_unknown", "SELECTION UNDECLARED", False,
+         "a scored predictions file whose submitter did not declare how epochs and settings "
+         "were chosen (mer-ray score --selection unknown): it may have read its test subjects, "
+         "so it is never ranked with honest figures"),
     Mark("partial", "PARTIAL", True, "some folds only (--max-folds): not the whole LOSO"),
     Mark("control", "CONTROL", True,
          "shuffled-label control: training and validation labels permuted, a figure of chance"),
@@ -58,6 +62,8 @@ def flags(row: dict) -> dict[str, bool | str]:
         out["leaky"] = True
     if row.get("search_informed"):
         out["search_informed"] = True
+    if row.get("selection_unknown") or row.get("selection") == "unknown":
+        out["selection_unknown"] = True
     partial = row.get("partial")
     if partial:
         out["partial"] = (f"{partial['folds']} of {partial['of']} folds"
@@ -72,6 +78,7 @@ def row_flags(summary: dict) -> dict:
     (False / None when absent), so files and reports can read them back."""
     got = flags(summary)
     return {"leaky": bool(got.get("leaky")), "search_informed": bool(got.get("search_informed")),
+            "selection_unknown": bool(got.get("selection_unknown")),
             "partial": got.get("partial") or None, "control": bool(got.get("control"))}
 
 

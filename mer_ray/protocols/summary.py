@@ -81,12 +81,14 @@ def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
     return out
 
 
-def _metrics(preds: pl.DataFrame, folds: list[FoldRecord], names: tuple[str, ...],
+def run_metrics(preds: pl.DataFrame, folds: list[str], names: tuple[str, ...],
              seed: int, composite: bool) -> dict:
-    """The run's figures: aggregate (primary) and per-fold mean, with intervals."""
+    """The run's figures: aggregate (primary) and per-fold mean, with intervals. ``folds``:
+    each fold's key (its test subject), in order. A run's own predictions and a scored file
+    (``scoring.py``) are scored here alike."""
     classes = list(range(len(names)))
-    per_fold = [(preds.filter(pl.col("fold") == f.test_subject)["label"].to_list(),
-                 preds.filter(pl.col("fold") == f.test_subject)["prediction"].to_list())
+    per_fold = [(preds.filter(pl.col("fold") == f)["label"].to_list(),
+                 preds.filter(pl.col("fold") == f)["prediction"].to_list())
                 for f in folds]
     m = loso_scores(per_fold, classes)
     by_subject = {s: (g["label"].to_list(), g["prediction"].to_list())
@@ -123,12 +125,22 @@ def _fold_rows(folds: list[FoldRecord], per_fold: list[dict], names) -> list[dic
             for f, pf in zip(folds, per_fold)]
 
 
+def scored_fold_rows(subjects: list[str], per_fold: list[dict], names) -> list[dict]:
+    """Per-fold rows of a scored predictions file: its figures, none of training's records."""
+    return [{"test_subject": s, "val_subjects": None, "uf1": pf["uf1"], "uar": pf["uar"],
+             "n": pf["n"], "classes_absent": [names[c] for c in pf["absent"]],
+             "best_epoch": None, "epochs_run": None, "best_val_uf1": None,
+             "worker_seconds": None, "wall_seconds": None}
+            for s, pf in zip(subjects, per_fold)]
+
+
 def summarise_run(run: RunView, extra: dict | None = None) -> dict:
     """Write the run's predictions.parquet and summary.json from its stored folds; returns
     the summary."""
     preds, folds = collect(run)
     exp, meta = run.exp, run.data
-    metrics = _metrics(preds, folds, run.class_names, exp.train.seed, meta.dataset == "megc")
+    metrics = run_metrics(preds, [f.test_subject for f in folds], run.class_names, exp.train.seed,
+                       meta.dataset == "megc")
     per_fold = metrics.pop("_per_fold")
     pretrained = sorted({f.pretrained for f in folds})
     has_backbone = method_of(exp).uses_backbone
@@ -177,8 +189,12 @@ def _interval(ci) -> str:
 
 def print_summary(summary: dict, where: str) -> None:
     m = summary["metrics"]
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     rows = [(f["test_subject"], f["n"], f"{f['uf1']:.3f}", f"{f['uar']:.3f}",
-             f"{f['best_val_uf1']:.3f}", f["best_epoch"], f"{f['worker_seconds']:.0f}")
+             fmt(f["best_val_uf1"], ".3f"), fmt(f["best_epoch"], ""),
+             fmt(f["worker_seconds"], ".0f"))
             for f in summary["folds"]]
     show(["test subject", "clips", "UF1", "UAR", "best val UF1", "best epoch", "seconds"], rows,
          title=f"{summary['name']}: per fold")
@@ -187,8 +203,12 @@ def print_summary(summary: dict, where: str) -> None:
         flags.append("SYNTHETIC data")
     if summary.get("pretrained") is False:
         flags.append("backbone NOT pretrained")
+    if summary.get("scored"):
+        flags.append(f"SCORED FILE: selection declared {summary['selection']!r}")
     if summary.get("leaky"):
         flags.append("LEAKY: each fold's epoch chosen on its test subject")
+    if summary.get("selection_unknown"):
+        flags.append("SELECTION UNDECLARED: never ranked with honest runs")
     if summary["control_shuffled_labels"]:
         flags.append("CONTROL: training labels shuffled")
     if summary.get("search_informed"):

@@ -164,6 +164,8 @@ def load_runs(runs: list[Node]) -> pl.DataFrame:
             "control": bool(s.get("control_shuffled_labels")),
             "uf1_ci95": m.get("uf1_ci95"), "uar_ci95": m.get("uar_ci95"),
             "search_informed": bool(s.get("search_informed")), "nested": "nested" in s,
+            "selection_unknown": bool(s.get("selection_unknown")),
+            "scored": bool(s.get("scored")),
             "partial": (f"{s['partial']['folds']} of {s['partial']['of']} folds"
                         if s.get("partial") else None),
         })

@@ -88,6 +88,7 @@ def latex_text(text: str) -> str:
 
 # A LaTeX marker per integrity mark: a superscript after the name, explained under the table.
 LATEX_MARKS = {"leaky": ("merleaky", "L"), "search_informed": ("mersearch", "S"),
+               "selection_unknown": ("merundeclared", "U"),
                "partial": ("merpartial", "P"), "control": ("mercontrol", "C")}
 
 

@@ -1,0 +1,105 @@
+"""The commands over results made anywhere: ``mer-ray score`` (anyone's predictions, scored as
+mer-ray scores its own runs). ``cli.py`` dispatches them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cli_args import Help, config_args, data_args
+from .cli_data import data_choice, experiment_config
+from .console import show
+
+
+def score_args(sub) -> None:
+    p = sub.add_parser(
+        "score", formatter_class=Help,
+        help="score predictions made anywhere, as mer-ray scores its runs (a run folder)",
+        description="Score a predictions file (CSV or Parquet, one row per test clip: clip, "
+                    "prediction as class name or index; optional subject, fold, label, "
+                    "p_<class>) against the protocol's clips and folds. Missing, extra or "
+                    "repeated clips, classes outside the protocol and folds that contradict "
+                    "the subjects are refused (exit 2). The figures are those mer-ray reports "
+                    "for its own runs; the file becomes a run folder under --storage-path.")
+    p.add_argument("predictions", type=Path, help="the predictions file (.csv or .parquet)")
+    data_args(p, synthetic=False, shards=True, workdir=False)
+    config_args(p)
+    p.add_argument("--selection", choices=("validation", "test", "unknown"), default="unknown",
+                   help="how the submitter chose epochs and settings: validation (without the "
+                        "test subjects: ranked with honest runs), test (the leaky protocol) or "
+                        "unknown; test and unknown are never ranked with honest runs")
+    p.add_argument("--method", default=None,
+                   help="the method's name in tables (default: the file's name)")
+    p.add_argument("--against", default=None, metavar="RUN",
+                   help="a stored run (its name in --storage-path): the paired subject-"
+                        "bootstrap difference of this file minus that run")
+    p.add_argument("--storage-path", default="results",
+                   help="where the scored run is written (and --against is read): a folder "
+                        "or a pyarrow URI")
+    p.add_argument("--name", default=None,
+                   help="the scored run's name (default: scored-<method>-<dataset>-"
+                        "<protocol>-<file hash>)")
+
+
+
+
+
+def _given(args, flag: str) -> bool:
+    return any(a == flag or a.startswith(f"{flag}=") for a in getattr(args, "argv", []))
+
+
+def truth_of(args):
+    """The protocol's clips, classes and folds, from --shards or --data-root (its manifest:
+    nothing is aligned); train.val_subjects and train.seed (--config / --set) draw the
+    folds' validation subjects, as they do for a run."""
+    from .protocols.scoring import truth_from_manifest, truth_from_shards
+
+    exp, _ = experiment_config(args)
+    data = data_choice(args)
+    if args.shards is None and args.data_root is None:
+        raise ValueError("mer-ray score needs the truth: --shards DIR (the shards the "
+                         "predictions were made on) or --data-root DIR with --dataset and "
+                         "--protocol")
+    data.check()
+    if args.shards is not None:
+        shards = data.handle()
+        for flag, mine, theirs in (("--dataset", args.dataset, shards.meta.dataset),
+                                   ("--protocol", args.protocol, shards.meta.protocol)):
+            if _given(args, flag) and mine != theirs:
+                raise ValueError(f"{flag} {mine}: the shards in {args.shards} are {theirs} "
+                                 f"(their prepare.json); drop {flag} or give other shards")
+        return truth_from_shards(shards, exp.train.val_subjects, exp.train.seed), exp
+    from .data.manifest import build_manifest
+
+    manifest = build_manifest(args.dataset, args.data_root, args.protocol,
+                              annotations=args.annotations)
+    return truth_from_manifest(manifest, args.dataset, args.protocol, str(args.data_root),
+                               exp.train.val_subjects, exp.train.seed), exp
+
+
+def cmd_score(args) -> int:
+    """``mer-ray score``: refuse or score a predictions file; write it as a run folder."""
+    from .protocols.scoring import against, read_predictions, score, write
+    from .protocols.summary import print_summary
+    from .storage import open_storage
+
+    frame, raw = read_predictions(args.predictions)
+    truth, exp = truth_of(args)
+    scored = score(frame, truth, file=str(args.predictions), selection=args.selection,
+                   method=args.method, seed=exp.train.seed, name=args.name, raw=raw)
+    storage = open_storage(args.storage_path)
+    if args.against:
+        d = against(scored, storage, args.against, seed=exp.train.seed)
+        scored.summary["against"] = d
+    where = write(scored, storage, truth.folds_file, raw, str(args.predictions))
+    print_summary(scored.summary, where)
+    if args.against:
+        d = scored.summary["against"]
+        show(["figure", "this file", d["run"], "difference [95 % CI]"],
+             [(key.upper(), f"{scored.summary['metrics'][key]:.4f}", f"{d[f'run_{key}']:.4f}",
+               f"{d[key]['difference']:+.4f} [{d[key]['ci95'][0]:+.4f}, "
+               f"{d[key]['ci95'][1]:+.4f}]" + (" excludes 0" if d[key]["excludes_zero"] else ""))
+              for key in ("uf1", "uar")],
+             title=f"paired bootstrap over test subjects ({d['resamples']} resamples)"
+                   + ("" if d["same_folds"] else "; the run's folds hash differs: other "
+                                                "validation subjects, the same test subjects"))
+    return 0

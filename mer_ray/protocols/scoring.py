@@ -1,0 +1,395 @@
+"""``mer-ray score``: anyone's predictions, scored as mer-ray scores its own runs.
+
+A predictions file (CSV or Parquet) has one row per test clip:
+
+    clip         the clip id as the dataset names it, or "subject/clip"
+    subject      optional: needed when clip ids repeat across subjects (CASME II's EP02_01f)
+    prediction   the predicted class: its name (case-insensitive) or its index in the
+                 protocol's class order (``mer-ray folds`` lists the classes)
+    fold         optional: the fold each clip was predicted in (its test subject, or any id);
+                 checked against the subjects: in a LOSO a clip is predicted only in its own
+                 subject's fold
+    label        optional: the true class the submitter used; checked against the protocol's
+    p_<class>    optional: a score per class (``prob_<class>`` and a list column
+                 ``probabilities`` are read too), kept with the predictions
+
+The truth (every clip of the protocol, its subject and class, and the folds) comes from
+prepared shards (``--shards``: exactly the clips a run on them tests) or from the dataset's
+annotations (``--data-root``: the clips its manifest includes; none is aligned). A file that
+misses clips, names clips the protocol does not have, repeats a clip, predicts a class outside
+the protocol, or puts a clip in another subject's fold is refused, one line per problem, before
+anything is written. Otherwise the figures are computed by the code that scores mer-ray's own
+runs (``summary.run_metrics``), and the scored file becomes a run folder (``summary.json``,
+``predictions.parquet``, ``folds.json`` and the submitted file as given) that ``mer-ray
+report``, ``compare``-style differences and the leaderboard read like any other run.
+
+The submitter's declared selection is recorded and shown with the figure: ``validation``
+(epochs and settings chosen without the test subjects) is ranked with mer-ray's honest runs;
+``test`` is the leaky protocol and ``unknown`` an undeclared one, and neither is ever ranked
+with honest figures (``integrity``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..data.folds import FOLDS_FILE, FoldSplit, fold_file, loso_splits
+from ..integrity import LEAKY_SELECTION, MARK
+from ..metrics import paired_difference
+from ..provenance import code_version, provenance
+from ..storage import Storage
+from .summary import run_metrics, scored_fold_rows
+
+SELECTIONS = ("validation", "test", "unknown")
+SHOWN = 5  # clips named in a refusal before "and N more"
+
+
+class ScoreRefused(ValueError):
+    """The predictions file cannot be scored: one line per problem."""
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Every clip of a protocol with its subject and class, and the protocol's LOSO folds."""
+
+    dataset: str
+    protocol: str
+    class_names: tuple[str, ...]
+    keys: tuple[str, ...]  # "subject/clip", sorted
+    labels: tuple[int, ...]  # class index of each key
+    folds: tuple[FoldSplit, ...]
+    folds_file: dict  # data.folds.fold_file: what a run on this data stores
+    source: str  # where the truth was read: the shard folder or the data root
+    synthetic: bool = False
+
+    @property
+    def subjects(self) -> list[str]:
+        return [f.test for f in self.folds]
+
+
+def truth_from_shards(shards, val_subjects: int, seed: int) -> Truth:
+    """The truth a run on these shards tests against (its clips, classes and folds)."""
+    from .loso import folds_content
+
+    meta = shards.meta
+    folds = loso_splits(shards.subject_labels(), val_subjects, seed)
+    keys, ids = shards.clip_labels([f.test for f in folds])
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return Truth(meta.dataset, meta.protocol, tuple(meta.class_names),
+                 tuple(keys[i] for i in order), tuple(int(ids[i]) for i in order),
+                 tuple(folds), folds_content(shards, folds, seed), str(shards.root),
+                 bool(meta.synthetic))
+
+
+def truth_from_manifest(manifest: pl.DataFrame, dataset: str, protocol: str, root: str,
+                        val_subjects: int, seed: int) -> Truth:
+    """The truth from a dataset's annotations: the clips its manifest includes (a run on
+    shards also leaves out clips whose faces could not be aligned: score against those shards
+    with --shards to match such a run exactly)."""
+    from ..data.labels import class_names
+    from ..data.manifest import included
+
+    names = class_names(dataset, protocol)
+    rows = included(manifest).sort(["subject", "clip"])
+    if rows.is_empty():
+        raise ValueError(f"{root}: no clip of {dataset} {protocol} is included (see `mer-ray "
+                         f"manifest` for each clip's reason)")
+    keys = [f"{s}/{c}" for s, c in zip(rows["subject"], rows["clip"])]
+    labels = [int(i) for i in rows["label_id"]]
+    by_subject: dict[str, set[int]] = {}
+    for k, y in zip(keys, labels):
+        by_subject.setdefault(k.split("/", 1)[0], set()).add(y)
+    folds = loso_splits(by_subject, val_subjects, seed)
+    content = fold_file(folds, keys, [names[y] for y in labels], dataset, protocol, seed)
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return Truth(dataset, protocol, tuple(names), tuple(keys[i] for i in order),
+                 tuple(labels[i] for i in order), tuple(folds), content, str(root))
+
+
+def read_predictions(path: str | Path) -> tuple[pl.DataFrame, bytes]:
+    """The file as a DataFrame, and its bytes (kept with the scored run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such predictions file")
+    raw = path.read_bytes()
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pl.read_parquet(io.BytesIO(raw))
+        elif path.suffix.lower() in (".csv", ".txt", ".tsv"):
+            frame = pl.read_csv(io.BytesIO(raw), separator="\t" if path.suffix.lower() == ".tsv"
+                                else ",", infer_schema_length=None)
+        else:
+            raise ValueError("suffix")
+    except Exception as exc:  # polars' parse errors are its own types
+        why = "not .csv, .tsv or .parquet" if str(exc) == "suffix" else \
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ValueError(f"{path}: not a predictions file mer-ray can read ({why}); write CSV "
+                         f"or Parquet with columns clip, prediction (and optionally subject, "
+                         f"fold, label, p_<class>)") from None
+    return frame, raw
+
+
+def _named(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def _column(frame: pl.DataFrame, *names: str) -> str | None:
+    lower = {c.lower(): c for c in frame.columns}
+    return next((lower[n] for n in names if n in lower), None)
+
+
+def _class_of(value, names: tuple[str, ...]) -> int | None:
+    """A class given as its name (any case) or its index; None when it is neither."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if float(value).is_integer() and 0 <= value < len(names) else None
+    text = str(value).strip()
+    lower = [n.lower() for n in names]
+    if text.lower() in lower:
+        return lower.index(text.lower())
+    return int(text) if text.isdigit() and int(text) < len(names) else None
+
+
+def _keys(frame: pl.DataFrame, truth: Truth, clip_col: str, subject_col: str | None,
+          problems: list[str]) -> list[str | None]:
+    """Each row's "subject/clip" key in the truth's terms (None where it cannot be told)."""
+    clips = [None if c is None else str(c).strip() for c in frame[clip_col].to_list()]
+    if subject_col is not None:
+        subjects = [None if s is None else str(s).strip() for s in frame[subject_col].to_list()]
+        return [None if c is None or s is None else (c if c.startswith(f"{s}/") else f"{s}/{c}")
+                for s, c in zip(subjects, clips)]
+    by_clip: dict[str, list[str]] = {}
+    for key in truth.keys:
+        by_clip.setdefault(key.split("/", 1)[1], []).append(key)
+    known = set(truth.keys)
+    out, ambiguous = [], []
+    for c in clips:
+        if c is None or c in known:
+            out.append(c)
+        elif len(by_clip.get(c, [])) > 1:
+            ambiguous.append(c)
+            out.append(None)
+        else:
+            out.append(by_clip[c][0] if c in by_clip else c)
+    if ambiguous:
+        problems.append(f"{len(ambiguous)} clip id(s) name clips of several subjects: "
+                        f"{_named(sorted(set(ambiguous)))}; add a subject column (or write "
+                        f"clip as subject/clip)")
+    return out
+
+
+def _probabilities(frame: pl.DataFrame, names: tuple[str, ...]) -> list | None:
+    """Per-class scores from a list column or one column per class; None when absent."""
+    col = _column(frame, "probabilities", "probs", "scores")
+    if col is not None and isinstance(frame.schema[col], pl.List):
+        return [None if p is None else [float(x) for x in p] for p in frame[col].to_list()]
+    for prefix in ("p_", "prob_", "score_"):
+        cols = [_column(frame, f"{prefix}{n.lower()}") for n in names]
+        if all(cols):
+            return [list(map(float, row)) for row in frame.select(cols).iter_rows()]
+    return None
+
+
+def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
+    """The file's rows as a run's predictions (``summary.collect``'s columns), or
+    ``ScoreRefused`` listing every problem found, one line each."""
+    names = truth.class_names
+    clip_col = _column(frame, "clip", "clip_id", "key")
+    pred_col = _column(frame, "prediction_name", "prediction", "predicted", "pred")
+    if clip_col is None or pred_col is None:
+        raise ScoreRefused(
+            f"{file}: needs a clip column and a prediction column (found "
+            f"{', '.join(frame.columns) or 'none'}); see mer-ray score --help")
+    problems: list[str] = []
+    keys = _keys(frame, truth, clip_col, _column(frame, "subject", "subject_id"), problems)
+    truth_of = dict(zip(truth.keys, truth.labels))
+    unnamed = sum(k is None for k in keys)
+    if unnamed and not problems:
+        problems.append(f"{unnamed} row(s) have no clip id")
+    extra = sorted({k for k in keys if k is not None and k not in truth_of})
+    if extra:
+        problems.append(f"{len(extra)} clip(s) not in {truth.dataset} {truth.protocol} (as read "
+                        f"from {truth.source}): {_named(extra)}")
+    seen: dict[str, int] = {}
+    for k in keys:
+        if k is not None:
+            seen[k] = seen.get(k, 0) + 1
+    repeated = sorted(k for k, n in seen.items() if n > 1)
+    if repeated:
+        problems.append(f"{len(repeated)} clip(s) predicted more than once: {_named(repeated)}")
+    missing = [k for k in truth.keys if k not in seen]
+    if missing:
+        problems.append(f"{len(missing)} clip(s) of the protocol have no prediction: "
+                        f"{_named(missing)} (`mer-ray folds` lists every clip)")
+    given = frame[pred_col].to_list()
+    preds = [_class_of(v, names) for v in given]
+    bad = sorted({str(v) for v, p in zip(given, preds) if p is None})
+    if bad:
+        problems.append(f"{sum(p is None for p in preds)} prediction(s) outside the protocol's "
+                        f"classes ({', '.join(names)}, or 0-{len(names) - 1}): {_named(bad)}")
+    label_col = _column(frame, "label_name", "label", "true", "truth")
+    if label_col is not None:
+        told = [_class_of(v, names) for v in frame[label_col].to_list()]
+        wrong = sorted(k for k, t in zip(keys, told)
+                       if k in truth_of and t != truth_of[k])
+        if wrong:
+            problems.append(f"{len(wrong)} clip(s) whose label column differs from the "
+                            f"protocol's class: {_named(wrong)} (another annotation file or "
+                            f"label map?)")
+    fold_col = _column(frame, "fold", "test_subject")
+    if fold_col is not None:
+        problems += _fold_problems(frame[fold_col].to_list(), keys, truth)
+    if problems:
+        raise ScoreRefused("\n".join(f"{file}: refused: {p}" for p in problems))
+    probs = _probabilities(frame, names)
+    rows = []
+    for i, key in enumerate(keys):
+        subject, clip = key.split("/", 1)
+        y = truth_of[key]
+        rows.append({"fold": subject, "subject": subject, "clip": clip, "label": y,
+                     "label_name": names[y], "prediction": preds[i],
+                     "prediction_name": names[preds[i]],
+                     "probabilities": probs[i] if probs is not None else None})
+    order = {s: n for n, s in enumerate(truth.subjects)}
+    return (pl.DataFrame(rows, schema_overrides={"probabilities": pl.List(pl.Float64)})
+            .sort(by=[pl.col("subject").replace_strict(order, return_dtype=pl.Int64),
+                      pl.col("clip")]))
+
+
+def _fold_problems(folds: list, keys: list, truth: Truth) -> list[str]:
+    """A fold column must agree with the subjects: a fold named after a subject holds that
+    subject's clips only; a fold with another id holds one subject's clips, and each subject
+    is in one fold."""
+    subjects = set(truth.subjects)
+    by_fold: dict[str, set[str]] = {}
+    wrong = []
+    for fold, key in zip(folds, keys):
+        if key is None or fold is None:
+            continue
+        fold, subject = str(fold), key.split("/", 1)[0]
+        by_fold.setdefault(fold, set()).add(subject)
+        if fold in subjects and fold != subject:
+            wrong.append(f"{key} in fold {fold}")
+    out = []
+    if wrong:
+        out.append(f"{len(wrong)} clip(s) predicted in another subject's fold (in a LOSO a clip "
+                   f"is tested only when its own subject is held out): {_named(sorted(wrong))}")
+    mixed = sorted(f for f, s in by_fold.items() if f not in subjects and len(s) > 1)
+    if mixed:
+        out.append(f"{len(mixed)} fold(s) hold clips of several subjects (a LOSO fold tests one "
+                   f"subject): {_named([f'{f}: {sorted(by_fold[f])}' for f in mixed])}")
+    split = sorted(s for s in subjects
+                   if len({f for f, held in by_fold.items() if s in held}) > 1)
+    if split:
+        out.append(f"{len(split)} subject(s) tested in more than one fold: {_named(split)}")
+    return out
+
+
+@dataclass
+class Scored:
+    """A scored predictions file: its summary (``summary.json``) and predictions."""
+
+    summary: dict
+    predictions: pl.DataFrame
+
+
+def score(frame: pl.DataFrame, truth: Truth, *, file: str = "predictions",
+          selection: str = "unknown", method: str | None = None, seed: int = 0,
+          name: str | None = None, raw: bytes | None = None) -> Scored:
+    """The figures of a predictions file against ``truth``, as a run's summary. ``seed``: the
+    bootstrap's (the intervals a run with train.seed=seed reports)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"--selection {selection!r}: choose from {', '.join(SELECTIONS)}")
+    preds = match(frame, truth, file)
+    metrics = run_metrics(preds, truth.subjects, truth.class_names, seed,
+                       truth.dataset == "megc")
+    per_fold = metrics.pop("_per_fold")
+    digest = hashlib.sha256(raw if raw is not None else frame.write_csv().encode()).hexdigest()
+    method = method or Path(file).stem
+    summary = {
+        "name": name or f"scored-{method}-{truth.dataset}-{truth.protocol}-{digest[:8]}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dataset": truth.dataset, "protocol": truth.protocol, "synthetic": truth.synthetic,
+        "class_names": list(truth.class_names), "n_folds": len(truth.folds),
+        "n_clips": preds.height, "metrics": metrics,
+        "folds": scored_fold_rows(truth.subjects, per_fold, truth.class_names),
+        "config": None, "config_hash": None, "seed": seed,
+        "code_version": code_version(),
+        "provenance": provenance(None, [], []),
+        "method": method, "selection": selection,
+        **({"leaky": LEAKY_SELECTION} if selection == "test" else {}),
+        **({"selection_unknown": MARK["selection_unknown"].note}
+           if selection == "unknown" else {}),
+        "pretrained": None, "weights_source": None, "augmentation": None,
+        "control_shuffled_labels": False, "search_informed": False,
+        "scored": {"file": str(file), "sha256": digest, "selection_declared": selection,
+                   "truth": truth.source, "has_probabilities":
+                       bool(preds["probabilities"].is_not_null().any())},
+        "shards": truth.source,
+        "folds_file": FOLDS_FILE, "folds_hash": truth.folds_file["hash"],
+        "data": {"root": truth.source, "clips": len(truth.keys)},
+    }
+    return Scored(summary, preds)
+
+
+def against(scored: Scored, storage: Storage, run: str, seed: int = 0) -> dict:
+    """The paired subject-bootstrap difference of the scored file minus a stored run (same
+    dataset, protocol and test clips)."""
+    import json
+
+    from .summary import subject_predictions
+
+    try:
+        other = json.loads(storage.read_bytes(run, "summary.json"))
+    except (FileNotFoundError, OSError):
+        raise FileNotFoundError(f"--against {storage.where(run)}: no run there (no "
+                                f"summary.json); give a run's name in --storage-path") from None
+    s = scored.summary
+    if (other.get("dataset"), other.get("protocol")) != (s["dataset"], s["protocol"]):
+        raise ValueError(f"--against {run}: a {other.get('dataset')} {other.get('protocol')} "
+                         f"run; these predictions are {s['dataset']} {s['protocol']}")
+    theirs = subject_predictions(storage, run)
+    ours = {subj: (g["label"].to_list(), g["prediction"].to_list())
+            for (subj,), g in scored.predictions.group_by("subject", maintain_order=True)}
+    if sorted(theirs) != sorted(ours) or \
+            sum(len(v[0]) for v in theirs.values()) != scored.predictions.height:
+        raise ValueError(f"--against {run}: its test clips are not these (subjects "
+                         f"{len(theirs)} vs {len(ours)}); compare runs on the same data")
+    diff = paired_difference(ours, theirs, list(range(len(s["class_names"]))), seed=seed)
+    return {"run": run, "run_uf1": other["metrics"]["uf1"], "run_uar": other["metrics"]["uar"],
+            "same_folds": other.get("folds_hash") == s["folds_hash"],
+            "run_marks": {k: True for k in ("leaky", "search_informed") if other.get(k)},
+            **diff}
+
+
+def write(scored: Scored, storage: Storage, folds_file: dict, raw: bytes | None,
+          file: str) -> str:
+    """The scored file as a run folder; a second scoring of another file under the same
+    name is refused."""
+    import json
+
+    s = scored.summary
+    name = s["name"]
+    if storage.exists(name, "summary.json"):
+        old = json.loads(storage.read_bytes(name, "summary.json"))
+        same = (old.get("scored") or {}).get("sha256") == s["scored"]["sha256"]
+        if not same:
+            raise FileExistsError(f"{storage.where(name)} holds another run; use another "
+                                  f"--name or remove that folder")
+    if raw is not None:
+        storage.write_atomic(raw, name, f"submitted{Path(file).suffix.lower()}")
+    storage.write_atomic(json.dumps(folds_file, indent=1).encode(), name, FOLDS_FILE)
+    storage.write_parquet(scored.predictions, name, "predictions.parquet")
+    storage.write_atomic(json.dumps(s, indent=1, default=str).encode(), name, "summary.json")
+    return storage.where(name)
