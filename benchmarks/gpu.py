@@ -170,6 +170,9 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
     runs = [("1 fold per GPU", 1.0), ("4 folds per GPU", 0.25)]
     if gpu:
         runs.append(("4 folds per GPU, again", 0.25))
+    else:  # without a GPU the shares are one computation: the second run is in this process,
+        # which checks Ray's fold workers against the plain loop and saves a Train run
+        runs[1] = ("in this process", 0.25)
     for label, share in runs:
         exp = model_config(sz, train__cache_trunk="true", train__max_epochs=sz["epochs"],
                            train__patience=sz["epochs"], train__gpus_per_fold=share,
@@ -180,7 +183,7 @@ def loso_runs(sz: dict, work: Path, gpu: bool) -> tuple[list[dict], dict]:
         shared_tokens(setup, gpu, fold_slots(exp.train, gpu))  # made before timing
         start = time.perf_counter()
         with GpuSampler() as util:
-            train_folds(setup)
+            train_folds(setup, local=label == "in this process")
         wall = time.perf_counter() - start
         summary = summarise_run(setup.view())
         recs = [setup.folder.read_fold(f.test) for f in setup.folds]

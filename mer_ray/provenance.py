@@ -6,7 +6,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from . import __version__
+from .version import VERSION as __version__
 
 
 @lru_cache(maxsize=1)

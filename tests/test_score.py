@@ -178,3 +178,35 @@ def test_scoring_against_a_dataset_root(synth_samm, tmp_path, capsys):
     got = json.loads((tmp_path / "runs" / "root" / "summary.json").read_text())
     assert got["metrics"]["uf1"] == 1.0 and got["n_clips"] == rows.height
     assert got["n_folds"] == rows["subject"].n_unique()
+
+
+def test_the_python_api_reads_scores_and_compares(stored_run, tmp_path):
+    """``mr.load_run``, ``mr.score`` and ``mr.compare`` give what the commands give: the
+    run's own figures, the same scoring, and a table whose best row is the honest one while an
+    undeclared selection is shown but never ranked."""
+    import mer_ray as mr
+
+    root, run, preds = stored_run
+    loaded = mr.load_run(root / "runs" / "svm")
+    assert loaded.figures["uf1"] == run["metrics"]["uf1"] and loaded.marks == ["CONTROL"]
+    assert loaded.predictions.equals(preds) and loaded.folds["hash"] == run["folds_hash"]
+    assert loaded.config.model.method == "lbptop_svm"
+    assert loaded.provenance["code_version"] == run["code_version"]
+    assert "UF1 " in repr(loaded) and "CONTROL" in repr(loaded)
+    mine = preds.select("subject", "clip", "prediction_name")
+    again = mr.score(mine, shards=loaded.shards, val_subjects=1)  # in memory
+    assert again.figures == loaded.figures and again.marks == ["SELECTION UNDECLARED"]
+    truth = preds.select("subject", "clip", pl.col("label").alias("prediction"))
+    perfect = mr.score(truth, shards=loaded.shards, selection="validation", method="oracle",
+                       storage=str(root / "runs"), name="oracle")
+    undeclared = mr.score(truth, shards=loaded.shards, method="undeclared",
+                          storage=str(root / "runs"), name="undeclared")
+    table = mr.compare([loaded, perfect, undeclared])
+    by = {r["method"]: r for r in table.iter_rows(named=True)}
+    assert by["oracle"]["best"] and by["oracle"]["uf1"] == 1.0
+    assert by["lbptop_svm"]["uf1_difference"] == pytest.approx(run["metrics"]["uf1"] - 1)
+    assert by["lbptop_svm"]["uf1_p_holm"] is not None
+    assert by["undeclared"]["selection_unknown"] and not by["undeclared"]["best"]
+    assert by["undeclared"]["uf1_difference"] is None  # never compared with the best
+    with pytest.raises(FileNotFoundError, match="no run there"):
+        mr.load_run(tmp_path)

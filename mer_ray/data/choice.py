@@ -132,6 +132,13 @@ class DataChoice:
     seed: int | None = None  # the synthetic set's seed, when not synthetic.seed
     opened: Shards | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self):
+        # absolute paths: Ray's workers render, read and write them from their own working
+        # folder, which need not be this process's (a notebook that changed folder)
+        object.__setattr__(self, "workdir", Path(self.workdir).expanduser().resolve())
+        if self.root is not None:
+            object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
     def handle(self) -> Shards:
         """The given shards, opened once: their ``prepare.json`` is read here and every later
         question about them (their dataset, frame settings, id) reads this handle."""

@@ -37,7 +37,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.choice import DataChoice
 from ..data.shards import Shards
-from ..integrity import best, marked, notes, refuse_leaky, row_flags
+from ..integrity import best, flags, is_ranked, marked, notes, refuse_leaky, row_flags
 from ..methods import METHODS, load_with_recipe, method_named
 from ..metrics import bootstrap_interval, holm, paired_difference
 from ..storage import Storage
@@ -79,6 +79,12 @@ class Entry:
     seeded: bool = False  # one of several seeds' runs
     run: LosoRun | None = None
     summary: dict | None = None
+    storage: Storage | None = None  # a stored run's (``stored_entries``): where it lives
+    group: int | None = None  # stored runs: which table row (the seeds of one row share it)
+
+    @property
+    def store(self) -> Storage:
+        return self.storage if self.storage is not None else self.run.folder.storage
 
     @property
     def tag(self) -> str:
@@ -149,7 +155,7 @@ def groups(entries: list[Entry]) -> list[Group]:
     """The entries by (dataset, method, protocol), seeds in order."""
     out: dict[tuple, Group] = {}
     for e in entries:
-        out.setdefault((e.dataset, e.method, e.leaky), Group()).entries.append(e)
+        out.setdefault((e.dataset, e.method, e.leaky, e.group), Group()).entries.append(e)
     return list(out.values())
 
 
@@ -169,8 +175,7 @@ def train_entries(entries: list[Entry], shards: dict[str, Shards], opts: RunOpti
 
 
 def _predictions(g: Group) -> list[dict]:
-    e = g.first
-    return [subject_predictions(e.run.folder.storage, x.name) for x in g.entries]
+    return [subject_predictions(x.store, x.name) for x in g.entries]
 
 
 def _figures(g: Group, seed: int) -> dict:
@@ -203,9 +208,12 @@ def _row(g: Group, seed: int) -> dict:
     return {"dataset": e.dataset, "method": e.method, **row_flags(s),
             "runs": [x.name for x in g.entries], "run": e.name,
             "seeds": [x.seed for x in g.entries], **_figures(g, seed),
-            "parameters": method_named(e.method).parameters(e.exp, len(s["class_names"])),
+            "parameters": method_named(e.method).parameters(e.exp, len(s["class_names"]))
+            if e.exp is not None and e.method in METHODS else None,  # a scored file: unknown
             "seconds_per_fold": statistics.mean(f["worker_seconds"] for x in g.entries
-                                                for f in x.summary["folds"]),
+                                                for f in x.summary["folds"])
+            if all(f["worker_seconds"] is not None for x in g.entries
+                   for f in x.summary["folds"]) else None,
             "synthetic": s["synthetic"], "pretrained": s["pretrained"]}
 
 
@@ -235,7 +243,7 @@ def compare_rows(entries: list[Entry], seed: int = 0) -> list[dict]:
                     r["versus"] = f"{g.first.method} (honest)"
                     r["difference"] = _difference(g, own, seed)
                     r["difference_kind"] = "the leak: this leaky run minus its honest run"
-            elif top is not None and r is not top and not r["search_informed"]:
+            elif top is not None and r is not top and is_ranked(r):
                 r["versus"] = top["method"]
                 r["difference"] = _difference(g, top_group, seed)
                 r["difference_kind"] = "this method minus the best honest method"
@@ -246,6 +254,24 @@ def compare_rows(entries: list[Entry], seed: int = 0) -> list[dict]:
                 r["difference"][key].update(p_holm=p, differs=p < ALPHA)
         rows += [r for _, r in made if not r["leaky"]] + [r for _, r in made if r["leaky"]]
     return rows
+
+
+def stored_entries(runs: list[list[dict]], storages: list[Storage]) -> list[Entry]:
+    """Stored runs (and scored files) as a comparison's entries: ``runs[i]`` the summaries of
+    one row (one run, or the seeds of one method), read from ``storages[i]``. Each row's runs
+    must be on the same dataset and protocol as every other row of that dataset."""
+    entries, protocol = [], {}
+    for i, (summaries, storage) in enumerate(zip(runs, storages)):
+        for s in summaries:
+            ds = s["dataset"]
+            if protocol.setdefault(ds, s["protocol"]) != s["protocol"]:
+                raise ValueError(f"{s['name']}: a {ds} {s['protocol']} run beside {ds} "
+                                 f"{protocol[ds]} runs; compare runs of one protocol")
+            exp = ExperimentConfig.from_dict(s["config"]) if s.get("config") else None
+            entries.append(Entry(ds, s.get("method") or "mer", bool(flags(s).get("leaky")),
+                                 s.get("seed") or 0, exp, s["name"], len(summaries) > 1,
+                                 summary=s, storage=storage, group=i))
+    return entries
 
 
 def _pct(v: float, ci=None, std=None) -> str:
