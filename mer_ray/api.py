@@ -213,10 +213,7 @@ def _storage_of(run: Run):
     if run.path.startswith("(in memory"):
         raise ValueError(f"{run.name}: a scored file kept in memory; score it with storage=... "
                          f"to compare it")
-    node = open_node(run.path).parent
-    from .storage import Storage
-
-    return Storage(node.storage.fs, node.path, node.path)
+    return open_node(run.path).parent.as_storage()
 
 
 def _flat(row: dict) -> dict[str, Any]:

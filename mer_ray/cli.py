@@ -15,6 +15,8 @@ Experiments:
     mer-ray compare     methods x datasets on the same folds: UF1/UAR with intervals, paired
                         differences from the best, parameters, seconds; --with-leaky beside
     mer-ray score       predictions made anywhere, scored as mer-ray scores its runs
+    mer-ray leaderboard a static site over stored runs: benchmarks, ranked methods, a
+                        critical-difference diagram
     mer-ray report      Markdown (and LaTeX / CSV tables) + PNG figures from stored results
     mer-ray config      every configuration field with its default and help; --show: the
                         resolved configuration and its hash
@@ -53,7 +55,7 @@ from .cli_data import (
     settings,
     synthetic_set,
 )
-from .cli_results import cmd_score, score_args
+from .cli_results import cmd_leaderboard, cmd_score, leaderboard_args, score_args
 from .config import config_fields
 from .console import Ticker, show
 from .data.annotations import AnnotationError
@@ -207,7 +209,7 @@ COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare
             "folds": cmd_folds,
             "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
             "compare": cmd_compare, "config": cmd_config, "report": cmd_report,
-            "score": cmd_score,
+            "score": cmd_score, "leaderboard": cmd_leaderboard,
             "model-info": _model_command("model_info"),
             "checkpoint": _model_command("checkpoint"),
             "predict": _model_command("predict"), "export": _model_command("export")}
@@ -219,7 +221,7 @@ def build_parser():
     from .cli_args import build_parser as build
     from .provenance import code_version
 
-    return build(__doc__, code_version(), more=(score_args,))
+    return build(__doc__, code_version(), more=(score_args, leaderboard_args))
 
 
 def _parse(argv: list[str], script: str | None, fixed: dict | None, about: str | None):

@@ -103,3 +103,28 @@ def cmd_score(args) -> int:
                    + ("" if d["same_folds"] else "; the run's folds hash differs: other "
                                                 "validation subjects, the same test subjects"))
     return 0
+
+
+def leaderboard_args(sub) -> None:
+    p = sub.add_parser(
+        "leaderboard", formatter_class=Help,
+        help="a static leaderboard site over stored runs (works offline)",
+        description="A static site (open OUT/index.html; no server, no network): each "
+                    "benchmark (dataset, protocol, clips) with its methods ranked by UF1 with "
+                    "intervals, leaky and undeclared runs in a table of their own, a page per "
+                    "run with its confusion matrix and files, and a critical-difference "
+                    "diagram across benchmarks (or seeds).")
+    p.add_argument("paths", nargs="+",
+                   help="run folders, or folders or URIs holding them (scored files too)")
+    p.add_argument("--out", type=Path, default=Path("site"), help="the site's folder")
+    p.add_argument("--title", default="mer-ray leaderboard", help="the index page's title")
+
+
+def cmd_leaderboard(args) -> int:
+    from .console import Ticker
+    from .report.site import build_site
+
+    with Ticker(f"building the leaderboard of {', '.join(map(str, args.paths))}"):
+        index = build_site(args.paths, args.out, args.title)
+    print(f"leaderboard: {index} (open it in a browser; it needs no server)")
+    return 0

@@ -128,10 +128,11 @@ def bootstrap_interval(by_subject, labels: Sequence[int], resamples: int = 1000,
     mats = _stack(runs, subjects, labels)
     rng = np.random.default_rng([seed, 1000003])
     subject_draws, run_draws = _draws(rng, resamples, len(subjects), len(runs), resample_runs)
-    uf1s, uars = np.empty(resamples), np.empty(resamples)
-    for i, (pick, which) in enumerate(zip(subject_draws, run_draws)):
-        figures = [_uf1_uar(mats[r, pick].sum(axis=0)) for r in which]
-        uf1s[i], uars[i] = np.mean([f[0] for f in figures]), np.mean([f[1] for f in figures])
+    # every resample of every run at once: (runs, resamples, 2), then each resample's runs
+    per_run = np.stack([_uf1_uar_many(mats[r][subject_draws].sum(axis=1))
+                        for r in range(len(runs))])
+    drawn = per_run[run_draws.T, np.arange(resamples)]  # (runs drawn, resamples, 2)
+    uf1s, uars = drawn[..., 0].mean(axis=0), drawn[..., 1].mean(axis=0)
     tail = (1 - level) / 2 * 100
     lo, hi = tail, 100 - tail
     return {"uf1": [float(np.nanpercentile(uf1s, lo)), float(np.nanpercentile(uf1s, hi))],
@@ -157,6 +158,22 @@ def _uf1_uar(cm: np.ndarray, present: np.ndarray | None = None) -> tuple[float, 
     return uf1, uar
 
 
+def _uf1_uar_many(cms: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """``_uf1_uar`` of many confusion matrices at once: (B, K, K) -> (B, 2), the same rules
+    (``present``: (B, K), default each matrix's own classes); NaN where a mean is empty."""
+    tp = np.diagonal(cms, axis1=1, axis2=2).astype(float)
+    n_true, n_pred = cms.sum(axis=2), cms.sum(axis=1)
+    if present is None:
+        present = (n_true + n_pred) > 0
+    f1 = 2 * tp / np.maximum(n_true + n_pred, 1)
+    rec = tp / np.maximum(n_true, 1)
+    has_true = n_true > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uf1 = np.where(present, f1, 0).sum(axis=1) / present.sum(axis=1)
+        uar = np.where(has_true, rec, 0).sum(axis=1) / has_true.sum(axis=1)
+    return np.stack([uf1, uar], axis=1)
+
+
 def _subject_matrices(by_subject: dict, subjects: list, labels: list) -> np.ndarray:
     idx = {c: i for i, c in enumerate(labels)}
     mats = np.zeros((len(subjects), len(labels), len(labels)), np.int64)
@@ -171,6 +188,12 @@ def _paired(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
     averaged over one class set: every class in the truth or in either's predictions."""
     present = (ma.sum(0) + ma.sum(1) + mb.sum(0)) > 0
     return np.subtract(_uf1_uar(ma, present), _uf1_uar(mb, present))
+
+
+def _paired_many(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
+    """``_paired`` of many resamples at once: (B, K, K) twice -> (B, 2)."""
+    present = (ma.sum(1) + ma.sum(2) + mb.sum(1)) > 0
+    return _uf1_uar_many(ma, present) - _uf1_uar_many(mb, present)
 
 
 def paired_difference(a, b, labels: Sequence[int], resamples: int = 1000,
@@ -202,9 +225,9 @@ def paired_difference(a, b, labels: Sequence[int], resamples: int = 1000,
     diff = np.mean([_paired(ma[r].sum(0), mb[r].sum(0)) for r in range(seeds)], axis=0)
     rng = np.random.default_rng([seed, 1000033])
     subject_draws, run_draws = _draws(rng, resamples, len(subjects), seeds, True)
-    d = np.array([np.mean([_paired(ma[r, pick].sum(0), mb[r, pick].sum(0)) for r in which],
-                          axis=0)
-                  for pick, which in zip(subject_draws, run_draws)])
+    d = np.stack([_paired_many(ma[r][subject_draws].sum(axis=1),
+                               mb[r][subject_draws].sum(axis=1)) for r in range(seeds)])
+    d = d[run_draws.T, np.arange(resamples)].mean(axis=0)  # (resamples, 2)
     tail = (1 - level) / 2 * 100
     out = {"level": level, "resamples": resamples, "seed": seed, "seeds": seeds,
            "unit": "test subject" + (" and training seed" if seeds > 1 else "")}

@@ -208,13 +208,27 @@ def _row(g: Group, seed: int) -> dict:
     return {"dataset": e.dataset, "method": e.method, **row_flags(s),
             "runs": [x.name for x in g.entries], "run": e.name,
             "seeds": [x.seed for x in g.entries], **_figures(g, seed),
-            "parameters": method_named(e.method).parameters(e.exp, len(s["class_names"]))
-            if e.exp is not None and e.method in METHODS else None,  # a scored file: unknown
+            "parameters": _parameters(e.method, e.exp, len(s["class_names"])),
             "seconds_per_fold": statistics.mean(f["worker_seconds"] for x in g.entries
                                                 for f in x.summary["folds"])
             if all(f["worker_seconds"] is not None for x in g.entries
                    for f in x.summary["folds"]) else None,
             "synthetic": s["synthetic"], "pretrained": s["pretrained"]}
+
+
+_COUNTED: dict[str, int] = {}
+
+
+def _parameters(method: str, exp: ExperimentConfig | None, classes: int) -> int | None:
+    """A method's trainable parameters (None for a scored file: mer-ray did not build it),
+    counted once per model and frame settings (the paper model's count builds the model)."""
+    if exp is None or method not in METHODS:
+        return None
+    key = json.dumps([method, exp.to_dict()["model"], exp.to_dict()["data"], classes],
+                     sort_keys=True, default=str)
+    if key not in _COUNTED:
+        _COUNTED[key] = method_named(method).parameters(exp, classes)
+    return _COUNTED[key]
 
 
 def _difference(g: Group, other: Group, seed: int) -> dict:

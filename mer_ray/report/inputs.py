@@ -45,6 +45,10 @@ class Node:
     def parent(self) -> Node:
         return Node(self.storage, self.path.rsplit("/", 1)[0])
 
+    def as_storage(self) -> Storage:
+        """This folder as a storage root (run names under it read as in ``--storage-path``)."""
+        return Storage(self.storage.fs, self.path, str(self))
+
     def _info(self):
         return self.storage.fs.get_file_info(self.path)
 
