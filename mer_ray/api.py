@@ -189,7 +189,7 @@ def compare(runs: list) -> pl.DataFrame:
     (LEAKY, SELECTION UNDECLARED, SEARCH-INFORMED) are marked and never best. ``runs``: runs
     or their paths; a list inside the list is one method's runs with several training seeds
     (one row, their mean)."""
-    from .protocols.compare import compare_rows, stored_entries
+    from .protocols.stored import stored_rows
 
     loaded = [[load_run(r) for r in (item if isinstance(item, (list, tuple)) else [item])]
               for item in runs]
@@ -202,8 +202,7 @@ def compare(runs: list) -> pl.DataFrame:
             raise ValueError(f"compare(): the seeds of one row live in one folder (got "
                              f"{sorted(stores)})")
         storages.append(_storage_of(group[0]))
-    entries = stored_entries([[r.summary for r in g] for g in loaded], storages)
-    rows = compare_rows(entries, entries[0].seed)
+    rows = stored_rows([[r.summary for r in g] for g in loaded], storages)
     return pl.DataFrame([_flat(r) for r in rows])
 
 

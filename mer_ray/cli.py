@@ -25,6 +25,7 @@ Models:
     mer-ray checkpoint  one self-contained model file from a run's fold
     mer-ray predict     label a video or a folder of frames, optionally with an explanation PNG
     mer-ray export      the whole model as a torch.export (.pt2) file that needs only torch
+    mer-ray new-method  a working method of your own as a file to edit (--plugin trains it)
 
 Every input is checked before Ray starts. Errors print one line naming the file or setting and
 what to do, and exit 2 (``--debug``, anywhere on the line, shows the traceback); Ctrl+C exits
@@ -55,7 +56,14 @@ from .cli_data import (
     settings,
     synthetic_set,
 )
-from .cli_results import cmd_leaderboard, cmd_score, leaderboard_args, score_args
+from .cli_results import (
+    cmd_leaderboard,
+    cmd_new_method,
+    cmd_score,
+    leaderboard_args,
+    new_method_args,
+    score_args,
+)
 from .config import config_fields
 from .console import Ticker, show
 from .data.annotations import AnnotationError
@@ -209,7 +217,7 @@ COMMANDS = {"synth": cmd_synth, "manifest": cmd_manifest, "prepare": cmd_prepare
             "folds": cmd_folds,
             "train": cmd_train, "grid": cmd_grid, "transfer": cmd_transfer, "sweep": cmd_sweep,
             "compare": cmd_compare, "config": cmd_config, "report": cmd_report,
-            "score": cmd_score, "leaderboard": cmd_leaderboard,
+            "score": cmd_score, "leaderboard": cmd_leaderboard, "new-method": cmd_new_method,
             "model-info": _model_command("model_info"),
             "checkpoint": _model_command("checkpoint"),
             "predict": _model_command("predict"), "export": _model_command("export")}
@@ -221,7 +229,7 @@ def build_parser():
     from .cli_args import build_parser as build
     from .provenance import code_version
 
-    return build(__doc__, code_version(), more=(score_args, leaderboard_args))
+    return build(__doc__, code_version(), more=(score_args, leaderboard_args, new_method_args))
 
 
 def _parse(argv: list[str], script: str | None, fixed: dict | None, about: str | None):

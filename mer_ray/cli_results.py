@@ -128,3 +128,24 @@ def cmd_leaderboard(args) -> int:
         index = build_site(args.paths, args.out, args.title)
     print(f"leaderboard: {index} (open it in a browser; it needs no server)")
     return 0
+
+
+def new_method_args(sub) -> None:
+    p = sub.add_parser(
+        "new-method", formatter_class=Help,
+        help="write a working method of your own as a file to edit (--plugin FILE trains it)",
+        description="Writes NAME.py: a small network method (NetworkMethod) on the change "
+                    "between the onset and the middle frame, which trains as written with "
+                    "'mer-ray train --plugin NAME.py --set model.method=NAME', on Ray or "
+                    "--local. Replace its inputs and network with yours.")
+    p.add_argument("name", help="the method's name (what --set model.method= takes)")
+    p.add_argument("--out", type=Path, default=None, help="the file (default: NAME.py)")
+
+
+def cmd_new_method(args) -> int:
+    from .methods.template import write_template
+
+    out = write_template(args.name, args.out)
+    print(f"{out}: the method {args.name!r}. Train it: mer-ray train --plugin {out} --set "
+          f"model.method={args.name} --config experiments/configs/demo.yaml")
+    return 0

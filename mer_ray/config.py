@@ -3,7 +3,7 @@ machinery around it, in one place.
 
 ``ExperimentConfig`` has four sections: ``data`` (what the clips look like: T, S, alignment),
 ``model``, ``loss`` and ``train``. Every field carries its help text (``described``); every
-**(ours)** choice of METHOD.md is a field. ``from_dict`` builds any section from plain values
+**(ours)** choice of docs/method.md is a field. ``from_dict`` builds any section from plain values
 (YAML, ``--set section.field=value``, JSON records) with types coerced and unknown keys
 refused; ``config_fields`` lists every field with its default and help (``mer-ray config``).
 The model variants (the ablation grid's rows) are in ``model/variants.py``.
@@ -173,7 +173,7 @@ class ModelConfig:
     lora_rank: int = described(8, "r (ours)")
     lora_alpha: float = described(16.0, "alpha; LoRA scale s = alpha / r (ours)")
     lora_dropout: float = described(0.0, "dropout on the LoRA branch input")
-    frame_feature: str = described("cls_mean", "cls | mean_patch | cls_mean (ours, METHOD.md section 2) | "
+    frame_feature: str = described("cls_mean", "cls | mean_patch | cls_mean (ours, docs/method.md, section 2) | "
                                    "grid (ours, off by default: patch tokens average-pooled to "
                                    "frame_grid x frame_grid cells, concatenated; keeps where the "
                                    "face moved)")

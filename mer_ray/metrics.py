@@ -1,4 +1,4 @@
-"""UF1 and UAR (METHOD.md section 7), in one place.
+"""UF1 and UAR (docs/method.md, section 7), in one place.
 
     UF1 = (1/C) sum_c 2 TP_c / (2 TP_c + FP_c + FN_c)
     UAR = (1/C) sum_c TP_c / N_c

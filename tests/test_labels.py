@@ -1,4 +1,4 @@
-"""Label maps and counts: the official files' facts (DATASETS.md and each adapter's docstring),
+"""Label maps and counts: the official files' facts (docs/datasets.md and each adapter's docstring),
 reproduced through the real adapters on fixtures written in exactly the official formats."""
 
 import os

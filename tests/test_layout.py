@@ -205,3 +205,20 @@ def test_the_shipped_configurations_load():
     from mer_ray.cli_args import SPACE
 
     assert SPACE.is_relative_to(REPO / "mer_ray") and read_space(SPACE)  # inside the package
+
+
+def test_every_cited_document_is_in_the_repository():
+    """The code, the configurations and the READMEs cite documents by path (docs/method.md,
+    section 3): each must exist, so a reader can follow every citation."""
+    import re
+
+    # documents: docs/<name>.md and capitalised ones (README.md, experiments/README.md, ...);
+    # report.md and the like are outputs, not citations
+    cited = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[A-Z][A-Z0-9_]*\.md|docs/[\w-]+\.md)\b")
+    sources = [*PACKAGE.rglob("*.py"), *(REPO / "experiments").rglob("*.py"),
+               *(REPO / "experiments").rglob("*.yaml"), *(REPO / "tests").rglob("*.py"),
+               REPO / "README.md", *(REPO / "docs").rglob("*.md")]
+    missing = sorted({(str(p.relative_to(REPO)), name) for p in sources
+                      for name in cited.findall(p.read_text())
+                      if not (REPO / name).is_file()})
+    assert not missing, missing

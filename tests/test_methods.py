@@ -39,7 +39,7 @@ def conv(cin: int, cout: int, k: int) -> int:
 
 
 def mer_parameters(exp: ExperimentConfig, classes: int) -> int:
-    """The paper's model's trainable parameters, from METHOD.md sections 2-5 (LoRA on Q and V
+    """The paper's model's trainable parameters, from docs/method.md, sections 2-5 (LoRA on Q and V
     of the last blocks; SFA: two FEMs and two expert mixtures; DGAT: input projection, graph
     attention, LSTM; the dynamic-convolution fusion; the classifier)."""
     m = exp.model

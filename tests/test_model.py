@@ -1,4 +1,4 @@
-"""The model (METHOD.md sections 2-6): shapes, the maths each part promises, LoRA, cache."""
+"""The model (docs/method.md, sections 2-6): shapes, the maths each part promises, LoRA, cache."""
 
 import warnings
 

@@ -50,25 +50,57 @@ def shards(tmp_path_factory):
 
 
 @pytest.mark.ray
-def test_a_method_in_its_own_file_trains_on_ray(shards, tmp_path, ray_session, capsys):
+def test_the_new_method_template_trains_on_ray_as_written(shards, tmp_path, ray_session,
+                                                         capsys):
+    """``mer-ray new-method`` writes a file outside the package; given with --plugin it trains
+    a LOSO on Ray's fold workers (which never see the file) as the platform's own network
+    methods do: epochs, selection on the validation subjects, records."""
     plugin = tmp_path / "elsewhere" / "my_method.py"
-    plugin.parent.mkdir()
+    assert main(["new-method", "my_net", "--out", str(plugin)]) == 0
+    assert "class MyNet(NetworkMethod)" in plugin.read_text()
+    runs = tmp_path / "runs"
+    try:
+        rc = main(["train", "--shards", str(shards.root), "--plugin", str(plugin), "--set",
+                   "model.method=my_net", "--set", "train.max_epochs=2", "--storage-path",
+                   str(runs), "--name", "mine", "--max-folds", "2"])
+    finally:
+        METHODS.pop("my_net", None)
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((runs / "mine" / "summary.json").read_text())
+    assert summary["method"] == "my_net" and summary["n_folds"] == 2
+    assert all(f["node_ip"] != "local" for f in summary["folds"])  # on Ray's workers
+    for fold in summary["folds"]:
+        rec = json.loads((runs / "mine" / "folds" / fold["test_subject"] / "fold.json")
+                         .read_text())
+        assert rec["method"] == "my_net" and rec["epochs_run"] == 2
+        assert len(rec["history"]) == 2  # the platform's fold loop ran its epochs
+
+
+def test_a_method_written_against_the_method_interface_trains_from_its_file(shards, tmp_path):
+    """The lower-level way: a ``Method`` with its own ``fit`` (here the majority class)."""
+    plugin = tmp_path / "majority.py"
     plugin.write_text(PLUGIN)
     runs = tmp_path / "runs"
     try:
         rc = main(["train", "--shards", str(shards.root), "--plugin", str(plugin), "--set",
                    "model.method=majority", "--storage-path", str(runs), "--name", "mine",
-                   "--max-folds", "2"])
+                   "--local"])
     finally:
         METHODS.pop("majority", None)
-    assert rc == 0, capsys.readouterr().err
+    assert rc == 0
     summary = json.loads((runs / "mine" / "summary.json").read_text())
-    assert summary["method"] == "majority" and summary["n_folds"] == 2
-    assert all(f["node_ip"] != "local" for f in summary["folds"])  # on Ray's workers
-    for fold in summary["folds"]:
-        rec = json.loads((runs / "mine" / "folds" / fold["test_subject"] / "fold.json")
-                         .read_text())
-        assert rec["method"] == "majority"
+    assert summary["method"] == "majority" and summary["n_folds"] == 4
+    assert summary["metrics"]["uar"] == pytest.approx(1 / 3)  # one class for every clip
+
+
+def test_new_method_refuses_a_taken_name_or_an_existing_file(tmp_path, capsys):
+    assert main(["new-method", "ststnet", "--out", str(tmp_path / "a.py")]) == 2
+    assert "registered method already" in capsys.readouterr().err
+    (tmp_path / "b.py").write_text("x = 1\n")
+    assert main(["new-method", "fresh", "--out", str(tmp_path / "b.py")]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert main(["new-method", "Bad-Name", "--out", str(tmp_path / "c.py")]) == 2
+    assert (tmp_path / "b.py").read_text() == "x = 1\n"
 
 
 @pytest.mark.parametrize("text, says", [

@@ -1,4 +1,4 @@
-"""Face alignment by eye centres (METHOD.md section 1).
+"""Face alignment by eye centres (docs/method.md, section 1).
 
 dlib's frontal detector finds the face (the largest, when there are several), the 68-point
 predictor places the landmarks, and a similarity transform levels the eye line, puts the eye

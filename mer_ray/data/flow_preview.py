@@ -47,7 +47,7 @@ def computed_flow(row: dict, data, backend: str) -> dict:
 
 
 def flow_figure(columns: dict, out: str | Path, title: str) -> Path:
-    """The PNG: onset, apex, their difference, the flow as a colour wheel (with the wheel as a
+    """The PNG (and an SVG beside it): onset, apex, their difference, the flow as a colour wheel (with the wheel as a
     key), the horizontal and vertical flow, and the strain."""
     import matplotlib
 
@@ -70,17 +70,22 @@ def flow_figure(columns: dict, out: str | Path, title: str) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6))
     for ax, (img, label, cmap) in zip(axes, panels):
         if cmap == "RdBu_r":
-            ax.imshow(img, cmap=cmap, vmin=-top, vmax=top)
+            shown = ax.imshow(img, cmap=cmap, vmin=-top, vmax=top)
         else:
-            ax.imshow(img, cmap=cmap)
+            shown = ax.imshow(img, cmap=cmap)
         ax.set_title(label, fontsize=8)
         ax.axis("off")
+        if cmap in ("RdBu_r", "inferno"):  # values with units: a colour bar says which
+            bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            bar.ax.tick_params(labelsize=6)
+            bar.set_label("px" if cmap == "RdBu_r" else "strain", fontsize=6)
     note = columns.get("flow_note") or ""
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=9)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90, metadata={"mer_ray_panels": json.dumps([p[1] for p in panels])})
+    fig.savefig(out.with_suffix(".svg"))  # vector, for a paper
     plt.close(fig)
     return out
 

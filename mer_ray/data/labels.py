@@ -4,7 +4,7 @@ A protocol maps a dataset's own emotion words (lower-cased) to class names, and 
 order, which defines ``label_id``. Emotions not in the map are outside the protocol: the manifest
 keeps their rows with ``excluded_reason = "label outside protocol"``.
 
-Counts these maps yield on the published annotation files are listed in DATASETS.md and checked by
+Counts these maps yield on the published annotation files are listed in docs/datasets.md and checked by
 ``tests/test_labels.py``.
 """
 

@@ -1,4 +1,4 @@
-"""Uniform temporal sampling of a clip's span (METHOD.md section 1)."""
+"""Uniform temporal sampling of a clip's span (docs/method.md, section 1)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """DGAT: dynamic graph attention over the T frames, guided by SFA's frequency weights
-(METHOD.md section 4)."""
+(docs/method.md, section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frame encoder: timm DinoV2 with LoRA (peft) on Q and V of the last blocks (METHOD.md section 2).
+"""Frame encoder: timm DinoV2 with LoRA (peft) on Q and V of the last blocks (docs/method.md, section 2).
 
 timm fuses Q, K and V into one ``qkv`` Linear. LoRA on that Linear would also move K, so in the
 LoRA blocks the fused layer is replaced by ``SplitQKV`` (three Linears holding the same weights,
@@ -179,7 +179,12 @@ def resolve_backbone(cfg: ModelConfig) -> BackboneSource:
             f"train a randomly initialised backbone (results then record pretrained=false).")
     msg = (f"{cfg.backbone} is RANDOMLY INITIALISED ({reason}). Results will be recorded with "
            f"pretrained=false and are not comparable to published DinoV2 numbers. Give a local "
-           f"copy of the weights with --set model.backbone_weights=PATH.")
+           f"copy of the weights with --set model.backbone_weights=PATH."
+           + ("" if cfg.onset_relative else
+              " The method's defaults are the paper's, meant for pretrained weights: with a "
+              "random backbone they score near chance (about UF1 0.17 on 3 classes on the "
+              "synthetic set); --config experiments/configs/demo.yaml holds settings chosen "
+              "for a random backbone."))
     if msg not in _WARNED:  # once per process
         _WARNED.add(msg)
         warnings.warn(msg, stacklevel=2)

@@ -1,4 +1,4 @@
-"""Dynamic-convolution fusion and the classifier (METHOD.md section 5)."""
+"""Dynamic-convolution fusion and the classifier (docs/method.md, section 5)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 # Fixed ImageNet statistics: per-subject or per-dataset statistics would make results
-# incomparable, and computing them on test data would leak (DATASETS.md, known traps).
+# incomparable, and computing them on test data would leak (docs/datasets.md: rules every adapter keeps).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -1,4 +1,4 @@
-"""CE + lambda1 * KoLeo + lambda2 * consistency (METHOD.md section 6)."""
+"""CE + lambda1 * KoLeo + lambda2 * consistency (docs/method.md, section 6)."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ class MERNet(nn.Module):
             out.update(self.sfa(x))
             parts.append(out["f_sfa"])
             w = out["w"]
-        else:  # METHOD.md 5.4: without SFA the frequency term sees w = 0
+        else:  # docs/method.md 5.4: without SFA the frequency term sees w = 0
             w = x.new_zeros(x.shape[:2])
         if self.dgat is not None:
             out.update(self.dgat(x, w))

@@ -1,4 +1,4 @@
-"""SFA: spatial frequency adaptation over the (time, feature) map (METHOD.md section 3)."""
+"""SFA: spatial frequency adaptation over the (time, feature) map (docs/method.md, section 3)."""
 
 from __future__ import annotations
 

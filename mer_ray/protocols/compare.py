@@ -37,7 +37,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.choice import DataChoice
 from ..data.shards import Shards
-from ..integrity import best, flags, is_ranked, marked, notes, refuse_leaky, row_flags
+from ..integrity import best, is_ranked, marked, notes, refuse_leaky, row_flags
 from ..methods import METHODS, load_with_recipe, method_named
 from ..metrics import bootstrap_interval, holm, paired_difference
 from ..storage import Storage
@@ -268,24 +268,6 @@ def compare_rows(entries: list[Entry], seed: int = 0) -> list[dict]:
                 r["difference"][key].update(p_holm=p, differs=p < ALPHA)
         rows += [r for _, r in made if not r["leaky"]] + [r for _, r in made if r["leaky"]]
     return rows
-
-
-def stored_entries(runs: list[list[dict]], storages: list[Storage]) -> list[Entry]:
-    """Stored runs (and scored files) as a comparison's entries: ``runs[i]`` the summaries of
-    one row (one run, or the seeds of one method), read from ``storages[i]``. Each row's runs
-    must be on the same dataset and protocol as every other row of that dataset."""
-    entries, protocol = [], {}
-    for i, (summaries, storage) in enumerate(zip(runs, storages)):
-        for s in summaries:
-            ds = s["dataset"]
-            if protocol.setdefault(ds, s["protocol"]) != s["protocol"]:
-                raise ValueError(f"{s['name']}: a {ds} {s['protocol']} run beside {ds} "
-                                 f"{protocol[ds]} runs; compare runs of one protocol")
-            exp = ExperimentConfig.from_dict(s["config"]) if s.get("config") else None
-            entries.append(Entry(ds, s.get("method") or "mer", bool(flags(s).get("leaky")),
-                                 s.get("seed") or 0, exp, s["name"], len(summaries) > 1,
-                                 summary=s, storage=storage, group=i))
-    return entries
 
 
 def _pct(v: float, ci=None, std=None) -> str:

@@ -7,7 +7,7 @@ same fold runner as LOSO:
   with the run's seed), and early stopping reads source validation UF1 only;
 - the target is predicted once, with the best-validation weights;
 - with domain adaptation, unlabelled target clips join every training step and enter the
-  consistency term only (METHOD.md section 6). Their labels are replaced by -1 before they reach
+  consistency term only (docs/method.md, section 6). Their labels are replaced by -1 before they reach
   training, so the target's labels cannot steer anything; the adaptation is transductive (the
   clips adapted on are the clips tested), as in the paper's setting.
 

@@ -1,9 +1,45 @@
-"""The report's figures (PNG, matplotlib's Agg backend): a run's confusion matrix and per-fold
-UF1, a sensitivity grid's curves."""
+"""The report's figures (matplotlib's Agg backend), each as PNG and, for papers, SVG beside it:
+a run's confusion matrix and per-fold UF1 (titled with the method), a sensitivity grid's
+curves, and a comparison's UF1 intervals per method."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def save(fig, out: Path, dpi: int = 90) -> list[Path]:
+    """``out`` (PNG) and the same figure as SVG beside it; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    fig.savefig(out, dpi=dpi)
+    fig.savefig(out.with_suffix(".svg"))
+    plt.close(fig)
+    return [out, out.with_suffix(".svg")]
+
+
+def intervals_png(rows: list[dict], out: Path, title: str) -> list[Path]:
+    """Each row's UF1 with its 95 % interval: rows that may be ranked in blue, the others
+    (LEAKY, ...) grey and marked; the comparison at a glance."""
+    import matplotlib.pyplot as plt
+
+    from ..integrity import is_ranked, labels
+
+    shown = sorted(rows, key=lambda r: (not is_ranked(r), -r["uf1"]))
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.36 * len(shown)))
+    for y, r in enumerate(reversed(shown)):
+        lo, hi = r.get("uf1_ci95") or (r["uf1"], r["uf1"])
+        ax.errorbar(100 * r["uf1"], y, xerr=[[100 * (r["uf1"] - lo)], [100 * (hi - r["uf1"])]],
+                    fmt="o", color="tab:blue" if is_ranked(r) else "0.55", capsize=3)
+    ax.set_yticks(range(len(shown)),
+                  [" ".join([r["method"], *labels(r)]) for r in reversed(shown)], fontsize=8)
+    seeds = any(len(r.get("seeds") or []) > 1 for r in rows)
+    ax.set_xlabel("UF1 % over all folds' predictions, 95 % interval (bootstrap over test "
+                  "subjects" + (" and seeds)" if seeds else ")"), fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, out, dpi=110)
 
 
 def confusion_png(summary: dict, out: Path) -> None:
@@ -23,10 +59,10 @@ def confusion_png(summary: dict, out: Path) -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     m = summary["metrics"]
-    ax.set_title(f"UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f} (all folds)", fontsize=9)
+    ax.set_title(f"{summary.get('method', 'mer')}: UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f} "
+                 f"(all folds)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save(fig, out)
 
 
 def fold_bars_png(summary: dict, out: Path) -> None:
@@ -43,9 +79,9 @@ def fold_bars_png(summary: dict, out: Path) -> None:
     ax.set_ylabel("UF1")
     ax.set_xlabel("test subject")
     ax.legend(fontsize=7)
+    ax.set_title(f"{summary.get('method', 'mer')}: UF1 per test subject", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save(fig, out)
 
 
 def _override(row: dict, key: str) -> float | None:
@@ -73,5 +109,4 @@ def sensitivity_png(rows: list[dict], out: Path) -> None:
         ax.set_ylabel("% (all folds)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save(fig, out)

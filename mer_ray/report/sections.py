@@ -9,7 +9,7 @@ import polars as pl
 
 from ..console import params_text
 from ..integrity import best, is_ranked, notes
-from .figures import confusion_png, fold_bars_png, sensitivity_png
+from .figures import confusion_png, fold_bars_png, intervals_png, sensitivity_png
 from .inputs import Node
 from .tables import Figure, md_table, named, num, pct, slug
 
@@ -47,7 +47,8 @@ def _difference(row: dict, key: str) -> str:
     return cell
 
 
-def compare_section(grid: dict, stem: str, export: list | None) -> list[str]:
+def compare_section(grid: dict, stem: str, export: list | None,
+                    figures: Path | None = None) -> list[str]:
     """``mer-ray compare``: methods on the same folds; leaky rows marked, never ranked."""
     rows = grid["rows"]
     seeds = grid.get("seeds") or 1
@@ -71,6 +72,13 @@ def compare_section(grid: dict, stem: str, export: list | None) -> list[str]:
                             *(f"{100 * v:.2f}" for v in r["uf1_per_seed"])] for r in rows])
     lines += ["", "The best method that may be ranked in bold. " + " ".join(
         grid.get("notes") or []), ""]
+    if figures is not None:
+        for ds in dict.fromkeys(r["dataset"] for r in rows):
+            png = figures / f"{stem}_{slug(ds)}_uf1.png"
+            intervals_png([r for r in rows if r["dataset"] == ds], png,
+                          f"{grid.get('title') or stem}: {ds}")
+            lines += [f"![UF1 per method]({png.parent.name}/{png.name}) (vector: "
+                      f"[SVG]({png.parent.name}/{png.with_suffix('.svg').name}))", ""]
     parts = [(r, ds, d) for r in rows for ds, d in (r.get("per_dataset") or {}).items()]
     if parts:
         lines += md_table(["dataset part", "method", "UF1 %", "UAR %", "clips"],
@@ -86,7 +94,7 @@ def grid_section(grid: dict, source: Node, figures: Path,
     stem = slug(source.stem)
     lines = [f"### {grid.get('title') or grid['grid']}", "", f"From `{source}`.", ""]
     if grid["grid"] == "compare":
-        return lines + compare_section(grid, stem, export)
+        return lines + compare_section(grid, stem, export, figures)
     if grid["grid"] == "cross_dataset":
         lines += md_table(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"],
                           [[named(f"{r['source'].upper()} → {r['target'].upper()}", r),

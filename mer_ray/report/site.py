@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..integrity import flags, is_ranked, labels, notes
 from .critical import cd_diagram, friedman_nemenyi, summary_text
+from .figures import intervals_png
 from .inputs import Node, find_inputs
 
 CSS = """
@@ -102,7 +103,7 @@ def _row_key(s: dict) -> str:
 def board_rows(board: Board) -> tuple[list[dict], list[dict]]:
     """(rows that compete, control rows): ``compare_rows`` over the board's runs grouped by
     seed; controls are scored apart so that they never join the ranking or its Holm family."""
-    from ..protocols.compare import compare_rows, stored_entries
+    from ..protocols.stored import stored_rows
 
     groups: dict[str, list[tuple[Node, dict]]] = {}
     for node, s in board.runs:
@@ -114,9 +115,8 @@ def board_rows(board: Board) -> tuple[list[dict], list[dict]]:
         if not chosen:
             out.append([])
             continue
-        entries = stored_entries([[s for _, s in g] for g in chosen],
-                                 [g[0][0].parent.as_storage() for g in chosen])
-        rows = compare_rows(entries, entries[0].seed)
+        rows = stored_rows([[s for _, s in g] for g in chosen],
+                           [g[0][0].parent.as_storage() for g in chosen])
         paths = {s["name"]: str(n) for g in chosen for n, s in g}
         for r in rows:
             r["paths"] = [paths[name] for name in r["runs"]]
@@ -184,38 +184,6 @@ def _params(row: dict) -> str:
 
 def _seconds(row: dict) -> str:
     return f"{row['seconds_per_fold']:.1f}" if row.get("seconds_per_fold") is not None else "-"
-
-
-def intervals_figure(rows: list[dict], out: Path, title: str) -> list[Path]:
-    """Each row's UF1 with its 95 % interval (honest rows in blue, the others grey and marked),
-    as SVG and PNG: the comparison at a glance, for a paper too."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = sorted(rows, key=lambda r: (not is_ranked(r), -r["uf1"]))
-    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.36 * len(shown)))
-    for y, r in enumerate(reversed(shown)):
-        lo, hi = r["uf1_ci95"] or (r["uf1"], r["uf1"])
-        colour = "tab:blue" if is_ranked(r) else "0.55"
-        ax.errorbar(100 * r["uf1"], y, xerr=[[100 * (r["uf1"] - lo)], [100 * (hi - r["uf1"])]],
-                    fmt="o", color=colour, capsize=3)
-    ax.set_yticks(range(len(shown)),
-                  [" ".join([r["method"], *labels(r)]) for r in reversed(shown)], fontsize=8)
-    ax.set_xlabel("UF1 % over all folds' predictions, 95 % interval (bootstrap over test "
-                  "subjects" + (" and seeds)" if any(len(r["seeds"]) > 1 for r in rows)
-                                 else ")"), fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    written = []
-    for suffix in ("svg", "png"):
-        path = out.with_suffix(f".{suffix}")
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    plt.close(fig)
-    return written
 
 
 def board_page(board: Board, rows: list[dict], controls: list[dict]) -> str:
@@ -358,7 +326,7 @@ def build_site(paths: list, out: str | Path, title: str = "mer-ray leaderboard")
     for board in boards:
         rows, controls = board_rows(board)
         made.append((board, rows))
-        intervals_figure(rows, out / "boards" / f"{board.slug}-uf1", board.title)
+        intervals_png(rows, out / "boards" / f"{board.slug}-uf1.png", board.title)
         (out / "boards" / f"{board.slug}.html").write_text(board_page(board, rows, controls))
         for node, s in board.runs:
             folder = out / "runs" / node.name

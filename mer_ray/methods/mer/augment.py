@@ -1,4 +1,4 @@
-"""Training-only augmentation (METHOD.md section 1): one draw per clip, applied to all its frames."""
+"""Training-only augmentation (docs/method.md, section 1): one draw per clip, applied to all its frames."""
 
 from __future__ import annotations
 
