@@ -93,7 +93,28 @@ def _manifest(args, check_frames: bool = True):
          title="included clips per class")
     if exc:
         show(["reason", "clips"], sorted(exc.items()), title="excluded clips per reason")
+    show_au_counts(m)
     return m
+
+
+def show_au_counts(manifest) -> None:
+    """How many included clips code each AU (the cross-dataset protocol's 12 first), and how
+    many code none or were not coded."""
+    from .data.aus import CD6ME_AUS
+    from .data.manifest import included
+
+    inc = included(manifest)
+    coded = [a for a in inc["aus"].to_list() if a is not None]
+    if not coded:
+        print("action units: not coded in this dataset's annotations")
+        return
+    counts = Counter(a for aus in coded for a in set(aus))
+    others = sorted(a for a in counts if a not in CD6ME_AUS)
+    rows = [(f"AU{a}" + (" (CD6ME)" if a in CD6ME_AUS else ""), counts.get(a, 0))
+            for a in [*CD6ME_AUS, *others]]
+    rows += [("no AU coded", sum(1 for a in coded if not a)),
+             ("AU cell missing", inc.height - len(coded))]
+    show(["action unit", "included clips"], rows, title="action units of the included clips")
 
 
 def cmd_manifest(args) -> int:

@@ -31,6 +31,12 @@ class Table:
     headers: list[str]
     rows: list[tuple[int, tuple[Any, ...]]]  # (1-based spreadsheet row, values)
 
+    def optional(self, name: str) -> int | None:
+        """0-based position of column ``name``, or None when the header lacks it (a column
+        some copies of a sheet do not have)."""
+        want = _key(name)
+        return next((i for i, h in enumerate(self.headers) if _key(h) == want), None)
+
     def column(self, name: str) -> int:
         """0-based position of column ``name``; raises AnnotationError naming the file."""
         want = _key(name)

@@ -35,6 +35,8 @@ SCHEMA = {
     "notes": pl.Utf8,
     "annotation": pl.Utf8,
     "annotation_sha256": pl.Utf8,
+    "action_units": pl.Utf8,  # the AU cell as the sheet writes it (null: not coded)
+    "aus": pl.List(pl.Int64),  # the AU numbers it names (data/aus.py); null: not coded
 }
 
 # The short reasons a clip can be excluded for (the long story goes into ``notes``).
@@ -65,12 +67,19 @@ APEX_OUTSIDE = "apex outside onset..offset"
 
 
 def _row(c: RawClip) -> dict:
-    return {
+    from .aus import parse_aus
+
+    parsed = parse_aus(c.action_units)
+    row = {
         "dataset": c.dataset, "subject": c.subject, "clip": c.clip, "emotion": c.emotion,
         "label": None, "label_id": None, "onset": c.onset, "apex": c.apex, "offset": c.offset,
         "n_frames": None, "source": c.source, "excluded_reason": None, "notes": c.note,
         "annotation": c.annotation, "annotation_sha256": c.annotation_sha256,
+        "action_units": c.action_units, "aus": None if parsed is None else list(parsed.aus),
     }
+    if parsed is not None and parsed.note:
+        _add_note(row, f"AUs: {parsed.note}")
+    return row
 
 
 def _add_note(row: dict, text: str) -> None:
@@ -240,6 +249,9 @@ def read_manifest(path: str | Path) -> pl.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found; create it with 'mer-ray manifest'")
     df = pl.read_parquet(path)
+    for c in ("action_units", "aus"):  # a manifest written before AUs were read: not coded
+        if c not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=SCHEMA[c]).alias(c))
     missing = [c for c in SCHEMA if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not a mer-ray manifest (missing columns: {', '.join(missing)})")

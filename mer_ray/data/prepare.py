@@ -30,6 +30,7 @@ import polars as pl
 from ..config import DataConfig
 from ..storage import Storage, locate
 from .align import AlignGeometry, NoFaceError, align_clip, align_pair
+from .aus import aus_text
 from .flow import apex_position, flow_columns
 from .frames import FrameError, index_frames, read_frames
 from .manifest import annotation_files, included
@@ -43,7 +44,7 @@ from .shards import (
     write_prepare_meta,
 )
 
-META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "onset", "apex",
+META_COLUMNS = ["dataset", "subject", "clip", "emotion", "label", "label_id", "aus", "onset", "apex",
                 "offset", "source"]
 # Short prepare-stage rejection reasons; details go to ``notes``.
 UNREADABLE = "unreadable frames"
@@ -279,6 +280,9 @@ def prepare_shards(
     _clear(store, overwrite)
     start = time.perf_counter()
     rows = included(manifest).sort(["subject", "clip"]).select(META_COLUMNS).to_dicts()
+    for r in rows:  # the AU set as text in the shards ("4,10"; "" none; "not coded"): a plain
+        # column any Parquet reader takes (a list would become Ray's tensor type)
+        r["aus"] = aus_text(r["aus"])
     shards_id = shards_identity(manifest, cfg)
     meta, per_class, good = None, {}, 0
     if rows:

@@ -43,6 +43,7 @@ class RawClip:
     exclude_in: dict[str, str] = field(default_factory=dict)
     label: str | None = None
     unlisted: str | None = None
+    action_units: str | None = None  # the AU cell as written (None: not coded); data/aus.py
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,17 @@ class Adapter:
 
     def clips(self, root: Path) -> Iterator[RawClip]:
         raise NotImplementedError
+
+
+def au_cell(values: tuple, position: int | None) -> str | None:
+    """A row's AU cell as text (None: the sheet has no AU column, or the cell is empty and
+    the row so codes none: ``data/aus.py`` reads both)."""
+    if position is None:
+        return None
+    cell = values[position]
+    if cell is None:
+        return ""
+    return str(int(cell)) if isinstance(cell, float) and cell.is_integer() else str(cell).strip()
 
 
 def first_existing_dir(root: Path, names: tuple[str, ...]) -> Path:

@@ -18,7 +18,9 @@ What the official sheets hold, and how each quirk is handled here:
 - A missing apex is written ``/`` (one row: sub04/EP12_01f); ``-1`` is read the same way. The
   clip span is onset..offset, so such a clip is kept with ``apex`` null and a note in 5-class;
   the MEGC 3-class set needs an apex and leaves it out.
-- ``Action Units`` strings look like ``4+L10`` or ``R12``, some with ``?``; kept verbatim.
+- ``Action Units`` strings look like ``4+L10`` or ``R12``, some with ``?``; kept verbatim in
+  the manifest's ``action_units`` and read into ``aus`` by ``data/aus.py`` (a ``?`` is a
+  doubtful AU, left out and noted).
 - The cropped distribution names frames ``reg_img46.jpg``; the number is parsed from the name, so
   both spellings work.
 
@@ -32,9 +34,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..annotations import file_sha256, parse_frame, parse_subject, read_table
-from .base import Adapter, RawClip, RowFix, clip_source, find_annotation, first_existing_dir
+from .base import (
+    Adapter,
+    RawClip,
+    RowFix,
+    au_cell,
+    clip_source,
+    find_annotation,
+    first_existing_dir,
+)
 
 ANNOTATION_GLOB = "CASME2-coding*.xlsx"
+AU_COLUMN = "Action Units"
 COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion")
 FRAME_DIRS = ("CASME2_RAW_selected", "CASME2-RAW", "CASME2_RAW", "Cropped", "CASME2_Cropped")
 
@@ -62,6 +73,7 @@ class Casme2Adapter(Adapter):
         table = read_table(file, COLUMNS)
         frames_root = first_existing_dir(root, FRAME_DIRS)
         col = {c: table.column(c) for c in COLUMNS}
+        au_col = table.optional(AU_COLUMN)
         for row, v in table.rows:
             where = f"{file.name}:{row}"
             clip_name = "" if v[col["Filename"]] is None else str(v[col["Filename"]]).strip()
@@ -91,4 +103,5 @@ class Casme2Adapter(Adapter):
             fix = _FIXES.get((subject, clip_name.lower()))
             yield RawClip("casme2", subject, clip_name, emotion, onset, apex, offset, source,
                           where, note=note, annotation_sha256=sha,
-                          exclude_in={p: fix.story() for p in fix.protocols} if fix else {})
+                          exclude_in={p: fix.story() for p in fix.protocols} if fix else {},
+                          action_units=au_cell(v, au_col))

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..annotations import file_sha256, parse_frame, read_table
-from .base import Adapter, RawClip, find_annotation
+from .base import Adapter, RawClip, au_cell, find_annotation
 
 ANNOTATION_GLOB = "cas(me)3_part_A_ME_label*.xlsx"
 SHEET = "label"
@@ -97,6 +97,7 @@ class Casme3Adapter(Adapter):
         table = read_table(file, COLUMNS, sheet=SHEET)
         subjects = frames_root(root)
         col = {c: table.column(c) for c in COLUMNS}
+        au_col = table.optional("AU")
         for row, v in table.rows:
             where = f"{file.name}:{row}"
             recording = "" if v[col["Filename"]] is None else str(v[col["Filename"]]).strip()
@@ -122,4 +123,4 @@ class Casme3Adapter(Adapter):
                 offset, note = None, f"offset {v[col['Offset']]!r} read as not annotated"
             clip = f"{recording}_{onset}" if onset is not None else f"{recording}_row{row}"
             yield RawClip("casme3", subject, clip, emotion, onset, apex, offset, source, where,
-                          note=note, annotation_sha256=sha)
+                          note=note, annotation_sha256=sha, action_units=au_cell(v, au_col))

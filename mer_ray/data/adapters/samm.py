@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..annotations import file_sha256, parse_frame, parse_subject, read_table
-from .base import Adapter, RawClip, clip_source, find_annotation, first_existing_dir
+from .base import Adapter, RawClip, au_cell, clip_source, find_annotation, first_existing_dir
 
 ANNOTATION_GLOB = "SAMM_Micro_FACS_Codes*.xlsx"
 COLUMNS = ("Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame",
@@ -50,6 +50,7 @@ class SammAdapter(Adapter):
         table = read_table(file, COLUMNS)
         frames_root = first_existing_dir(root, ("SAMM",))
         col = {c: table.column(c) for c in COLUMNS}
+        au_col = table.optional("Action Units")
         for row, v in table.rows:
             where = f"{file.name}:{row}"
             clip_name = "" if v[col["Filename"]] is None else str(v[col["Filename"]]).strip()
@@ -73,5 +74,5 @@ class SammAdapter(Adapter):
             yield RawClip(
                 "samm", subject, clip_name, None if emotion is None else str(emotion).strip(),
                 onset, apex, offset, str(clip_source(frames_root / subject / clip_name)), where,
-                annotation_sha256=sha,
+                annotation_sha256=sha, action_units=au_cell(v, au_col),
             )
