@@ -129,7 +129,7 @@ def test_envelope_rises_and_falls():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="layout"):
-        generate("/tmp/never", "mmew")
+        generate("/tmp/never", "sddb")  # not a layout mer-ray writes
     with pytest.raises(ValueError, match="5class"):
         generate("/tmp/never", "smic", protocol="5class")
 

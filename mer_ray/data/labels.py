@@ -88,6 +88,30 @@ PROTOCOLS: dict[tuple[str, str], Protocol] = {
         {"anger": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
          "happy": "positive", "surprise": "surprise"},
     ),
+    # CASME (I): the MEGC-style grouping; repression and tense are outside it.
+    ("casme", "3class"): Protocol(
+        "casme", "3class", THREE_CLASSES,
+        {"happiness": "positive", "surprise": "surprise", "disgust": "negative",
+         "fear": "negative", "contempt": "negative", "sadness": "negative"},
+    ),
+    # MMEW: its seven emotions, "others" read as "repression" as MEB maps it.
+    ("mmew", "7class"): Protocol(
+        "mmew", "7class",
+        ("happiness", "surprise", "disgust", "fear", "sadness", "anger", "repression"),
+        {**_identity("happiness", "surprise", "disgust", "fear", "sadness", "anger",
+                     "repression"), "others": "repression"},
+    ),
+    ("mmew", "3class"): Protocol(
+        "mmew", "3class", THREE_CLASSES,
+        {"happiness": "positive", "surprise": "surprise", "disgust": "negative",
+         "fear": "negative", "sadness": "negative", "anger": "negative"},
+    ),
+    # 4DME: its five emotion classes; a row naming several is outside every protocol.
+    ("4dme", "5class"): Protocol(
+        "4dme", "5class", ("positive", "negative", "surprise", "repression", "others"),
+        _identity("positive", "negative", "surprise", "repression", "others"),
+    ),
+    ("4dme", "3class"): Protocol("4dme", "3class", THREE_CLASSES, _identity(*THREE_CLASSES)),
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from .adapters import get_adapter
-from .adapters.base import RawClip
+from .adapters.base import SEVERAL_EMOTIONS, RawClip
 from .frames import FrameError, index_frames
 from .labels import class_names, protocol
 
@@ -60,7 +60,7 @@ NOT_IN_GT = "not in the ground-truth list"
 GT_ONLY = "in the ground-truth list, not in the annotations"
 REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, NO_APEX, ONSET_AFTER_OFFSET,
            FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY, SPAN_MOSTLY_MISSING, ROW_FIX,
-           NOT_IN_GT, GT_ONLY)
+           NOT_IN_GT, GT_ONLY, SEVERAL_EMOTIONS)
 # Not a reason: a note on included clips whose apex lies outside their span (the span is valid;
 # the apex is left empty so nothing uses the bad value).
 APEX_OUTSIDE = "apex outside onset..offset"

@@ -9,9 +9,12 @@ from pathlib import Path
 
 from ..annotations import AnnotationError
 from .base import Adapter, RawClip, RowFix
+from .casme import CasmeAdapter
 from .casme2 import Casme2Adapter
 from .casme3 import Casme3Adapter
+from .fourdme import FourDmeAdapter
 from .megc import MegcAdapter
+from .mmew import MmewAdapter
 from .samm import SammAdapter
 from .smic import SmicAdapter
 
@@ -21,6 +24,9 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "smic": SmicAdapter,
     "casme3": Casme3Adapter,
     "megc": MegcAdapter,
+    "casme": CasmeAdapter,
+    "mmew": MmewAdapter,
+    "4dme": FourDmeAdapter,
 }
 DATASETS = tuple(ADAPTERS)
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from ..frames import VIDEO_SUFFIXES
 
+# An exclusion reason an adapter decides (the manifest's REASONS has it): a 4DME row naming
+# several emotions, which no single-label protocol can use.
+SEVERAL_EMOTIONS = "several emotions"
+
 
 @dataclass
 class RawClip:

@@ -30,7 +30,8 @@ from .layouts import (
 from .render import RenderConfig, make_subject, plan_clip, render_clip
 
 PARALLEL_FROM = 24  # clips
-FIRST_SUBJECT = {"samm": 6, "casme2": 1, "smic": 1, "casme3": 1}  # SAMM starts at 006
+FIRST_SUBJECT = {"samm": 6, "casme2": 1, "smic": 1, "casme3": 1, "casme": 1, "mmew": 1,
+                 "4dme": 1}  # SAMM starts at 006
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _render_subject(si: int, root: str, layout: str, protocol: str, clips_per_cl
                 emotion=spelled(layout, word),
                 render_emotion=rendered, label=label, first_frame=first,
                 onset=first + plan.onset, apex=first + plan.apex, offset=first + plan.offset,
-                au=au_string(rendered),
+                au=au_string(rendered, layout),
             )
             write_frames(root, layout, clip, word, frames)
             written.append(clip)

@@ -43,10 +43,18 @@ EMOTION_AUS: dict[str, tuple[str, ...]] = {
 BLINK = [((37, 38), (0.0, 0.12), 0.09), ((43, 44), (0.0, 0.12), 0.09)]
 
 
-def au_string(emotion: str) -> str:
-    """The AUs of an emotion written the way the annotation files do (``6+12``, ``R14``)."""
+# Every AU number the generator renders (for sheets with one column per AU, as 4DME's).
+AU_NUMBERS = tuple(sorted({int(a[2:].rstrip("R")) for a in ACTION_UNITS}))
+
+
+def au_string(emotion: str, layout: str = "samm") -> str:
+    """The AUs of an emotion written the way the layout's annotation file does: ``6+12`` and
+    ``R14`` (SAMM, CASME II, CAS(ME)^3, CASME, MMEW), ``AU6+AU12`` (4DME)."""
     parts = []
     for au in EMOTION_AUS[emotion]:
         n = au[2:]
-        parts.append(f"R{n[:-1]}" if n.endswith("R") else n)
+        if layout == "4dme":
+            parts.append(f"AU{n.rstrip('R')}")
+        else:
+            parts.append(f"R{n[:-1]}" if n.endswith("R") else n)
     return "+".join(parts)

@@ -10,6 +10,13 @@
   ``cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx`` with the labels on sheet ``label`` (after
   another sheet) and every cell written as text. Several clips share a recording, at
   frame ranges that do not overlap, as in the real set.
+- CASME (I): ``CASME_raw_selected/sub01/EP01_5/EP01_5-46.jpg`` and ``CASME_label_Ver_2.xlsx``
+  (integer subjects, ``OnsetF``/``ApexF1``/``ApexF2``/``OffsetF``, two unnamed columns).
+- MMEW: ``Micro_Expression/disgust/S01_02/46.jpg`` (filed by emotion) and
+  ``MMEW_Micro_Exp.xlsx`` with its ``remarks`` column.
+- 4DME: ``gray_micro/S01/S01_1_02/46.jpg`` (grey-scale) and
+  ``4DME_Labelling_Micro_release v1.xlsx``: frame cells as floats, AUs spelled ``AU6+AU12``,
+  one 0/1 column per AU after them.
 
 Subject cells are text, as in the official sheets (``'006'``, ``'01'``, ``'spNO.1'``).
 """
@@ -25,7 +32,22 @@ import openpyxl
 
 from ..labels import protocol
 
-LAYOUTS = ("samm", "casme2", "smic", "casme3")
+LAYOUTS = ("samm", "casme2", "smic", "casme3", "casme", "mmew", "4dme")
+CASME_XLSX = "CASME_label_Ver_2.xlsx"
+CASME_HEADER = ["Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
+                "Action Units", "Emotion"]
+MMEW_XLSX = "MMEW_Micro_Exp.xlsx"
+MMEW_HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "remarks",
+               "Action Units", "Estimated Emotion"]
+FOURDME_XLSX = "4DME_Labelling_Micro_release v1.xlsx"
+FOURDME_HEADER = ["sub_ID", "fold_name", "Onset", "Apex", "Offset", "Duration", "Emotion",
+                  "AUs"]
+# 4DME's classes are valences: the rendered face needs a concrete expression.
+FOURDME_RENDER = {"positive": ("happiness",), "negative": ("disgust", "anger", "sadness"),
+                  "surprise": ("surprise",), "repression": ("repression",),
+                  "others": ("others",)}
+# MMEW's "repression" class is written "others" in its sheet (MEB renames it).
+MMEW_WRITE = {"repression": "others"}
 SAMM_XLSX = "SAMM_Micro_FACS_Codes_v2.xlsx"
 CASME2_XLSX = "CASME2-coding-20140508.xlsx"
 CASME3_XLSX = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
@@ -68,7 +90,9 @@ def emotion_words(layout: str, protocol_name: str) -> dict[str, tuple[str, ...]]
 
 
 def spelled(layout: str, word: str) -> str:
-    return word.capitalize() if layout == "samm" else word
+    if layout == "mmew":
+        word = MMEW_WRITE.get(word, word)
+    return word.capitalize() if layout in ("samm", "4dme") else word
 
 
 def render_emotions(layout: str, word: str) -> tuple[str, ...]:
@@ -76,18 +100,24 @@ def render_emotions(layout: str, word: str) -> tuple[str, ...]:
         return SMIC_RENDER[word]
     if layout == "casme3":
         return CASME3_RENDER.get(word, (word,))
+    if layout == "4dme":
+        return FOURDME_RENDER[word]
+    if layout == "mmew" and word == "others":
+        return ("repression",)
     return (word,)
 
 
 def subject_id(layout: str, number: int) -> str:
     return {"samm": f"{number:03d}", "casme2": f"sub{number:02d}", "smic": f"s{number}",
-            "casme3": f"spNO.{number}"}[layout]
+            "casme3": f"spNO.{number}", "casme": f"sub{number:02d}", "mmew": f"S{number:02d}",
+            "4dme": f"S{number:02d}"}[layout]
 
 
 def subject_cell(layout: str, number: int) -> str:
     """The Subject cell as the official sheet writes it: text, zero-padded like the folders."""
     return {"samm": f"{number:03d}", "casme2": f"{number:02d}",
-            "casme3": f"spNO.{number}"}[layout]
+            "casme3": f"spNO.{number}", "casme": number, "mmew": f"S{number:02d}",
+            "4dme": f"S{number:02d}"}[layout]
 
 
 def clip_name(layout: str, subject: str, class_index: int, label_word: str, k: int,
@@ -98,6 +128,12 @@ def clip_name(layout: str, subject: str, class_index: int, label_word: str, k: i
         return f"EP{class_index + 2:02d}_{k + 1:02d}f"
     if layout == "casme3":  # the recording; several clips may share one
         return CASME3_RECORDINGS[(class_index * clips_per_class + k) % len(CASME3_RECORDINGS)]
+    if layout == "casme":
+        return f"EP{class_index + 1:02d}_{k + 1}"
+    if layout == "mmew":
+        return f"{subject}_{class_index * clips_per_class + k + 1:02d}"
+    if layout == "4dme":
+        return f"{subject}_{class_index + 1}_{k + 1:02d}"
     return f"{subject}_{SMIC_ABBR[label_word]}_{k + 1:02d}"
 
 
@@ -120,6 +156,12 @@ def frame_path(root: Path, layout: str, c: WrittenClip, label_word: str, number:
         return root / "CASME2_RAW_selected" / c.subject / c.clip / f"img{number}.jpg"
     if layout == "casme3":
         return root / "part_A" / c.subject / c.clip / "color" / f"{number}.jpg"
+    if layout == "casme":
+        return root / "CASME_raw_selected" / c.subject / c.clip / f"{c.clip}-{number}.jpg"
+    if layout == "mmew":
+        return root / "Micro_Expression" / c.emotion / c.clip / f"{number}.jpg"
+    if layout == "4dme":
+        return root / "gray_micro" / c.subject / c.clip / f"{number}.jpg"
     return root / "HS" / c.subject / "micro" / label_word / c.clip / f"image{number:06d}.bmp"
 
 
@@ -131,10 +173,10 @@ def write_frames(root: Path, layout: str, c: WrittenClip, label_word: str,
             continue  # SMIC folders hold only the clip itself
         path = frame_path(root, layout, c, label_word, number)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if layout == "samm":
+        if layout in ("samm", "4dme"):
             out = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
             ok = cv2.imwrite(str(path), out, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        elif layout in ("casme2", "casme3"):
+        elif layout in ("casme2", "casme3", "casme", "mmew"):
             ok = cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                              [cv2.IMWRITE_JPEG_QUALITY, 95])
         else:
@@ -187,6 +229,28 @@ def write_annotations(root: Path, layout: str, clips: list[WrittenClip]) -> Path
         for c in clips:
             ws.append([subject_cell(layout, c.subject_number), c.clip, f"{c.clip[:4]}",
                        c.onset, c.apex, c.offset, c.offset - c.onset + 1, c.au, c.emotion])
+    elif layout == "casme":
+        path = root / CASME_XLSX
+        ws.append(CASME_HEADER)
+        for c in clips:
+            ws.append([c.subject_number, c.clip, f"{c.clip[:4]}", c.onset, c.apex, None,
+                       c.offset, c.offset - c.onset + 1, c.au, c.emotion])
+    elif layout == "mmew":
+        path = root / MMEW_XLSX
+        ws.append(MMEW_HEADER)
+        for c in clips:
+            ws.append([subject_cell(layout, c.subject_number), c.clip, c.onset, c.apex,
+                       c.offset, None, c.au, c.emotion])
+    elif layout == "4dme":
+        path = root / FOURDME_XLSX
+        from .actions import AU_NUMBERS
+
+        ws.append([*FOURDME_HEADER, *(f"AU{n}" for n in AU_NUMBERS)])
+        for c in clips:
+            have = {int(p[2:]) for p in c.au.split("+")}
+            ws.append([subject_cell(layout, c.subject_number), c.clip, float(c.onset),
+                       float(c.apex), float(c.offset), float(c.offset - c.onset + 1),
+                       c.emotion, c.au, *(int(n in have) for n in AU_NUMBERS)])
     else:  # casme3: a first sheet that is not the labels, then sheet "label", all text
         path = root / CASME3_XLSX
         ws.title = "readme"
