@@ -96,8 +96,8 @@ def one_fold(shards, method: str, epochs: int, runs: Path, name: str):
 
 
 def train_once(run, tokens) -> float:
-    from mer_ray.train.runner import run_jobs
     from mer_ray.train.jobs import loso_jobs
+    from mer_ray.train.runner import run_jobs
 
     torch.set_num_threads(1)  # a fold worker's one CPU (train.cpus_per_fold)
     start = time.perf_counter()
