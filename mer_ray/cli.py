@@ -97,7 +97,12 @@ def cmd_train(args) -> int:
     name = args.name or run_name(data, exp, args.max_folds)
     opts = _options(args, {})
     refuse_clashes(data, exp, opts.storage, seed_names(name, exp.train.seed, args.seeds))
-    _start_ray(args, "train")
+    if args.local and data.ready(exp.data):
+        # in this process, on shards that exist: nothing needs Ray (a trunk-token folder the
+        # folds share is read when it exists; without it each fold computes its trunk)
+        print("--local on prepared shards: no Ray started", flush=True)
+    else:
+        _start_ray(args, "train")
     shards = data.prepare(exp.data)
     train(exp, shards, replace(opts, extra={**opts.extra, "data_root": shards.meta.root}), name)
     return 0

@@ -74,8 +74,17 @@ def test_the_new_method_template_trains_as_written(shards, tmp_path, capsys):
         assert len(rec["history"]) == 2  # the platform's fold loop ran its epochs
 
 
-def test_a_method_written_against_the_method_interface_trains_from_its_file(shards, tmp_path):
-    """The lower-level way: a ``Method`` with its own ``fit`` (here the majority class)."""
+def test_a_method_written_against_the_method_interface_trains_from_its_file(shards, tmp_path,
+                                                                           capsys, monkeypatch):
+    """The lower-level way: a ``Method`` with its own ``fit`` (here the majority class). On
+    prepared shards with --local nothing needs Ray, and none is started."""
+    import mer_ray.cli
+
+    def no_ray(*args):
+        raise AssertionError("train --local on prepared shards started Ray")
+
+    monkeypatch.setattr(mer_ray.cli, "_start_ray", no_ray)
+
     plugin = tmp_path / "majority.py"
     plugin.write_text(PLUGIN)
     runs = tmp_path / "runs"
@@ -86,6 +95,7 @@ def test_a_method_written_against_the_method_interface_trains_from_its_file(shar
     finally:
         METHODS.pop("majority", None)
     assert rc == 0
+    assert "--local on prepared shards: no Ray started" in capsys.readouterr().out
     summary = json.loads((runs / "mine" / "summary.json").read_text())
     assert summary["method"] == "majority" and summary["n_folds"] == 4
     assert summary["metrics"]["uar"] == pytest.approx(1 / 3)  # one class for every clip

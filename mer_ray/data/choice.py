@@ -92,19 +92,32 @@ def shards_folder(workdir: Path, dataset: str, protocol: str, data: DataConfig,
                       f"{Path(root).resolve().name}")
 
 
+def reusable_shards(dataset: str, root: Path, protocol: str, data: DataConfig, workdir: Path,
+                    annotations: Path | None = None) -> Shards | None:
+    """The shards ``ensure_shards`` would reuse as they are (made from this root, dataset and
+    annotation file at these frame settings), or None when it would align them again."""
+    shards = shards_folder(workdir, dataset, protocol, data, root)
+    given = str(Path(annotations).resolve()) if annotations else None
+    if not is_shard_folder(shards):
+        return None
+    found = Shards.open(shards)
+    meta = found.meta
+    if meta.root == str(Path(root).resolve()) and meta.dataset == dataset \
+            and meta.annotations == given:
+        return found
+    return None
+
+
 def ensure_shards(dataset: str, root: Path, protocol: str, data: DataConfig, workdir: Path,
                   synthetic: bool, annotations: Path | None = None) -> Shards:
     """Aligned shards for (root, protocol, T, S, geometry), prepared once and reused; shards
     made from another annotation file are made again."""
     shards = shards_folder(workdir, dataset, protocol, data, root)
     given = str(Path(annotations).resolve()) if annotations else None
-    if is_shard_folder(shards):
-        found = Shards.open(shards)
-        meta = found.meta
-        if meta.root == str(root.resolve()) and meta.dataset == dataset \
-                and meta.annotations == given:
-            print(f"reusing aligned shards in {shards}")
-            return found
+    found = reusable_shards(dataset, root, protocol, data, workdir, annotations)
+    if found is not None:
+        print(f"reusing aligned shards in {shards}")
+        return found
     manifest = build_manifest(dataset, root, protocol, annotations=annotations)
     n = manifest["excluded_reason"].is_null().sum()
     with Ticker(f"aligning {n} clips into {shards} (Ray Data)"):
@@ -199,6 +212,17 @@ class DataChoice:
         where = self.source()
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(where).rstrip("/").rsplit("/", 1)[-1])[:40]
         return f"{name}.{hashlib.sha256(str(where).encode()).hexdigest()[:6]}"
+
+    def ready(self, data: DataConfig) -> bool:
+        """Whether ``prepare`` has nothing to render or align (given shards, or shards made
+        from this data at these settings): then a run in this process needs no Ray."""
+        if self.shards is not None:
+            return True
+        root = self.root if self.root is not None else self.synthetic_root
+        if self.root is None and not (Path(root) / "synth.json").is_file():
+            return False
+        return reusable_shards(self.dataset, Path(root), self.protocol, data, self.workdir,
+                               self.annotations) is not None
 
     def prepare(self, data: DataConfig) -> Shards:
         """The shards to train on (aligning them, or rendering a synthetic set first, when
