@@ -19,7 +19,11 @@ def score_args(sub) -> None:
                     "p_<class>) against the protocol's clips and folds. Missing, extra or "
                     "repeated clips, classes outside the protocol and folds that contradict "
                     "the subjects are refused (exit 2). The figures are those mer-ray reports "
-                    "for its own runs; the file becomes a run folder under --storage-path.")
+                    "for its own runs; the file becomes a run folder under --storage-path. "
+                    "Of the configuration only train.seed and train.val_subjects are read "
+                    "(--config / --set): they draw the folds' validation subjects, as for a "
+                    "run, so the scored run's folds hash matches a run's; train.seed also "
+                    "seeds the bootstrap.")
     p.add_argument("predictions", type=Path, help="the predictions file (.csv or .parquet)")
     data_args(p, synthetic=False, shards=True, workdir=False)
     config_args(p)

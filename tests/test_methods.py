@@ -406,31 +406,16 @@ def test_every_method_gives_the_same_predictions_on_ray_and_here(shards, tmp_pat
                                                                  ray_session):
     """Every registered method, two folds each, all as one comparison: on the Ray fold slots
     (one list of jobs, the keys naming each method) and in this process (``--local``), the
-    same predictions. One more joins them: the ``mer-ray new-method`` template, written to a
-    file outside the package and loaded as ``--plugin`` loads it, so a method of the user's
-    own trains on Ray's fold workers, which never see its file."""
+    same predictions."""
     import polars as pl
 
-    from mer_ray.methods.plugins import load_plugins
-    from mer_ray.methods.template import write_template
-
-    plugin = write_template("my_net", tmp_path / "elsewhere" / "my_method.py")
-    load_plugins([str(plugin)])
-    try:
-        methods = registered()
-        assert "my_net" in methods
-        spec = compare_spec(shards, tmp_path, methods=methods)
-        got = {}
-        for local in (True, False):
-            entries, _ = compared(spec, str(tmp_path / f"runs-{local}"), local=local,
-                                  max_folds=2)
-            got[local] = {e.method: pl.read_parquet(tmp_path / f"runs-{local}" / e.name /
-                                                    "predictions.parquet") for e in entries}
-    finally:
-        METHODS.pop("my_net", None)
-    mine = next(e for e in entries if e.method == "my_net")
-    assert all(f["node_ip"] != "local" for f in mine.summary["folds"])
-    assert len(mine.summary["folds"][0]["val_subjects"]) == 1  # the platform's fold loop
+    methods = registered()
+    spec = compare_spec(shards, tmp_path, methods=methods)
+    got = {}
+    for local in (True, False):
+        entries, _ = compared(spec, str(tmp_path / f"runs-{local}"), local=local, max_folds=2)
+        got[local] = {e.method: pl.read_parquet(tmp_path / f"runs-{local}" / e.name /
+                                                "predictions.parquet") for e in entries}
     for method in methods:
         here, ray = got[True][method], got[False][method]
         assert here["clip"].to_list() == ray["clip"].to_list(), method
