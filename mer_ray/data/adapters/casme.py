@@ -19,12 +19,8 @@ whose names end in the frame number) and the coding sheet (``CASME*.xlsx``; MEB'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 from ..annotations import parse_subject
-from .base import Adapter, RawClip
-from .sheet import SheetFix, SheetSpec, sheet_clips
+from .sheet import SheetAdapter, SheetFix, SheetSpec
 
 MEB = "MEB's row fix, checked against the frame folders (tvaranka/meb, datasets.py)"
 FIXES = (
@@ -45,11 +41,6 @@ SPEC = SheetSpec(
 )
 
 
-class CasmeAdapter(Adapter):
+class CasmeAdapter(SheetAdapter):
     name = "casme"
-
-    def __init__(self, annotations: Path | None = None):
-        self.annotations = annotations
-
-    def clips(self, root: Path) -> Iterator[RawClip]:
-        yield from sheet_clips(root, SPEC, self.annotations)
+    spec = SPEC

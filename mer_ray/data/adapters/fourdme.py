@@ -18,11 +18,7 @@ v1.xlsx``. What the sheet holds, as MEB reads it:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from .base import Adapter, RawClip
-from .sheet import SheetFix, SheetSpec, sheet_clips, text_subject
+from .sheet import SheetAdapter, SheetFix, SheetSpec, text_subject
 
 MEB = "the release exchanges these two rows' AU cells; MEB swaps them (tvaranka/meb)"
 FIXES = (SheetFix(144, {"swap_aus_with": 145}, MEB), SheetFix(145, {"swap_aus_with": 144}, MEB))
@@ -38,11 +34,6 @@ SPEC = SheetSpec(
 )
 
 
-class FourDmeAdapter(Adapter):
+class FourDmeAdapter(SheetAdapter):
     name = "4dme"
-
-    def __init__(self, annotations: Path | None = None):
-        self.annotations = annotations
-
-    def clips(self, root: Path) -> Iterator[RawClip]:
-        yield from sheet_clips(root, SPEC, self.annotations)
+    spec = SPEC

@@ -16,11 +16,7 @@ Layout: clips are filed by emotion, ``Micro_Expression/{emotion}/{clip}/``, besi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from .base import Adapter, RawClip
-from .sheet import SheetFix, SheetSpec, sheet_clips, text_subject
+from .sheet import SheetAdapter, SheetFix, SheetSpec, text_subject
 
 MEB = "MEB's estimate for a wrong or missing apex and offset (tvaranka/meb, datasets.py)"
 _ROWS = (33, 35, 36, 37, 38, 39, 40, 41, 42, 142, 143, 145, 146, 148, 154, 156)
@@ -40,11 +36,6 @@ SPEC = SheetSpec(
 )
 
 
-class MmewAdapter(Adapter):
+class MmewAdapter(SheetAdapter):
     name = "mmew"
-
-    def __init__(self, annotations: Path | None = None):
-        self.annotations = annotations
-
-    def clips(self, root: Path) -> Iterator[RawClip]:
-        yield from sheet_clips(root, SPEC, self.annotations)
+    spec = SPEC

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..annotations import file_sha256, parse_frame, read_table
 from .base import (
     SEVERAL_EMOTIONS,
+    Adapter,
     RawClip,
     au_cell,
     clip_source,
@@ -88,6 +89,18 @@ def emotions_of(cell, split: bool) -> list[str]:
     import re
 
     return [w for w in (p.strip() for p in re.split(r"[+,/&;]|\band\b", text)) if w]
+
+
+class SheetAdapter(Adapter):
+    """A dataset read by ``sheet_clips``: a subclass names it and gives its ``spec``."""
+
+    spec: SheetSpec
+
+    def __init__(self, annotations: Path | None = None):
+        self.annotations = annotations
+
+    def clips(self, root: Path) -> Iterator[RawClip]:
+        yield from sheet_clips(root, self.spec, self.annotations)
 
 
 def sheet_clips(root: Path, spec: SheetSpec, annotations: Path | None) -> Iterator[RawClip]:
