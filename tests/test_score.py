@@ -210,3 +210,23 @@ def test_the_python_api_reads_scores_and_compares(stored_run, tmp_path):
     assert by["undeclared"]["uf1_difference"] is None  # never compared with the best
     with pytest.raises(FileNotFoundError, match="no run there"):
         mr.load_run(tmp_path)
+
+
+def test_clip_ids_that_repeat_across_subjects_need_a_subject_column():
+    """CASME II names clips EP02_01f in several subjects: without a subject column such an id
+    cannot be told apart, and the file is refused naming it; with one it is scored."""
+    from mer_ray.data.folds import loso_splits
+    from mer_ray.protocols.scoring import ScoreRefused, Truth, match
+
+    keys = ("sub01/EP02_01f", "sub01/EP03_02", "sub02/EP02_01f", "sub03/EP04_01")
+    folds = tuple(loso_splits({"sub01": {0}, "sub02": {1}, "sub03": {2}}, 1, 0))
+    truth = Truth("casme2", "3class", ("negative", "positive", "surprise"), keys, (0, 1, 1, 2),
+                  folds, {"hash": "x"}, "fixture")
+    frame = pl.DataFrame({"clip": ["EP02_01f", "EP03_02", "EP02_01f", "EP04_01"],
+                          "prediction": ["negative", "positive", "positive", "surprise"]})
+    with pytest.raises(ScoreRefused, match=r"1 clip id\(s\) name clips of several subjects: "
+                                           r"EP02_01f; add a subject column"):
+        match(frame, truth, "theirs.csv")
+    scored = match(frame.with_columns(subject=pl.Series(["sub01", "sub01", "sub02", "sub03"])),
+                   truth, "theirs.csv")
+    assert scored["prediction"].to_list() == [0, 1, 1, 2] == scored["label"].to_list()

@@ -162,13 +162,14 @@ def _class_of(value, names: tuple[str, ...]) -> int | None:
 
 
 def _keys(frame: pl.DataFrame, truth: Truth, clip_col: str, subject_col: str | None,
-          problems: list[str]) -> list[str | None]:
-    """Each row's "subject/clip" key in the truth's terms (None where it cannot be told)."""
+          problems: list[str]) -> tuple[list[str | None], set[str]]:
+    """Each row's "subject/clip" key in the truth's terms (None where it cannot be told), and
+    the clip ids that name clips of several subjects."""
     clips = [None if c is None else str(c).strip() for c in frame[clip_col].to_list()]
     if subject_col is not None:
         subjects = [None if s is None else str(s).strip() for s in frame[subject_col].to_list()]
         return [None if c is None or s is None else (c if c.startswith(f"{s}/") else f"{s}/{c}")
-                for s, c in zip(subjects, clips)]
+                for s, c in zip(subjects, clips)], set()
     by_clip: dict[str, list[str]] = {}
     for key in truth.keys:
         by_clip.setdefault(key.split("/", 1)[1], []).append(key)
@@ -183,10 +184,10 @@ def _keys(frame: pl.DataFrame, truth: Truth, clip_col: str, subject_col: str | N
         else:
             out.append(by_clip[c][0] if c in by_clip else c)
     if ambiguous:
-        problems.append(f"{len(ambiguous)} clip id(s) name clips of several subjects: "
+        problems.append(f"{len(set(ambiguous))} clip id(s) name clips of several subjects: "
                         f"{_named(sorted(set(ambiguous)))}; add a subject column (or write "
                         f"clip as subject/clip)")
-    return out
+    return out, set(ambiguous)
 
 
 def _probabilities(frame: pl.DataFrame, names: tuple[str, ...]) -> list | None:
@@ -212,7 +213,8 @@ def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
             f"{file}: needs a clip column and a prediction column (found "
             f"{', '.join(frame.columns) or 'none'}); see mer-ray score --help")
     problems: list[str] = []
-    keys = _keys(frame, truth, clip_col, _column(frame, "subject", "subject_id"), problems)
+    keys, ambiguous = _keys(frame, truth, clip_col, _column(frame, "subject", "subject_id"),
+                            problems)
     truth_of = dict(zip(truth.keys, truth.labels))
     unnamed = sum(k is None for k in keys)
     if unnamed and not problems:
@@ -228,7 +230,8 @@ def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
     repeated = sorted(k for k, n in seen.items() if n > 1)
     if repeated:
         problems.append(f"{len(repeated)} clip(s) predicted more than once: {_named(repeated)}")
-    missing = [k for k in truth.keys if k not in seen]
+    # (a clip whose id is ambiguous is reported as such, not again as missing)
+    missing = [k for k in truth.keys if k not in seen and k.split("/", 1)[1] not in ambiguous]
     if missing:
         problems.append(f"{len(missing)} clip(s) of the protocol have no prediction: "
                         f"{_named(missing)} (`mer-ray folds` lists every clip)")
