@@ -316,7 +316,7 @@ def score(frame: pl.DataFrame, truth: Truth, *, file: str = "predictions",
         raise ValueError(f"--selection {selection!r}: choose from {', '.join(SELECTIONS)}")
     preds = match(frame, truth, file)
     metrics = run_metrics(preds, truth.subjects, truth.class_names, seed,
-                       truth.dataset == "megc")
+                          truth.dataset == "megc")
     per_fold = metrics.pop("_per_fold")
     digest = hashlib.sha256(raw if raw is not None else frame.write_csv().encode()).hexdigest()
     method = method or Path(file).stem
@@ -351,7 +351,7 @@ def against(scored: Scored, storage: Storage, run: str, seed: int = 0) -> dict:
     dataset, protocol and test clips)."""
     import json
 
-    from .summary import subject_predictions
+    from .summary import by_subject, subject_predictions
 
     try:
         other = json.loads(storage.read_bytes(run, "summary.json"))
@@ -363,8 +363,7 @@ def against(scored: Scored, storage: Storage, run: str, seed: int = 0) -> dict:
         raise ValueError(f"--against {run}: a {other.get('dataset')} {other.get('protocol')} "
                          f"run; these predictions are {s['dataset']} {s['protocol']}")
     theirs = subject_predictions(storage, run)
-    ours = {subj: (g["label"].to_list(), g["prediction"].to_list())
-            for (subj,), g in scored.predictions.group_by("subject", maintain_order=True)}
+    ours = by_subject(scored.predictions)
     if sorted(theirs) != sorted(ours) or \
             sum(len(v[0]) for v in theirs.values()) != scored.predictions.height:
         raise ValueError(f"--against {run}: its test clips are not these (subjects "

@@ -54,13 +54,19 @@ def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
     return pl.DataFrame(rows), folds
 
 
+def by_subject(preds: pl.DataFrame) -> dict[str, tuple[list[int], list[int]]]:
+    """Predictions (``collect``'s columns) as (true labels, predicted labels) per test subject:
+    what the bootstrap intervals and paired differences resample."""
+    return {s: (g["label"].to_list(), g["prediction"].to_list())
+            for (s,), g in preds.group_by("subject", maintain_order=True)}
+
+
 def subject_predictions(storage, name: str) -> dict[str, tuple[list[int], list[int]]]:
     """A stored run's (true labels, predicted labels) per test subject."""
     import io
 
-    preds = pl.read_parquet(io.BytesIO(storage.read_bytes(name, "predictions.parquet")))
-    return {s: (g["label"].to_list(), g["prediction"].to_list())
-            for (s,), g in preds.group_by("subject", maintain_order=True)}
+    return by_subject(pl.read_parquet(io.BytesIO(storage.read_bytes(name,
+                                                                     "predictions.parquet"))))
 
 
 def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
@@ -82,19 +88,16 @@ def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
 
 
 def run_metrics(preds: pl.DataFrame, folds: list[str], names: tuple[str, ...],
-             seed: int, composite: bool) -> dict:
+                seed: int, composite: bool) -> dict:
     """The run's figures: aggregate (primary) and per-fold mean, with intervals. ``folds``:
     each fold's key (its test subject), in order. A run's own predictions and a scored file
     (``scoring.py``) are scored here alike."""
     classes = list(range(len(names)))
-    per_fold = [(preds.filter(pl.col("fold") == f)["label"].to_list(),
-                 preds.filter(pl.col("fold") == f)["prediction"].to_list())
-                for f in folds]
-    m = loso_scores(per_fold, classes)
-    by_subject = {s: (g["label"].to_list(), g["prediction"].to_list())
-                  for (s,), g in preds.group_by("subject", maintain_order=True)} \
-        if preds.height else {}
-    ci = bootstrap_interval(by_subject, classes, seed=seed) if by_subject else None
+    parts = [preds.filter(pl.col("fold") == f) for f in folds]
+    m = loso_scores([(p["label"].to_list(), p["prediction"].to_list()) for p in parts],
+                    classes)
+    subjects = by_subject(preds) if preds.height else {}
+    ci = bootstrap_interval(subjects, classes, seed=seed) if subjects else None
     agg = m["aggregate"]
     return {
         "primary": "aggregate: UF1/UAR over all folds' predictions concatenated",
@@ -139,8 +142,8 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
     the summary."""
     preds, folds = collect(run)
     exp, meta = run.exp, run.data
-    metrics = run_metrics(preds, [f.test_subject for f in folds], run.class_names, exp.train.seed,
-                       meta.dataset == "megc")
+    metrics = run_metrics(preds, [f.test_subject for f in folds], run.class_names,
+                          exp.train.seed, meta.dataset == "megc")
     per_fold = metrics.pop("_per_fold")
     pretrained = sorted({f.pretrained for f in folds})
     has_backbone = method_of(exp).uses_backbone
