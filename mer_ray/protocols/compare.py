@@ -277,10 +277,13 @@ def _pct(v: float, ci=None, std=None) -> str:
     return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
-def _diff_cell(row: dict, key: str) -> str:
+def difference_text(row: dict, key: str, best: str = "(best)") -> str:
+    """A compare row's paired difference as text: "+1.2 [-3.4, +5.6] p=0.123 *" (``best`` for
+    the best honest row, "-" for a row compared with nothing); the console table and the
+    leaderboard write it so."""
     d = row.get("difference")
     if not d:
-        return "(best)" if row.get("best") else "-"
+        return best if row.get("best") else "-"
     lo, hi = d[key]["ci95"]
     text = f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
     if "p_holm" in d[key]:
@@ -299,7 +302,7 @@ def show_table(rows: list[dict], title: str, seeds: int) -> None:
            _pct(r["uf1"], r["uf1_ci95"], r["uf1_std"]),
            _pct(r["uar"], r["uar_ci95"], r["uar_std"]),
            *([" ".join(f"{100 * v:.1f}" for v in r["uf1_per_seed"])] if many else []),
-           _diff_cell(r, "uf1"), _diff_cell(r, "uar"), r.get("versus", ""),
+           difference_text(r, "uf1"), difference_text(r, "uar"), r.get("versus", ""),
            f"{r['parameters']:,}", f"{r['seconds_per_fold']:.1f}") for r in rows],
          title=title)
     for line in table_notes(rows, seeds):

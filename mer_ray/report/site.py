@@ -142,14 +142,9 @@ def _marks(row: dict) -> str:
 
 
 def _diff(row: dict, key: str) -> str:
-    d = (row.get("difference") or {}).get(key)
-    if not d:
-        return "best" if row.get("best") and is_ranked(row) else "-"
-    lo, hi = d["ci95"]
-    text = f"{100 * d['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    if "p_holm" in d:
-        text += f" p={d['p_holm']:.3f}" + (" *" if d["differs"] else "")
-    return text
+    from ..protocols.compare import difference_text
+
+    return difference_text(row, key, best="best")  # "best" only ever marks a ranked row
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
