@@ -142,28 +142,13 @@ def score(predictions, *, shards: str | Path | None = None, data_root: str | Pat
     ``against`` names a run in it); otherwise it is kept in memory."""
     from .config import TrainConfig
     from .protocols import scoring
+    from .protocols.truth import truth_for
 
     frame, raw, file = _frame(predictions)
-    val = TrainConfig.val_subjects if val_subjects is None else val_subjects
-    if shards is not None:
-        from .data.shards import Shards
-
-        opened = Shards.open(shards)
-        for what, given, theirs in (("dataset", dataset, opened.meta.dataset),
-                                    ("protocol", protocol, opened.meta.protocol)):
-            if given is not None and given != theirs:
-                raise ValueError(f"{what}={given!r}: the shards in {shards} are {theirs}")
-        truth = scoring.truth_from_shards(opened, val, seed)
-    elif data_root is not None:
-        if dataset is None or protocol is None:
-            raise ValueError("score(data_root=...) needs dataset= and protocol=")
-        from .data.manifest import build_manifest
-
-        truth = scoring.truth_from_manifest(build_manifest(dataset, data_root, protocol),
-                                            dataset, protocol, str(data_root), val, seed)
-    else:
-        raise ValueError("score() needs the truth: shards=... or data_root=... (with dataset= "
-                         "and protocol=)")
+    truth = truth_for(
+        shards=shards, data_root=data_root, dataset=dataset, protocol=protocol, seed=seed,
+        val_subjects=TrainConfig.val_subjects if val_subjects is None else val_subjects,
+        option=lambda name: f"{name}=")
     scored = scoring.score(frame, truth, file=file, selection=selection, method=method,
                            seed=seed, name=name, raw=raw)
     if storage is None:

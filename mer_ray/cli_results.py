@@ -55,29 +55,18 @@ def truth_of(args):
     """The protocol's clips, classes and folds, from --shards or --data-root (its manifest:
     nothing is aligned); train.val_subjects and train.seed (--config / --set) draw the
     folds' validation subjects, as they do for a run."""
-    from .protocols.scoring import truth_from_manifest, truth_from_shards
+    from .protocols.truth import truth_for
 
     exp, _ = experiment_config(args)
     data = data_choice(args)
-    if args.shards is None and args.data_root is None:
-        raise ValueError("mer-ray score needs the truth: --shards DIR (the shards the "
-                         "predictions were made on) or --data-root DIR with --dataset and "
-                         "--protocol")
     data.check()
-    if args.shards is not None:
-        shards = data.handle()
-        for flag, mine, theirs in (("--dataset", args.dataset, shards.meta.dataset),
-                                   ("--protocol", args.protocol, shards.meta.protocol)):
-            if _given(args, flag) and mine != theirs:
-                raise ValueError(f"{flag} {mine}: the shards in {args.shards} are {theirs} "
-                                 f"(their prepare.json); drop {flag} or give other shards")
-        return truth_from_shards(shards, exp.train.val_subjects, exp.train.seed), exp
-    from .data.manifest import build_manifest
-
-    manifest = build_manifest(args.dataset, args.data_root, args.protocol,
-                              annotations=args.annotations)
-    return truth_from_manifest(manifest, args.dataset, args.protocol, str(args.data_root),
-                               exp.train.val_subjects, exp.train.seed), exp
+    given = args.shards is None  # with shards, only what the user typed is held to theirs
+    return truth_for(shards=data.handle() if args.shards is not None else None,
+                     data_root=args.data_root,
+                     dataset=args.dataset if given or _given(args, "--dataset") else None,
+                     protocol=args.protocol if given or _given(args, "--protocol") else None,
+                     annotations=args.annotations, val_subjects=exp.train.val_subjects,
+                     seed=exp.train.seed), exp
 
 
 def cmd_score(args) -> int:

@@ -216,7 +216,8 @@ def test_clip_ids_that_repeat_across_subjects_need_a_subject_column():
     """CASME II names clips EP02_01f in several subjects: without a subject column such an id
     cannot be told apart, and the file is refused naming it; with one it is scored."""
     from mer_ray.data.folds import loso_splits
-    from mer_ray.protocols.scoring import ScoreRefused, Truth, match
+    from mer_ray.protocols.scoring import ScoreRefused, match
+    from mer_ray.protocols.truth import Truth
 
     keys = ("sub01/EP02_01f", "sub01/EP03_02", "sub02/EP02_01f", "sub03/EP04_01")
     folds = tuple(loso_splits({"sub01": {0}, "sub02": {1}, "sub03": {2}}, 1, 0))

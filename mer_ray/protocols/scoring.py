@@ -40,12 +40,13 @@ from pathlib import Path
 
 import polars as pl
 
-from ..data.folds import FOLDS_FILE, FoldSplit, fold_file, loso_splits
+from ..data.folds import FOLDS_FILE
 from ..integrity import LEAKY_SELECTION, MARK
 from ..metrics import paired_difference
 from ..provenance import code_version, provenance
 from ..storage import Storage
 from .summary import run_metrics, scored_fold_rows
+from .truth import Truth
 
 SELECTIONS = ("validation", "test", "unknown")
 SHOWN = 5  # clips named in a refusal before "and N more"
@@ -53,64 +54,6 @@ SHOWN = 5  # clips named in a refusal before "and N more"
 
 class ScoreRefused(ValueError):
     """The predictions file cannot be scored: one line per problem."""
-
-
-@dataclass(frozen=True)
-class Truth:
-    """Every clip of a protocol with its subject and class, and the protocol's LOSO folds."""
-
-    dataset: str
-    protocol: str
-    class_names: tuple[str, ...]
-    keys: tuple[str, ...]  # "subject/clip", sorted
-    labels: tuple[int, ...]  # class index of each key
-    folds: tuple[FoldSplit, ...]
-    folds_file: dict  # data.folds.fold_file: what a run on this data stores
-    source: str  # where the truth was read: the shard folder or the data root
-    synthetic: bool = False
-
-    @property
-    def subjects(self) -> list[str]:
-        return [f.test for f in self.folds]
-
-
-def truth_from_shards(shards, val_subjects: int, seed: int) -> Truth:
-    """The truth a run on these shards tests against (its clips, classes and folds)."""
-    from .loso import folds_content
-
-    meta = shards.meta
-    folds = loso_splits(shards.subject_labels(), val_subjects, seed)
-    keys, ids = shards.clip_labels([f.test for f in folds])
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return Truth(meta.dataset, meta.protocol, tuple(meta.class_names),
-                 tuple(keys[i] for i in order), tuple(int(ids[i]) for i in order),
-                 tuple(folds), folds_content(shards, folds, seed), str(shards.root),
-                 bool(meta.synthetic))
-
-
-def truth_from_manifest(manifest: pl.DataFrame, dataset: str, protocol: str, root: str,
-                        val_subjects: int, seed: int) -> Truth:
-    """The truth from a dataset's annotations: the clips its manifest includes (a run on
-    shards also leaves out clips whose faces could not be aligned: score against those shards
-    with --shards to match such a run exactly)."""
-    from ..data.labels import class_names
-    from ..data.manifest import included
-
-    names = class_names(dataset, protocol)
-    rows = included(manifest).sort(["subject", "clip"])
-    if rows.is_empty():
-        raise ValueError(f"{root}: no clip of {dataset} {protocol} is included (see `mer-ray "
-                         f"manifest` for each clip's reason)")
-    keys = [f"{s}/{c}" for s, c in zip(rows["subject"], rows["clip"])]
-    labels = [int(i) for i in rows["label_id"]]
-    by_subject: dict[str, set[int]] = {}
-    for k, y in zip(keys, labels):
-        by_subject.setdefault(k.split("/", 1)[0], set()).add(y)
-    folds = loso_splits(by_subject, val_subjects, seed)
-    content = fold_file(folds, keys, [names[y] for y in labels], dataset, protocol, seed)
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return Truth(dataset, protocol, tuple(names), tuple(keys[i] for i in order),
-                 tuple(labels[i] for i in order), tuple(folds), content, str(root))
 
 
 def read_predictions(path: str | Path) -> tuple[pl.DataFrame, bytes]:
