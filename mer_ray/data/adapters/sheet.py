@@ -144,22 +144,17 @@ def sheet_clips(root: Path, spec: SheetSpec, annotations: Path | None) -> Iterat
                           annotation_sha256=sha)
             continue
         aus = au_cell(v, col["aus"])
+        span = {"onset": onset, "apex": apex, "offset": offset}
         fix = fixes.get(i)
-        if fix is not None:
-            was = {"onset": onset, "apex": apex, "offset": offset, "aus": aus}
-            for role, value in fix.values.items():
-                if role == "swap_aus_with":
-                    aus = au_cell((swapped[i],), 0)
-                    notes.append(f"AU cell {was['aus']!r} exchanged with data row {value}'s "
-                                 f"{aus!r} ({fix.source})")
-                    continue
-                if role == "onset":
-                    onset = value
-                elif role == "apex":
-                    apex = value
-                elif role == "offset":
-                    offset = value
-                notes.append(f"{role} {was[role]} -> {value} ({fix.source})")
-        yield RawClip(spec.dataset, subject, clip, emotion, onset, apex, offset, source, where,
+        for role, value in (fix.values.items() if fix is not None else ()):
+            if role == "swap_aus_with":
+                was, aus = aus, au_cell((swapped[i],), 0)
+                notes.append(f"AU cell {was!r} exchanged with data row {value}'s {aus!r} "
+                             f"({fix.source})")
+            else:
+                notes.append(f"{role} {span[role]} -> {value} ({fix.source})")
+                span[role] = value
+        yield RawClip(spec.dataset, subject, clip, emotion, span["onset"], span["apex"],
+                      span["offset"], source, where,
                       note="; ".join(notes) or None, annotation_sha256=sha, action_units=aus,
                       reason=SEVERAL_EMOTIONS if len(words) > 1 else None)
