@@ -146,7 +146,7 @@ def cmd_compare(args) -> int:
                        base_file=args.config,
                        settings=settings(args), user_set=frozenset(user_set),
                        name=args.name or "compare", with_leaky=args.with_leaky,
-                       seeds=args.seeds)
+                       seeds=args.seeds, with_controls=args.with_controls)
     compare_command(spec, _options(args, {}), lambda: _start_ray(args, "compare"))
     return 0
 
@@ -243,7 +243,7 @@ def _parse(argv: list[str], script: str | None, fixed: dict | None, about: str |
     that the options may not contradict."""
     parser = build_parser()
     if script is None:
-        return parser.parse_args(argv)
+        return _cd6me_pairs(parser.parse_args(argv), argv)
     command = argv[0]
     sub = parser.commands[command]
     sub.prog, sub.description = script, about
@@ -255,6 +255,26 @@ def _parse(argv: list[str], script: str | None, fixed: dict | None, about: str |
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"{script} runs {flag} {value}; for {getattr(args, key)} use its "
                              f"own script or 'mer-ray {command} {flag} {getattr(args, key)}'")
+    return _cd6me_pairs(args, argv)
+
+
+def _cd6me_pairs(args, argv: list[str]):
+    """``--protocol cd6me`` and ``--dataset cd6me`` go together: either one given alone
+    brings the other (the benchmark is its own dataset and protocol)."""
+    def given(flag: str) -> bool:
+        return any(a == flag or a.startswith(f"{flag}=") for a in argv)
+
+    if not hasattr(args, "protocol"):
+        return args
+    several = hasattr(args, "datasets")
+    datasets = (args.datasets or []) if several else [getattr(args, "dataset", None)]
+    if args.protocol == "cd6me" and not given("--dataset") and not getattr(args, "shards", None):
+        if several:
+            args.datasets = ["cd6me"]
+        elif hasattr(args, "dataset"):
+            args.dataset = "cd6me"
+    elif datasets == ["cd6me"] and not given("--protocol"):
+        args.protocol = "cd6me"
     return args
 
 

@@ -34,9 +34,9 @@ def synthetic_args(g, prefix: str = "") -> None:
 
     g.add_argument(f"--{prefix}subjects", type=int, default=None,
                    help=f"subjects (default for the dataset: {SYNTH_SIZE[0]}; the MEGC "
-                        f"composite: 3 per part)")
-    g.add_argument(f"--{prefix}clips-per-class", type=int, default=SYNTH_SIZE[1],
-                   help="clips per class and subject")
+                        f"composite: 3 per part; CD6ME: 4 per part)")
+    g.add_argument(f"--{prefix}clips-per-class", type=int, default=None,
+                   help=f"clips per class and subject (default: {SYNTH_SIZE[1]}; CD6ME: 1)")
     g.add_argument(f"--{prefix}seed", type=int, default=0, help="the set's random seed")
     g.add_argument(f"--{prefix}intensity", type=float, default=SYNTH_INTENSITY,
                    help="scales every action-unit amplitude of the generator")
@@ -58,8 +58,9 @@ def data_args(p, synthetic: bool = True, shards: bool = False, root_required: bo
                             "--data-root): a folder or a URI (s3://bucket/shards); the "
                             "dataset, protocol and frame settings come from their prepare.json")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
-                   help="3class (every dataset), 5class (samm, casme2), 7class / 4class "
-                        "(casme3)")
+                   help="3class (every dataset), 5class (samm, casme2, 4dme), 7class (casme3, "
+                        "mmew), 4class (casme3); cd6me: the cross-dataset action-unit "
+                        "benchmark (--dataset cd6me, implied)")
     p.add_argument("--annotations", type=Path, default=None,
                    help="the annotation file, when it is not in the data root or several "
                         "versions are (SAMM, CASME II, CAS(ME)^3 sheets; MEGC: "
@@ -119,10 +120,11 @@ def data_commands(sub) -> None:
     p = sub.add_parser("synth", help="write a synthetic micro-expression dataset",
                        formatter_class=Help)
     p.add_argument("--out", required=True, type=Path, help="folder to write the set in")
-    p.add_argument("--layout", default="samm", choices=LAYOUTS,
-                   help="the real dataset whose folders and annotation file it imitates")
+    p.add_argument("--layout", default="samm", choices=(*LAYOUTS, "cd6me"),
+                   help="the real dataset whose folders and annotation file it imitates "
+                        "(cd6me: six datasets in their six layouts, one folder each)")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
-                   help="the label set its annotations spell")
+                   help="the label set its annotations spell (cd6me: each part its own)")
     synthetic_args(p)
     p.add_argument("--preview", type=Path, default=None, help="PNG: onset, apex, difference")
     p.add_argument("--frame-size", type=int, default=256, help="rendered frame size (pixels)")
@@ -248,10 +250,14 @@ def compare_command(sub) -> None:
                         "instead of --dataset / --data-root): their dataset, protocol, frame "
                         "settings and flow come with them")
     p.add_argument("--protocol", default="3class", choices=PROTOCOLS,
-                   help="the label set, the same for every dataset")
+                   help="the label set, the same for every dataset; cd6me: the cross-dataset "
+                        "action-unit benchmark over its six datasets (leave one dataset out)")
     p.add_argument("--with-leaky", action="store_true",
                    help="also each method with train.selection=test (the common leaky "
                         "protocol), shown beside its honest figure with the difference")
+    p.add_argument("--with-controls", action="store_true",
+                   help="also each method with shuffled training labels (train.shuffle_labels: "
+                        "a figure of chance), shown apart, never the best")
     p.add_argument("--workdir", type=Path, default=Path("data"),
                    help="where synthetic sets and aligned shards are written")
     synthetic_args(p.add_argument_group("synthetic sets (datasets without --data-root)"),

@@ -61,13 +61,24 @@ def cmd_synth(args) -> int:
     from .data.synth import generate
     from .data.synth.render import RenderConfig
 
-    subjects = SyntheticSet(args.subjects).subjects_for(args.layout)
+    chosen = SyntheticSet(args.subjects, args.clips_per_class)
+    subjects, clips = chosen.subjects_for(args.layout), chosen.clips_for(args.layout)
+    render = RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
+                          distractors=not args.no_distractors)
     with Ticker(f"rendering a synthetic {args.layout} set ({subjects} subjects)") as tick:
-        res = generate(args.out, args.layout, subjects, args.clips_per_class, args.protocol,
-                       args.seed, args.preview,
-                       RenderConfig(frame_size=args.frame_size, intensity=args.intensity,
-                                    distractors=not args.no_distractors),
-                       progress=lambda done, total: tick.update(f"{done}/{total} clips"))
+        def progress(done, total):
+            tick.update(f"{done}/{total} clips")
+
+        if args.layout == "cd6me":
+            from .data.synth import generate_cd6me
+
+            parts = generate_cd6me(args.out, subjects, clips, args.seed, render, progress)
+            show(["part", "subjects", "clips"],
+                 [(r.root.name, subjects, len(r.clips)) for r in parts],
+                 title=f"synthetic CD6ME in {args.out}: six parts, seed {args.seed}")
+            return 0
+        res = generate(args.out, args.layout, subjects, clips, args.protocol, args.seed,
+                       args.preview, render, progress=progress)
     per_class = Counter(c.label for c in res.clips)
     show(["class", "clips"], sorted(per_class.items()) + [("total", len(res.clips))],
          title=f"synthetic {args.layout} ({args.protocol}) in {res.root}: {subjects} "
@@ -163,7 +174,7 @@ def cmd_folds(args) -> int:
     import json
 
     from .cluster import driver_log, ensure_ray
-    from .data.folds import loso_splits
+    from .data.folds import protocol_splits
     from .protocols.loso import folds_content, settle
 
     fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "json")
@@ -173,7 +184,8 @@ def cmd_folds(args) -> int:
     if data.shards is None:  # aligning (or rendering the synthetic default) runs on Ray
         ensure_ray(log_file=driver_log(args.out.parent, args.workdir, "folds"))
     shards = data.prepare(exp.data)
-    folds = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
+    folds = protocol_splits(shards.meta.protocol, shards.subject_labels(),
+                            exp.train.val_subjects, exp.train.seed)
     content, meta = folds_content(shards, folds, exp.train.seed), shards.meta
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
@@ -184,12 +196,15 @@ def cmd_folds(args) -> int:
         rows = [{"fold": f["test"], "role": role, "subject": subject, "clip": c["clip"],
                  "label": c["label"], "folds_hash": content["hash"]}
                 for f in content["folds"]
-                for role, subjects in (("test", [f["test"]]), ("val", f["val"]),
+                for role, subjects in (("test", f.get("test_subjects") or [f["test"]]),
+                                       ("val", f["val"]),
                                        ("train", f["train"]))
                 for subject in subjects for c in content["clips"].get(subject, [])]
         pl.DataFrame(rows).write_csv(args.out)
-    print(f"{len(folds)} folds over {sum(map(len, content['clips'].values()))} clips ({meta.dataset}, {meta.protocol}, "
-          f"{exp.train.val_subjects} validation subject(s) per fold, seed {exp.train.seed}); "
+    per = "per training dataset and fold" if meta.protocol == "cd6me" else "per fold"
+    print(f"{len(folds)} folds over {sum(map(len, content['clips'].values()))} clips "
+          f"({meta.dataset}, {meta.protocol}, {exp.train.val_subjects} validation subject(s) "
+          f"{per}, seed {exp.train.seed}); "
           f"hash {content['hash']}: {args.out}")
     return 0
 

@@ -107,3 +107,20 @@ def au_vector(aus, wanted: tuple[int, ...] = CD6ME_AUS) -> list[int]:
     """0/1 per AU of ``wanted`` (a clip's multi-label target)."""
     have = set(aus or ())
     return [int(a in have) for a in wanted]
+
+
+def au_mask(aus, wanted: tuple[int, ...] = CD6ME_AUS) -> int:
+    """A clip's multi-label target as one integer (the shards' ``label_id`` under a
+    multi-label protocol): bit i set when ``wanted[i]`` is among ``aus``."""
+    return sum(1 << i for i, bit in enumerate(au_vector(aus, wanted)) if bit)
+
+
+def mask_bits(mask: int, n: int) -> list[int]:
+    """The inverse of ``au_mask``: 0/1 for each of the ``n`` AUs."""
+    return [(int(mask) >> i) & 1 for i in range(n)]
+
+
+def mask_name(mask: int, names) -> str:
+    """A target or prediction mask as text: "AU4+AU10"; "none" for the empty set."""
+    got = [n for i, n in enumerate(names) if (int(mask) >> i) & 1]
+    return "+".join(got) if got else "none"

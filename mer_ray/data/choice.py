@@ -19,17 +19,20 @@ from .labels import class_names, protocols_of
 from .manifest import build_manifest
 from .prepare import PrepareConfig, prepare_shards
 from .shards import Shards, is_shard_folder
-from .synth import generate, generate_composite, is_synthetic
+from .synth import generate, generate_cd6me, generate_composite, is_synthetic
 from .synth.render import RenderConfig
 
-LAYOUT = {"samm": "samm", "casme2": "casme2", "smic": "smic", "casme3": "casme3"}
 # The embedded default set: 8 subjects x 4 clips per class (96 clips in 3-class; SAMM's 3-class
 # set has 133 in 28 subjects); the MEGC composite: 3 subjects per part (9 subjects, 108 clips).
 # Its action units are rendered at 1.5x the generator's base amplitude: chosen on synthetic
 # seeds 10 and 11 (a randomly initialised backbone learns them; at 1x its LOSO UF1 was 0.65-0.68
 # there), and checked on seeds that took no part (benchmarks/demo.py).
 SYNTH_SIZE = (8, 4)
-SYNTH_SUBJECTS = {"megc": 3}
+SYNTH_SUBJECTS = {"megc": 3, "cd6me": 4}
+# CD6ME's default: 4 subjects per part, one clip per emotion class of the part's protocol (6
+# parts, 24 subjects, 128 clips): small enough that `mer-ray compare --protocol cd6me` with
+# every method, honest and leaky, runs here in minutes.
+SYNTH_CLIPS = {"cd6me": 1}
 SYNTH_INTENSITY = 1.5
 SYNTH_SEEDS = {"samm": 0, "casme2": 1, "smic": 2, "casme3": 3}  # seeded apart: stand-ins
 
@@ -40,7 +43,7 @@ class SyntheticSet:
     with the same settings and defaults)."""
 
     subjects: int | None = None  # None: the dataset's default
-    clips_per_class: int = SYNTH_SIZE[1]
+    clips_per_class: int | None = None  # None: the dataset's default
     seed: int = 0
     intensity: float = SYNTH_INTENSITY
     distractors: bool = True
@@ -48,14 +51,18 @@ class SyntheticSet:
     def subjects_for(self, dataset: str) -> int:
         return self.subjects or SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0])
 
+    def clips_for(self, dataset: str) -> int:
+        return self.clips_per_class or SYNTH_CLIPS.get(dataset, SYNTH_SIZE[1])
+
     def folder(self, dataset: str, protocol: str, seed: int) -> str:
         """Every setting that changes the set is in the folder name: no stale set is reused."""
         parts = [f"synthetic_{dataset}_{protocol}"]
         if seed != 0:
             parts.append(f"seed{seed}")
-        if (self.subjects_for(dataset), self.clips_per_class) != \
-                (SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0]), SYNTH_SIZE[1]):
-            parts.append(f"{self.subjects_for(dataset)}x{self.clips_per_class}")
+        if (self.subjects_for(dataset), self.clips_for(dataset)) != \
+                (SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0]), SYNTH_CLIPS.get(dataset,
+                                                                             SYNTH_SIZE[1])):
+            parts.append(f"{self.subjects_for(dataset)}x{self.clips_for(dataset)}")
         if self.intensity != 1.0:
             parts.append(f"i{self.intensity:g}")
         if not self.distractors:
@@ -71,11 +78,14 @@ class SyntheticSet:
                 tick.update(f"{done}/{total} clips")
 
             if dataset == "megc":
-                generate_composite(root, n, self.clips_per_class, seed=seed, render=render,
+                generate_composite(root, n, self.clips_for(dataset), seed=seed, render=render,
                                    progress=progress)
+            elif dataset == "cd6me":
+                generate_cd6me(root, n, self.clips_for(dataset), seed=seed, render=render,
+                               progress=progress)
             else:
-                generate(root, LAYOUT[dataset], n, self.clips_per_class, protocol, seed=seed,
-                         render=render, progress=progress)
+                generate(root, dataset, n, self.clips_for(dataset), protocol,
+                         seed=seed, render=render, progress=progress)
 
 
 def shards_folder(workdir: Path, dataset: str, protocol: str, data: DataConfig,

@@ -1,8 +1,11 @@
-"""The fold split, in one place: leave-one-subject-out with validation from training subjects.
+"""The fold split, in one place: leave-one-subject-out with validation from training subjects,
+or (the CD6ME protocol) leave one dataset out.
 
-``loso_splits`` gives one ``FoldSplit`` per subject. A split refuses to exist if any subject is
-in two of its sets, and each set is read from its own subjects' partitions only
-(``shards.SubjectReader``), so no test-subject row can reach training or validation.
+``loso_splits`` gives one ``FoldSplit`` per subject; ``dataset_splits`` one per source dataset
+(its test set: every subject of that dataset); ``protocol_splits`` picks by protocol. A split
+refuses to exist if any subject is in two of its sets, and each set is read from its own
+subjects' partitions only (``shards.SubjectReader``), so no test-subject row can reach training
+or validation.
 """
 
 from __future__ import annotations
@@ -23,18 +26,28 @@ class LeakageError(ValueError):
 
 @dataclass(frozen=True)
 class FoldSplit:
+    """A fold: ``test`` names it (the test subject; a held-out dataset's name, whose subjects
+    are ``test_subjects``), ``val`` and ``train`` are subjects."""
+
     test: str
     val: tuple[str, ...]
     train: tuple[str, ...]
+    test_subjects: tuple[str, ...] = ()  # empty: the one subject ``test``
 
     def __post_init__(self):
-        check_disjoint(self.train, self.val, (self.test,))
+        check_disjoint(self.train, self.val, self.tested)
         if not self.train:
             raise ValueError(f"fold {self.test}: no training subjects left")
 
+    @property
+    def tested(self) -> tuple[str, ...]:
+        """The subjects the fold tests."""
+        return self.test_subjects or (self.test,)
+
     def to_dict(self) -> dict:
         """Plain lists, for records (fold.json)."""
-        return {"test": self.test, "val": list(self.val), "train": list(self.train)}
+        return {"test": self.test, "val": list(self.val), "train": list(self.train),
+                **({"test_subjects": list(self.test_subjects)} if self.test_subjects else {})}
 
 
 def check_disjoint(train: Iterable[str], val: Iterable[str], test: Iterable[str]) -> None:
@@ -79,6 +92,49 @@ def loso_splits(labels_by_subject: Mapping[str, Iterable], n_val: int = 2,
         val = draw_validation(rest, labels, n_val, np.random.default_rng([seed, i]))
         folds.append(FoldSplit(test, val, tuple(s for s in rest if s not in val)))
     return folds
+
+
+def dataset_splits(labels_by_subject: Mapping[str, Iterable], dataset_of, n_val: int = 2,
+                   seed: int = 0) -> list[FoldSplit]:
+    """Leave one dataset out (CD6ME): one fold per source dataset (sorted; ``dataset_of(s)``
+    gives a subject's), testing all its subjects; from each training dataset, ``n_val`` of its
+    subjects, but no more than a quarter of them (at least one), are validation (drawn with a
+    generator seeded by (seed, fold number, dataset number), stratified by label as
+    ``draw_validation`` does), so validation spans every training dataset, never the held-out
+    one, and training keeps most of each."""
+    subjects = sorted(labels_by_subject)
+    parts: dict[str, list[str]] = {}
+    for s in subjects:
+        part = dataset_of(s)
+        if part is None:
+            raise ValueError(f"subject {s!r} names no dataset: leave-one-dataset-out needs "
+                             f"dataset-prefixed subjects (the cd6me composite's)")
+        parts.setdefault(part, []).append(s)
+    if len(parts) < 2:
+        raise ValueError(f"leave-one-dataset-out needs at least 2 datasets (got "
+                         f"{', '.join(parts) or 'none'})")
+    labels = {s: set(labels_by_subject[s]) for s in subjects}
+    folds = []
+    for i, held in enumerate(sorted(parts)):
+        val = []
+        for j, part in enumerate(sorted(parts)):
+            if part != held:
+                take = min(n_val, max(1, len(parts[part]) // 4))
+                val += draw_validation(parts[part], labels, take,
+                                       np.random.default_rng([seed, i, j]))
+        train = tuple(s for s in subjects if s not in parts[held] and s not in val)
+        folds.append(FoldSplit(held, tuple(sorted(val)), train, tuple(parts[held])))
+    return folds
+
+
+def protocol_splits(protocol: str, labels_by_subject: Mapping[str, Iterable], n_val: int = 2,
+                    seed: int = 0) -> list[FoldSplit]:
+    """The folds a protocol evaluates on: leave one dataset out for CD6ME, else LOSO."""
+    if protocol == "cd6me":
+        from .adapters.cd6me import part_of
+
+        return dataset_splits(labels_by_subject, part_of, n_val, seed)
+    return loso_splits(labels_by_subject, n_val, seed)
 
 
 def fold_file(folds: Sequence[FoldSplit], keys: Sequence[str], labels: Sequence[str],

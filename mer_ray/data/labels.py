@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .aus import CD6ME_AUS
+
 THREE_CLASSES = ("negative", "positive", "surprise")
 
 
@@ -25,6 +27,10 @@ class Protocol:
     # is "/" or "-1" are not part of its 3-class set (145 clips, negative 88), while the 5-class
     # protocol keeps them (246 clips). SMIC has no apex at all and is never held to this.
     requires_apex: bool = False
+    # A multi-label protocol (CD6ME): the "classes" are action units, a clip's label is the set
+    # of them its AU cell names (``label_id``: a bit mask, bit i for ``classes[i]``), whatever
+    # its emotion; every AU-coded clip is in.
+    multilabel: bool = False
 
     def label_of(self, emotion: str | None) -> str | None:
         """Class name for a dataset emotion word, or None when the protocol leaves it out."""
@@ -112,6 +118,9 @@ PROTOCOLS: dict[tuple[str, str], Protocol] = {
         _identity("positive", "negative", "surprise", "repression", "others"),
     ),
     ("4dme", "3class"): Protocol("4dme", "3class", THREE_CLASSES, _identity(*THREE_CLASSES)),
+    # The cross-dataset AU protocol over six datasets (adapters/cd6me.py): 12 action units.
+    ("cd6me", "cd6me"): Protocol("cd6me", "cd6me", tuple(f"AU{a}" for a in CD6ME_AUS), {},
+                                 multilabel=True),
 }
 
 
@@ -120,6 +129,21 @@ def protocols_of(dataset: str) -> tuple[str, ...]:
     if dataset == "megc":
         return ("3class",)
     return tuple(p for d, p in PROTOCOLS if d == dataset)
+
+
+def is_multilabel(protocol_name: str | None) -> bool:
+    """Whether a protocol's labels are sets of action units (CD6ME) rather than one class."""
+    return any(p.multilabel for (_, name), p in PROTOCOLS.items() if name == protocol_name)
+
+
+def label_names(protocol_name: str, names, ids) -> list[str]:
+    """Each clip's label as text (fold files): its class name, or under a multi-label protocol
+    its AU set ("AU4+AU10", "none")."""
+    if is_multilabel(protocol_name):
+        from .aus import mask_name
+
+        return [mask_name(y, names) for y in ids]
+    return [names[y] for y in ids]
 
 
 ALL_PROTOCOLS = tuple(sorted({p for _, p in PROTOCOLS}))

@@ -58,9 +58,10 @@ SPAN_MOSTLY_MISSING = "most of onset..offset missing on disk"
 ROW_FIX = "left out by a documented per-row fix"
 NOT_IN_GT = "not in the ground-truth list"
 GT_ONLY = "in the ground-truth list, not in the annotations"
+NO_AUS = "AUs not coded"  # a multi-label (AU) protocol needs the clip's AU cell
 REASONS = (UNREADABLE_ROW, DUPLICATE, OUTSIDE, NO_EMOTION, NO_SPAN, NO_APEX, ONSET_AFTER_OFFSET,
            FRAMES_MISSING, VIDEO_UNREADABLE, SPAN_EMPTY, SPAN_MOSTLY_MISSING, ROW_FIX,
-           NOT_IN_GT, GT_ONLY, SEVERAL_EMOTIONS)
+           NOT_IN_GT, GT_ONLY, SEVERAL_EMOTIONS, NO_AUS)
 # Not a reason: a note on included clips whose apex lies outside their span (the span is valid;
 # the apex is left empty so nothing uses the bad value).
 APEX_OUTSIDE = "apex outside onset..offset"
@@ -80,6 +81,43 @@ def _row(c: RawClip) -> dict:
     if parsed is not None and parsed.note:
         _add_note(row, f"AUs: {parsed.note}")
     return row
+
+
+def _label(row: dict, c: RawClip, proto, names) -> bool:
+    """Fill the row's label and label_id under ``proto``; False (the reason set) when the
+    protocol cannot use the clip. A multi-label protocol's label is the AU set, whatever the
+    emotion; an authoritative list's class (``c.label``) wins over the emotion word."""
+    if proto.multilabel:
+        if row["aus"] is None:
+            row["excluded_reason"] = NO_AUS
+            return False
+        row["label"], row["label_id"] = _au_label(row["aus"], names)
+        return True
+    if c.label is not None:
+        label = c.label
+        word = proto.label_of(c.emotion) if c.emotion else None
+        if c.emotion and word != label:
+            _add_note(row, f"class {label} from the ground-truth list; the annotation says "
+                           f"{c.emotion!r} ({word or 'outside the protocol'})")
+    else:
+        if not c.emotion:
+            row["excluded_reason"] = NO_EMOTION
+            return False
+        label = proto.label_of(c.emotion)
+        if label is None:
+            row["excluded_reason"] = OUTSIDE
+            return False
+    row["label"], row["label_id"] = label, names.index(label)
+    return True
+
+
+def _au_label(aus, names) -> tuple[str, int]:
+    """A clip's multi-label target: its AU set among the protocol's AUs, as text and mask."""
+    from .aus import au_mask, mask_name
+
+    wanted = tuple(int(n[2:]) for n in names)  # "AU12" -> 12
+    mask = au_mask(aus, wanted)
+    return mask_name(mask, names), mask
 
 
 def _add_note(row: dict, text: str) -> None:
@@ -171,22 +209,10 @@ def build_manifest(
             if c.label is not None:
                 row["label"] = c.label
             continue
-        proto = protocol(c.dataset, protocol_name)
-        if c.label is not None:  # an authoritative list gave the class
-            label = c.label
-            word = proto.label_of(c.emotion) if c.emotion else None
-            if c.emotion and word != label:
-                _add_note(row, f"class {label} from the ground-truth list; the annotation says "
-                               f"{c.emotion!r} ({word or 'outside the protocol'})")
-        else:
-            if not c.emotion:
-                row["excluded_reason"] = NO_EMOTION
-                continue
-            label = proto.label_of(c.emotion)
-            if label is None:
-                row["excluded_reason"] = OUTSIDE
-                continue
-        row["label"], row["label_id"] = label, names.index(label)
+        proto = protocol(dataset, protocol_name) if dataset == "cd6me" \
+            else protocol(c.dataset, protocol_name)
+        if not _label(row, c, proto, names):
+            continue
         if c.label is None and protocol_name in c.exclude_in:
             row["excluded_reason"] = ROW_FIX
             _add_note(row, f"{c.annotation}: {c.exclude_in[protocol_name]}")

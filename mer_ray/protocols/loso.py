@@ -15,7 +15,8 @@ from pathlib import Path
 from ..config import ExperimentConfig
 from ..console import show
 from ..data.choice import DataChoice, frames_from_shards
-from ..data.folds import FOLDS_FILE, FoldSplit, fold_file, loso_splits
+from ..data.folds import FOLDS_FILE, FoldSplit, fold_file, protocol_splits
+from ..data.labels import label_names
 from ..data.shards import Shards, is_shard_folder
 from ..fitting.job import TokenSource
 from ..methods import Method, method_named, method_of
@@ -129,7 +130,8 @@ def plan_loso(shards: Shards, exp: ExperimentConfig, storage: Storage | str | Pa
     configuration, other clips, or another ``identity``: e.g. a nested search's space and
     budget) is refused."""
     shards.check(exp.data)
-    every = loso_splits(shards.subject_labels(), exp.train.val_subjects, exp.train.seed)
+    every = protocol_splits(shards.meta.protocol, shards.subject_labels(),
+                            exp.train.val_subjects, exp.train.seed)
     subjects = len(every)
     folds = every[:max_folds] if max_folds else every
     folder = RunFolder.open(storage, name)
@@ -160,10 +162,10 @@ def folds_content(shards: Shards, folds: list[FoldSplit], seed: int) -> dict:
     """``data.folds.fold_file`` of these folds over the shards' clips (a run's ``folds.json``,
     and what ``mer-ray folds`` writes)."""
     meta = shards.meta
-    keys, ids = shards.clip_labels(sorted({s for f in folds for s in (f.test, *f.val,
+    keys, ids = shards.clip_labels(sorted({s for f in folds for s in (*f.tested, *f.val,
                                                                        *f.train)}))
-    return fold_file(folds, keys, [meta.class_names[i] for i in ids], meta.dataset,
-                     meta.protocol, seed)
+    return fold_file(folds, keys, label_names(meta.protocol, meta.class_names, ids),
+                     meta.dataset, meta.protocol, seed)
 
 
 def backbone_for(exp: ExperimentConfig, method: Method) -> BackboneSource:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..data.folds import FoldSplit, fold_file, loso_splits
+from ..data.folds import FoldSplit, fold_file, protocol_splits
+from ..data.labels import label_names
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Truth:
 
     @property
     def subjects(self) -> list[str]:
-        return [f.test for f in self.folds]
+        return [s for f in self.folds for s in f.tested]
 
 
 def truth_from_shards(shards, val_subjects: int, seed: int) -> Truth:
@@ -35,8 +36,8 @@ def truth_from_shards(shards, val_subjects: int, seed: int) -> Truth:
     from .loso import folds_content
 
     meta = shards.meta
-    folds = loso_splits(shards.subject_labels(), val_subjects, seed)
-    keys, ids = shards.clip_labels([f.test for f in folds])
+    folds = protocol_splits(meta.protocol, shards.subject_labels(), val_subjects, seed)
+    keys, ids = shards.clip_labels([s for f in folds for s in f.tested])
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return Truth(meta.dataset, meta.protocol, tuple(meta.class_names),
                  tuple(keys[i] for i in order), tuple(int(ids[i]) for i in order),
@@ -62,8 +63,9 @@ def truth_from_manifest(manifest: pl.DataFrame, dataset: str, protocol: str, roo
     by_subject: dict[str, set[int]] = {}
     for k, y in zip(keys, labels):
         by_subject.setdefault(k.split("/", 1)[0], set()).add(y)
-    folds = loso_splits(by_subject, val_subjects, seed)
-    content = fold_file(folds, keys, [names[y] for y in labels], dataset, protocol, seed)
+    folds = protocol_splits(protocol, by_subject, val_subjects, seed)
+    content = fold_file(folds, keys, label_names(protocol, names, labels), dataset,
+                        protocol, seed)
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return Truth(dataset, protocol, tuple(names), tuple(keys[i] for i in order),
                  tuple(labels[i] for i in order), tuple(folds), content, str(root))

@@ -12,6 +12,7 @@ from .base import Adapter, RawClip, RowFix
 from .casme import CasmeAdapter
 from .casme2 import Casme2Adapter
 from .casme3 import Casme3Adapter
+from .cd6me import Cd6meAdapter
 from .fourdme import FourDmeAdapter
 from .megc import MegcAdapter
 from .mmew import MmewAdapter
@@ -27,6 +28,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "casme": CasmeAdapter,
     "mmew": MmewAdapter,
     "4dme": FourDmeAdapter,
+    "cd6me": Cd6meAdapter,
 }
 DATASETS = tuple(ADAPTERS)
 

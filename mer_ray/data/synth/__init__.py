@@ -197,6 +197,37 @@ def generate_composite(out: str | Path, subjects: int = 3, clips_per_class: int 
     return results
 
 
+# The CD6ME parts: (layout, the emotion protocol its clips are drawn from, frame size,
+# frames per recorded sequence). Each part has its own look, as the real six do: grey-scale
+# (SAMM, 4DME) or colour, its own resolution, and its own sequence length for its frame rate
+# (SAMM's 200 fps the longest).
+CD6ME_PARTS = (("casme", "3class", 224, 36), ("casme2", "5class", 256, 44),
+               ("samm", "5class", 288, 56), ("4dme", "5class", 240, 40),
+               ("mmew", "7class", 256, 44), ("casme3", "7class", 208, 32))
+
+
+def generate_cd6me(out: str | Path, subjects: int = 2, clips_per_class: int = 1,
+                   seed: int = 0, render: RenderConfig | None = None,
+                   progress=None) -> list[SynthResult]:
+    """A synthetic CD6ME root under ``out``: one folder per part (``CD6ME_PARTS``), each
+    ``subjects`` subjects in that dataset's layout, its clips drawn from the part's emotion
+    classes (each clip's AU cell written in the part's spelling), seeded apart, and a
+    ``synth.json`` that marks the whole folder synthetic."""
+    from dataclasses import replace
+
+    root, render = Path(out), render or RenderConfig()
+    results = [generate(root / part, part, subjects, clips_per_class, protocol, seed=seed + i,
+                        render=replace(render, frame_size=size, sequence_length=length),
+                        progress=progress)
+               for i, (part, protocol, size, length) in enumerate(CD6ME_PARTS)]
+    (root / "synth.json").write_text(json.dumps({
+        "generator": "mer-ray synth", "synthetic": True, "layout": "cd6me",
+        "protocol": "cd6me", "parts": [p[0] for p in CD6ME_PARTS],
+        "subjects_per_part": subjects, "clips_per_class": clips_per_class, "seed": seed,
+    }, indent=1))
+    return results
+
+
 def is_synthetic(root: str | Path) -> bool:
     """Whether a dataset root was written by ``generate``."""
     return (Path(root) / "synth.json").is_file()
