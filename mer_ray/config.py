@@ -4,9 +4,8 @@ machinery around it, in one place.
 ``ExperimentConfig`` has four sections: ``data`` (what the clips look like: T, S, alignment),
 ``model``, ``loss`` and ``train``. Every field carries its help text (``described``); every
 **(ours)** choice of docs/method.md is a field. ``from_dict`` builds any section from plain values
-(YAML, ``--set section.field=value``, JSON records) with types coerced and unknown keys
-refused; ``config_fields`` lists every field with its default and help (``mer-ray config``).
-The model variants (the ablation grid's rows) are in ``model/variants.py``.
+(YAML, ``--set section.field=value``, JSON records), types coerced, unknown keys refused;
+``config_fields`` lists every field with its default and help (``mer-ray config``).
 """
 
 from __future__ import annotations
@@ -230,7 +229,8 @@ class ModelConfig:
 class LossConfig:
     lambda1: float = described(0.1, "weight of the KoLeo regulariser (ours)")
     lambda2: float = described(0.5, "weight of the SFA/DGAT consistency term (ours)")
-    class_weights: str = described("none", "none | inverse_freq: class-weighted cross-entropy")
+    class_weights: str = described("none", "none | inverse_freq: class-weighted CE (cd6me: "
+                                           "each AU's positives weighted by negatives/positives)")
     koleo_eps: float = described(1e-8, "epsilon inside KoLeo's log")
 
     def __post_init__(self):

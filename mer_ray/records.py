@@ -65,6 +65,8 @@ class FoldRecord:
     precision: str = "fp32"  # what forward passes ran in (fp32, or bfloat16 autocast)
     method: str = "mer"  # the method trained (model.method)
     selection: str = "validation"  # what picked the epoch: validation, or test (LEAKY)
+    # the fold's figures; under a multi-label protocol (CD6ME) test_uf1 and best_val_uf1 hold
+    # the mean AU F1 (the selection figure) and test_uar is None
     test_uf1: float | None = None
     test_uar: float | None = None
     n_test: int = 0

@@ -100,6 +100,17 @@ class FoldJob:
     data_id: str = ""  # what the clips are (the shards' content ids): keys cached tokens
     reads: tuple[str, ...] | None = None  # the method's shard columns (None: clips or tokens)
     method: Any = None  # the ``methods.Method`` that fits it, resolved once by the planner
+    # a multi-label protocol (CD6ME): labels are AU masks; decided once, by the planner; then
+    # ``label_counts`` holds each AU's positives among the ``train_clips`` training clips
+    multilabel: bool = False
+    train_clips: int | None = None
+
+    @property
+    def task(self):
+        """What the fold trains for (``fitting/task.py``): classes, or action units."""
+        from .task import Task
+
+        return Task(tuple(self.class_names), self.multilabel)
 
     @property
     def predicts_test(self) -> bool:

@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..metrics import scores
 from ..model.build import frozen_fingerprint, set_determinism  # noqa: F401  (re-exported)
 from ..provenance import device_name
 from ..records import FoldRecord, Predictions
@@ -89,14 +88,17 @@ def fp32(out: dict) -> dict:
 
 
 @torch.no_grad()
-def predict(net: nn.Module, data, name: str, amp: torch.dtype | None = None):
+def predict(net: nn.Module, data, name: str, amp: torch.dtype | None = None, task=None):
+    """(clip keys, labels, probabilities) of a split: softmax over classes, or (``task``
+    multi-label) a sigmoid per action unit."""
     net.eval()
     keys, labels, probs = [], [], []
     device = next(net.parameters()).device
     for inp, y, k in data.batches(name):
         with autocast(amp, device):
             logits = net(**inp)["logits"]
-        probs.append(torch.softmax(logits.float(), -1).cpu())
+        probs.append((task.probabilities(logits.float()) if task is not None
+                      else torch.softmax(logits.float(), -1)).cpu())
         labels.append(y.cpu())
         keys += k
     if not keys:
@@ -126,11 +128,13 @@ def training_step(net: nn.Module, opt, loss_fn, inputs: dict, labels: torch.Tens
 
 
 def _train_epoch(net: nn.Module, opt, loss_fn, data, epoch: int,
-                 amp: torch.dtype | None = None) -> dict:
+                 amp: torch.dtype | None = None, task=None) -> dict:
     net.train()
     sums, n = {"total": 0.0, "ce": 0.0, "koleo": 0.0, "cons": 0.0}, 0
     targets = data.target_inputs(epoch) if "target" in data else None
     for inp, y, _ in data.batches("train", epoch):
+        if task is not None:
+            y = task.targets(y)  # AU masks -> 0/1 per AU under a multi-label protocol
         parts = training_step(net, opt, loss_fn, inp, y, amp,
                               next(targets) if targets is not None else None)
         for k in sums:
@@ -145,18 +149,21 @@ def selection_split(tc: TrainConfig) -> str:
     return "test" if tc.selection == "test" else "val"
 
 
-def _select(net: nn.Module, data, st: dict, row: dict, classes: list[int],
+def _select(net: nn.Module, data, st: dict, row: dict, task,
             amp: torch.dtype | None = None, split: str = "val") -> None:
-    """Model selection on ``split``'s UF1 (validation unless the leaky protocol asked for
-    the test subject); without that split, the last epoch."""
+    """Model selection on ``split``'s UF1, or mean AU F1 under a multi-label protocol
+    (validation unless the leaky protocol asked for the test subject); without that split,
+    the last epoch. (``st["best_uf1"]`` holds whichever figure selects.)"""
     if split not in data:
         st.update(best_epoch=row["epoch"], best=_trainable_state(net))
         return
-    _, vy, vp = predict(net, data, split, amp)
-    val = scores(vy, vp.argmax(1), classes)
-    row.update({f"{split}_uf1": val.uf1, f"{split}_uar": val.uar})
-    if val.uf1 > st["best_uf1"]:
-        st.update(best_uf1=val.uf1, best_epoch=row["epoch"], bad_epochs=0,
+    _, vy, vp = predict(net, data, split, amp, task)
+    figure, uar = task.score(vy, vp)
+    row[f"{split}_{task.figure}"] = figure
+    if uar is not None:
+        row[f"{split}_uar"] = uar
+    if figure > st["best_uf1"]:
+        st.update(best_uf1=figure, best_epoch=row["epoch"], bad_epochs=0,
                   best=_trainable_state(net))
     else:
         st["bad_epochs"] += 1
@@ -229,7 +236,7 @@ class Fold:
         tc = job.experiment.train
         self.job, self.device, self.tc = job, device, tc
         self.amp = autocast_dtype(tc.precision, device)
-        self.classes = list(range(len(job.class_names)))
+        self.task = job.task
         self.net, self.data, self.loss_fn = parts.net, parts.data, parts.loss_fn
         self.check_readers = parts.check_readers
         self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
@@ -245,8 +252,8 @@ class Fold:
         """Train one epoch and select (on validation, or the leaky test); the epoch's row."""
         t0 = time.perf_counter()
         row = _train_epoch(self.net, self.opt, self.loss_fn, self.data, self.st["epoch"],
-                           self.amp)
-        _select(self.net, self.data, self.st, row, self.classes, self.amp, self.split)
+                           self.amp, self.task)
+        _select(self.net, self.data, self.st, row, self.task, self.amp, self.split)
         row["seconds"] = time.perf_counter() - t0
         self.st["history"].append(row)
         self.st["epoch"] += 1
@@ -265,9 +272,9 @@ class Fold:
             if self.check_readers is not None:
                 self.check_readers({"test": test})
             self.data.add("test", test)
-        keys, ty, tp = predict(self.net, self.data, "test", self.amp)
-        test = scores(ty, tp.argmax(1), self.classes)
-        record.test_uf1, record.test_uar, record.n_test = test.uf1, test.uar, len(keys)
+        keys, ty, tp = predict(self.net, self.data, "test", self.amp, self.task)
+        record.test_uf1, record.test_uar = self.task.score(ty, tp)
+        record.n_test = len(keys)
         return Predictions(keys, ty.tolist(), tp.tolist()), weights_blob(self.net,
                                                                          self.st["best"])
 

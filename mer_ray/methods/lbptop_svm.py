@@ -25,7 +25,6 @@ import time
 import numpy as np
 
 from ..fitting.job import FoldJob, FoldResult
-from ..metrics import scores
 from ..records import FoldRecord, Predictions
 from .registry import Method, register
 
@@ -133,22 +132,61 @@ def _scores(svm, x: np.ndarray, classes: int) -> np.ndarray:
     return _softmax(full)
 
 
+class OneVsRest:
+    """The multi-label (CD6ME) head: one linear SVM per action unit on "present", its
+    probability the sigmoid of the decision value; an AU with one answer in training (always
+    or never present) is predicted that way."""
+
+    def __init__(self, c: float, seed: int, n: int):
+        self.c, self.seed, self.n = c, seed, n
+        self.svms: list = []
+
+    def fit(self, x: np.ndarray, masks: np.ndarray) -> OneVsRest:
+        from sklearn.svm import LinearSVC
+
+        from ..au_metrics import bits
+
+        y = bits(masks, self.n)
+        for i in range(self.n):
+            if y[:, i].min() == y[:, i].max():
+                self.svms.append(float(y[0, i]) if len(y) else 0.0)
+            else:
+                self.svms.append(LinearSVC(C=self.c, max_iter=20000,
+                                           random_state=self.seed).fit(x, y[:, i]))
+        return self
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        cols = [np.full(len(x), s) if isinstance(s, float)
+                else 1.0 / (1.0 + np.exp(-s.decision_function(x))) for s in self.svms]
+        return np.stack(cols, 1)
+
+
+def _probabilities(job: FoldJob, svm, x: np.ndarray) -> np.ndarray:
+    if job.multilabel:
+        return svm.probabilities(x)
+    return _scores(svm, x, len(job.class_names))
+
+
 def _fit_c(job: FoldJob, data: dict, split: str | None) -> tuple[object, float, list[dict]]:
-    """The SVM for each C, scored on ``split`` (None: no split to choose on: C = 1)."""
+    """The SVM for each C, scored on ``split`` (None: no split to choose on: C = 1); under a
+    multi-label protocol, one SVM per AU (``OneVsRest``) scored by the mean AU F1."""
     from sklearn.svm import LinearSVC
 
-    classes = list(range(len(job.class_names)))
+    task, seed = job.task, job.experiment.train.seed
     _, y, x = data["train"]
     history, best = [], (None, -1.0, None)
     for i, c in enumerate(C_GRID if split else (1.0,)):
-        svm = LinearSVC(C=c, max_iter=20000, random_state=job.experiment.train.seed).fit(x, y)
+        svm = OneVsRest(c, seed, len(job.class_names)).fit(x, y) if job.multilabel else \
+            LinearSVC(C=c, max_iter=20000, random_state=seed).fit(x, y)
         row = {"epoch": i, "C": c}
         if split:
             _, sy, sx = data[split]
-            sc = scores(sy, _scores(svm, sx, len(classes)).argmax(1), classes)
-            row.update({f"{split}_uf1": sc.uf1, f"{split}_uar": sc.uar})
-            if sc.uf1 > best[1]:
-                best = (svm, sc.uf1, c)
+            figure, uar = task.score(sy, _probabilities(job, svm, sx))
+            row[f"{split}_{task.figure}"] = figure
+            if uar is not None:
+                row[f"{split}_uar"] = uar
+            if figure > best[1]:
+                best = (svm, figure, c)
         else:
             best = (svm, -1.0, c)
         history.append(row)
@@ -172,7 +210,8 @@ def fit(job: FoldJob, device=None, resume=None, on_epoch=None, cache=None,
     record = FoldRecord(
         test_subject=job.split.test, val_subjects=list(job.split.val),
         train_subjects=list(job.split.train), epochs_run=len(history),
-        best_epoch=best["epoch"], best_val_uf1=best.get("val_uf1", -1.0), stopped_early=False,
+        best_epoch=best["epoch"], best_val_uf1=best.get(f"val_{job.task.figure}", -1.0),
+        stopped_early=False,
         history=history, seconds=0.0, device="cpu", pretrained=False,
         weights_source="none: LBP-TOP features", weights_sha256=None, cache_trunk=False,
         augmented=False, trunk_tokens=None, attempts=[], adaptation_clips=False,
@@ -181,9 +220,9 @@ def fit(job: FoldJob, device=None, resume=None, on_epoch=None, cache=None,
     predictions = None
     if job.predicts_test:
         keys, ty, tx = data["test"] if "test" in data else _features(job, "test", cache)
-        probs = _scores(svm, tx, len(job.class_names))
-        test = scores(ty, probs.argmax(1), list(range(len(job.class_names))))
-        record.test_uf1, record.test_uar, record.n_test = test.uf1, test.uar, len(keys)
+        probs = _probabilities(job, svm, tx)
+        record.test_uf1, record.test_uar = job.task.score(ty, probs)
+        record.n_test = len(keys)
         predictions = Predictions(keys, ty.tolist(), probs.tolist())
     record.seconds = round(time.perf_counter() - start, 2)
     record.timing = {"setup_s": 0.0, "train_s": record.seconds, "finish_s": 0.0}

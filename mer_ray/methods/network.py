@@ -4,7 +4,8 @@
 example): ``network(classes)``, a ``torch.nn.Module`` whose ``forward`` takes the input tensor
 (keyword ``input_name``) and returns ``{"logits": (B, classes)}``; ``inputs(columns)``, which turns
 a split's shard columns (``columns``: the frames, the flow maps, ...) into one array per clip;
-optionally ``loss(logits, labels)`` (default: cross-entropy) and a ``recipe`` of training
+optionally ``loss(logits, labels)`` (default: cross-entropy; binary cross-entropy per action
+unit under the multi-label CD6ME protocol, whose labels arrive as 0/1 floats) and a ``recipe`` of training
 settings. Everything else is the platform's: the fold's splits read from the shards, seeded batch
 order, the epochs and early stopping on the validation subjects (or the leaky test selection,
 marked, when asked for), the records, checkpoints for resuming, and the test predictions
@@ -24,6 +25,7 @@ from ..fitting.loop import (
     set_determinism,
     train_fold,
 )
+from ..fitting.task import class_weights, default_loss
 from .registry import Method
 
 
@@ -76,14 +78,16 @@ class ArrayInputs:
 
 
 class _Loss(nn.Module):
-    """The method's loss with the parts the fold loop records (no KoLeo, no consistency)."""
+    """The method's loss with the parts the fold loop records (no KoLeo, no consistency);
+    the default loss takes ``loss.class_weights`` (``weight``), a method's own takes none."""
 
-    def __init__(self, loss):
+    def __init__(self, loss, weight: torch.Tensor | None = None):
         super().__init__()
-        self.loss = loss
+        self.loss, self.weight = loss, weight
 
     def forward(self, out: dict, y: torch.Tensor, target=None) -> dict:
-        total = self.loss(out["logits"], y)
+        total = self.loss(out["logits"], y) if self.weight is None \
+            else default_loss(out["logits"], y, self.weight)
         zero = total.new_zeros(())
         return {"total": total, "ce": total, "koleo": zero, "cons": zero}
 
@@ -102,7 +106,9 @@ class NetworkMethod(Method):
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, labels)
+        """Cross-entropy on class indices; under a multi-label protocol (CD6ME) ``labels`` are
+        (B, AUs) 0/1 floats and the loss is binary cross-entropy per AU."""
+        return default_loss(logits, labels)
 
     def fit(self, job, device, resume=None, on_epoch=None, cache=None, every_epoch=None):
         from ..model.build import seed_everything
@@ -113,8 +119,11 @@ class NetworkMethod(Method):
         net = self.network(len(job.class_names)).to(device)
         data = ArrayInputs(fold_readers(job), self.inputs, self.input_name, tc.batch_size,
                            tc.seed, device, job.label_override)
-        return train_fold(job, device, FoldParts(net, data, _Loss(self.loss), cache_trunk=False,
-                                                 augmented=False), resume, on_epoch, every_epoch)
+        own_loss = type(self).loss is not NetworkMethod.loss
+        weight = None if own_loss else class_weights(job, device)
+        return train_fold(job, device, FoldParts(net, data, _Loss(self.loss, weight),
+                                                 cache_trunk=False, augmented=False),
+                          resume, on_epoch, every_epoch)
 
     def parameters(self, exp, classes: int) -> int:
         return trainable(self.network(classes))

@@ -48,7 +48,12 @@ class MERLoss(nn.Module):
                 target: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``out``: the network's outputs on labelled clips. ``target``: its outputs on unlabelled
         target-domain clips (domain adaptation), which add to the consistency term only."""
-        ce = F.cross_entropy(out["logits"], labels, weight=self.class_weights)
+        if labels.is_floating_point():  # AU targets (CD6ME): binary cross-entropy per AU,
+            # ``class_weights`` then weighing each AU's positives (inverse_freq)
+            ce = F.binary_cross_entropy_with_logits(out["logits"], labels,
+                                                    pos_weight=self.class_weights)
+        else:
+            ce = F.cross_entropy(out["logits"], labels, weight=self.class_weights)
         kl = koleo(out["fused"], self.cfg.koleo_eps)
         if "cons_sfa" in out:
             p_s, p_t = out["cons_sfa"], out["cons_dgat"]

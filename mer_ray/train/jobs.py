@@ -16,6 +16,7 @@ there are some, its run folder and tracking. From it:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..config import ExperimentConfig
 from ..data.folds import FoldSplit
+from ..data.labels import is_multilabel
 from ..data.shards import Shards
 from ..fitting.job import FoldJob, SplitSource, TokenSource
 from ..model.encoder import BackboneSource
@@ -63,7 +65,7 @@ def _sources(plan: FoldPlan, split: FoldSplit, test: bool) -> dict[str, SplitSou
     if split.val:
         sources["val"] = SplitSource(plan.root, split.val, made_from=made)
     if test:
-        sources["test"] = SplitSource(plan.root, (split.test,), made_from=made)
+        sources["test"] = SplitSource(plan.root, split.tested, made_from=made)
     return sources
 
 
@@ -73,9 +75,17 @@ def _job(plan: FoldPlan, split: FoldSplit, key: str, exp: ExperimentConfig,
     if plan.method is None or plan.method.name != exp.model.method:
         raise ValueError(f"fold {key}: its plan resolves method {getattr(plan.method, 'name', None)!r}, "
                          f"its configuration asks for {exp.model.method!r}")
+    multilabel = is_multilabel(plan.shards.meta.protocol)
+    counts, clips = plan.shards.label_counts(split.train), None
+    if multilabel:  # the counts are of AU masks: each AU's positives, and the clips
+        n = len(plan.shards.class_names)
+        masks = [m for m, k in Counter(plan.shards.clip_labels(split.train)[1]).items()
+                 for _ in range(k)]
+        counts = [sum((m >> i) & 1 for m in masks) for i in range(n)]
+        clips = len(masks)
     return FoldJob(key=key, experiment=exp, class_names=tuple(plan.shards.class_names),
-                   split=split, sources=sources,
-                   label_counts=tuple(plan.shards.label_counts(split.train)),
+                   split=split, sources=sources, multilabel=multilabel,
+                   label_counts=tuple(counts), train_clips=clips,
                    backbone=plan.backbone, tokens=plan.tokens, reads=plan.method.columns,
                    method=plan.method, **kw)
 

@@ -41,8 +41,11 @@ class Progress:
             mean = sum(self.walls) / len(self.walls)
             eta = f", about {duration(mean * math.ceil(left / self.slots))} left"
         score = ""
+        figure = "UF1" if info.get("test_uar") is not None or info.get("test_uf1") is None \
+            else "mean AU F1"  # a multi-label (CD6ME) fold has no UAR
         if info.get("test_uf1") is not None:
-            score = f"test UF1 {info['test_uf1']:.3f} UAR {info['test_uar']:.3f}, "
+            score = f"test {figure} {info['test_uf1']:.3f}" + (
+                f" UAR {info['test_uar']:.3f}, " if info["test_uar"] is not None else ", ")
         elif info.get("best_val_uf1") is not None:
             score = f"validation UF1 {info['best_val_uf1']:.3f}, "
         chose = f" [chose {info['chosen']}]" if info.get("chosen") else ""

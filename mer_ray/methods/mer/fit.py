@@ -5,13 +5,11 @@ augmented views), CE + KoLeo + consistency, trained by the platform's fold loop
 
 from __future__ import annotations
 
-import torch
-
 from ...fitting.job import FoldJob, FoldResult
 from ...fitting.loop import FoldParts, fold_readers, set_determinism, train_fold
+from ...fitting.task import class_weights
 from ...model import MERLoss, MERNet
 from ...model.build import TrunkMismatch, build_model, trunk_fingerprint
-from ...model.losses import inverse_freq_weights
 from ...provenance import libraries
 from .inputs import FoldInputs
 from .tokens import read_marker
@@ -66,14 +64,6 @@ def check_token_counts(job: FoldJob, readers: dict) -> None:
                     f"it made again")
 
 
-def _class_weights(job: FoldJob, device) -> torch.Tensor | None:
-    if job.experiment.loss.class_weights != "inverse_freq":
-        return None
-    counts = torch.tensor(job.label_counts)
-    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
-    return inverse_freq_weights(labels, len(counts)).to(device)
-
-
 def mer_parts(job: FoldJob, device, token_cache: dict | None = None,
               readers: dict | None = None) -> FoldParts:
     """The paper's model (``MERNet``) for a fold: built from the driver's backbone source,
@@ -82,7 +72,7 @@ def mer_parts(job: FoldJob, device, token_cache: dict | None = None,
     net = build_model(exp, len(job.class_names), job.backbone)
     check_tokens(job, net)
     net.to(device)
-    loss_fn = MERLoss(exp.loss, _class_weights(job, device)).to(device)
+    loss_fn = MERLoss(exp.loss, class_weights(job, device)).to(device)
     readers = fold_readers(job, _read_columns) if readers is None else readers
     check_token_counts(job, readers)
     data = FoldInputs(net, exp, readers, device, job.label_override, token_cache)
