@@ -38,6 +38,9 @@ class Run:
         """UF1 / UAR over all folds' predictions (primary), their 95 % intervals, and the
         means over folds."""
         m = self.summary["metrics"]
+        if m.get("task") == "action units":  # CD6ME: mean AU F1, pooled and per dataset
+            return {k: m.get(k) for k in ("mean_au_f1", "mean_au_f1_ci95",
+                                          "per_fold_mean_au_f1", "per_au_f1")}
         return {k: m.get(k) for k in ("uf1", "uar", "uf1_ci95", "uar_ci95",
                                       "per_fold_mean_uf1", "per_fold_mean_uar")}
 
@@ -94,6 +97,12 @@ class Run:
             got = m.get(f"{key}_ci95")
             return f" [{got[0]:.3f}, {got[1]:.3f}]" if got else ""
         marks = "".join(f" {x}" for x in self.marks)
+        if m.get("task") == "action units":
+            return (f"Run({self.name!r}: {s['dataset']} {s['protocol']}, method "
+                    f"{s.get('method')}, {s['n_folds']} folds, {s['n_clips']} clips; mean AU F1 "
+                    f"{m['mean_au_f1']:.3f}{ci('mean_au_f1')} over all folds' predictions; "
+                    f"mean over held-out datasets {m['per_fold_mean_au_f1']:.3f}"
+                    f"{'; SYNTHETIC' if s.get('synthetic') else ''}{marks})")
         return (f"Run({self.name!r}: {s['dataset']} {s['protocol']}, method "
                 f"{s.get('method')}, {s['n_folds']} folds, {s['n_clips']} clips; UF1 "
                 f"{m['uf1']:.3f}{ci('uf1')}, UAR {m['uar']:.3f}{ci('uar')} over all folds' "
@@ -201,7 +210,22 @@ def _storage_of(run: Run):
 
 
 def _flat(row: dict) -> dict[str, Any]:
-    """A compare row as flat columns (figures as fractions, intervals as low / high)."""
+    """A compare row as flat columns (figures as fractions, intervals as low / high); an
+    action-unit row (CD6ME) with its mean AU F1, per AU and per held-out dataset."""
+    if "mean_au_f1" in row:
+        d = (row.get("difference") or {}).get("mean_au_f1") or {}
+        low, high = row.get("mean_au_f1_ci95") or [None, None]
+        dl, dh = d.get("ci95") or [None, None]
+        return {**{k: row.get(k) for k in ("dataset", "method", "run", "best", "leaky",
+                                           "partial", "control", "mean_au_f1",
+                                           "per_fold_mean_au_f1", "parameters",
+                                           "seconds_per_fold", "versus")},
+                "mean_au_f1_low": low, "mean_au_f1_high": high,
+                **{f"F1 {a}": v for a, v in row["per_au_f1"].items()},
+                **{f"held out {k}": v for k, v in row["per_dataset"].items()},
+                "difference": d.get("difference"), "difference_low": dl,
+                "difference_high": dh, "p_holm": d.get("p_holm"),
+                "seeds": len(row.get("seeds") or [])}
     out = {k: row.get(k) for k in ("dataset", "method", "run", "best", "leaky",
                                    "selection_unknown", "search_informed", "partial",
                                    "control", "uf1", "uar", "per_fold_mean_uf1",

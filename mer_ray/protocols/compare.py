@@ -24,6 +24,9 @@ same clips for all. The base configuration must be honest (``train.selection=val
 ``--with-leaky`` adds the leaky protocol, each method also with ``train.selection=test`` (each
 fold's epoch chosen on its test subject), shown beside its honest run with the difference (the
 leak), marked LEAKY, and never the best nor compared with it (``integrity.py``).
+``--with-controls`` adds each method with shuffled training labels (CONTROL), shown after them
+against its honest run (on CD6ME: against the constant predictor), never the best.
+With ``--protocol cd6me`` the rows are scored as action-unit detectors (``au_compare.py``).
 """
 
 from __future__ import annotations
@@ -34,22 +37,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import ExperimentConfig
-from ..console import show
 from ..data.choice import DataChoice
+from ..data.labels import is_multilabel
 from ..data.shards import Shards
-from ..integrity import best, is_ranked, marked, notes, refuse_leaky, row_flags
+from ..integrity import best, is_ranked, marked, refuse_leaky, row_flags
 from ..methods import METHODS, load_with_recipe, method_named
 from ..metrics import bootstrap_interval, holm, paired_difference
 from ..storage import Storage
 from ..train.folder import RunFolder
 from ..train.jobs import loso_jobs
 from ..train.runner import run_planned
+from .compare_text import ALPHA, show_table, table_notes
 from .loso import LosoRun, RunOptions, plan_loso, planned, refuse_clashes, settle
 from .names import run_name, seed_names, seeded
 from .summary import subject_predictions, summarise_run, write_grid_file
 
 RESAMPLES = 1000  # bootstrap resamples of every interval and difference
-ALPHA = 0.05  # the family-wise level of the Holm-adjusted "differs" column
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class CompareSpec:
     name: str = "compare"
     with_leaky: bool = False
     seeds: int = 1
+    with_controls: bool = False  # also each method with shuffled training labels
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Entry:
     exp: ExperimentConfig
     name: str
     seeded: bool = False  # one of several seeds' runs
+    control: bool = False  # a shuffled-label control (train.shuffle_labels)
     run: LosoRun | None = None
     summary: dict | None = None
     storage: Storage | None = None  # a stored run's (``stored_entries``): where it lives
@@ -90,7 +95,8 @@ class Entry:
     def tag(self) -> str:
         """The entry's part of its folds' job keys and progress lines: the method, leaky or
         not, and the seed when there are several (keys never repeat across entries)."""
-        tag = self.method + ("-leaky" if self.leaky else "")
+        tag = self.method + ("-leaky" if self.leaky else "") + ("-control" if self.control
+                                                                else "")
         return seeded(tag, self.seed) if self.seeded else tag
 
 
@@ -135,19 +141,23 @@ def plan_entries(spec: CompareSpec, storage: Storage, max_folds: int | None) -> 
                  "protocol beside each method's honest run")
     flow = _flow(spec)
     entries = []
+    kinds = [(False, False), *([(True, False)] if spec.with_leaky else []),
+             *([(False, True)] if spec.with_controls else [])]
     for ds, choice in spec.data.items():
         for method in spec.methods:
-            for leaky in (False, True) if spec.with_leaky else (False,):
+            for leaky, control in kinds:
                 exp = settle(choice, method_config(spec.base_file, spec.settings,
                                                    method, flow, leaky), set(spec.user_set))
-                tag = f"{method}-leaky" if leaky else method
+                if control:
+                    exp = exp.with_values({"train.shuffle_labels": True})
+                tag = method + ("-leaky" if leaky else "") + ("-control" if control else "")
                 name = run_name(choice, exp, max_folds, prefix=f"{spec.name}-{tag}-")
                 runs = seed_names(name, exp.train.seed, spec.seeds)
                 for seed, run in zip(range(exp.train.seed, exp.train.seed + len(runs)), runs):
                     seeded_exp = exp.with_values({"train.seed": seed})
                     refuse_clashes(choice, seeded_exp, storage, [run])
                     entries.append(Entry(ds, method, leaky, seed, seeded_exp, run,
-                                         spec.seeds > 1))
+                                         spec.seeds > 1, control=control))
     return entries
 
 
@@ -155,7 +165,8 @@ def groups(entries: list[Entry]) -> list[Group]:
     """The entries by (dataset, method, protocol), seeds in order."""
     out: dict[tuple, Group] = {}
     for e in entries:
-        out.setdefault((e.dataset, e.method, e.leaky, e.group), Group()).entries.append(e)
+        out.setdefault((e.dataset, e.method, e.leaky, e.control, e.group),
+                       Group()).entries.append(e)
     return list(out.values())
 
 
@@ -208,7 +219,7 @@ def _row(g: Group, seed: int) -> dict:
     return {"dataset": e.dataset, "method": e.method, **row_flags(s),
             "runs": [x.name for x in g.entries], "run": e.name,
             "seeds": [x.seed for x in g.entries], **_figures(g, seed),
-            "parameters": _parameters(e.method, e.exp, len(s["class_names"])),
+            "parameters": parameters(e.method, e.exp, len(s["class_names"])),
             "seconds_per_fold": statistics.mean(f["worker_seconds"] for x in g.entries
                                                 for f in x.summary["folds"])
             if all(f["worker_seconds"] is not None for x in g.entries
@@ -216,19 +227,19 @@ def _row(g: Group, seed: int) -> dict:
             "synthetic": s["synthetic"], "pretrained": s["pretrained"]}
 
 
-_COUNTED: dict[str, int] = {}
+COUNTED: dict[str, int] = {}
 
 
-def _parameters(method: str, exp: ExperimentConfig | None, classes: int) -> int | None:
+def parameters(method: str, exp: ExperimentConfig | None, classes: int) -> int | None:
     """A method's trainable parameters (None for a scored file: mer-ray did not build it),
     counted once per model and frame settings (the paper model's count builds the model)."""
     if exp is None or method not in METHODS:
         return None
     key = json.dumps([method, exp.to_dict()["model"], exp.to_dict()["data"], classes],
                      sort_keys=True, default=str)
-    if key not in _COUNTED:
-        _COUNTED[key] = method_named(method).parameters(exp, classes)
-    return _COUNTED[key]
+    if key not in COUNTED:
+        COUNTED[key] = method_named(method).parameters(exp, classes)
+    return COUNTED[key]
 
 
 def _difference(g: Group, other: Group, seed: int) -> dict:
@@ -245,18 +256,20 @@ def compare_rows(entries: list[Entry], seed: int = 0) -> list[dict]:
     for ds in dict.fromkeys(e.dataset for e in entries):
         gs = [g for g in groups(entries) if g.first.dataset == ds]
         made = [(g, _row(g, seed)) for g in gs]
-        top = best([r for _, r in made])
+        # a control is never the best beside methods (a table of controls only ranks them)
+        top = best([r for _, r in made if not r["control"]] or [r for _, r in made])
         top_group = next((g for g, r in made if r is top), None)
         family = []
         for g, r in made:
             r["best"] = r is top
-            if r["leaky"]:
-                own = next((h for h, hr in made if h.first.method == g.first.method
-                            and not hr["leaky"]), None)
+            own = next((h for h, hr in made if h.first.method == g.first.method
+                        and not hr["leaky"] and not hr["control"]), None)
+            if r["leaky"] or (r["control"] and own is not None):
                 if own is not None:
                     r["versus"] = f"{g.first.method} (honest)"
                     r["difference"] = _difference(g, own, seed)
-                    r["difference_kind"] = "the leak: this leaky run minus its honest run"
+                    r["difference_kind"] = "the leak: this leaky run minus its honest run" \
+                        if r["leaky"] else "this control minus its method's honest run"
             elif top is not None and r is not top and is_ranked(r):
                 r["versus"] = top["method"]
                 r["difference"] = _difference(g, top_group, seed)
@@ -266,67 +279,9 @@ def compare_rows(entries: list[Entry], seed: int = 0) -> list[dict]:
             adjusted = holm([r["difference"][key]["p"] for r in family])
             for r, p in zip(family, adjusted):
                 r["difference"][key].update(p_holm=p, differs=p < ALPHA)
-        rows += [r for _, r in made if not r["leaky"]] + [r for _, r in made if r["leaky"]]
+        rows += [r for _, r in made if not r["leaky"] and not r["control"]] \
+            + [r for _, r in made if r["leaky"]] + [r for _, r in made if r["control"]]
     return rows
-
-
-def _pct(v: float, ci=None, std=None) -> str:
-    text = f"{100 * v:.1f}"
-    if std is not None:
-        text += f" +- {100 * std:.1f}"
-    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
-
-
-def difference_text(row: dict, key: str, best: str = "(best)") -> str:
-    """A compare row's paired difference as text: "+1.2 [-3.4, +5.6] p=0.123 *" (``best`` for
-    the best honest row, "-" for a row compared with nothing); the console table and the
-    leaderboard write it so."""
-    d = row.get("difference")
-    if not d:
-        return best if row.get("best") else "-"
-    lo, hi = d[key]["ci95"]
-    text = f"{100 * d[key]['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    if "p_holm" in d[key]:
-        return text + f" p={d[key]['p_holm']:.3f}" + (" *" if d[key]["differs"] else "")
-    return text
-
-
-def show_table(rows: list[dict], title: str, seeds: int) -> None:
-    many = seeds > 1
-    show(["dataset", "method", "UF1 %" + (" mean +- sd" if many else "") + " [95 % CI]",
-          "UAR %" + (" mean +- sd" if many else "") + " [95 % CI]",
-          *(["UF1 % per seed"] if many else []),
-          "UF1 diff [paired CI] Holm p", "UAR diff [paired CI] Holm p", "versus", "params",
-          "s/fold"],
-         [(r["dataset"], marked(r["method"], r),
-           _pct(r["uf1"], r["uf1_ci95"], r["uf1_std"]),
-           _pct(r["uar"], r["uar_ci95"], r["uar_std"]),
-           *([" ".join(f"{100 * v:.1f}" for v in r["uf1_per_seed"])] if many else []),
-           difference_text(r, "uf1"), difference_text(r, "uar"), r.get("versus", ""),
-           f"{r['parameters']:,}", f"{r['seconds_per_fold']:.1f}") for r in rows],
-         title=title)
-    for line in table_notes(rows, seeds):
-        print(line)
-
-
-def table_notes(rows: list[dict], seeds: int) -> list[str]:
-    """What the comparison's table says under it (the console and the report alike)."""
-    out = ["UF1/UAR over all folds' predictions" + (f", the mean over {seeds} training seeds "
-                                                     f"(+- their standard deviation)"
-                                                     if seeds > 1 else "")
-           + "; 95 % bootstrap intervals over test subjects"
-           + (" and seeds" if seeds > 1 else "") + ".",
-           "diff: this row minus 'versus' on the same test subjects"
-           + (" and seeds" if seeds > 1 else "") + ", with its paired bootstrap interval; "
-           f"p: two-sided bootstrap p-value, Holm-adjusted over the methods compared with the "
-           f"best (per dataset and figure); * below {ALPHA:g}: differs from the best with a "
-           f"family-wise error of at most {ALPHA:g}. A leaky row's diff is the leak (its "
-           f"honest run as 'versus'), not a comparison with the best."]
-    if seeds <= 1:
-        out.append("One training seed: the intervals cover which subjects were tested, not "
-                   "training randomness; no method is called worse on them without that "
-                   "caveat (--seeds N trains every method with N seeds).")
-    return out + notes(rows)
 
 
 def compare_identity(spec: CompareSpec, entries: list[Entry]) -> dict:
@@ -334,6 +289,7 @@ def compare_identity(spec: CompareSpec, entries: list[Entry]) -> dict:
     configuration and data), seeds and protocols."""
     return {"methods": list(spec.methods), "datasets": list(spec.data),
             "with_leaky": spec.with_leaky, "seeds": spec.seeds,
+            **({"with_controls": True} if spec.with_controls else {}),
             "runs": sorted(e.name for e in entries)}
 
 
@@ -369,7 +325,15 @@ def compare_command(spec: CompareSpec, opts: RunOptions, start_ray) -> list[dict
         e.summary = summarise_run(e.run.view(), {**opts.extra, **partial,
                                                  "compare": spec.name})
     seed = entries[0].exp.train.seed
-    rows = compare_rows(entries, seed)
+    multilabel = is_multilabel(next(iter(spec.data.values())).described()[1])
+    if multilabel:  # CD6ME: action-unit figures in MEB's layout
+        from .au_compare import au_compare_rows, au_table_notes, show_au_tables
+
+        rows = au_compare_rows(groups(entries), seed, RESAMPLES, parameters)
+        kind, written_notes = "compare_aus", au_table_notes(rows, spec.seeds)
+    else:
+        rows = compare_rows(entries, seed)
+        kind, written_notes = "compare", table_notes(rows, spec.seeds)
     synthetic = rows and rows[0]["synthetic"]
     partial = next((r["partial"] for r in rows if r["partial"]), None)
     title = (f"{spec.name}: {len(spec.methods)} method(s) on the same folds"
@@ -377,13 +341,17 @@ def compare_command(spec: CompareSpec, opts: RunOptions, start_ray) -> list[dict
              + (" (SYNTHETIC data)" if synthetic else "")
              + (f" [PARTIAL: {partial}]" if partial else ""))
     write_grid_file(
-        folder.storage, f"{spec.name}.json", "compare", title, rows, methods=list(spec.methods),
+        folder.storage, f"{spec.name}.json", kind, title, rows, methods=list(spec.methods),
         datasets=list(spec.data), with_leaky=spec.with_leaky, seeds=spec.seeds, partial=partial,
+        with_controls=spec.with_controls,
         bootstrap={"seed": seed, "resamples": RESAMPLES, "level": 0.95,
                    "unit": "test subject" + (" and training seed" if spec.seeds > 1 else "")},
         multiple_comparisons=f"Holm over the methods compared with the best, per dataset and "
                              f"figure; differs: adjusted p < {ALPHA:g}",
-        identity=compare_identity(spec, entries), notes=table_notes(rows, spec.seeds))
+        identity=compare_identity(spec, entries), notes=written_notes)
+    if multilabel:
+        show_au_tables(rows, title, spec.seeds)
+        return rows
     show_table(rows, title, spec.seeds)
     for r in rows:
         for part, d in (r.get("per_dataset") or {}).items():

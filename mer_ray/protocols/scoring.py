@@ -257,6 +257,12 @@ def score(frame: pl.DataFrame, truth: Truth, *, file: str = "predictions",
     bootstrap's (the intervals a run with train.seed=seed reports)."""
     if selection not in SELECTIONS:
         raise ValueError(f"--selection {selection!r}: choose from {', '.join(SELECTIONS)}")
+    from ..data.labels import is_multilabel
+
+    if is_multilabel(truth.protocol):
+        raise ValueError(f"{file}: scoring a predictions file of the {truth.protocol} protocol "
+                         f"(action units per clip) is not supported yet; train the method with "
+                         f"mer-ray train / compare --protocol {truth.protocol}")
     preds = match(frame, truth, file)
     metrics = run_metrics(preds, truth.subjects, truth.class_names, seed,
                           truth.dataset == "megc")

@@ -24,7 +24,8 @@ def stored_entries(runs: list[list[dict]], storages: list[Storage]) -> list[Entr
             exp = ExperimentConfig.from_dict(s["config"]) if s.get("config") else None
             entries.append(Entry(ds, s.get("method") or "mer", bool(flags(s).get("leaky")),
                                  s.get("seed") or 0, exp, s["name"], len(summaries) > 1,
-                                 summary=s, storage=storage, group=i))
+                                 summary=s, storage=storage, group=i,
+                                 control=bool(flags(s).get("control"))))
     return entries
 
 
@@ -32,4 +33,9 @@ def stored_rows(runs: list[list[dict]], storages: list[Storage]) -> list[dict]:
     """``compare_rows`` over stored runs (see ``stored_entries``), bootstrap seeded by the
     first run's seed as a comparison's is."""
     entries = stored_entries(runs, storages)
+    if (entries[0].summary.get("metrics") or {}).get("task") == "action units":
+        from .au_compare import au_compare_rows
+        from .compare import RESAMPLES, groups, parameters
+
+        return au_compare_rows(groups(entries), entries[0].seed, RESAMPLES, parameters)
     return compare_rows(entries, entries[0].seed)

@@ -12,6 +12,7 @@ from ..config import ExperimentConfig
 from ..console import show
 from ..data.adapters.megc import source_dataset
 from ..data.folds import FOLDS_FILE
+from ..data.labels import is_multilabel
 from ..data.shards import ShardMeta
 from ..integrity import LEAKY_SELECTION, is_leaky
 from ..methods import method_of
@@ -37,20 +38,29 @@ class RunView:
 
 
 def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
+    """Every fold's test predictions, one row per clip: label and prediction are class
+    indices, or under a multi-label protocol AU masks (an AU predicted at probability
+    > 0.5), with their names."""
+    from ..au_metrics import decide
+    from ..data.aus import mask_name
+
     rows, folds = [], []
     names = run.class_names
+    multi = is_multilabel(run.data.protocol)
     for key in run.fold_keys:
         if not run.folder.fold_done(key):
             raise RuntimeError(f"fold {key} has no results in "
                                f"{run.folder.storage.path(run.folder.fold_dir(key))}")
         fold, preds = run.folder.read_fold(key)
         folds.append(fold)
-        for clip_key, y, p in zip(preds.keys, preds.labels, preds.probs):
+        decided = decide(preds.probs) if multi else None
+        for i, (clip_key, y, p) in enumerate(zip(preds.keys, preds.labels, preds.probs)):
             subject, clip = clip_key.split("/", 1)
-            pred = max(range(len(p)), key=p.__getitem__)
+            pred = decided[i] if multi else max(range(len(p)), key=p.__getitem__)
+            name = (lambda v: mask_name(v, names)) if multi else names.__getitem__
             rows.append({"fold": key, "subject": subject, "clip": clip, "label": y,
-                         "label_name": names[y], "prediction": pred,
-                         "prediction_name": names[pred], "probabilities": p})
+                         "label_name": name(y), "prediction": pred,
+                         "prediction_name": name(pred), "probabilities": p})
     return pl.DataFrame(rows), folds
 
 
@@ -88,10 +98,15 @@ def per_dataset_scores(preds: pl.DataFrame, n_classes: int) -> dict[str, dict]:
 
 
 def run_metrics(preds: pl.DataFrame, folds: list[str], names: tuple[str, ...],
-                seed: int, composite: bool) -> dict:
+                seed: int, composite: bool, multilabel: bool = False) -> dict:
     """The run's figures: aggregate (primary) and per-fold mean, with intervals. ``folds``:
     each fold's key (its test subject), in order. A run's own predictions and a scored file
-    (``scoring.py``) are scored here alike."""
+    (``scoring.py``) are scored here alike. ``multilabel``: a CD6ME run's AU figures
+    (``au_summary.py``)."""
+    if multilabel:
+        from .au_summary import au_run_metrics
+
+        return au_run_metrics(preds, folds, names, seed)
     classes = list(range(len(names)))
     parts = [preds.filter(pl.col("fold") == f) for f in folds]
     m = loso_scores([(p["label"].to_list(), p["prediction"].to_list()) for p in parts],
@@ -142,9 +157,16 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
     the summary."""
     preds, folds = collect(run)
     exp, meta = run.exp, run.data
+    multi = is_multilabel(meta.protocol)
     metrics = run_metrics(preds, [f.test_subject for f in folds], run.class_names,
-                          exp.train.seed, meta.dataset == "megc")
+                          exp.train.seed, meta.dataset == "megc", multi)
     per_fold = metrics.pop("_per_fold")
+    if multi:
+        from .au_summary import au_fold_rows
+
+        fold_rows = au_fold_rows(folds, per_fold)
+    else:
+        fold_rows = _fold_rows(folds, per_fold, run.class_names)
     pretrained = sorted({f.pretrained for f in folds})
     has_backbone = method_of(exp).uses_backbone
     backbone = {"source": folds[0].weights_source, "sha256": folds[0].weights_sha256} \
@@ -158,7 +180,7 @@ def summarise_run(run: RunView, extra: dict | None = None) -> dict:
         "dataset": meta.dataset, "protocol": meta.protocol,
         "synthetic": bool(meta.synthetic or run.synthetic),
         "class_names": list(run.class_names), "n_folds": len(folds), "n_clips": preds.height,
-        "metrics": metrics, "folds": _fold_rows(folds, per_fold, run.class_names),
+        "metrics": metrics, "folds": fold_rows,
         "config": exp.to_dict(), "config_hash": exp.hash(), "seed": exp.train.seed,
         "code_version": code_version(),
         "provenance": provenance(backbone, [f.device for f in folds],
@@ -190,17 +212,8 @@ def _interval(ci) -> str:
     return f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
 
 
-def print_summary(summary: dict, where: str) -> None:
-    m = summary["metrics"]
-    def fmt(value, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
-    rows = [(f["test_subject"], f["n"], f"{f['uf1']:.3f}", f"{f['uar']:.3f}",
-             fmt(f["best_val_uf1"], ".3f"), fmt(f["best_epoch"], ""),
-             fmt(f["worker_seconds"], ".0f"))
-            for f in summary["folds"]]
-    show(["test subject", "clips", "UF1", "UAR", "best val UF1", "best epoch", "seconds"], rows,
-         title=f"{summary['name']}: per fold")
+def summary_flags(summary: dict) -> list[str]:
+    """What a run's printed figures are marked with (synthetic, leaky, control, ...)."""
     flags = []
     if summary["synthetic"]:
         flags.append("SYNTHETIC data")
@@ -222,6 +235,26 @@ def print_summary(summary: dict, where: str) -> None:
     partial = summary.get("partial")
     if partial:
         flags.append(f"PARTIAL: {partial['folds']} of {partial['of']} folds (--max-folds)")
+    return flags
+
+
+def print_summary(summary: dict, where: str) -> None:
+    m = summary["metrics"]
+    flags, partial = summary_flags(summary), summary.get("partial")
+    if m.get("task") == "action units":
+        from .au_summary import print_au_summary
+
+        return print_au_summary(summary, flags, where)
+
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [(f["test_subject"], f["n"], f"{f['uf1']:.3f}", f"{f['uar']:.3f}",
+             fmt(f["best_val_uf1"], ".3f"), fmt(f["best_epoch"], ""),
+             fmt(f["worker_seconds"], ".0f"))
+            for f in summary["folds"]]
+    show(["test subject", "clips", "UF1", "UAR", "best val UF1", "best epoch", "seconds"], rows,
+         title=f"{summary['name']}: per fold")
     show(["figure", "UF1", "UAR"],
          [("all folds' predictions (primary)", f"{m['uf1']:.4f}", f"{m['uar']:.4f}"),
           ("  95 % interval (bootstrap over test subjects)", _interval(m.get("uf1_ci95")),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .au_sections import au_runs_section, is_au_run
 from .inputs import find_inputs, load_runs
 from .sections import grid_section, header, run_section, runs_section, sweep_section
 from .tables import csv_table, latex_table
@@ -55,6 +56,8 @@ def write_report(paths: list[str | Path], out: str | Path,
 
     matplotlib.use("Agg")
     runs, grids, sweeps = find_inputs(paths)  # inputs that cannot be read: nothing written
+    au_runs = [r for r in runs if is_au_run(r)]  # CD6ME: action-unit figures, their own table
+    runs = [r for r in runs if r not in au_runs]
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -64,6 +67,9 @@ def write_report(paths: list[str | Path], out: str | Path,
         r.get("synthetic") for _, g in grid_data for r in g["rows"])
     random_init = (runs and table["random_init"].any()) or any(
         r.get("pretrained") is False for _, g in grid_data for r in g["rows"])
+    au_sums = [(r / "summary.json").read_json() for r in au_runs]
+    synthetic = synthetic or any(s.get("synthetic") for s in au_sums)
+    random_init = random_init or any(s.get("pretrained") is False for s in au_sums)
     export: list = []
     lines = header(bool(synthetic), bool(random_init))
     if runs:
@@ -72,6 +78,8 @@ def write_report(paths: list[str | Path], out: str | Path,
             if progress is not None:
                 progress(f"{k}/{len(runs)} runs")
             lines += run_section(r, figures)
+    if au_runs:
+        lines += au_runs_section(au_runs)
     if grid_data:
         lines += ["## Experiment grids", ""]
         for g, data in grid_data:

@@ -95,6 +95,10 @@ def grid_section(grid: dict, source: Node, figures: Path,
     lines = [f"### {grid.get('title') or grid['grid']}", "", f"From `{source}`.", ""]
     if grid["grid"] == "compare":
         return lines + compare_section(grid, stem, export, figures)
+    if grid["grid"] == "compare_aus":
+        from .au_sections import au_compare_section
+
+        return lines + au_compare_section(grid, stem, export)
     if grid["grid"] == "cross_dataset":
         lines += md_table(["transfer", "adaptation", "UF1 %", "UAR %", "target clips"],
                           [[named(f"{r['source'].upper()} → {r['target'].upper()}", r),

@@ -80,6 +80,8 @@ def boards_of(paths: list) -> list[Board]:
     boards: dict[str, Board] = {}
     for node in runs:
         s = (node / "summary.json").read_json()
+        if (s.get("metrics") or {}).get("task") == "action units":
+            continue  # CD6ME runs: `mer-ray compare --protocol cd6me` and the report show them
         data = Path(str((s.get("data") or {}).get("root") or s.get("shards") or "data")).name
         # synthetic sets rendered with other seeds share clip ids and labels, not frames: their
         # folder's name (which carries the seed) tells them apart; real data by its clips only
@@ -142,7 +144,7 @@ def _marks(row: dict) -> str:
 
 
 def _diff(row: dict, key: str) -> str:
-    from ..protocols.compare import difference_text
+    from ..protocols.compare_text import difference_text
 
     return difference_text(row, key, best="best")  # "best" only ever marks a ranked row
 
@@ -226,7 +228,7 @@ def board_page(board: Board, rows: list[dict], controls: list[dict]) -> str:
                              _pct(r["uf1"], r["uf1_ci95"], r.get("uf1_std")),
                              _pct(r["uar"], r["uar_ci95"], r.get("uar_std")),
                              _run_links(r, 1)] for r in controls]))
-    from ..protocols.compare import table_notes
+    from ..protocols.compare_text import table_notes
 
     seeds = max((len(r["seeds"]) for r in rows), default=1)
     body.append("".join(f'<p class="note">{_e(n)}</p>'
