@@ -106,6 +106,25 @@ def train_once(run, tokens) -> float:
     return time.perf_counter() - start
 
 
+def gemm_part(prof) -> dict:
+    """The matrix multiplies of a profiled fold (``aten::mm`` / ``addmm`` / ``bmm`` by input
+    shape): their seconds, FLOPs (2 m k n each) and rate, and their share of operator time."""
+    t = flops = 0.0
+    for e in prof.key_averages(group_by_input_shape=True):
+        shapes = [s for s in (e.input_shapes or []) if s]
+        if e.key in ("aten::mm", "aten::addmm") and len(shapes) >= 2:
+            a, b = shapes[-2], shapes[-1]
+            if len(a) == 2 and len(b) == 2:
+                flops += 2 * a[0] * a[1] * b[1] * e.count
+                t += e.self_cpu_time_total / 1e6
+        elif e.key == "aten::bmm" and len(shapes) == 2 and len(shapes[0]) == 3:
+            (n, m, k), (_, _, p) = shapes
+            flops += 2 * n * m * k * p * e.count
+            t += e.self_cpu_time_total / 1e6
+    return {"gemm_s": t, "gemm_gflop": flops / 1e9,
+            "gemm_gflops": flops / 1e9 / t if t else None}
+
+
 def measure(shards, method: str, epochs: int, runs: Path) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
@@ -130,7 +149,7 @@ def measure(shards, method: str, epochs: int, runs: Path) -> dict:
     flops = counter.get_total_flops()
 
     run3, tokens3, _ = one_fold(shards, method, epochs, runs, f"{method}-profiled")
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         train_once(run3, tokens3)
     events = prof.key_averages()
     op_us = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::"))
@@ -147,7 +166,7 @@ def measure(shards, method: str, epochs: int, runs: Path) -> dict:
         "activation_mb_per_step": saved[0] / 2**20 / max(steps, 1),
         "operator_s": op_us / 1e6, "outside_operators_s": max(wall - op_us / 1e6, 0.0),
         "top_operators": [(e.key, round(e.self_cpu_time_total / 1e6, 3)) for e in top],
-        "counted": method != "lbptop_svm",
+        "counted": method != "lbptop_svm", **gemm_part(prof),
     }
 
 
@@ -191,14 +210,24 @@ def main() -> None:
                      "n/a" if wall_rate is None else f"{wall_rate:.2f}",
                      "n/a" if op_rate is None else f"{op_rate:.2f}",
                      "n/a" if wall_rate is None else f"{100 * wall_rate / peak:.1f} %",
+                     _gemm_text(r, peak),
                      ", ".join(f"{k[6:]} {v:.1f}s" for k, v in r["top_operators"][:3])))
     show(["method", "trainable params", "GFLOP per clip-epoch", "activations MB/step",
           "fold s", "in operators s", "GFLOP/s (wall)", "GFLOP/s (operators)",
-          "of 1-thread GEMM", "top operators"], rows,
+          "of 1-thread GEMM", "its matmuls: s, rate, share", "top operators"], rows,
          title=f"one fold, {args.epochs} epochs, 1 thread; GEMM peak {peak:.1f} GFLOP/s on 1 "
                f"thread ({gemm[1]['gflops']:.1f} on {gemm[1]['threads']})")
     args.out.write_text(json.dumps({"gemm": gemm, "methods": results}, indent=1, default=str))
     print(f"written: {args.out}")
+
+
+def _gemm_text(r: dict, peak: float) -> str:
+    """The fold's matrix multiplies: seconds, their rate against the GEMM peak, and their share
+    of the fold's operator time (the rest is what a faster step would have to cut)."""
+    if not r["counted"] or not r.get("gemm_s"):
+        return "n/a"
+    return (f"{r['gemm_s']:.1f} s, {r['gemm_gflops']:.0f} GFLOP/s ({100 * r['gemm_gflops'] / peak:.0f} "
+            f"%), {100 * r['gemm_s'] / max(r['operator_s'], 1e-9):.0f} % of operator time")
 
 
 if __name__ == "__main__":
