@@ -91,7 +91,7 @@ def cmd_score(args) -> int:
              [(key.upper(), f"{scored.summary['metrics'][key]:.4f}", f"{d[f'run_{key}']:.4f}",
                f"{d[key]['difference']:+.4f} [{d[key]['ci95'][0]:+.4f}, "
                f"{d[key]['ci95'][1]:+.4f}]" + (" excludes 0" if d[key]["excludes_zero"] else ""))
-              for key in ("uf1", "uar")],
+              for key in d["figures"]],
              title=f"paired bootstrap over test subjects ({d['resamples']} resamples)"
                    + ("" if d["same_folds"] else "; the run's folds hash differs: other "
                                                 "validation subjects, the same test subjects"))

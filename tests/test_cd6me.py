@@ -202,6 +202,40 @@ def test_a_cd6me_comparison_end_to_end(cd6me_shards, tmp_path, capsys):
                                             NAMES)["mean_f1"]
     assert "per au" in out and "per dataset" in out and "constant (every AU)" in out
 
+    # the same predictions made elsewhere, scored: as text, as 0/1 columns, as probabilities
+    theirs = preds.select("subject", "clip", pl.col("prediction_name").alias("prediction"),
+                          "fold")
+    theirs.write_csv(tmp_path / "theirs.csv")
+    assert main(["score", str(tmp_path / "theirs.csv"), "--shards", shards, "--storage-path",
+                 str(store), "--selection", "validation", "--name", "theirs", "--config", tiny,
+                 "--against", honest["run"]]) == 0
+    scored = json.loads((store / "theirs" / "summary.json").read_text())
+    assert scored["metrics"]["mean_au_f1"] == m["mean_au_f1"]
+    assert scored["metrics"]["per_dataset"] == m["per_dataset"]
+    assert scored["against"]["mean_au_f1"]["difference"] == 0
+    from mer_ray.protocols.au_scoring import match_aus
+    from mer_ray.protocols.scoring import ScoreRefused
+    from mer_ray.protocols.truth import truth_from_shards
+
+    truth = truth_from_shards(cd6me_shards, 1, 0)
+    probs = pl.DataFrame([dict(zip([f"p_{a}" for a in NAMES], p))
+                          for p in preds["probabilities"].to_list()])
+    as_probs = pl.concat([preds.select("subject", "clip"), probs], how="horizontal")
+    assert match_aus(as_probs, truth, "p.csv")["prediction"].to_list() == \
+        preds["prediction"].to_list()
+    as_bits = pl.concat([preds.select("subject", "clip"), pl.DataFrame(
+        bits(preds["prediction"].to_list(), 12), schema=list(NAMES), orient="row")],
+        how="horizontal")
+    assert match_aus(as_bits, truth, "b.csv")["prediction"].to_list() == \
+        preds["prediction"].to_list()
+    wrong = theirs.with_columns(pl.lit("AU20+AU4").alias("prediction"),
+                                pl.lit("samm").alias("fold")).head(len(theirs) - 1)
+    with pytest.raises(ScoreRefused) as refused:
+        match_aus(wrong, truth, "w.csv")
+    text = str(refused.value)
+    assert "outside the protocol's 12: AU20" in text and "have no prediction" in text
+    assert "in a fold other than their own dataset's" in text
+
     report = tmp_path / "report"
     assert main(["report", str(store), "--out", str(report), "--format", "md,latex,csv"]) == 0
     text = (report / "report.md").read_text()

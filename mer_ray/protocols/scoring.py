@@ -23,6 +23,9 @@ runs (``summary.run_metrics``), and the scored file becomes a run folder (``summ
 ``predictions.parquet``, ``folds.json`` and the submitted file as given) that ``mer-ray
 report``, ``compare``-style differences and the leaderboard read like any other run.
 
+Under the CD6ME protocol a row carries the clip's predicted AU set instead of a class
+(``au_scoring.py`` says how), and the figures are the AU run's.
+
 The submitter's declared selection is recorded and shown with the figure: ``validation``
 (epochs and settings chosen without the test subjects) is ranked with mer-ray's honest runs;
 ``test`` is the leaky protocol and ``unknown`` an undeclared one, and neither is ever ranked
@@ -45,15 +48,11 @@ from ..integrity import LEAKY_SELECTION, MARK
 from ..metrics import paired_difference
 from ..provenance import code_version, provenance
 from ..storage import Storage
+from .score_rows import ScoreRefused, column_named, named_items, row_keys
 from .summary import run_metrics, scored_fold_rows
 from .truth import Truth
 
 SELECTIONS = ("validation", "test", "unknown")
-SHOWN = 5  # clips named in a refusal before "and N more"
-
-
-class ScoreRefused(ValueError):
-    """The predictions file cannot be scored: one line per problem."""
 
 
 def read_predictions(path: str | Path) -> tuple[pl.DataFrame, bytes]:
@@ -79,16 +78,6 @@ def read_predictions(path: str | Path) -> tuple[pl.DataFrame, bytes]:
     return frame, raw
 
 
-def _named(items: list[str]) -> str:
-    shown = ", ".join(items[:SHOWN])
-    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
-
-
-def _column(frame: pl.DataFrame, *names: str) -> str | None:
-    lower = {c.lower(): c for c in frame.columns}
-    return next((lower[n] for n in names if n in lower), None)
-
-
 def _class_of(value, names: tuple[str, ...]) -> int | None:
     """A class given as its name (any case) or its index; None when it is neither."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -104,42 +93,13 @@ def _class_of(value, names: tuple[str, ...]) -> int | None:
     return int(text) if text.isdigit() and int(text) < len(names) else None
 
 
-def _keys(frame: pl.DataFrame, truth: Truth, clip_col: str, subject_col: str | None,
-          problems: list[str]) -> tuple[list[str | None], set[str]]:
-    """Each row's "subject/clip" key in the truth's terms (None where it cannot be told), and
-    the clip ids that name clips of several subjects."""
-    clips = [None if c is None else str(c).strip() for c in frame[clip_col].to_list()]
-    if subject_col is not None:
-        subjects = [None if s is None else str(s).strip() for s in frame[subject_col].to_list()]
-        return [None if c is None or s is None else (c if c.startswith(f"{s}/") else f"{s}/{c}")
-                for s, c in zip(subjects, clips)], set()
-    by_clip: dict[str, list[str]] = {}
-    for key in truth.keys:
-        by_clip.setdefault(key.split("/", 1)[1], []).append(key)
-    known = set(truth.keys)
-    out, ambiguous = [], []
-    for c in clips:
-        if c is None or c in known:
-            out.append(c)
-        elif len(by_clip.get(c, [])) > 1:
-            ambiguous.append(c)
-            out.append(None)
-        else:
-            out.append(by_clip[c][0] if c in by_clip else c)
-    if ambiguous:
-        problems.append(f"{len(set(ambiguous))} clip id(s) name clips of several subjects: "
-                        f"{_named(sorted(set(ambiguous)))}; add a subject column (or write "
-                        f"clip as subject/clip)")
-    return out, set(ambiguous)
-
-
 def _probabilities(frame: pl.DataFrame, names: tuple[str, ...]) -> list | None:
     """Per-class scores from a list column or one column per class; None when absent."""
-    col = _column(frame, "probabilities", "probs", "scores")
+    col = column_named(frame, "probabilities", "probs", "scores")
     if col is not None and isinstance(frame.schema[col], pl.List):
         return [None if p is None else [float(x) for x in p] for p in frame[col].to_list()]
     for prefix in ("p_", "prob_", "score_"):
-        cols = [_column(frame, f"{prefix}{n.lower()}") for n in names]
+        cols = [column_named(frame, f"{prefix}{n.lower()}") for n in names]
         if all(cols):
             return [list(map(float, row)) for row in frame.select(cols).iter_rows()]
     return None
@@ -149,14 +109,14 @@ def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
     """The file's rows as a run's predictions (``summary.collect``'s columns), or
     ``ScoreRefused`` listing every problem found, one line each."""
     names = truth.class_names
-    clip_col = _column(frame, "clip", "clip_id", "key")
-    pred_col = _column(frame, "prediction_name", "prediction", "predicted", "pred")
+    clip_col = column_named(frame, "clip", "clip_id", "key")
+    pred_col = column_named(frame, "prediction_name", "prediction", "predicted", "pred")
     if clip_col is None or pred_col is None:
         raise ScoreRefused(
             f"{file}: needs a clip column and a prediction column (found "
             f"{', '.join(frame.columns) or 'none'}); see mer-ray score --help")
     problems: list[str] = []
-    keys, ambiguous = _keys(frame, truth, clip_col, _column(frame, "subject", "subject_id"),
+    keys, ambiguous = row_keys(frame, truth, clip_col, column_named(frame, "subject", "subject_id"),
                             problems)
     truth_of = dict(zip(truth.keys, truth.labels))
     unnamed = sum(k is None for k in keys)
@@ -165,35 +125,35 @@ def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
     extra = sorted({k for k in keys if k is not None and k not in truth_of})
     if extra:
         problems.append(f"{len(extra)} clip(s) not in {truth.dataset} {truth.protocol} (as read "
-                        f"from {truth.source}): {_named(extra)}")
+                        f"from {truth.source}): {named_items(extra)}")
     seen: dict[str, int] = {}
     for k in keys:
         if k is not None:
             seen[k] = seen.get(k, 0) + 1
     repeated = sorted(k for k, n in seen.items() if n > 1)
     if repeated:
-        problems.append(f"{len(repeated)} clip(s) predicted more than once: {_named(repeated)}")
+        problems.append(f"{len(repeated)} clip(s) predicted more than once: {named_items(repeated)}")
     # (a clip whose id is ambiguous is reported as such, not again as missing)
     missing = [k for k in truth.keys if k not in seen and k.split("/", 1)[1] not in ambiguous]
     if missing:
         problems.append(f"{len(missing)} clip(s) of the protocol have no prediction: "
-                        f"{_named(missing)} (`mer-ray folds` lists every clip)")
+                        f"{named_items(missing)} (`mer-ray folds` lists every clip)")
     given = frame[pred_col].to_list()
     preds = [_class_of(v, names) for v in given]
     bad = sorted({str(v) for v, p in zip(given, preds) if p is None})
     if bad:
         problems.append(f"{sum(p is None for p in preds)} prediction(s) outside the protocol's "
-                        f"classes ({', '.join(names)}, or 0-{len(names) - 1}): {_named(bad)}")
-    label_col = _column(frame, "label_name", "label", "true", "truth")
+                        f"classes ({', '.join(names)}, or 0-{len(names) - 1}): {named_items(bad)}")
+    label_col = column_named(frame, "label_name", "label", "true", "truth")
     if label_col is not None:
         told = [_class_of(v, names) for v in frame[label_col].to_list()]
         wrong = sorted(k for k, t in zip(keys, told)
                        if k in truth_of and t != truth_of[k])
         if wrong:
             problems.append(f"{len(wrong)} clip(s) whose label column differs from the "
-                            f"protocol's class: {_named(wrong)} (another annotation file or "
+                            f"protocol's class: {named_items(wrong)} (another annotation file or "
                             f"label map?)")
-    fold_col = _column(frame, "fold", "test_subject")
+    fold_col = column_named(frame, "fold", "test_subject")
     if fold_col is not None:
         problems += _fold_problems(frame[fold_col].to_list(), keys, truth)
     if problems:
@@ -230,15 +190,15 @@ def _fold_problems(folds: list, keys: list, truth: Truth) -> list[str]:
     out = []
     if wrong:
         out.append(f"{len(wrong)} clip(s) predicted in another subject's fold (in a LOSO a clip "
-                   f"is tested only when its own subject is held out): {_named(sorted(wrong))}")
+                   f"is tested only when its own subject is held out): {named_items(sorted(wrong))}")
     mixed = sorted(f for f, s in by_fold.items() if f not in subjects and len(s) > 1)
     if mixed:
         out.append(f"{len(mixed)} fold(s) hold clips of several subjects (a LOSO fold tests one "
-                   f"subject): {_named([f'{f}: {sorted(by_fold[f])}' for f in mixed])}")
+                   f"subject): {named_items([f'{f}: {sorted(by_fold[f])}' for f in mixed])}")
     split = sorted(s for s in subjects
                    if len({f for f, held in by_fold.items() if s in held}) > 1)
     if split:
-        out.append(f"{len(split)} subject(s) tested in more than one fold: {_named(split)}")
+        out.append(f"{len(split)} subject(s) tested in more than one fold: {named_items(split)}")
     return out
 
 
@@ -259,14 +219,19 @@ def score(frame: pl.DataFrame, truth: Truth, *, file: str = "predictions",
         raise ValueError(f"--selection {selection!r}: choose from {', '.join(SELECTIONS)}")
     from ..data.labels import is_multilabel
 
-    if is_multilabel(truth.protocol):
-        raise ValueError(f"{file}: scoring a predictions file of the {truth.protocol} protocol "
-                         f"(action units per clip) is not supported yet; train the method with "
-                         f"mer-ray train / compare --protocol {truth.protocol}")
-    preds = match(frame, truth, file)
-    metrics = run_metrics(preds, truth.subjects, truth.class_names, seed,
-                          truth.dataset == "megc")
-    per_fold = metrics.pop("_per_fold")
+    if is_multilabel(truth.protocol):  # CD6ME: AU sets per clip (au_scoring.py)
+        from .au_scoring import au_scored_fold_rows, match_aus
+
+        preds = match_aus(frame, truth, file)
+        metrics = run_metrics(preds, [f.test for f in truth.folds], truth.class_names, seed,
+                              False, multilabel=True)
+        fold_rows = au_scored_fold_rows(metrics.pop("_per_fold"))
+    else:
+        preds = match(frame, truth, file)
+        metrics = run_metrics(preds, truth.subjects, truth.class_names, seed,
+                              truth.dataset == "megc")
+        fold_rows = scored_fold_rows(truth.subjects, metrics.pop("_per_fold"),
+                                     truth.class_names)
     digest = hashlib.sha256(raw if raw is not None else frame.write_csv().encode()).hexdigest()
     method = method or Path(file).stem
     summary = {
@@ -275,7 +240,7 @@ def score(frame: pl.DataFrame, truth: Truth, *, file: str = "predictions",
         "dataset": truth.dataset, "protocol": truth.protocol, "synthetic": truth.synthetic,
         "class_names": list(truth.class_names), "n_folds": len(truth.folds),
         "n_clips": preds.height, "metrics": metrics,
-        "folds": scored_fold_rows(truth.subjects, per_fold, truth.class_names),
+        "folds": fold_rows,
         "config": None, "config_hash": None, "seed": seed,
         "code_version": code_version(),
         "provenance": provenance(None, [], []),
@@ -317,11 +282,18 @@ def against(scored: Scored, storage: Storage, run: str, seed: int = 0) -> dict:
             sum(len(v[0]) for v in theirs.values()) != scored.predictions.height:
         raise ValueError(f"--against {run}: its test clips are not these (subjects "
                          f"{len(theirs)} vs {len(ours)}); compare runs on the same data")
+    same = {"run": run, "same_folds": other.get("folds_hash") == s["folds_hash"],
+            "run_marks": {k: True for k in ("leaky", "search_informed") if other.get(k)}}
+    if s["metrics"].get("task") == "action units":  # CD6ME: the mean AU F1's difference
+        from ..au_metrics import au_paired
+
+        d = au_paired(ours, theirs, len(s["class_names"]), seed=seed)
+        d["excludes_zero"] = not d["ci95"][0] <= 0 <= d["ci95"][1]
+        return {**same, "figures": ["mean_au_f1"], "resamples": 1000,
+                "run_mean_au_f1": other["metrics"]["mean_au_f1"], "mean_au_f1": d}
     diff = paired_difference(ours, theirs, list(range(len(s["class_names"]))), seed=seed)
-    return {"run": run, "run_uf1": other["metrics"]["uf1"], "run_uar": other["metrics"]["uar"],
-            "same_folds": other.get("folds_hash") == s["folds_hash"],
-            "run_marks": {k: True for k in ("leaky", "search_informed") if other.get(k)},
-            **diff}
+    return {**same, "figures": ["uf1", "uar"], "run_uf1": other["metrics"]["uf1"],
+            "run_uar": other["metrics"]["uar"], **diff}
 
 
 def write(scored: Scored, storage: Storage, folds_file: dict, raw: bytes | None,
