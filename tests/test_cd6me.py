@@ -9,7 +9,7 @@ import pytest
 
 from mer_ray.au_metrics import au_interval, au_paired, au_scores, bits, constant_masks, decide
 from mer_ray.data.aus import CD6ME_AUS, au_mask, mask_name
-from mer_ray.data.folds import LeakageError, FoldSplit, dataset_splits, protocol_splits
+from mer_ray.data.folds import FoldSplit, LeakageError, dataset_splits, protocol_splits
 from mer_ray.data.labels import class_names, is_multilabel
 
 NAMES = class_names("cd6me", "cd6me")

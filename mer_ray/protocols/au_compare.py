@@ -195,7 +195,9 @@ def au_table_notes(rows: list[dict], seeds: int) -> list[str]:
            "interval; p: two-sided bootstrap p, Holm-adjusted over the rows compared with the "
            f"best (the constant predictor among them); * below {ALPHA:g}.",
            f"{CONSTANT}: every AU predicted present in every clip (MEB's reference row); "
-           f"a control is compared with it, a leaky row with its own honest run."]
+           f"a control is compared with it, a leaky row with its own honest run. A fold's test "
+           f"subjects are its held-out dataset's: a LEAKY row chose each fold's epoch (or C) "
+           f"on the held-out dataset."]
     absent = [a for a in rows[0]["per_au_f1"]
               if all((r["per_au_f1"].get(a) or 0) == 0 for r in rows)]
     if absent:

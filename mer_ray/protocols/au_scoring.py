@@ -21,7 +21,7 @@ import polars as pl
 from ..au_metrics import decide
 from ..data.adapters.cd6me import part_of
 from ..data.aus import au_mask, mask_name, parse_aus
-from .score_rows import ScoreRefused, column_named, named_items, row_keys
+from .score_rows import ScoreRefused, clip_problems, column_named, named_items, row_keys
 from .truth import Truth
 
 
@@ -74,22 +74,7 @@ def match_aus(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
     keys, ambiguous = row_keys(frame, truth, clip_col,
                                column_named(frame, "subject", "subject_id"), problems)
     truth_of = dict(zip(truth.keys, truth.labels))
-    extra = sorted({k for k in keys if k is not None and k not in truth_of})
-    if extra:
-        problems.append(f"{len(extra)} clip(s) not in {truth.dataset} {truth.protocol}: "
-                        f"{named_items(extra)}")
-    seen: dict[str, int] = {}
-    for k in keys:
-        if k is not None:
-            seen[k] = seen.get(k, 0) + 1
-    repeated = sorted(k for k, n in seen.items() if n > 1)
-    if repeated:
-        problems.append(f"{len(repeated)} clip(s) predicted more than once: "
-                        f"{named_items(repeated)}")
-    missing = [k for k in truth.keys if k not in seen and k.split("/", 1)[1] not in ambiguous]
-    if missing:
-        problems.append(f"{len(missing)} clip(s) of the protocol have no prediction: "
-                        f"{named_items(missing)} (`mer-ray folds` lists every clip)")
+    clip_problems(keys, ambiguous, truth, problems)
     masks, probs = au_predictions(frame, names, problems)
     fold_col = column_named(frame, "fold", "held_out_dataset")
     if fold_col is not None:

@@ -52,3 +52,26 @@ def row_keys(frame: pl.DataFrame, truth: Truth, clip_col: str, subject_col: str 
                         f"{named_items(sorted(set(ambiguous)))}; add a subject column (or write "
                         f"clip as subject/clip)")
     return out, set(ambiguous)
+
+
+def clip_problems(keys: list, ambiguous: set[str], truth: Truth, problems: list[str]) -> None:
+    """The rows' keys against the truth's clips: clips it does not have, clips predicted more
+    than once, clips with no prediction (an ambiguous id is reported as such, not again as
+    missing); one line each, added to ``problems``."""
+    truth_of = set(truth.keys)
+    extra = sorted({k for k in keys if k is not None and k not in truth_of})
+    if extra:
+        problems.append(f"{len(extra)} clip(s) not in {truth.dataset} {truth.protocol} (as read "
+                        f"from {truth.source}): {named_items(extra)}")
+    seen: dict[str, int] = {}
+    for k in keys:
+        if k is not None:
+            seen[k] = seen.get(k, 0) + 1
+    repeated = sorted(k for k, n in seen.items() if n > 1)
+    if repeated:
+        problems.append(f"{len(repeated)} clip(s) predicted more than once: "
+                        f"{named_items(repeated)}")
+    missing = [k for k in truth.keys if k not in seen and k.split("/", 1)[1] not in ambiguous]
+    if missing:
+        problems.append(f"{len(missing)} clip(s) of the protocol have no prediction: "
+                        f"{named_items(missing)} (`mer-ray folds` lists every clip)")

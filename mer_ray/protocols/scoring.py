@@ -48,7 +48,7 @@ from ..integrity import LEAKY_SELECTION, MARK
 from ..metrics import paired_difference
 from ..provenance import code_version, provenance
 from ..storage import Storage
-from .score_rows import ScoreRefused, column_named, named_items, row_keys
+from .score_rows import ScoreRefused, clip_problems, column_named, named_items, row_keys
 from .summary import run_metrics, scored_fold_rows
 from .truth import Truth
 
@@ -122,22 +122,7 @@ def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
     unnamed = sum(k is None for k in keys)
     if unnamed and not problems:
         problems.append(f"{unnamed} row(s) have no clip id")
-    extra = sorted({k for k in keys if k is not None and k not in truth_of})
-    if extra:
-        problems.append(f"{len(extra)} clip(s) not in {truth.dataset} {truth.protocol} (as read "
-                        f"from {truth.source}): {named_items(extra)}")
-    seen: dict[str, int] = {}
-    for k in keys:
-        if k is not None:
-            seen[k] = seen.get(k, 0) + 1
-    repeated = sorted(k for k, n in seen.items() if n > 1)
-    if repeated:
-        problems.append(f"{len(repeated)} clip(s) predicted more than once: {named_items(repeated)}")
-    # (a clip whose id is ambiguous is reported as such, not again as missing)
-    missing = [k for k in truth.keys if k not in seen and k.split("/", 1)[1] not in ambiguous]
-    if missing:
-        problems.append(f"{len(missing)} clip(s) of the protocol have no prediction: "
-                        f"{named_items(missing)} (`mer-ray folds` lists every clip)")
+    clip_problems(keys, ambiguous, truth, problems)
     given = frame[pred_col].to_list()
     preds = [_class_of(v, names) for v in given]
     bad = sorted({str(v) for v, p in zip(given, preds) if p is None})
