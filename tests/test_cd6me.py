@@ -87,8 +87,9 @@ def test_leave_one_dataset_out_folds():
 def test_multilabel_heads():
     import torch
 
-    from mer_ray.fitting.task import Task, default_loss
+    from mer_ray.fitting.task import Task
     from mer_ray.methods.lbptop_svm import OneVsRest
+    from mer_ray.model.losses import default_loss
 
     task = Task(NAMES, multilabel=True)
     t = task.targets(torch.tensor([0b101, 0]))

@@ -88,17 +88,16 @@ def fp32(out: dict) -> dict:
 
 
 @torch.no_grad()
-def predict(net: nn.Module, data, name: str, amp: torch.dtype | None = None, task=None):
-    """(clip keys, labels, probabilities) of a split: softmax over classes, or (``task``
-    multi-label) a sigmoid per action unit."""
+def predict(net: nn.Module, data, name: str, amp: torch.dtype | None, task):
+    """(clip keys, labels, probabilities) of a split: ``task``'s softmax over classes, or its
+    sigmoid per action unit."""
     net.eval()
     keys, labels, probs = [], [], []
     device = next(net.parameters()).device
     for inp, y, k in data.batches(name):
         with autocast(amp, device):
             logits = net(**inp)["logits"]
-        probs.append((task.probabilities(logits.float()) if task is not None
-                      else torch.softmax(logits.float(), -1)).cpu())
+        probs.append(task.probabilities(logits.float()).cpu())
         labels.append(y.cpu())
         keys += k
     if not keys:

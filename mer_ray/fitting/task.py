@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..au_metrics import au_scores, decide
 from ..metrics import scores
@@ -36,11 +35,6 @@ class Task:
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, -1)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight=None) -> torch.Tensor:
-        if self.multilabel:
-            return F.binary_cross_entropy_with_logits(logits, targets)
-        return F.cross_entropy(logits, targets, weight=weight)
-
     def predicted(self, probs: np.ndarray) -> list[int]:
         """Class indices, or AU masks, from (N, outputs) probabilities."""
         return decide(probs) if self.multilabel else np.asarray(probs).argmax(1).tolist()
@@ -51,15 +45,6 @@ class Task:
             return au_scores(list(y), self.predicted(probs), self.names)["mean_f1"], None
         s = scores(y, np.asarray(probs).argmax(1), list(range(len(self.names))))
         return s.uf1, s.uar
-
-
-def default_loss(logits: torch.Tensor, targets: torch.Tensor,
-                 weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy on class indices (``weight`` per class); binary cross-entropy on 0/1 AU
-    targets (floats; ``weight`` per AU's positives)."""
-    if targets.is_floating_point():
-        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
-    return F.cross_entropy(logits, targets, weight=weight)
 
 
 def class_weights(job, device) -> torch.Tensor | None:

@@ -25,7 +25,8 @@ from ..fitting.loop import (
     set_determinism,
     train_fold,
 )
-from ..fitting.task import class_weights, default_loss
+from ..fitting.task import class_weights
+from ..model.losses import default_loss
 from .registry import Method
 
 

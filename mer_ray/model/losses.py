@@ -36,6 +36,15 @@ def inverse_freq_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor
     return weights
 
 
+def default_loss(logits: torch.Tensor, targets: torch.Tensor,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy on class indices (``weight`` per class); binary cross-entropy on 0/1 AU
+    targets (floats, the CD6ME protocol's; ``weight`` per AU's positives)."""
+    if targets.is_floating_point():
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+    return F.cross_entropy(logits, targets, weight=weight)
+
+
 class MERLoss(nn.Module):
     """Returns a dict: ``total`` and its parts ``ce``, ``koleo``, ``cons`` (for logging)."""
 
@@ -48,12 +57,7 @@ class MERLoss(nn.Module):
                 target: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``out``: the network's outputs on labelled clips. ``target``: its outputs on unlabelled
         target-domain clips (domain adaptation), which add to the consistency term only."""
-        if labels.is_floating_point():  # AU targets (CD6ME): binary cross-entropy per AU,
-            # ``class_weights`` then weighing each AU's positives (inverse_freq)
-            ce = F.binary_cross_entropy_with_logits(out["logits"], labels,
-                                                    pos_weight=self.class_weights)
-        else:
-            ce = F.cross_entropy(out["logits"], labels, weight=self.class_weights)
+        ce = default_loss(out["logits"], labels, self.class_weights)
         kl = koleo(out["fused"], self.cfg.koleo_eps)
         if "cons_sfa" in out:
             p_s, p_t = out["cons_sfa"], out["cons_dgat"]

@@ -16,7 +16,6 @@ there are some, its run folder and tracking. From it:
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -76,13 +75,12 @@ def _job(plan: FoldPlan, split: FoldSplit, key: str, exp: ExperimentConfig,
         raise ValueError(f"fold {key}: its plan resolves method {getattr(plan.method, 'name', None)!r}, "
                          f"its configuration asks for {exp.model.method!r}")
     multilabel = is_multilabel(plan.shards.meta.protocol)
-    counts, clips = plan.shards.label_counts(split.train), None
-    if multilabel:  # the counts are of AU masks: each AU's positives, and the clips
-        n = len(plan.shards.class_names)
-        masks = [m for m, k in Counter(plan.shards.clip_labels(split.train)[1]).items()
-                 for _ in range(k)]
-        counts = [sum((m >> i) & 1 for m in masks) for i in range(n)]
+    if multilabel:  # the labels are AU masks: each AU's positives, and the clips
+        masks = plan.shards.clip_labels(split.train)[1]
+        counts = [sum((m >> i) & 1 for m in masks) for i in range(len(plan.shards.class_names))]
         clips = len(masks)
+    else:
+        counts, clips = plan.shards.label_counts(split.train), None
     return FoldJob(key=key, experiment=exp, class_names=tuple(plan.shards.class_names),
                    split=split, sources=sources, multilabel=multilabel,
                    label_counts=tuple(counts), train_clips=clips,
