@@ -37,8 +37,10 @@ class Run:
     def figures(self) -> dict:
         """UF1 / UAR over all folds' predictions (primary), their 95 % intervals, and the
         means over folds."""
+        from .protocols.au_summary import holds_au_figures
+
         m = self.summary["metrics"]
-        if m.get("task") == "action units":  # CD6ME: mean AU F1, pooled and per dataset
+        if holds_au_figures(self.summary):  # CD6ME: mean AU F1, pooled and per dataset
             return {k: m.get(k) for k in ("mean_au_f1", "mean_au_f1_ci95",
                                           "per_fold_mean_au_f1", "per_au_f1")}
         return {k: m.get(k) for k in ("uf1", "uar", "uf1_ci95", "uar_ci95",
@@ -97,7 +99,7 @@ class Run:
             got = m.get(f"{key}_ci95")
             return f" [{got[0]:.3f}, {got[1]:.3f}]" if got else ""
         marks = "".join(f" {x}" for x in self.marks)
-        if m.get("task") == "action units":
+        if "mean_au_f1" in self.figures:  # a CD6ME run
             return (f"Run({self.name!r}: {s['dataset']} {s['protocol']}, method "
                     f"{s.get('method')}, {s['n_folds']} folds, {s['n_clips']} clips; mean AU F1 "
                     f"{m['mean_au_f1']:.3f}{ci('mean_au_f1')} over all folds' predictions; "

@@ -20,7 +20,7 @@ import polars as pl
 
 from ..au_metrics import decide
 from ..data.adapters.cd6me import part_of
-from ..data.aus import au_mask, mask_name, parse_aus
+from ..data.aus import au_mask, au_numbers, mask_name, parse_aus
 from .score_rows import ScoreRefused, clip_problems, column_named, named_items, row_keys
 from .truth import Truth
 
@@ -41,7 +41,7 @@ def _from_text(values: list, numbers: tuple[int, ...], problems: list[str]) -> l
 def au_predictions(frame: pl.DataFrame, names: tuple[str, ...],
                    problems: list[str]) -> tuple[list | None, list | None]:
     """(a mask per row, probabilities per row or None) from the file's columns (above)."""
-    numbers = tuple(int(n[2:]) for n in names)
+    numbers = au_numbers(names)
     probs = [column_named(frame, f"p_{n.lower()}", f"prob_{n.lower()}") for n in names]
     if all(probs):
         p = [list(map(float, r)) for r in frame.select(probs).iter_rows()]

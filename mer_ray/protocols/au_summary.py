@@ -17,17 +17,19 @@ from ..console import show
 PRIMARY = "pooled: mean AU F1 over all folds' predictions concatenated"
 
 
-def au_by_subject(preds: pl.DataFrame) -> dict[str, tuple[list[int], list[int]]]:
-    """Predictions as (true masks, predicted masks) per test subject."""
-    return {s: (g["label"].to_list(), g["prediction"].to_list())
-            for (s,), g in preds.group_by("subject", maintain_order=True)}
+TASK = "action units"  # a summary's metrics["task"] when they are AU figures
+
+
+def holds_au_figures(summary: dict) -> bool:
+    """Whether a run's (or scored file's) summary holds AU figures (a CD6ME run)."""
+    return (summary.get("metrics") or {}).get("task") == TASK
 
 
 def au_run_metrics(preds: pl.DataFrame, folds: list[str], names: tuple[str, ...],
-                   seed: int) -> dict:
-    """The run's figures (above); ``folds``: each fold's key (a held-out dataset), in order."""
-    pooled = au_scores(preds["label"].to_list(), preds["prediction"].to_list(), names) \
-        if preds.height else au_scores([], [], names)
+                   seed: int, subjects: dict) -> dict:
+    """The run's figures (above); ``folds``: each fold's key (a held-out dataset), in order;
+    ``subjects``: the predictions per test subject (``summary.by_subject``)."""
+    pooled = au_scores(preds["label"].to_list(), preds["prediction"].to_list(), names)
     per_fold = []
     for f in folds:
         part = preds.filter(pl.col("fold") == f)
@@ -35,11 +37,10 @@ def au_run_metrics(preds: pl.DataFrame, folds: list[str], names: tuple[str, ...]
         per_fold.append({"fold": f, "mean_au_f1": sc["mean_f1"], "per_au_f1": sc["per_au"],
                          "n": sc["n"], "n_subjects": part["subject"].n_unique(),
                          "aus_absent": sc["absent"]})
-    subjects = au_by_subject(preds) if preds.height else {}
     ci = au_interval(subjects, len(names), seed=seed) if subjects else None
     means = [p["mean_au_f1"] for p in per_fold]
     return {
-        "task": "action units", "primary": PRIMARY,
+        "task": TASK, "primary": PRIMARY,
         "mean_au_f1": pooled["mean_f1"],
         "mean_au_f1_ci95": ci["mean_f1"] if ci else None,
         "bootstrap": {k: ci[k] for k in ("resamples", "seed", "unit", "level")} if ci else None,

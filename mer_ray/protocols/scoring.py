@@ -269,7 +269,9 @@ def against(scored: Scored, storage: Storage, run: str, seed: int = 0) -> dict:
                          f"{len(theirs)} vs {len(ours)}); compare runs on the same data")
     same = {"run": run, "same_folds": other.get("folds_hash") == s["folds_hash"],
             "run_marks": {k: True for k in ("leaky", "search_informed") if other.get(k)}}
-    if s["metrics"].get("task") == "action units":  # CD6ME: the mean AU F1's difference
+    from .au_summary import holds_au_figures
+
+    if holds_au_figures(s):  # CD6ME: the mean AU F1's difference
         from ..au_metrics import au_paired
 
         d = au_paired(ours, theirs, len(s["class_names"]), seed=seed)

@@ -33,7 +33,9 @@ def stored_rows(runs: list[list[dict]], storages: list[Storage]) -> list[dict]:
     """``compare_rows`` over stored runs (see ``stored_entries``), bootstrap seeded by the
     first run's seed as a comparison's is."""
     entries = stored_entries(runs, storages)
-    if (entries[0].summary.get("metrics") or {}).get("task") == "action units":
+    from .au_summary import holds_au_figures
+
+    if holds_au_figures(entries[0].summary):
         from .au_compare import au_compare_rows
         from .compare import RESAMPLES, groups, parameters
 

@@ -103,15 +103,15 @@ def run_metrics(preds: pl.DataFrame, folds: list[str], names: tuple[str, ...],
     each fold's key (its test subject), in order. A run's own predictions and a scored file
     (``scoring.py``) are scored here alike. ``multilabel``: a CD6ME run's AU figures
     (``au_summary.py``)."""
+    subjects = by_subject(preds) if preds.height else {}
     if multilabel:
         from .au_summary import au_run_metrics
 
-        return au_run_metrics(preds, folds, names, seed)
+        return au_run_metrics(preds, folds, names, seed, subjects)
     classes = list(range(len(names)))
     parts = [preds.filter(pl.col("fold") == f) for f in folds]
     m = loso_scores([(p["label"].to_list(), p["prediction"].to_list()) for p in parts],
                     classes)
-    subjects = by_subject(preds) if preds.height else {}
     ci = bootstrap_interval(subjects, classes, seed=seed) if subjects else None
     agg = m["aggregate"]
     return {
@@ -239,11 +239,11 @@ def summary_flags(summary: dict) -> list[str]:
 
 
 def print_summary(summary: dict, where: str) -> None:
+    from .au_summary import holds_au_figures, print_au_summary
+
     m = summary["metrics"]
     flags, partial = summary_flags(summary), summary.get("partial")
-    if m.get("task") == "action units":
-        from .au_summary import print_au_summary
-
+    if holds_au_figures(summary):
         return print_au_summary(summary, flags, where)
 
     def fmt(value, spec: str) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from ..integrity import marked
 from ..protocols.au_compare import au_table_notes, au_tables
+from ..protocols.au_summary import holds_au_figures
 from .inputs import Node
 from .tables import md_table
 
 
 def is_au_run(run: Node) -> bool:
     """Whether a run folder holds action-unit figures (its summary's metrics say so)."""
-    metrics = (run / "summary.json").read_json().get("metrics") or {}
-    return metrics.get("task") == "action units"
+    return holds_au_figures((run / "summary.json").read_json())
 
 
 def au_compare_section(grid: dict, stem: str, export: list | None) -> list[str]:

@@ -76,11 +76,13 @@ def _clips_key(node: Node) -> str:
 
 
 def boards_of(paths: list) -> list[Board]:
+    from ..protocols.au_summary import holds_au_figures
+
     runs, _, _ = find_inputs(paths)
     boards: dict[str, Board] = {}
     for node in runs:
         s = (node / "summary.json").read_json()
-        if (s.get("metrics") or {}).get("task") == "action units":
+        if holds_au_figures(s):
             continue  # CD6ME runs: `mer-ray compare --protocol cd6me` and the report show them
         data = Path(str((s.get("data") or {}).get("root") or s.get("shards") or "data")).name
         # synthetic sets rendered with other seeds share clip ids and labels, not frames: their
