@@ -115,9 +115,9 @@ def au_mask(aus, wanted: tuple[int, ...] = CD6ME_AUS) -> int:
     return sum(1 << i for i, bit in enumerate(au_vector(aus, wanted)) if bit)
 
 
-def mask_bits(mask: int, n: int) -> list[int]:
-    """The inverse of ``au_mask``: 0/1 for each of the ``n`` AUs."""
-    return [(int(mask) >> i) & 1 for i in range(n)]
+def au_numbers(names) -> tuple[int, ...]:
+    """The AU numbers of a multi-label protocol's class names ("AU12" -> 12)."""
+    return tuple(int(n[2:]) for n in names)
 
 
 def mask_name(mask: int, names) -> str:

@@ -17,7 +17,7 @@ import polars as pl
 from .adapters import get_adapter
 from .adapters.base import SEVERAL_EMOTIONS, RawClip
 from .frames import FrameError, index_frames
-from .labels import class_names, protocol
+from .labels import PROTOCOLS, class_names, protocol
 
 SCHEMA = {
     "dataset": pl.Utf8,
@@ -113,10 +113,9 @@ def _label(row: dict, c: RawClip, proto, names) -> bool:
 
 def _au_label(aus, names) -> tuple[str, int]:
     """A clip's multi-label target: its AU set among the protocol's AUs, as text and mask."""
-    from .aus import au_mask, mask_name
+    from .aus import au_mask, au_numbers, mask_name
 
-    wanted = tuple(int(n[2:]) for n in names)  # "AU12" -> 12
-    mask = au_mask(aus, wanted)
+    mask = au_mask(aus, au_numbers(names))
     return mask_name(mask, names), mask
 
 
@@ -209,8 +208,8 @@ def build_manifest(
             if c.label is not None:
                 row["label"] = c.label
             continue
-        proto = protocol(dataset, protocol_name) if dataset == "cd6me" \
-            else protocol(c.dataset, protocol_name)
+        # the composite's own protocol when it has one (cd6me), else the clip's dataset's
+        proto = PROTOCOLS.get((dataset, protocol_name)) or protocol(c.dataset, protocol_name)
         if not _label(row, c, proto, names):
             continue
         if c.label is None and protocol_name in c.exclude_in:

@@ -14,6 +14,12 @@ from ..frames import VIDEO_SUFFIXES
 SEVERAL_EMOTIONS = "several emotions"
 
 
+def join_notes(*notes: str | None) -> str | None:
+    """Notes about one clip as one text ("; " between them), or None when there are none."""
+    kept = [n for n in notes if n]
+    return "; ".join(kept) if kept else None
+
+
 @dataclass
 class RawClip:
     """One annotated clip as the annotation describes it, before protocol and disk checks.

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..annotations import AnnotationError
-from .base import SEVERAL_EMOTIONS, Adapter, RawClip
+from .base import SEVERAL_EMOTIONS, Adapter, RawClip, join_notes
 from .casme import CasmeAdapter
 from .casme2 import Casme2Adapter
 from .casme3 import Casme3Adapter
@@ -73,12 +73,7 @@ class Cd6meAdapter(Adapter):
                 out = replace(clip, dataset=part, subject=f"{part}_{clip.subject}")
                 if clip.reason == SEVERAL_EMOTIONS:
                     # the emotion does not matter here; the AU cell does
-                    out = replace(out, reason=None, note=_join(
+                    out = replace(out, reason=None, note=join_notes(
                         clip.note, f"{SEVERAL_EMOTIONS} ({clip.emotion}): in, as AU coding "
                                    f"decides membership"))
                 yield out
-
-
-def _join(*notes: str | None) -> str | None:
-    kept = [n for n in notes if n]
-    return "; ".join(kept) if kept else None

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..annotations import AnnotationError, file_sha256, parse_subject
 from ..labels import THREE_CLASSES
-from .base import Adapter, RawClip, matching_files
+from .base import Adapter, RawClip, join_notes, matching_files
 from .casme2 import Casme2Adapter
 from .samm import SammAdapter
 from .smic import SmicAdapter
@@ -159,7 +159,7 @@ class MegcAdapter(Adapter):
                 label, where = gt[key]
                 # Two files describe this clip: its part's sheet (span) and the ground truth
                 # (membership, class); both are named, with their hashes in the same order.
-                yield replace(out, label=label, note=_join(clip.note, f"class from {where}"),
+                yield replace(out, label=label, note=join_notes(clip.note, f"class from {where}"),
                               annotation=f"{clip.annotation}; {where}",
                               annotation_sha256=f"{clip.annotation_sha256 or ''}; {sha}")
         for key, (label, where) in gt.items():
@@ -171,8 +171,3 @@ class MegcAdapter(Adapter):
                                f"{found[part]}'s annotations",
                           annotation_sha256=sha, reason="in the ground-truth list, not in the "
                                                         "annotations", label=label)
-
-
-def _join(*notes: str | None) -> str | None:
-    kept = [n for n in notes if n]
-    return "; ".join(kept) if kept else None
