@@ -36,12 +36,12 @@ def _mean(values):
     return statistics.mean(values) if values else None
 
 
-def _figures(g, n: int, seed: int, resamples: int) -> dict:
+def _figures(g, read: list[dict], n: int, seed: int, resamples: int) -> dict:
     """A group's figures: the mean over its seeds, each seed's, and the interval of the mean
     (subjects and seeds resampled together)."""
     ms = [e.summary["metrics"] for e in g.entries]
     vals = [m["mean_au_f1"] for m in ms]
-    ci = au_interval(_predictions(g), n, resamples, seed)
+    ci = au_interval(read, n, resamples, seed)
     datasets = list(ms[0]["per_dataset"])
     return {"mean_au_f1": statistics.mean(vals), "mean_au_f1_per_seed": vals,
             "mean_au_f1_std": statistics.stdev(vals) if len(vals) > 1 else None,
@@ -52,12 +52,12 @@ def _figures(g, n: int, seed: int, resamples: int) -> dict:
                             for d in datasets}}
 
 
-def _row(g, n: int, seed: int, resamples: int, parameters) -> dict:
+def _row(g, read: list[dict], n: int, seed: int, resamples: int, parameters) -> dict:
     e, s = g.first, g.first.summary
     secs = [f["worker_seconds"] for x in g.entries for f in x.summary["folds"]]
     return {"dataset": e.dataset, "method": e.method, **row_flags(s),
             "runs": [x.name for x in g.entries], "run": e.name,
-            "seeds": [x.seed for x in g.entries], **_figures(g, n, seed, resamples),
+            "seeds": [x.seed for x in g.entries], **_figures(g, read, n, seed, resamples),
             "parameters": parameters(e.method, e.exp, len(s["class_names"])),
             "seconds_per_fold": statistics.mean(secs) if secs and None not in secs else None,
             "synthetic": s["synthetic"], "pretrained": s["pretrained"]}
@@ -68,14 +68,14 @@ def constant_predictions(truth: dict, n: int) -> dict:
     return {s: (y, constant_masks(n, len(y))) for s, (y, _) in truth.items()}
 
 
-def constant_row(g, seed: int, resamples: int) -> tuple[dict, dict]:
-    """The constant predictor's row on the clips ``g``'s first run tested, and its
-    predictions."""
+def constant_row(g, truth: dict, seed: int, resamples: int) -> tuple[dict, dict]:
+    """The constant predictor's row on the clips ``g``'s first run tested (``truth``: that
+    run's predictions per subject), and its predictions."""
     from ..au_metrics import au_scores
 
     s = g.first.summary
     names = s["class_names"]
-    preds = constant_predictions(subject_predictions(g.first.store, g.first.name), len(names))
+    preds = constant_predictions(truth, len(names))
     pooled_y = [y for ys, _ in preds.values() for y in ys]
     pooled = au_scores(pooled_y, constant_masks(len(names), len(pooled_y)), names)
     from ..data.adapters.cd6me import part_of
@@ -104,8 +104,9 @@ def au_compare_rows(groups: list, seed: int, resamples: int, parameters) -> list
     for ds in dict.fromkeys(g.first.dataset for g in groups):
         gs = [g for g in groups if g.first.dataset == ds]
         n = len(gs[0].first.summary["class_names"])
-        made = [(g, _row(g, n, seed, resamples, parameters)) for g in gs]
-        const, const_preds = constant_row(gs[0], seed, resamples)
+        read = {id(g): _predictions(g) for g in gs}  # each run's predictions, read once
+        made = [(g, _row(g, read[id(g)], n, seed, resamples, parameters)) for g in gs]
+        const, const_preds = constant_row(gs[0], read[id(gs[0])][0], seed, resamples)
         top = best([r for _, r in made if not r["control"]], "mean_au_f1")
         top_group = next((g for g, r in made if r is top), None)
         family = []
@@ -118,23 +119,23 @@ def au_compare_rows(groups: list, seed: int, resamples: int, parameters) -> list
                     r.update(versus=f"{g.first.method} (honest)",
                              difference_kind="the leak: this leaky run minus its honest run",
                              difference={"mean_au_f1": au_paired(
-                                 _predictions(g), _predictions(own), n, resamples, seed)})
+                                 read[id(g)], read[id(own)], n, resamples, seed)})
             elif r["control"]:
                 r.update(versus=CONSTANT,
                          difference_kind="this control minus the constant predictor",
                          difference={"mean_au_f1": au_paired(
-                             _predictions(g), const_preds, n, resamples, seed)})
+                             read[id(g)], const_preds, n, resamples, seed)})
             elif top is not None and r is not top:
                 r.update(versus=top["method"],
                          difference_kind="this method minus the best honest method",
                          difference={"mean_au_f1": au_paired(
-                             _predictions(g), _predictions(top_group), n, resamples, seed)})
+                             read[id(g)], read[id(top_group)], n, resamples, seed)})
                 family.append(r)
         if top is not None:
             const.update(versus=top["method"],
                          difference_kind="the constant predictor minus the best honest method",
                          difference={"mean_au_f1": au_paired(
-                             const_preds, _predictions(top_group), n, resamples, seed)})
+                             const_preds, read[id(top_group)], n, resamples, seed)})
             family.append(const)
         adjusted = holm([r["difference"]["mean_au_f1"]["p"] for r in family])
         for r, p in zip(family, adjusted):
