@@ -59,9 +59,9 @@ class SyntheticSet:
         parts = [f"synthetic_{dataset}_{protocol}"]
         if seed != 0:
             parts.append(f"seed{seed}")
+        default = SyntheticSet()
         if (self.subjects_for(dataset), self.clips_for(dataset)) != \
-                (SYNTH_SUBJECTS.get(dataset, SYNTH_SIZE[0]), SYNTH_CLIPS.get(dataset,
-                                                                             SYNTH_SIZE[1])):
+                (default.subjects_for(dataset), default.clips_for(dataset)):
             parts.append(f"{self.subjects_for(dataset)}x{self.clips_for(dataset)}")
         if self.intensity != 1.0:
             parts.append(f"i{self.intensity:g}")

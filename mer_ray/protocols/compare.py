@@ -227,7 +227,7 @@ def _row(g: Group, seed: int) -> dict:
             "synthetic": s["synthetic"], "pretrained": s["pretrained"]}
 
 
-COUNTED: dict[str, int] = {}
+_COUNTED: dict[str, int] = {}
 
 
 def parameters(method: str, exp: ExperimentConfig | None, classes: int) -> int | None:
@@ -237,9 +237,9 @@ def parameters(method: str, exp: ExperimentConfig | None, classes: int) -> int |
         return None
     key = json.dumps([method, exp.to_dict()["model"], exp.to_dict()["data"], classes],
                      sort_keys=True, default=str)
-    if key not in COUNTED:
-        COUNTED[key] = method_named(method).parameters(exp, classes)
-    return COUNTED[key]
+    if key not in _COUNTED:
+        _COUNTED[key] = method_named(method).parameters(exp, classes)
+    return _COUNTED[key]
 
 
 def _difference(g: Group, other: Group, seed: int) -> dict:

@@ -47,6 +47,7 @@ def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
     rows, folds = [], []
     names = run.class_names
     multi = is_multilabel(run.data.protocol)
+    name = (lambda v: mask_name(v, names)) if multi else names.__getitem__
     for key in run.fold_keys:
         if not run.folder.fold_done(key):
             raise RuntimeError(f"fold {key} has no results in "
@@ -57,7 +58,6 @@ def collect(run: RunView) -> tuple[pl.DataFrame, list[FoldRecord]]:
         for i, (clip_key, y, p) in enumerate(zip(preds.keys, preds.labels, preds.probs)):
             subject, clip = clip_key.split("/", 1)
             pred = decided[i] if multi else max(range(len(p)), key=p.__getitem__)
-            name = (lambda v: mask_name(v, names)) if multi else names.__getitem__
             rows.append({"fold": key, "subject": subject, "clip": clip, "label": y,
                          "label_name": name(y), "prediction": pred,
                          "prediction_name": name(pred), "probabilities": p})
