@@ -1,15 +1,20 @@
 """Training-step throughput: full forward vs the cached frozen trunk (same batch, same config).
 
     python benchmarks/trunk_cache.py [--sizes 112 224] [--frames 8] [--batch 4] [--steps 3]
+                                     [--precisions fp32 bf16] [--threads N]
 
 Both paths run the same optimizer step on the same model and data; the cached path starts from
-trunk tokens computed once (that one-off cost is printed separately, per clip). Prints clips/s
-for each and the speed-up.
+trunk tokens computed once (that one-off cost is printed separately, per clip). Each precision
+is ``train.precision``'s meaning: fp32, or forward passes under bfloat16 autocast (the tokens
+are made in fp32 either way, as the platform makes them). ``--threads``: torch's threads (a
+fold worker has ``train.cpus_per_fold``, 1 by default; default here: torch's own choice, all
+cores). Prints clips/s for each and the speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 
@@ -20,12 +25,16 @@ from mer_ray.model import LossConfig, MERLoss, MERNet
 from mer_ray.model.variants import variant
 
 
-def steps_per_second(net, loss_fn, batch_input, labels, steps, cached):
+def steps_per_second(net, loss_fn, batch_input, labels, steps, cached, precision="fp32"):
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
         opt.zero_grad()
-        out = net(tokens=batch_input) if cached else net(batch_input)
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+              else contextlib.nullcontext()):
+            out = net(tokens=batch_input) if cached else net(batch_input)
+        out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+               for k, v in out.items()}
         loss_fn(out, labels)["total"].backward()
         opt.step()
 
@@ -44,9 +53,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lora-blocks", type=int, default=2)
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
-    for size in args.sizes:
+    for size, precision in ((s, pr) for s in args.sizes for pr in args.precisions):
         torch.manual_seed(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -58,12 +71,12 @@ def main() -> None:
         start = time.perf_counter()
         tokens = net.trunk_tokens(clips).half()  # what a cache stores
         cache_cost = (time.perf_counter() - start) / args.batch
-        full = steps_per_second(net, loss_fn, clips, labels, args.steps, cached=False)
-        cached = steps_per_second(net, loss_fn, tokens, labels, args.steps, cached=True)
-        rows.append((size, args.frames, args.batch, f"{full * args.batch:.2f}",
-                     f"{cached * args.batch:.2f}", f"{cached / full:.1f}x",
+        full = steps_per_second(net, loss_fn, clips, labels, args.steps, False, precision)
+        cached = steps_per_second(net, loss_fn, tokens, labels, args.steps, True, precision)
+        rows.append((size, precision, args.frames, args.batch, f"{full * args.batch:.2f}",
+                     f"{cached * args.batch:.2f}", f"{cached / full:.2f}x",
                      f"{cache_cost:.2f}"))
-    show(["S", "T", "batch", "full clips/s", "cached clips/s", "speed-up",
+    show(["S", "precision", "T", "batch", "full clips/s", "cached clips/s", "speed-up",
           "trunk s/clip (once)"], rows,
          title=f"ViT-S/14 LoRA (lora_blocks={args.lora_blocks}) training step, "
                f"{torch.get_num_threads()} threads")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mer_ray import methods
-from mer_ray.config import ExperimentConfig, parse_override
+from mer_ray.config import ExperimentConfig, load_experiment, parse_override
 from mer_ray.methods import METHODS, Method, load_with_recipe, method_named, register
 from mer_ray.protocols.loso import plan_loso, train_folds
 from mer_ray.protocols.summary import print_summary, summarise_run
@@ -106,10 +106,15 @@ def test_a_chosen_method_trains_with_its_recipe_wherever_it_is_chosen():
     exp, _ = experiment_config(args)
     assert exp.train.lr == recipe.lr != 1e-3  # the recipe's, not demo.yaml's
     assert exp.train.max_epochs == recipe.max_epochs
+    # demo.yaml's bf16 is the paper model's; STSTNet trains in full precision, as its authors did
+    assert exp.train.precision == recipe.precision == "fp32" != load_experiment(
+        demo).train.precision
     assert exp == method_config(demo, {"data.flow": "tvl1"}, "ststnet", None, False)
     args = build_parser().parse_args(["train", "--config", demo, "--flow", "tvl1", "--set",
-                                      "model.method=ststnet", "--set", "train.lr=0.01"])
+                                      "model.method=ststnet", "--set", "train.lr=0.01",
+                                      "--set", "train.precision=bf16"])
     assert experiment_config(args)[0].train.lr == 0.01
+    assert experiment_config(args)[0].train.precision == "bf16"
     mer, _ = experiment_config(build_parser().parse_args(["train", "--config", demo]))
     assert mer.train.lr == 1e-3  # the paper's model: the file as written
 

@@ -53,6 +53,28 @@ def test_sfa_split_reconstructs_exactly():
     assert ((w >= 0) & (w <= 1)).all() and w.shape == (2, 8)
 
 
+@pytest.mark.parametrize("t,d", [(8, 3456), (7, 385)])
+def test_sfa_split_is_bitwise_the_shifted_spectrum_split(t, d):
+    """The split masks the unshifted spectrum with the unshifted mask: the values and the
+    gradients are those of masking the centred spectrum with the centred mask, to the bit."""
+    def shifted(x, rho=0.25):  # the centred form: fftshift, mask, ifftshift
+        spec = torch.fft.fftshift(torch.fft.fft2(x), dim=(-2, -1))
+        m = low_pass_mask(t, d, rho)
+        back = lambda s: torch.fft.ifft2(torch.fft.ifftshift(s, dim=(-2, -1))).real  # noqa: E731
+        lo, hi = back(spec * m), back(spec * (1 - m))
+        e_lo, e_hi = lo.pow(2).sum(-1), hi.pow(2).sum(-1)
+        return lo, hi, e_hi / (e_lo + e_hi + 1e-6)
+
+    x = torch.randn(3, t, d, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    weights = [torch.randn(3, t, d), torch.randn(3, t, d), torch.randn(3, t)]
+    ours, ref = frequency_split(x, 0.25), shifted(x)
+    for a, b in zip(ours, ref):
+        assert torch.equal(a, b)
+    grad = lambda outs: torch.autograd.grad(  # noqa: E731
+        sum((o * w).sum() for o, w in zip(outs, weights)), x)[0]
+    assert torch.equal(grad(ours), grad(ref))
+
+
 @pytest.mark.parametrize("t,d,rho", [(8, 768, 0.25), (7, 384, 0.1), (16, 64, 0.4)])
 def test_mask_is_centred_and_point_symmetric(t, d, rho):
     m = low_pass_mask(t, d, rho)
@@ -504,3 +526,24 @@ def test_cached_views_need_the_trunk_cache_and_augmentation(bad):
     ok = TrainConfig(cached_views=2, cache_trunk=True)
     assert ok.views_id.startswith("v2-") and TrainConfig().views_id is None
     assert TrainConfig(cached_views=2, cache_trunk=True, seed=1).views_id != ok.views_id
+
+
+def test_cpu_bf16_head_uses_three_step_attention(clips):
+    """Under bfloat16 autocast on the CPU the LoRA blocks compute attention in three steps
+    (the fused kernel's backward is slow there); in fp32 they use the fused kernel. Both give
+    the same features within bf16's precision, and LoRA gets gradients either way."""
+    net = make().train()
+    tokens = net.trunk_tokens(clips)
+    blocks = net.encoder.vit.blocks[net.encoder.split:]
+    fp32 = net(tokens=tokens)["logits"]
+    assert all(b.attn.fused_attn for b in blocks)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = net(tokens=tokens)["logits"]
+    assert not any(b.attn.fused_attn for b in blocks)
+    assert bf16.dtype == torch.bfloat16
+    assert torch.allclose(bf16.float(), fp32, atol=0.1, rtol=0.05)
+    bf16.float().sum().backward()
+    lora = [p for n, p in net.named_parameters() if "lora_B" in n]
+    assert lora and all(p.grad is not None for p in lora)
+    again = net(tokens=tokens)["logits"]  # fp32 again: the fused kernel, the same values
+    assert all(b.attn.fused_attn for b in blocks) and torch.equal(again, fp32)

@@ -19,6 +19,7 @@ class Recipe:
     max_epochs: int | None = described(None, "upper bound on epochs")
     patience: int | None = described(None, "epochs without a better validation UF1 before "
                                            "stopping")
+    precision: str | None = described(None, "fp32 | bf16 | auto (train.precision)")
 
     def values(self) -> dict[str, Any]:
         """The recipe as configuration settings (``train.<field>``)."""

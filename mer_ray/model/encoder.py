@@ -54,6 +54,16 @@ def pooling_matrix(n: int, g: int) -> torch.Tensor:
     return m
 
 
+def fused_attention(x: torch.Tensor) -> bool:
+    """Whether attention over ``x`` uses the fused kernel (``scaled_dot_product_attention``)
+    rather than its three-step form (scores, softmax, weighted sum). Fused, except under
+    bfloat16 autocast on the CPU: there the fused kernel's backward runs at a fraction of the
+    three-step form's speed (about 50 ms against 6 ms for 128 frames of 17 tokens), and the
+    three-step form's products run on the CPU's bf16 matrix units (benchmarks/roofline.py).
+    In fp32, and on GPUs, nothing changes."""
+    return x.is_cuda or not torch.is_autocast_enabled(x.device.type)
+
+
 class WeightsError(ValueError):
     """A backbone weights file that does not fit the model; the message names the file."""
 
@@ -271,7 +281,9 @@ class FrameEncoder(nn.Module):
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
         """Trunk tokens (N, L, D) -> frame features (N, out_dim)."""
         x = tokens
+        fused = fused_attention(tokens)
         for blk in self.vit.blocks[self.split:]:
+            blk.attn.fused_attn = fused
             x = blk(x)
         x = self.vit.norm(x)
         cls, patches = x[:, 0], x[:, self.num_prefix_tokens:].mean(dim=1)

@@ -12,29 +12,38 @@ from torch.nn import functional as F
 
 
 @lru_cache(maxsize=32)
-def _mask_np(t: int, d: int, rho: float) -> np.ndarray:
+def _mask_np(t: int, d: int, rho: float, centred: bool = True) -> np.ndarray:
     # Cached as numpy, not as a tensor: a tensor cached while torch.export traces would be a
     # fake tensor, and every later eager call would get it back.
     u = (np.arange(t, dtype=np.float64) - t // 2) / t
     v = (np.arange(d, dtype=np.float64) - d // 2) / d
-    return (np.sqrt(u[:, None] ** 2 + v[None, :] ** 2) <= rho).astype(np.float32)
+    m = (np.sqrt(u[:, None] ** 2 + v[None, :] ** 2) <= rho).astype(np.float32)
+    return m if centred else np.fft.ifftshift(m)
 
 
-def low_pass_mask(t: int, d: int, rho: float, device=None) -> torch.Tensor:
+def low_pass_mask(t: int, d: int, rho: float, device=None, centred: bool = True
+                  ) -> torch.Tensor:
     """Binary (T, D) mask of the centred (fftshifted) spectrum: 1 within radius ``rho`` of the
-    centre, in normalised coordinates u = (i - T//2)/T, v = (j - D//2)/D."""
-    return torch.from_numpy(_mask_np(t, d, float(rho))).to(device)
+    centre, in normalised coordinates u = (i - T//2)/T, v = (j - D//2)/D. ``centred=False``:
+    the same mask moved back to the unshifted spectrum's order (``ifftshift``), the order
+    ``torch.fft.fft2`` returns."""
+    return torch.from_numpy(_mask_np(t, d, float(rho), centred)).to(device)
 
 
 def frequency_split(x: torch.Tensor, rho: float, eps: float = 1e-6):
     """(B, T, D) -> (x_low, x_high, w). x_low + x_high == x; w (B, T) in [0, 1] is each frame's
-    share of high-frequency energy."""
+    share of high-frequency energy.
+
+    The centred mask applied to the shifted spectrum and shifted back (``ifftshift(fftshift(F)
+    * m)``) is the unshifted spectrum times the unshifted mask (``F * ifftshift(m)``): the same
+    products of the same numbers, so the same values to the last bit, without moving the
+    spectrum there and back in the forward and the backward pass."""
     t, d = x.shape[-2:]
     work = torch.promote_types(x.dtype, torch.float32)  # FFT in at least float32
-    spec = torch.fft.fftshift(torch.fft.fft2(x.to(work)), dim=(-2, -1))
-    m = low_pass_mask(t, d, rho, x.device)
-    back = lambda s: torch.fft.ifft2(torch.fft.ifftshift(s, dim=(-2, -1))).real  # noqa: E731
-    x_low, x_high = back(spec * m), back(spec * (1 - m))
+    spec = torch.fft.fft2(x.to(work))
+    m = low_pass_mask(t, d, rho, x.device, centred=False)
+    x_low = torch.fft.ifft2(spec * m).real
+    x_high = torch.fft.ifft2(spec * (1 - m)).real
     e_low, e_high = x_low.pow(2).sum(-1), x_high.pow(2).sum(-1)
     w = e_high / (e_low + e_high + eps)
     return x_low.to(x.dtype), x_high.to(x.dtype), w.to(x.dtype)
