@@ -11,9 +11,11 @@ alternating which goes first, each in a fresh work folder: exactly `make demo`'s
 (``mer-ray train --config experiments/configs/demo.yaml``, then ``mer-ray report``), each
 version with its own ``demo.yaml``. From every run's output: the whole wall time, and the
 phases the command reports (aligning, the shared trunk tokens, the folds: from Ray Train's
-start to the last fold's record). Prints the per-version median over the rounds, the ratios,
-and the predictions compared clip by clip (predicted class, and the largest difference of a
-class probability).
+start to the last fold's record). Then, once, this code with ``--set train.precision=fp32``
+(``auto``, the earlier default, is fp32 on a CPU): what this code changes besides the
+precision (``--no-fp32`` skips it). Prints the per-version median over the rounds, the ratios,
+and each run's predictions against the earlier version's, clip by clip (predicted class, and
+the largest difference of a class probability).
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def checkout(rev: str, where: Path) -> Path:
     return where
 
 
-def demo(code: Path, workdir: Path) -> dict:
-    """`make demo`'s two commands from nothing with the code in ``code``."""
+def demo(code: Path, workdir: Path, extra: tuple[str, ...] = ()) -> dict:
+    """`make demo`'s two commands from nothing with the code in ``code`` (``extra``: more
+    arguments for ``mer-ray train``)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(code), "RAY_TMPDIR": os.environ.get(
@@ -77,7 +80,7 @@ def demo(code: Path, workdir: Path) -> dict:
     py = [sys.executable, "-m", "mer_ray"]
     cmds = [py + ["train", "--config", "experiments/configs/demo.yaml", "--workdir",
                   str(workdir / "data"), "--storage-path", str(workdir / "results"), "--name",
-                  "demo"],
+                  "demo", *extra],
             py + ["report", str(workdir / "results"), "--out", str(workdir / "report")]]
     start = time.perf_counter()
     log = ""
@@ -117,6 +120,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/merspeed"))
     p.add_argument("--out", type=Path, default=Path("speedup.json"))
+    p.add_argument("--no-fp32", action="store_true",
+                   help="skip the run of this code with train.precision=fp32")
     args = p.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     codes = {"before": checkout(args.before, args.workdir / "before-code"), "after": REPO}
@@ -126,38 +131,62 @@ def main() -> None:
         for name in order:
             res = demo(codes[name], args.workdir / f"{name}-{r}")
             runs[name].append(res)
+            (args.workdir / f"{name}-{r}" / "result.json").write_text(json.dumps(res))
             print(f"round {r + 1} {name}: {res['wall_s']:.0f} s, folds {res.get('folds')} s, "
                   f"UF1 {res['uf1']:.4f} ({res['code_version']})", flush=True)
+    if not args.no_fp32:  # this code in the earlier version's precision: what else changed
+        res = demo(REPO, args.workdir / "after-fp32", ("--set", "train.precision=fp32"))
+        runs["after, fp32"] = [res]
+        print(f"after, fp32: {res['wall_s']:.0f} s, folds {res.get('folds')} s, UF1 "
+              f"{res['uf1']:.4f}", flush=True)
     report(runs, args.out)
 
 
+def _median(rs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _text(x: float | None, fmt: str = "{:.0f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _ratio(b: float | None, a: float | None) -> str:
+    return "-" if not a or b is None else f"{b / a:.2f}x"
+
+
 def report(runs: dict[str, list[dict]], out: Path) -> None:
-    med = {name: {k: statistics.median(r[k] for r in rs if k in r)
-                  for k in ("wall_s", "align", "tokens", "folds")} for name, rs in runs.items()}
+    keys = ("wall_s", "align", "tokens", "folds")
+    med = {name: {k: _median(rs, k) for k in keys} for name, rs in runs.items()}
     rows = []
     for name, rs in runs.items():
         r0 = rs[0]
-        rows.append((name, f"{r0['code_version']} ({r0['precision']})", ", ".join(f"{r['wall_s']:.0f}" for r in rs),
-                     f"{med[name]['wall_s']:.0f}", f"{med[name]['align']:.0f}",
-                     f"{med[name]['tokens']:.0f}", f"{med[name]['folds']:.0f}",
+        rows.append((name, f"{r0['code_version']} ({r0['precision']})",  # auto: fp32 on a CPU
+                     ", ".join(f"{r['wall_s']:.0f}" for r in rs),
+                     *(_text(med[name][k]) for k in keys),
                      f"{r0['uf1']:.4f} / {r0['uar']:.4f} / {r0['fold_mean_uf1']:.4f}"))
-    b, a = med["before"], med["after"]
-    rows.append(("after vs before", "", "", f"{b['wall_s'] / a['wall_s']:.2f}x",
-                 f"{b['align'] / a['align']:.2f}x", f"{b['tokens'] / a['tokens']:.2f}x",
-                 f"{b['folds'] / a['folds']:.2f}x", ""))
-    show(["code", "version (precision)", "make demo s (each round)", "median s", "align s", "tokens s",
-          "folds s", "UF1 / UAR (all folds) / UF1 fold mean"], rows,
-         title="make demo from nothing, both versions in one run (medians over rounds)")
-    same = compare_predictions(runs["before"][0]["predictions"], runs["after"][0]["predictions"])
-    within = [compare_predictions(rs[0]["predictions"], rs[-1]["predictions"])
-              for rs in runs.values() if len(rs) > 1]
-    print(f"predictions, before vs after: {same['same_predicted_class']} of {same['clips']} "
-          f"clips predict the same class; largest class-probability difference "
-          f"{same['max_probability_diff']:.3g}")
-    for name, w in zip((n for n, rs in runs.items() if len(rs) > 1), within):
-        print(f"predictions, {name} round 1 vs round {len(runs[name])}: "
-              f"{w['same_predicted_class']} of {w['clips']} the same, largest difference "
-              f"{w['max_probability_diff']:.3g}")
+    rows.append(("after vs before", "", "",
+                 *(_ratio(med["before"][k], med["after"][k]) for k in keys), ""))
+    if "after, fp32" in med:
+        rows.append(("after, fp32 vs before", "", "",
+                     *(_ratio(med["before"][k], med["after, fp32"][k]) for k in keys), ""))
+    show(["code", "version (precision)", "make demo s (each round)", "median s", "align s",
+          "tokens s", "folds s", "UF1 / UAR (all folds) / UF1 fold mean"], rows,
+         title="make demo from nothing, both versions in one run (medians over rounds; align "
+               "is printed only when it takes long enough to report)")
+    same = {name: compare_predictions(runs["before"][0]["predictions"], rs[0]["predictions"])
+            for name, rs in runs.items() if name != "before"}
+    for name, c in same.items():
+        print(f"predictions, before vs {name}: {c['same_predicted_class']} of {c['clips']} "
+              f"clips predict the same class; largest class-probability difference "
+              f"{c['max_probability_diff']:.3g}")
+    within = {}
+    for name, rs in runs.items():
+        if len(rs) > 1:
+            w = within[name] = compare_predictions(rs[0]["predictions"], rs[-1]["predictions"])
+            print(f"predictions, {name}, round 1 vs round {len(rs)}: {w['same_predicted_class']} "
+                  f"of {w['clips']} the same class, largest difference "
+                  f"{w['max_probability_diff']:.3g}")
     out.write_text(json.dumps({"runs": runs, "medians": med, "before_vs_after": same,
                                "repeat": within}, indent=1))
     print(f"written: {out}")

@@ -57,3 +57,30 @@ def fold_device(use_gpu: bool) -> torch.device:
         raise DeviceError("train.use_gpu: this fold was sent to a GPU but its process sees no "
                           "CUDA device (is CUDA_VISIBLE_DEVICES set?)")
     return torch.device("cuda", 0)
+
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU multiplies bfloat16 numbers in hardware (``amx_bf16`` or
+    ``avx512_bf16`` among /proc/cpuinfo's flags); None where the flags cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), None)
+    if flags is None:
+        return None
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def warn_if_bf16_emulated(precision: str, use_gpu: bool) -> None:
+    """``train.precision=bf16`` on CPU folds of a CPU without bf16 arithmetic: torch emulates
+    it there, slower than fp32. Said once per process; the run goes on as configured."""
+    import warnings
+
+    if precision == "bf16" and not use_gpu and cpu_bf16_units() is False:
+        warnings.warn("train.precision=bf16 on a CPU without bf16 matrix units (no amx_bf16 or "
+                      "avx512_bf16 flag): bfloat16 is emulated here and slower than fp32; "
+                      "--set train.precision=fp32 trains in full precision", stacklevel=2)

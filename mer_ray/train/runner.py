@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..config import ExperimentConfig, TrainConfig
-from ..fitting.device import fold_device, use_gpus
+from ..fitting.device import fold_device, use_gpus, warn_if_bf16_emulated
 from ..fitting.job import FoldJob
 from ..records import FoldRecord
 from .attempt import fold_summary, run_job
@@ -57,6 +57,7 @@ def run_jobs(jobs: Jobs, tc: TrainConfig, *, local: bool = False,
     cluster's GPUs on Ray, this process's locally)."""
     if use_gpu is None:
         use_gpu = use_gpus(tc.use_gpu, on_ray=not local)
+    warn_if_bf16_emulated(tc.precision, use_gpu)
     if local:
         made = jobs() if callable(jobs) else jobs
         todo = pending(made)
