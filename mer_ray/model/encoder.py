@@ -56,11 +56,12 @@ def pooling_matrix(n: int, g: int) -> torch.Tensor:
 
 def fused_attention(x: torch.Tensor) -> bool:
     """Whether attention over ``x`` uses the fused kernel (``scaled_dot_product_attention``)
-    rather than its three-step form (scores, softmax, weighted sum). Fused, except under
-    bfloat16 autocast on the CPU: there the fused kernel's backward runs at a fraction of the
-    three-step form's speed (about 50 ms against 6 ms for 128 frames of 17 tokens), and the
-    three-step form's products run on the CPU's bf16 matrix units (benchmarks/roofline.py).
-    In fp32, and on GPUs, nothing changes."""
+    rather than its three-step form (scores, softmax, weighted sum): the same function, rounded
+    differently. Fused, except under bfloat16 autocast on the CPU, where the fused kernel's
+    backward is slow (one block over 128 frames of 17 tokens: about 51 ms in bf16 against 6.6
+    ms in fp32) and the three-step form's products run on the CPU's bf16 matrix units: the demo's
+    two trained blocks, forward and backward, 117 ms in bf16 this way, about 300 ms in fp32
+    (benchmarks/roofline.py has the whole fold). In fp32, and on GPUs, nothing changes."""
     return x.is_cuda or not torch.is_autocast_enabled(x.device.type)
 
 
