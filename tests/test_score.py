@@ -231,3 +231,26 @@ def test_clip_ids_that_repeat_across_subjects_need_a_subject_column():
     scored = match(frame.with_columns(subject=pl.Series(["sub01", "sub01", "sub02", "sub03"])),
                    truth, "theirs.csv")
     assert scored["prediction"].to_list() == [0, 1, 1, 2] == scored["label"].to_list()
+
+
+def test_a_row_without_a_clip_id_is_refused_for_classes_and_for_action_units():
+    """A row whose clip cannot be named (no clip id, or no subject where the file has a subject
+    column) is refused with the same line whether the file predicts classes or AU sets."""
+    from mer_ray.protocols.au_scoring import match_aus
+    from mer_ray.protocols.scoring import ScoreRefused, match
+    from mer_ray.protocols.truth import Truth
+
+    frame = pl.DataFrame({"subject": ["sub01", "sub02", None], "clip": ["c1", "c2", "c3"],
+                          "prediction": ["negative", "positive", "negative"]})
+    truth = Truth("casme2", "3class", ("negative", "positive", "surprise"),
+                  ("sub01/c1", "sub02/c2"), (0, 1), (), {"hash": "x"}, "fixture")
+    with pytest.raises(ScoreRefused, match=r"theirs.csv: refused: 1 row\(s\) have no clip id"):
+        match(frame, truth, "theirs.csv")
+    aus = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15",
+           "AU17")
+    au_truth = Truth("cd6me", "cd6me", aus, ("casme2_sub01/c1", "samm_sub02/c2"), (1, 4), (),
+                     {"hash": "x"}, "fixture")
+    au_frame = frame.with_columns(pl.Series("subject", ["casme2_sub01", "samm_sub02", None]),
+                                  pl.Series("prediction", ["AU1", "AU4", "AU1"]))
+    with pytest.raises(ScoreRefused, match=r"theirs.csv: refused: 1 row\(s\) have no clip id"):
+        match_aus(au_frame, au_truth, "theirs.csv")

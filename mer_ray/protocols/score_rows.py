@@ -55,9 +55,12 @@ def row_keys(frame: pl.DataFrame, truth: Truth, clip_col: str, subject_col: str 
 
 
 def clip_problems(keys: list, ambiguous: set[str], truth: Truth, problems: list[str]) -> None:
-    """The rows' keys against the truth's clips: clips it does not have, clips predicted more
-    than once, clips with no prediction (an ambiguous id is reported as such, not again as
-    missing); one line each, added to ``problems``."""
+    """The rows' keys against the truth's clips: rows without a clip id, clips it does not
+    have, clips predicted more than once, clips with no prediction (an ambiguous id is reported
+    as such, not again as unnamed or missing); one line each, added to ``problems``."""
+    unnamed = sum(k is None for k in keys)
+    if unnamed and not problems:
+        problems.append(f"{unnamed} row(s) have no clip id")
     truth_of = set(truth.keys)
     extra = sorted({k for k in keys if k is not None and k not in truth_of})
     if extra:

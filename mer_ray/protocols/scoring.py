@@ -119,9 +119,6 @@ def match(frame: pl.DataFrame, truth: Truth, file: str) -> pl.DataFrame:
     keys, ambiguous = row_keys(frame, truth, clip_col, column_named(frame, "subject", "subject_id"),
                             problems)
     truth_of = dict(zip(truth.keys, truth.labels))
-    unnamed = sum(k is None for k in keys)
-    if unnamed and not problems:
-        problems.append(f"{unnamed} row(s) have no clip id")
     clip_problems(keys, ambiguous, truth, problems)
     given = frame[pred_col].to_list()
     preds = [_class_of(v, names) for v in given]
