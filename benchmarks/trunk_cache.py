@@ -14,13 +14,13 @@ cores). Prints clips/s for each and the speed-up.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 import warnings
 
 import torch
 
 from mer_ray.console import show
+from mer_ray.fitting.loop import autocast, autocast_dtype, fp32
 from mer_ray.model import LossConfig, MERLoss, MERNet
 from mer_ray.model.variants import variant
 
@@ -28,14 +28,13 @@ from mer_ray.model.variants import variant
 def steps_per_second(net, loss_fn, batch_input, labels, steps, cached, precision="fp32"):
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
 
-    def step():
+    amp = autocast_dtype(precision, "cpu")
+
+    def step():  # as the fold loop's training step: autocast forward, the loss in fp32
         opt.zero_grad()
-        with (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-              else contextlib.nullcontext()):
+        with autocast(amp, "cpu"):
             out = net(tokens=batch_input) if cached else net(batch_input)
-        out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-               for k, v in out.items()}
-        loss_fn(out, labels)["total"].backward()
+        loss_fn(fp32(out), labels)["total"].backward()
         opt.step()
 
     step()  # warm-up
