@@ -7,7 +7,17 @@ export RAY_TMPDIR ?= /tmp/merray
 
 .PHONY: install demo test test-fast lint clean
 
+# The environment is about 7.5 GB (PyTorch with its CUDA libraries); a full disk otherwise
+# fails half-way through pip with "No space left on device"; a new one is checked first.
+NEED_GB := 8
+
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ ! -d $(VENV) ] && [ "$$free" -lt $(NEED_GB) ]; then \
+		echo "make: the environment ($(VENV)) needs about $(NEED_GB) GB; $$free GB is free on the disk" \
+			"holding $(CURDIR). Free some space (df -h $(CURDIR)) and run make again." >&2; \
+		exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	@# OpenCV's contrib build (TV-L1 flow) replaces the plain one; both at once break `import cv2`
