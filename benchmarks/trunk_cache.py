@@ -8,7 +8,9 @@ trunk tokens computed once (that one-off cost is printed separately, per clip). 
 is ``train.precision``'s meaning: fp32, or forward passes under bfloat16 autocast (the tokens
 are made in fp32 either way, as the platform makes them). ``--threads``: torch's threads (a
 fold worker has ``train.cpus_per_fold``, 1 by default; default here: torch's own choice, all
-cores). Prints clips/s for each and the speed-up.
+cores). ``--allocator default`` leaves glibc's thresholds as they are (the platform's training
+processes keep freed blocks for reuse: mer_ray/fitting/memory.py); the two are separate runs.
+Prints clips/s for each and the speed-up.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from mer_ray.console import show
 from mer_ray.fitting.loop import autocast, autocast_dtype, fp32
+from mer_ray.fitting.memory import reuse_freed_memory
 from mer_ray.model import LossConfig, MERLoss, MERNet
 from mer_ray.model.variants import variant
 
@@ -54,9 +57,14 @@ def main() -> None:
     p.add_argument("--lora-blocks", type=int, default=2)
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--allocator", choices=["reuse", "default"], default="reuse",
+                   help="reuse: freed blocks kept, as the platform's training processes keep "
+                        "them (mer_ray.fitting.memory); default: glibc's own thresholds")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == "reuse" and not reuse_freed_memory():
+        print("the allocator setting did not apply here (not glibc): its own thresholds")
     rows = []
     for size, precision in ((s, pr) for s in args.sizes for pr in args.precisions):
         torch.manual_seed(0)
@@ -78,7 +86,7 @@ def main() -> None:
     show(["S", "precision", "T", "batch", "full clips/s", "cached clips/s", "speed-up",
           "trunk s/clip (once)"], rows,
          title=f"ViT-S/14 LoRA (lora_blocks={args.lora_blocks}) training step, "
-               f"{torch.get_num_threads()} threads")
+               f"{torch.get_num_threads()} threads, allocator: {args.allocator}")
 
 
 if __name__ == "__main__":

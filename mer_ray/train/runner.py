@@ -22,6 +22,7 @@ import torch
 from ..config import ExperimentConfig, TrainConfig
 from ..fitting.device import fold_device, use_gpus, warn_if_bf16_emulated
 from ..fitting.job import FoldJob
+from ..fitting.memory import reuse_freed_memory
 from ..records import FoldRecord
 from .attempt import fold_summary, run_job
 from .folder import RunFolder
@@ -102,6 +103,7 @@ def _run_here(jobs: list[FoldJob], tc: TrainConfig, bar: Progress | None,
         return []
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(tc.cpus_per_fold)))
+    reuse_freed_memory()
     records, errors = [], {}
     try:
         for job in jobs:

@@ -28,6 +28,7 @@ import torch
 from ..config import TrainConfig
 from ..fitting.device import fold_device
 from ..fitting.job import FoldJob
+from ..fitting.memory import reuse_freed_memory
 from ..records import FoldRecord
 from .attempt import fold_summary, run_job
 from .progress import Progress
@@ -196,6 +197,7 @@ def slot_worker(config: dict) -> None:
 
     queue, slot = config["queue"], config["slot"]
     torch.set_num_threads(config["threads"])
+    reuse_freed_memory()
     device = fold_device(config["use_gpu"])
     ctx = ray.get_runtime_context()
     node = (ctx.get_node_id(), ray.util.get_node_ip_address())

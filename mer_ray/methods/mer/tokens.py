@@ -66,6 +66,7 @@ from ...data.shards import (
 )
 from ...fitting.device import fold_device
 from ...fitting.job import TokenSource
+from ...fitting.memory import reuse_freed_memory
 from ...model.build import TrunkMismatch, build_model, trunk_fingerprint
 from ...model.encoder import BackboneSource
 from ...provenance import libraries
@@ -111,6 +112,7 @@ class TrunkEncoder:
     def __init__(self, experiment: dict, num_classes: int, threads: int, use_gpu: bool,
                  backbone: BackboneSource, fingerprint: str, driver: dict):
         torch.set_num_threads(threads)
+        reuse_freed_memory()
         self.device = fold_device(use_gpu)
         exp = ExperimentConfig.from_dict(experiment)
         self.train_cfg = exp.train
@@ -333,6 +335,7 @@ def _compute_tokens(shards: Shards, exp: ExperimentConfig, net, backbone: Backbo
     with Ticker(f"computing the frozen-trunk tokens of {shards.meta.clips} clips{views} "
                 f"({'in this process' if where == 'here' else 'Ray Data'})") as tick:
         if where == "here":
+            reuse_freed_memory()
             encode_here(shards, net, out.where(), fold_device(use_gpu), exp.train, tick.update)
         else:
             ray_pass(shards, exp, backbone, use_gpu, slots, fingerprint, out.where())
