@@ -20,27 +20,22 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 REUSE_MB = 256
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-_DONE: list[bool] = []
 
 
-def reuse_freed_memory(libc=None) -> bool:
+@functools.cache
+def reuse_freed_memory() -> bool:
     """Set this process's allocator to keep freed blocks up to ``REUSE_MB`` (glibc on Linux
     only: elsewhere nothing changes). Once per process; True when the setting holds."""
-    if _DONE:
-        return _DONE[0]
-    ok = False
-    if libc is not None or sys.platform.startswith("linux"):
-        try:
-            libc = libc or ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):  # not glibc (musl has no mallopt): leave it
-            mallopt = None
-        if mallopt is not None:
-            size = REUSE_MB << 20
-            ok = bool(mallopt(_M_MMAP_THRESHOLD, size)) and bool(mallopt(_M_TRIM_THRESHOLD, size))
-    _DONE.append(ok)
-    return ok
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): leave it
+        return False
+    size = REUSE_MB << 20
+    return bool(mallopt(_M_MMAP_THRESHOLD, size)) and bool(mallopt(_M_TRIM_THRESHOLD, size))
