@@ -549,22 +549,18 @@ def test_cpu_bf16_head_uses_three_step_attention(clips):
     assert all(b.attn.fused_attn for b in blocks) and torch.equal(again, fp32)
 
 
-def test_bf16_on_a_cpu_without_bf16_units_is_said():
+def test_bf16_on_a_cpu_without_bf16_units_is_said(monkeypatch):
     from mer_ray.fitting import device
 
     assert device.cpu_bf16_units("flags\t\t: fpu sse avx512f amx_bf16 amx_tile\n") is True
     assert device.cpu_bf16_units("flags\t\t: fpu sse avx2\n") is False
     assert device.cpu_bf16_units("processor\t: 0\n") is None
-    real = device.cpu_bf16_units
-    try:
-        device.cpu_bf16_units = lambda: False
-        with pytest.warns(UserWarning, match="emulated"):
-            device.warn_if_bf16_emulated("bf16", use_gpu=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            device.warn_if_bf16_emulated("bf16", use_gpu=True)  # GPUs: nothing to say
-            device.warn_if_bf16_emulated("fp32", use_gpu=False)
-            device.cpu_bf16_units = lambda: True
-            device.warn_if_bf16_emulated("bf16", use_gpu=False)
-    finally:
-        device.cpu_bf16_units = real
+    monkeypatch.setattr(device, "cpu_bf16_units", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        device.warn_if_bf16_emulated("bf16", use_gpu=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        device.warn_if_bf16_emulated("bf16", use_gpu=True)  # GPUs: nothing to say
+        device.warn_if_bf16_emulated("fp32", use_gpu=False)
+        monkeypatch.setattr(device, "cpu_bf16_units", lambda: True)
+        device.warn_if_bf16_emulated("bf16", use_gpu=False)
